@@ -1,1 +1,13 @@
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sg"));
+//! sgd: turns security groups into eBPF maps and enforces them with a TC
+//! program on each bound interface.
+//!
+//! - [`model`]: the validated objects (groups, rules, bindings);
+//! - [`config`]: reading and validating the TOML file;
+//! - [`compile`]: merged, ordered rules of an interface to bit-vector tables;
+//! - [`dataplane`]: loading the eBPF program, writing maps, attaching;
+//! - [`daemon`]: applying a whole config to the interfaces, reloads.
+pub mod compile;
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod model;

@@ -12,7 +12,7 @@ use sg_common::{
 use crate::{SG_ADDR, SG_PORT, SG_PROTO, SG_TABLES, parse::Flow};
 
 pub enum Outcome {
-    Rule { accept: bool, index: u32 },
+    Rule { accept: bool },
     Default { accept: bool },
 }
 
@@ -25,9 +25,19 @@ pub fn classify(table: u32, flow: &Flow, dir: usize) -> Outcome {
         accept: info.default_accept != 0,
     };
 
-    let proto_bits = match unsafe { SG_PROTO.get(&ProtoKey { table, proto: flow.proto as u32 }) } {
+    let proto_bits = match unsafe {
+        SG_PROTO.get(&ProtoKey {
+            table,
+            proto: flow.proto as u32,
+        })
+    } {
         Some(bits) => bits,
-        None => match unsafe { SG_PROTO.get(&ProtoKey { table, proto: PROTO_ANY }) } {
+        None => match unsafe {
+            SG_PROTO.get(&ProtoKey {
+                table,
+                proto: PROTO_ANY,
+            })
+        } {
             Some(bits) => bits,
             None => return default,
         },
@@ -62,7 +72,6 @@ pub fn classify(table: u32, flow: &Flow, dir: usize) -> Outcome {
     match first_common_bit(proto_bits, addr_bits, port_bits) {
         Some((word, bit)) => Outcome::Rule {
             accept: info.accept.words[word] & bit != 0,
-            index: word as u32 * 64 + bit.trailing_zeros(),
         },
         None => default,
     }

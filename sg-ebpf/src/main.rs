@@ -21,10 +21,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use sg_common::{
-    AddrKey, Bitmap, CONNTRACK_ENTRIES, CtKey, CtValue, GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND,
-    GLOBAL_BLOCK_SMTP, GlobalConfig, IFACE_HYPERVISOR, INBOUND, InterfaceConfig, MAX_INTERFACES,
-    MAX_TABLES, METADATA_V4, OUTBOUND, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey,
-    REASON_COUNT, Reason, TableInfo, ADDR_TRIE_ENTRIES,
+    ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CONNTRACK_ENTRIES, CtKey, CtValue, GLOBAL_ALLOW_DHCP,
+    GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, IFACE_HYPERVISOR, INBOUND, InterfaceConfig,
+    MAX_INTERFACES, MAX_TABLES, METADATA_V4, OUTBOUND, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey,
+    ProtoKey, REASON_COUNT, Reason, TableInfo,
 };
 
 use crate::parse::{Flow, Parsed, proto};
@@ -103,7 +103,10 @@ fn decide(ctx: &TcContext, hook: usize) -> Reason {
     let flow = match parse::parse(ctx) {
         Parsed::NotIp => return Reason::NotIp,
         Parsed::Malformed => {
-            debug!(ctx, "sg: malformed IP packet dropped on ifindex {}", ifindex);
+            debug!(
+                ctx,
+                "sg: malformed IP packet dropped on ifindex {}", ifindex
+            );
             return Reason::Malformed;
         }
         Parsed::Ip(flow) => flow,
@@ -134,8 +137,8 @@ fn decide(ctx: &TcContext, hook: usize) -> Reason {
     }
 
     let reason = match classify::classify(table, &flow, dir) {
-        classify::Outcome::Rule { accept: true, .. } => Reason::RuleAccept,
-        classify::Outcome::Rule { accept: false, .. } => Reason::RuleDrop,
+        classify::Outcome::Rule { accept: true } => Reason::RuleAccept,
+        classify::Outcome::Rule { accept: false } => Reason::RuleDrop,
         classify::Outcome::Default { accept: true } => Reason::DefaultAccept,
         classify::Outcome::Default { accept: false } => Reason::DefaultDrop,
     };

@@ -1,1 +1,78 @@
-fn main(){}
+//! `cargo xtask`: the one entry point for setting up a machine and building,
+//! testing, demoing and benchmarking sg (alias in `.cargo/config.toml`).
+//!
+//! Every command except `fmt-check` first runs the idempotent [`setup`] check,
+//! so a fresh CI machine needs nothing but rustup and `cargo xtask test`.
+
+mod run;
+mod setup;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(about = "Setup, build, test, demo and bench helpers for sg")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install whatever is missing: Debian packages, nightly rust-src, bpf-linker.
+    Setup,
+    /// Setup, then build every workspace target (daemon, eBPF program, tests).
+    Build,
+    /// Setup, build, then run all tests (as root; they create network namespaces).
+    Test {
+        /// Extra arguments for `cargo test`, e.g. `-- --test seeds`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Setup, build, then run the `sg-demo` binary (as root).
+    Demo {
+        /// Extra arguments for `sg-demo`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Setup, build, then run the sg-daemon benchmarks.
+    Bench {
+        /// Extra arguments for `cargo bench`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Check formatting (needs no setup).
+    FmtCheck,
+    /// Setup, then clippy on every target with warnings denied.
+    Lint,
+}
+
+/// Prints errors as one `error: a: b: c` line rather than anyhow's `Debug`
+/// form, which adds a backtrace whenever `RUST_BACKTRACE` is set (as in CI).
+fn main() -> ExitCode {
+    match try_main(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> Result<()> {
+    util::init_path();
+    if !matches!(cli.command, Command::FmtCheck) {
+        setup::ensure()?;
+    }
+    match cli.command {
+        Command::Setup => Ok(()),
+        Command::Build => run::build(),
+        Command::Test { args } => run::test(&args),
+        Command::Demo { args } => run::demo(&args),
+        Command::Bench { args } => run::bench(&args),
+        Command::FmtCheck => run::fmt_check(),
+        Command::Lint => run::lint(),
+    }
+}

@@ -1,1 +1,117 @@
-fn main(){}
+//! `sgd --config FILE [--check]`: the security-group daemon (SPEC §7).
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use sd_notify::NotifyState;
+use sg_daemon::{config, daemon::Daemon};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info};
+
+/// Cloud security groups for this host, enforced by eBPF.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// The TOML config file (SPEC §7).
+    #[arg(long, default_value = "/etc/sg/sg.toml")]
+    config: PathBuf,
+    /// Validate the file, print every problem, and exit (non-zero if any).
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!(
+            "{}: ok ({} security groups, {} interfaces)",
+            args.config.display(),
+            config.groups.len(),
+            config.interfaces.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sgd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()> {
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+
+    let (mut daemon, report) = Daemon::start(&config)?;
+    info!(
+        enforced = ?report.enforced,
+        missing = ?report.missing,
+        "sgd ready"
+    );
+    notify(&[NotifyState::Ready]);
+
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                reload(&args, &mut daemon);
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    notify(&[NotifyState::Stopping]);
+    info!("sgd stopping; detaching from all interfaces");
+    Ok(())
+}
+
+/// SIGHUP: re-read the file; a bad file changes nothing.
+fn reload(args: &Args, daemon: &mut Daemon) {
+    let stamp = NotifyState::monotonic_usec_now().ok();
+    let mut states = vec![NotifyState::Reloading];
+    states.extend(stamp);
+    notify(&states);
+    match config::load(&args.config) {
+        Err(errors) => error!("reload refused, keeping the current rules:\n{errors}"),
+        Ok(config) => match daemon.apply(&config) {
+            Ok(report) => {
+                info!(enforced = ?report.enforced, missing = ?report.missing, released = ?report.released, "reloaded")
+            }
+            Err(e) => error!("reload failed, keeping the current rules: {e:#}"),
+        },
+    }
+    notify(&[NotifyState::Ready]);
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!("systemd notify failed: {e}");
+    }
+}

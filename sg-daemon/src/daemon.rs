@@ -1,0 +1,138 @@
+//! Applying a validated config to the host: compile every bound interface
+//! first (so a config that cannot be compiled changes nothing), then switch
+//! each present interface to its new tables and attach the classifier.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use anyhow::Context as _;
+use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
+use sg_common::IFACE_HYPERVISOR;
+use tracing::{info, warn};
+
+use crate::{
+    compile::{CompiledTable, build_table, compile},
+    dataplane::Dataplane,
+    model::{BindingMode, Config, Direction, InterfaceBinding},
+};
+
+pub struct Daemon {
+    dataplane: Dataplane,
+    /// Enforced interfaces: name to ifindex.
+    enforced: HashMap<String, u32>,
+}
+
+/// What an apply did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub enforced: Vec<String>,
+    /// Bound in the config but not present on this host (yet).
+    pub missing: Vec<String>,
+    pub released: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(config: &Config) -> anyhow::Result<(Self, ApplyReport)> {
+        let dataplane = Dataplane::load(&config.daemon)?;
+        let mut daemon = Daemon {
+            dataplane,
+            enforced: HashMap::new(),
+        };
+        let report = daemon.apply(config)?;
+        Ok((daemon, report))
+    }
+
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+
+    /// Makes the host enforce `config`. Interfaces no longer bound are
+    /// released; each interface switches atomically.
+    pub fn apply(&mut self, config: &Config) -> anyhow::Result<ApplyReport> {
+        let mut compiled = Vec::new();
+        for binding in &config.interfaces {
+            let tables = compile_binding(config, binding)
+                .with_context(|| format!("interface {}", binding.name))?;
+            compiled.push((binding, tables));
+        }
+
+        self.dataplane.set_global(&config.daemon)?;
+        let mut report = ApplyReport::default();
+        for (binding, [inbound, outbound]) in &compiled {
+            let Ok(ifindex) = if_nametoindex(binding.name.as_str()) else {
+                warn!(interface = %binding.name, "bound interface not present; not enforced");
+                report.missing.push(binding.name.clone());
+                continue;
+            };
+            let flags = match binding.mode {
+                BindingMode::Instance => 0,
+                BindingMode::Hypervisor => IFACE_HYPERVISOR,
+            };
+            if let Some(old) = self.enforced.get(&binding.name)
+                && *old != ifindex
+            {
+                // Same name, new interface: the old index is gone.
+                self.dataplane.uninstall(*old)?;
+                self.dataplane.detach(&binding.name)?;
+            }
+            self.dataplane
+                .install(ifindex, flags, [inbound, outbound])
+                .with_context(|| format!("installing the rules of {}", binding.name))?;
+            self.dataplane.attach(&binding.name)?;
+            self.enforced.insert(binding.name.clone(), ifindex);
+            info!(
+                interface = %binding.name,
+                ifindex,
+                inbound_rules = inbound.rule_count,
+                outbound_rules = outbound.rule_count,
+                "enforced"
+            );
+            report.enforced.push(binding.name.clone());
+        }
+        let stale: Vec<_> = self
+            .enforced
+            .keys()
+            .filter(|name| !config.interfaces.iter().any(|b| &b.name == *name))
+            .cloned()
+            .collect();
+        for name in stale {
+            let ifindex = self.enforced.remove(&name).unwrap_or_default();
+            self.dataplane.uninstall(ifindex)?;
+            self.dataplane.detach(&name)?;
+            info!(interface = %name, "released");
+            report.released.push(name);
+        }
+        Ok(report)
+    }
+}
+
+/// The inbound and outbound tables of one binding. In instance mode the
+/// instance's addresses default to the interface's own.
+fn compile_binding(
+    config: &Config,
+    binding: &InterfaceBinding,
+) -> anyhow::Result<[CompiledTable; 2]> {
+    let mut binding = binding.clone();
+    if binding.addresses.is_empty() && binding.mode == BindingMode::Instance {
+        binding.addresses = interface_addresses(&binding.name);
+    }
+    let [inbound, outbound] =
+        Direction::BOTH.map(|dir| compile(&build_table(config, &binding, dir)));
+    Ok([inbound?, outbound?])
+}
+
+fn interface_addresses(name: &str) -> Vec<IpAddr> {
+    let Ok(addrs) = getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter(|a| a.interface_name == name)
+        .filter_map(|a| {
+            let addr = a.address?;
+            if let Some(v4) = addr.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                addr.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,342 @@
+//! The kernel side, seen from userspace: loads the embedded eBPF object,
+//! writes compiled tables into its maps, switches interfaces to new tables
+//! atomically and attaches the classifier to TC (TCX) hooks.
+//!
+//! Double buffering: a ruleset change writes complete new tables under
+//! fresh table ids, then replaces the interface's `SG_INTERFACES` entry in
+//! one map update. A packet reads that entry once, so it sees the old
+//! tables or the new ones, never a mix. The old tables are cleared at the
+//! next change, long after any packet that could still be using them.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf,
+    maps::{
+        Array, HashMap as BpfHashMap, MapData, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
+};
+use sg_common::{
+    ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, CtKey, CtValue, GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND,
+    GLOBAL_BLOCK_SMTP, GlobalConfig, InterfaceConfig, MAX_TABLES, PORT_KEY_FIXED_BITS, PortKey,
+    ProtoKey, REASON_COUNT, Reason, TableInfo, maps, programs,
+};
+
+use crate::{compile::CompiledTable, model::DaemonSettings};
+
+/// The eBPF object built by `build.rs`.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sg"));
+
+/// The two TC hooks, each with its own entry point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    Ingress,
+    Egress,
+}
+
+impl Hook {
+    pub const BOTH: [Hook; 2] = [Hook::Ingress, Hook::Egress];
+
+    fn program(self) -> &'static str {
+        match self {
+            Hook::Ingress => programs::INGRESS,
+            Hook::Egress => programs::EGRESS,
+        }
+    }
+
+    fn attach_type(self) -> TcAttachType {
+        match self {
+            Hook::Ingress => TcAttachType::Ingress,
+            Hook::Egress => TcAttachType::Egress,
+        }
+    }
+}
+
+/// The map keys one table occupies, so that it can be removed again.
+#[derive(Default)]
+struct TableKeys {
+    id: u32,
+    proto: Vec<ProtoKey>,
+    addr: Vec<Key<AddrKey>>,
+    port: Vec<Key<PortKey>>,
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    free_tables: Vec<u32>,
+    /// Tables in use, per ifindex, by direction.
+    installed: HashMap<u32, [TableKeys; 2]>,
+    /// Tables switched away from; cleared at the next change.
+    retired: Vec<TableKeys>,
+    links: HashMap<String, Vec<(Hook, SchedClassifierLinkId)>>,
+}
+
+impl Dataplane {
+    /// Loads the program into the kernel (not attached anywhere yet).
+    pub fn load(settings: &DaemonSettings) -> anyhow::Result<Self> {
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading the sg eBPF object")?;
+        for hook in Hook::BOTH {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(hook.program())
+                .ok_or_else(|| anyhow!("program {} missing from the object", hook.program()))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("loading program {} (verifier)", hook.program()))?;
+        }
+        let mut dp = Dataplane {
+            ebpf,
+            // Popped from the end: low ids first.
+            free_tables: (0..MAX_TABLES).rev().collect(),
+            installed: HashMap::new(),
+            retired: Vec::new(),
+            links: HashMap::new(),
+        };
+        dp.set_global(settings)?;
+        Ok(dp)
+    }
+
+    pub fn set_global(&mut self, settings: &DaemonSettings) -> anyhow::Result<()> {
+        let mut flags = 0;
+        if settings.block_smtp_egress {
+            flags |= GLOBAL_BLOCK_SMTP;
+        }
+        if settings.allow_neighbor_discovery {
+            flags |= GLOBAL_ALLOW_ND;
+        }
+        if settings.allow_dhcp_client {
+            flags |= GLOBAL_ALLOW_DHCP;
+        }
+        let global = GlobalConfig {
+            session_timeout_ns: settings.session_timeout_secs.saturating_mul(1_000_000_000),
+            flags,
+            _pad: 0,
+        };
+        let mut map: Array<_, GlobalConfig> = Array::try_from(self.map(maps::GLOBAL)?)?;
+        map.set(0, global, 0)?;
+        Ok(())
+    }
+
+    fn map(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+    }
+
+    /// Switches `ifindex` to new tables (inbound, outbound) atomically. On
+    /// error the interface keeps its previous tables.
+    pub fn install(
+        &mut self,
+        ifindex: u32,
+        flags: u32,
+        tables: [&CompiledTable; 2],
+    ) -> anyhow::Result<()> {
+        self.clear_retired()?;
+        let mut written: Vec<TableKeys> = Vec::new();
+        for table in tables {
+            match self.write_table(table) {
+                Ok(keys) => written.push(keys),
+                Err(e) => {
+                    self.retired.append(&mut written);
+                    self.clear_retired()?;
+                    return Err(e);
+                }
+            }
+        }
+        let [inbound, outbound]: [TableKeys; 2] = written
+            .try_into()
+            .map_err(|_| anyhow!("two tables expected"))?;
+        let config = InterfaceConfig {
+            tables: [inbound.id, outbound.id],
+            flags,
+            _pad: 0,
+        };
+        let mut ifaces: BpfHashMap<_, u32, InterfaceConfig> =
+            BpfHashMap::try_from(self.map(maps::INTERFACES)?)?;
+        if let Err(e) = ifaces.insert(ifindex, config, 0) {
+            self.retired.extend([inbound, outbound]);
+            self.clear_retired()?;
+            return Err(e).context("switching the interface to its new tables");
+        }
+        if let Some(old) = self.installed.insert(ifindex, [inbound, outbound]) {
+            self.retired.extend(old);
+        }
+        Ok(())
+    }
+
+    /// Stops enforcing on `ifindex` (packets there pass as unbound).
+    pub fn uninstall(&mut self, ifindex: u32) -> anyhow::Result<()> {
+        let mut ifaces: BpfHashMap<_, u32, InterfaceConfig> =
+            BpfHashMap::try_from(self.map(maps::INTERFACES)?)?;
+        let _ = ifaces.remove(&ifindex);
+        if let Some(old) = self.installed.remove(&ifindex) {
+            self.retired.extend(old);
+        }
+        Ok(())
+    }
+
+    fn write_table(&mut self, table: &CompiledTable) -> anyhow::Result<TableKeys> {
+        let id = self
+            .free_tables
+            .pop()
+            .ok_or_else(|| anyhow!("all {MAX_TABLES} kernel tables are in use"))?;
+        let mut keys = TableKeys {
+            id,
+            ..Default::default()
+        };
+        match self.fill_table(table, &mut keys) {
+            Ok(()) => Ok(keys),
+            Err(e) => {
+                self.retired.push(keys);
+                Err(e)
+            }
+        }
+    }
+
+    fn fill_table(&mut self, table: &CompiledTable, keys: &mut TableKeys) -> anyhow::Result<()> {
+        let id = keys.id;
+        let mut proto: BpfHashMap<_, ProtoKey, Bitmap> =
+            BpfHashMap::try_from(self.map(maps::PROTO)?)?;
+        for (p, bits) in &table.proto {
+            let key = ProtoKey {
+                table: id,
+                proto: *p,
+            };
+            proto.insert(key, bits, 0).context("writing SG_PROTO")?;
+            keys.proto.push(key);
+        }
+        let mut addr: LpmTrie<_, AddrKey, Bitmap> = LpmTrie::try_from(self.map(maps::ADDR)?)?;
+        for e in &table.addr {
+            let key = Key::new(
+                ADDR_KEY_FIXED_BITS + e.prefix_len as u32,
+                AddrKey {
+                    table: id.to_be_bytes(),
+                    family: e.family,
+                    addr: e.addr,
+                    _pad: [0; 3],
+                },
+            );
+            addr.insert(&key, e.bits, 0).context("writing SG_ADDR")?;
+            keys.addr.push(key);
+        }
+        let mut port: LpmTrie<_, PortKey, Bitmap> = LpmTrie::try_from(self.map(maps::PORT)?)?;
+        for e in &table.port {
+            let key = Key::new(
+                PORT_KEY_FIXED_BITS + e.prefix_len as u32,
+                PortKey {
+                    table: id.to_be_bytes(),
+                    port: e.port.to_be_bytes(),
+                },
+            );
+            port.insert(&key, e.bits, 0).context("writing SG_PORT")?;
+            keys.port.push(key);
+        }
+        let info = TableInfo {
+            accept: table.accept,
+            default_accept: table.default_accept as u32,
+            rule_count: table.rule_count as u32,
+        };
+        let mut tables: Array<_, TableInfo> = Array::try_from(self.map(maps::TABLES)?)?;
+        tables.set(id, info, 0).context("writing SG_TABLES")?;
+        Ok(())
+    }
+
+    /// Removes the entries of tables no interface points at any more.
+    fn clear_retired(&mut self) -> anyhow::Result<()> {
+        for keys in std::mem::take(&mut self.retired) {
+            let mut proto: BpfHashMap<_, ProtoKey, Bitmap> =
+                BpfHashMap::try_from(self.map(maps::PROTO)?)?;
+            for k in &keys.proto {
+                let _ = proto.remove(k);
+            }
+            let mut addr: LpmTrie<_, AddrKey, Bitmap> = LpmTrie::try_from(self.map(maps::ADDR)?)?;
+            for k in &keys.addr {
+                let _ = addr.remove(k);
+            }
+            let mut port: LpmTrie<_, PortKey, Bitmap> = LpmTrie::try_from(self.map(maps::PORT)?)?;
+            for k in &keys.port {
+                let _ = port.remove(k);
+            }
+            self.free_tables.push(keys.id);
+        }
+        Ok(())
+    }
+
+    /// Attaches both hooks of `ifname` (TCX on kernels >= 6.6). Call after
+    /// `install`, so the first packet already finds its tables.
+    pub fn attach(&mut self, ifname: &str) -> anyhow::Result<()> {
+        if self.links.contains_key(ifname) {
+            return Ok(());
+        }
+        let mut links = Vec::new();
+        for hook in Hook::BOTH {
+            let prog = self.program_mut(hook)?;
+            match prog.attach(ifname, hook.attach_type()) {
+                Ok(link) => links.push((hook, link)),
+                Err(e) => {
+                    for (hook, link) in links {
+                        let _ = self.program_mut(hook)?.detach(link);
+                    }
+                    return Err(e).with_context(|| format!("attaching to {ifname} {hook:?}"));
+                }
+            }
+        }
+        self.links.insert(ifname.to_owned(), links);
+        Ok(())
+    }
+
+    pub fn detach(&mut self, ifname: &str) -> anyhow::Result<()> {
+        for (hook, link) in self.links.remove(ifname).unwrap_or_default() {
+            self.program_mut(hook)?.detach(link)?;
+        }
+        Ok(())
+    }
+
+    pub fn attached(&self) -> impl Iterator<Item = &str> {
+        self.links.keys().map(String::as_str)
+    }
+
+    fn program_mut(&mut self, hook: Hook) -> anyhow::Result<&mut SchedClassifier> {
+        Ok(self
+            .ebpf
+            .program_mut(hook.program())
+            .ok_or_else(|| anyhow!("program {} missing", hook.program()))?
+            .try_into()?)
+    }
+
+    /// The loaded program of a hook, for `BPF_PROG_TEST_RUN`.
+    pub fn program(&self, hook: Hook) -> anyhow::Result<&SchedClassifier> {
+        Ok(self
+            .ebpf
+            .program(hook.program())
+            .ok_or_else(|| anyhow!("program {} missing", hook.program()))?
+            .try_into()?)
+    }
+
+    /// Packets decided so far, per reason, summed over CPUs.
+    pub fn stats(&self) -> anyhow::Result<Vec<(Reason, u64)>> {
+        let map = self
+            .ebpf
+            .map(maps::STATS)
+            .ok_or_else(|| anyhow!("map {} missing", maps::STATS))?;
+        let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+        let mut out = Vec::with_capacity(REASON_COUNT as usize);
+        for reason in Reason::ALL {
+            let per_cpu = stats.get(&(reason as u32), 0)?;
+            out.push((reason, per_cpu.iter().sum()));
+        }
+        Ok(out)
+    }
+
+    /// Tracked sessions (live or expired but not yet evicted).
+    pub fn sessions(&self) -> anyhow::Result<Vec<(CtKey, CtValue)>> {
+        let map = self
+            .ebpf
+            .map(maps::CONNTRACK)
+            .ok_or_else(|| anyhow!("map {} missing", maps::CONNTRACK))?;
+        let ct: BpfHashMap<&MapData, CtKey, CtValue> = BpfHashMap::try_from(map)?;
+        Ok(ct.iter().filter_map(Result::ok).collect())
+    }
+}

@@ -1,0 +1,209 @@
+//! The validated desired state: groups, rules and interface bindings
+//! (SPEC §2). Values here are already checked; the compiler and the
+//! dataplane trust them.
+
+use std::{fmt, path::PathBuf};
+
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub daemon: DaemonSettings,
+    pub groups: Vec<SecurityGroup>,
+    pub interfaces: Vec<InterfaceBinding>,
+}
+
+impl Config {
+    pub fn group(&self, id: &str) -> Option<&SecurityGroup> {
+        self.groups.iter().find(|g| g.id == id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    pub session_timeout_secs: u64,
+    pub block_smtp_egress: bool,
+    pub state_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub bpffs_dir: PathBuf,
+    /// Built-in: IPv6 neighbour and router discovery (ICMPv6 133..=137).
+    pub allow_neighbor_discovery: bool,
+    /// Built-in: DHCP and DHCPv6 client exchanges.
+    pub allow_dhcp_client: bool,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            session_timeout_secs: sg_common::SESSION_TIMEOUT_SECS,
+            block_smtp_egress: true,
+            state_dir: "/var/lib/sg".into(),
+            runtime_dir: "/run/sg".into(),
+            bpffs_dir: "/sys/fs/bpf/sg".into(),
+            allow_neighbor_discovery: true,
+            allow_dhcp_client: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupType {
+    Basic,
+    Enterprise,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Policy {
+    // Declared first: at equal priority a drop comes before an accept.
+    Drop,
+    Accept,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+
+    /// Index used by the kernel maps (`sg_common::INBOUND` / `OUTBOUND`).
+    pub fn index(self) -> usize {
+        match self {
+            Direction::Ingress => sg_common::INBOUND,
+            Direction::Egress => sg_common::OUTBOUND,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub kind: GroupType,
+    /// Basic groups: members reach each other unless this is false.
+    pub inner_access_accept: bool,
+    /// Private addresses of members on other hosts.
+    pub members: Vec<IpNet>,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+    pub deletion_protection: bool,
+}
+
+impl SecurityGroup {
+    pub fn rules(&self, dir: Direction) -> &[Rule] {
+        match dir {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+}
+
+/// IANA protocol number, or every protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    All,
+    Number(u8),
+}
+
+impl Protocol {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const GRE: u8 = 47;
+    pub const ICMPV6: u8 = 58;
+
+    /// TCP and UDP rules carry a port range; every other protocol `-1/-1`.
+    pub fn has_ports(self) -> bool {
+        matches!(self, Protocol::Number(Self::TCP | Self::UDP))
+    }
+
+    pub fn matches(self, proto: u8) -> bool {
+        match self {
+            Protocol::All => true,
+            Protocol::Number(n) => n == proto,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protocol::All => f.write_str("all"),
+            Protocol::Number(Self::TCP) => f.write_str("tcp"),
+            Protocol::Number(Self::UDP) => f.write_str("udp"),
+            Protocol::Number(Self::ICMP) => f.write_str("icmp"),
+            Protocol::Number(Self::ICMPV6) => f.write_str("icmpv6"),
+            Protocol::Number(Self::GRE) => f.write_str("gre"),
+            Protocol::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Inclusive port range; `0..=65535` stands for `-1/-1` (no port match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub const ANY: PortRange = PortRange {
+        start: 0,
+        end: u16::MAX,
+    };
+
+    pub fn contains(self, port: u16) -> bool {
+        self.start <= port && port <= self.end
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == PortRange::ANY {
+            f.write_str("-1/-1")
+        } else {
+            write!(f, "{}/{}", self.start, self.end)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Stable id: the file's, or `<group>/<direction>/<position>`.
+    pub id: String,
+    pub policy: Policy,
+    /// 1..=100, smaller is stronger.
+    pub priority: u8,
+    pub protocol: Protocol,
+    /// Destination port ranges of the packet (one, or a port list's).
+    pub ports: Vec<PortRange>,
+    /// The remote side: source for ingress, destination for egress (one
+    /// CIDR, or a prefix list's).
+    pub remote: Vec<IpNet>,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingMode {
+    Instance,
+    Hypervisor,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterfaceBinding {
+    pub name: String,
+    pub mode: BindingMode,
+    /// Group ids in binding order (1..=10).
+    pub security_groups: Vec<String>,
+    pub addresses: Vec<std::net::IpAddr>,
+}

@@ -1,0 +1,334 @@
+//! Running `sgd` inside a namespace the way systemd runs it: in the
+//! foreground, with a `NOTIFY_SOCKET` to say when it is ready, SIGHUP to
+//! reload and SIGTERM to stop.
+
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use crate::netns::Netns;
+
+/// How long sgd may take to send `READY=1`, at start and after a reload.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long sgd may take to exit after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often waits look at whether the daemon is still alive.
+const POLL: Duration = Duration::from_millis(10);
+
+/// The sgd binary the tests run: `$SGD_BIN` if set, else `sgd` in the debug
+/// directory of `$CARGO_TARGET_DIR` or of the workspace's `target`.
+///
+/// Panics if there is none, since every test that needs it would fail.
+pub fn sgd_path() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = match std::env::var_os("SGD_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(|dir| workspace.join(dir))
+            .unwrap_or_else(|| workspace.join("target"))
+            .join("debug/sgd"),
+    };
+    assert!(
+        path.is_file(),
+        "no sgd at {}: build it first with `cargo build -p sg-daemon` or run `cargo xtask test` \
+         (or name a binary in SGD_BIN)",
+        path.display()
+    );
+    path.canonicalize().unwrap_or(path)
+}
+
+/// Validates `config_toml` with `sgd --config FILE --check` and returns
+/// whether it passed and what sgd printed (stdout, then stderr).
+///
+/// The check runs in a throwaway namespace: it should touch nothing, and if
+/// a broken build did, the damage stays out of the host's network.
+pub fn sgd_check(config_toml: &str) -> (bool, String) {
+    let dir = tempfile::Builder::new()
+        .prefix("sgd-check-")
+        .tempdir()
+        .expect("create a temp dir");
+    let config = dir.path().join("sg.toml");
+    fs::write(&config, config_toml).expect("write the config");
+    let ns = Netns::new("check").expect("create a netns for sgd --check");
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .arg(sgd_path())
+        .arg("--config")
+        .arg(&config)
+        .arg("--check")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sgd --check");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A running daemon, stopped (SIGTERM, then SIGKILL) when dropped.
+///
+/// Its config file, log and notify socket live in a temporary directory that
+/// the value owns, so they are there until the value is dropped, including
+/// after [`Sgd::stop`]. When a test panics, dropping the value prints the log.
+#[derive(Debug)]
+pub struct Sgd {
+    child: Child,
+    netns: String,
+    config: PathBuf,
+    notify: UnixDatagram,
+    dir: TempDir,
+}
+
+impl Sgd {
+    /// Starts [`sgd_path`] in `ns` with `config_toml` and waits for `READY=1`.
+    pub fn start(ns: &Netns, config_toml: &str) -> Result<Sgd> {
+        Sgd::start_binary(&sgd_path(), ns, config_toml)
+    }
+
+    /// Like [`Sgd::start`] with another binary that speaks the same protocol,
+    /// such as an older sgd for an upgrade test.
+    ///
+    /// Fails, with the daemon's log in the message, if it exits or stays
+    /// silent for [`READY_TIMEOUT`] before sending `READY=1`.
+    pub fn start_binary(binary: &Path, ns: &Netns, config_toml: &str) -> Result<Sgd> {
+        let dir = tempfile::Builder::new().prefix("sgd-").tempdir()?;
+        let config = dir.path().join("sg.toml");
+        fs::write(&config, config_toml)?;
+        // A path, not an abstract socket: abstract names are per network
+        // namespace, paths are not.
+        let notify_path = dir.path().join("notify");
+        let notify = UnixDatagram::bind(&notify_path)?;
+        notify.set_read_timeout(Some(POLL))?;
+        let log = File::create(dir.path().join("sgd.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name()])
+            .arg(binary)
+            .arg("--config")
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawn {} in netns {}", binary.display(), ns.name()))?;
+        let mut sgd = Sgd {
+            child,
+            netns: ns.name().to_owned(),
+            config,
+            notify,
+            dir,
+        };
+        sgd.wait_notify(&["READY=1"])?;
+        Ok(sgd)
+    }
+
+    /// The daemon's process id (`ip netns exec` replaces itself with it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the daemon has written to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        let bytes = fs::read(self.dir.path().join("sgd.log")).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// The daemon's config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Replaces the config file, atomically, so that a daemon reading it at
+    /// that moment sees the old file or the new one. Takes effect at the next
+    /// [`Sgd::reload`].
+    pub fn write_config(&self, config_toml: &str) -> Result<()> {
+        let new = self.dir.path().join("sg.toml.new");
+        fs::write(&new, config_toml)?;
+        fs::rename(&new, &self.config)?;
+        Ok(())
+    }
+
+    /// Sends SIGHUP and waits for `RELOADING=1` and then `READY=1`.
+    pub fn reload(&mut self) -> Result<()> {
+        // Leftover messages (a second READY=1, STATUS=...) must not be
+        // mistaken for the answer to this reload.
+        self.notify.set_nonblocking(true)?;
+        while self.notify.recv(&mut [0u8; 4096]).is_ok() {}
+        self.notify.set_nonblocking(false)?;
+        self.signal(Signal::SIGHUP)?;
+        self.wait_notify(&["RELOADING=1", "READY=1"])
+    }
+
+    /// Sends SIGTERM and waits up to [`STOP_TIMEOUT`] for the daemon to exit,
+    /// then kills it; the latter is an error, since a daemon must stop on
+    /// SIGTERM. Returns the exit status; does nothing but return it if the
+    /// daemon has already exited.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.child.try_wait()? {
+            return Ok(status);
+        }
+        self.signal(Signal::SIGTERM)?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            thread::sleep(POLL);
+        }
+        self.child.kill()?;
+        let status = self.child.wait()?;
+        bail!(
+            "sgd in netns {} ignored SIGTERM for {STOP_TIMEOUT:?} and was killed ({status}); its log:\n{}",
+            self.netns,
+            self.log()
+        )
+    }
+
+    fn signal(&self, signal: Signal) -> Result<()> {
+        kill(Pid::from_raw(self.child.id() as i32), signal)
+            .with_context(|| format!("send {signal} to sgd (pid {})", self.child.id()))
+    }
+
+    /// Waits for the notify messages `expected`, in order (other messages in
+    /// between are ignored), while the daemon is alive and for at most
+    /// [`READY_TIMEOUT`].
+    fn wait_notify(&mut self, expected: &[&str]) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut seen = 0;
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.notify.recv(&mut buf) {
+                Ok(n) => {
+                    for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                        if line == expected[seen] {
+                            seen += 1;
+                            if seen == expected.len() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e).context("receive from the notify socket"),
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "sgd in netns {} exited ({status}) before sending {}; its log:\n{}",
+                    self.netns,
+                    expected[seen],
+                    self.log()
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "sgd in netns {} sent no {} within {READY_TIMEOUT:?}; its log:\n{}",
+                    self.netns,
+                    expected[seen],
+                    self.log()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Sgd {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "--- log of sgd in netns {} ---\n{}--- end of log ---",
+                self.netns,
+                self.log()
+            );
+        }
+        if let Err(e) = self.stop() {
+            eprintln!("sg-tests: {e:#}");
+        }
+    }
+}
+
+/// Private directories for one daemon's `state_dir`, `runtime_dir` and
+/// `bpffs_dir`, so that daemons of parallel tests touch nothing of each other
+/// or of a real sgd on the host.
+///
+/// Kept apart from [`Sgd`] so that they outlive one daemon: a test can stop
+/// a daemon and start another on the same state, as a restart or an upgrade
+/// does. `bpffs_dir` is a bpffs mounted here, outside `/sys`, because
+/// `ip netns exec` gives the daemon a private `/sys` whose pins would vanish
+/// with the process; it is unmounted (releasing its pins) on drop.
+#[derive(Debug)]
+pub struct DaemonDirs {
+    root: TempDir,
+}
+
+impl DaemonDirs {
+    /// Creates the directories and mounts the bpffs.
+    pub fn new() -> Result<DaemonDirs> {
+        let root = tempfile::Builder::new().prefix("sgd-dirs-").tempdir()?;
+        for sub in ["state", "run", "bpf"] {
+            fs::create_dir(root.path().join(sub))?;
+        }
+        let dirs = DaemonDirs { root };
+        mount(
+            Some("bpf"),
+            &dirs.bpffs_dir(),
+            Some("bpf"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .with_context(|| format!("mount bpffs on {}", dirs.bpffs_dir().display()))?;
+        Ok(dirs)
+    }
+
+    /// The directory for `daemon.state_dir`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    /// The directory for `daemon.runtime_dir`.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.root.path().join("run")
+    }
+
+    /// The bpffs for `daemon.bpffs_dir`.
+    pub fn bpffs_dir(&self) -> PathBuf {
+        self.root.path().join("bpf")
+    }
+
+    /// A config file: a `[daemon]` table naming these directories, followed
+    /// by `rest`. Keys at the start of `rest`, before its first table header,
+    /// land in that `[daemon]` table (`"block_smtp_egress = false\n..."`), so
+    /// `rest` must not have a `[daemon]` header of its own. Line numbers in
+    /// sgd's messages are 4 higher than in `rest`.
+    pub fn config(&self, rest: &str) -> String {
+        format!(
+            "[daemon]\nstate_dir = {:?}\nruntime_dir = {:?}\nbpffs_dir = {:?}\n{rest}",
+            self.state_dir(),
+            self.runtime_dir(),
+            self.bpffs_dir()
+        )
+    }
+}
+
+impl Drop for DaemonDirs {
+    fn drop(&mut self) {
+        // Lazily: a daemon that is still running keeps its pins until it
+        // exits, and the directory can be removed now.
+        if let Err(e) = umount2(&self.bpffs_dir(), MntFlags::MNT_DETACH) {
+            eprintln!(
+                "sg-tests: cannot unmount {}: {e}",
+                self.bpffs_dir().display()
+            );
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Hand-made Ethernet frames for `BPF_PROG_TEST_RUN`: well-formed ones and
+//! deliberately broken ones (truncated headers, bad IHL). Checksums are left
+//! zero: the classifier never reads them.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_ARP: u16 = 0x0806;
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+pub const ICMPV6: u8 = 58;
+
+/// An Ethernet header followed by `payload`.
+pub fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]); // destination MAC
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02]); // source MAC
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An Ethernet frame with one 802.1Q tag (VLAN 7) before `ethertype`.
+pub fn vlan(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut tagged = vec![0x00, 0x07];
+    tagged.extend_from_slice(&ethertype.to_be_bytes());
+    tagged.extend_from_slice(payload);
+    ethernet(0x8100, &tagged)
+}
+
+/// An IPv4 packet; `options` (a multiple of 4 bytes, at most 40) go
+/// between the fixed header and the payload, and IHL counts them.
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    assert!(options.len().is_multiple_of(4) && options.len() <= 40);
+    let ihl = 5 + options.len() / 4;
+    let total = ihl * 4 + payload.len();
+    let mut p = vec![
+        0x40 | ihl as u8,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1, // identification
+        0x40,
+        0, // don't fragment, offset 0
+        64,
+        proto,
+        0,
+        0, // checksum
+    ];
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(options);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// An IPv6 packet with the fixed header only.
+pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u16;
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&len.to_be_bytes());
+    p.push(next);
+    p.push(64);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A 20-byte TCP header with SYN set.
+pub fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
+    let mut h = Vec::with_capacity(20);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // seq, ack
+    h.extend_from_slice(&[0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]); // offset 5, SYN
+    h
+}
+
+/// A UDP header and payload.
+pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = (8 + payload.len()) as u16;
+    let mut h = Vec::with_capacity(len as usize);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(&[0, 0]);
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An ICMP or ICMPv6 message: type, code, checksum, 4 bytes of "rest of
+/// header" (identifier and sequence for echo), then `payload`.
+pub fn icmp(kind: u8, code: u8, rest: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![kind, code, 0, 0];
+    h.extend_from_slice(&rest);
+    h.extend_from_slice(payload);
+    h
+}
+
+/// A whole frame for a transport payload between two addresses of the
+/// same family.
+pub fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => ethernet(ETH_P_IP, &ipv4(s, d, proto, &[], l4)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => ethernet(ETH_P_IPV6, &ipv6(s, d, proto, l4)),
+        _ => panic!("mixed address families: {src} -> {dst}"),
+    }
+}
+
+/// An ARP request frame (not IP).
+pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut p = vec![0, 1, 0x08, 0, 6, 4, 0, 1];
+    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
+    p.extend_from_slice(&sender.octets());
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&target.octets());
+    ethernet(ETH_P_ARP, &p)
+}

@@ -1,0 +1,123 @@
+//! The build, test, demo, bench and lint commands, plus the clean-up of
+//! network namespaces that crashed test runs leave behind.
+
+use crate::util::{self, cargo, output, run};
+use anyhow::{Context as _, Result, bail};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Selects every workspace package but sg-ebpf. `--workspace` ignores
+/// `default-members`, and sg-ebpf only builds for the bpf target (`no_std`, no
+/// `main`; its host "test" bin fails to link); sg-daemon's build.rs builds it.
+const WORKSPACE: &[&str] = &["--workspace", "--exclude", "sg-ebpf"];
+
+/// Builds everything the tests and the demo use, including the `sgd` binary
+/// (sg-daemon's build.rs builds the eBPF program on the way).
+pub fn build() -> Result<()> {
+    run(cargo().arg("build").args(WORKSPACE).arg("--all-targets"))
+}
+
+/// Runs the whole test suite. The integration tests start the freshly built
+/// `sgd` (found through `SGD_BIN`) inside network namespaces, hence root.
+pub fn test(args: &[String]) -> Result<()> {
+    util::require_root("`cargo xtask test`")?;
+    build()?;
+    clean_stale_netns()?;
+    run(cargo()
+        .arg("test")
+        .args(WORKSPACE)
+        .arg("--no-fail-fast")
+        .args(args)
+        .env("SGD_BIN", sgd_bin()?))
+}
+
+/// Replaces this process with `sg-demo`, so its exit code and signals reach
+/// the caller unchanged.
+pub fn demo(args: &[String]) -> Result<()> {
+    util::require_root("`cargo xtask demo`")?;
+    build()?;
+    clean_stale_netns()?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "-p", "sg-tests", "--bin", "sg-demo", "--"])
+        .args(args)
+        .env("SGD_BIN", sgd_bin()?);
+    Err(cmd.exec()).context("starting `cargo run -p sg-tests --bin sg-demo`")
+}
+
+pub fn bench(args: &[String]) -> Result<()> {
+    build()?;
+    run(cargo().args(["bench", "-p", "sg-daemon"]).args(args))
+}
+
+pub fn fmt_check() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))
+}
+
+pub fn lint() -> Result<()> {
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+/// `<target dir>/debug/sgd`. Honours `CARGO_TARGET_DIR` and `build.target-dir`
+/// by asking cargo instead of assuming `./target`.
+fn sgd_bin() -> Result<PathBuf> {
+    let out = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
+    if !out.status.success() {
+        bail!(
+            "`cargo metadata` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing `cargo metadata` output")?;
+    let dir = meta["target_directory"]
+        .as_str()
+        .context("`cargo metadata` has no target_directory")?;
+    Ok(PathBuf::from(dir).join("debug/sgd"))
+}
+
+/// Name prefixes of the namespaces made by the test harness (`sgt-<pid>-…`)
+/// and the demo (`sg-demo-<pid>-…`); `<pid>` is the creating process.
+const NETNS_PREFIXES: &[&str] = &["sgt-", "sg-demo-"];
+
+/// Deletes namespaces left by runs whose process is gone (a crash or a
+/// SIGKILL skips their clean-up); stale ones would keep interfaces, addresses
+/// and BPF programs around and could collide with new tests. Namespaces of
+/// live processes, e.g. a concurrent run, are left alone.
+fn clean_stale_netns() -> Result<()> {
+    let out = output(Command::new("ip").args(["netns", "list"]))?;
+    if !out.status.success() {
+        bail!(
+            "`ip netns list` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Lines look like `sgt-1234-foo (id: 3)` or just `sgt-1234-foo`.
+    for name in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        let Some(rest) = NETNS_PREFIXES.iter().find_map(|p| name.strip_prefix(p)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            eprintln!("netns: {name}: no pid in the name, leaving it");
+            continue;
+        };
+        if PathBuf::from(format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("netns: deleting stale {name} (process {pid} is gone)");
+        if let Err(e) = run(Command::new("ip").args(["netns", "delete", name])) {
+            eprintln!("netns: warning: {e:#}");
+        }
+    }
+    Ok(())
+}
