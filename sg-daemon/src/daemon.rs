@@ -45,6 +45,10 @@ impl Daemon {
         &self.dataplane
     }
 
+    pub fn dataplane_mut(&mut self) -> &mut Dataplane {
+        &mut self.dataplane
+    }
+
     /// Makes the host enforce `config`. Interfaces no longer bound are
     /// released; each interface switches atomically.
     pub fn apply(&mut self, config: &Config) -> anyhow::Result<ApplyReport> {

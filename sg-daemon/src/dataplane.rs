@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context as _, anyhow};
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{
         Array, HashMap as BpfHashMap, MapData, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
@@ -76,8 +76,18 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Loads the program into the kernel (not attached anywhere yet).
+    /// Kernel log records (aya-log, rare paths only) are compiled in but
+    /// emitted only when debug logging is on.
     pub fn load(settings: &DaemonSettings) -> anyhow::Result<Self> {
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading the sg eBPF object")?;
+        let kernel_log_level = if tracing::enabled!(tracing::Level::DEBUG) {
+            aya_log::Level::Debug
+        } else {
+            aya_log::Level::Info
+        } as u8;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &kernel_log_level, true)
+            .load(EBPF_OBJECT)
+            .context("loading the sg eBPF object")?;
         for hook in Hook::BOTH {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(hook.program())
@@ -313,6 +323,11 @@ impl Dataplane {
             .program(hook.program())
             .ok_or_else(|| anyhow!("program {} missing", hook.program()))?
             .try_into()?)
+    }
+
+    /// The reader of the kernel's log records; flush it when readable.
+    pub fn kernel_logger(&mut self) -> anyhow::Result<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        aya_log::EbpfLogger::init(&mut self.ebpf).context("reading the kernel log ring")
     }
 
     /// Packets decided so far, per reason, summed over CPUs.

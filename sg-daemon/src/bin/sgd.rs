@@ -71,6 +71,7 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
     let mut interrupt = signal(SignalKind::interrupt())?;
 
     let (mut daemon, report) = Daemon::start(&config)?;
+    forward_kernel_log(&mut daemon);
     info!(
         enforced = ?report.enforced,
         missing = ?report.missing,
@@ -108,6 +109,35 @@ fn reload(args: &Args, daemon: &mut Daemon) {
         },
     }
     notify(&[NotifyState::Ready]);
+}
+
+/// Kernel records (aya-log) go to the same log as ours, through `log`.
+fn forward_kernel_log(daemon: &mut Daemon) {
+    let logger = match daemon.dataplane_mut().kernel_logger() {
+        Ok(logger) => logger,
+        Err(e) => {
+            tracing::warn!("kernel log records will not be shown: {e:#}");
+            return;
+        }
+    };
+    // SAFETY: the logger owns its ring-buffer fd, which stays open and the
+    // same for as long as the AsyncFd (which owns the logger) lives.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    };
+    let mut logger = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!("kernel log records will not be shown: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok(mut guard) = logger.readable_mut().await {
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
 }
 
 fn notify(states: &[NotifyState]) {
