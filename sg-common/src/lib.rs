@@ -34,6 +34,9 @@ pub const ADDR_TRIE_ENTRIES: u32 = 262_144;
 pub const PORT_TRIE_ENTRIES: u32 = 262_144;
 pub const PROTO_ENTRIES: u32 = 65_536;
 pub const MAX_INTERFACES: u32 = 4096;
+pub const FRAGMENT_ENTRIES: u32 = 8192;
+/// Instance addresses of hypervisor-mode interfaces (anti-spoofing).
+pub const INSTANCE_ADDR_ENTRIES: u32 = 16_384;
 
 /// Semantic direction, seen from the protected instance.
 pub const INBOUND: usize = 0;
@@ -55,6 +58,8 @@ pub mod maps {
     pub const ADDR: &str = "SG_ADDR";
     pub const PORT: &str = "SG_PORT";
     pub const CONNTRACK: &str = "SG_CONNTRACK";
+    pub const FRAGMENTS: &str = "SG_FRAGMENTS";
+    pub const INSTANCE_ADDRS: &str = "SG_INSTANCE_ADDRS";
     pub const STATS: &str = "SG_STATS";
 }
 
@@ -117,7 +122,9 @@ pub struct InterfaceConfig {
     pub tables: [u32; 2],
     /// `IFACE_*` bits.
     pub flags: u32,
-    pub _pad: u32,
+    /// Bumped at every ruleset change; a session from an older epoch is
+    /// re-checked against the new explicit drop rules once (SPEC §3.6).
+    pub epoch: u32,
 }
 
 /// The interface is the host side of an instance's link: TC ingress is the
@@ -133,7 +140,15 @@ pub struct TableInfo {
     /// Verdict when no rule matches: 1 accept, 0 drop.
     pub default_accept: u32,
     pub rule_count: u32,
+    /// `TABLE_*` bits: which optional lookups this table needs.
+    pub flags: u32,
+    pub _pad: u32,
 }
+
+/// Some rule names a local address: look up `DIM_LOCAL`.
+pub const TABLE_MATCHES_LOCAL: u32 = 1 << 0;
+/// Some rule names a source port: look up `DIM_SRC_PORT`.
+pub const TABLE_MATCHES_SRC_PORT: u32 = 1 << 1;
 
 /// Key of `SG_PROTO`: (table, protocol number or `PROTO_ANY`).
 #[repr(C)]
@@ -143,26 +158,38 @@ pub struct ProtoKey {
     pub proto: u32,
 }
 
-/// Data part of an `SG_ADDR` LPM key. Prefix length = 40 + CIDR length:
-/// the table and the family always match in full.
+/// Data part of an `SG_ADDR` LPM key. Prefix length = 48 + CIDR length:
+/// the table, the dimension and the family always match in full.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddrKey {
+    /// Table id, big-endian (or ifindex in `SG_INSTANCE_ADDRS`).
     pub table: [u8; 4],
+    /// `DIM_REMOTE` or `DIM_LOCAL`.
+    pub dim: u8,
     pub family: u8,
     pub addr: [u8; 16],
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
 }
-pub const ADDR_KEY_FIXED_BITS: u32 = 40;
+pub const ADDR_KEY_FIXED_BITS: u32 = 48;
+/// The remote address: source of inbound, destination of outbound packets.
+pub const DIM_REMOTE: u8 = 0;
+/// The local address (5-tuple rules; anti-spoofing).
+pub const DIM_LOCAL: u8 = 1;
 
-/// Data part of an `SG_PORT` LPM key. Prefix length = 32 + port prefix.
+/// Data part of an `SG_PORT` LPM key. Prefix length = 40 + port prefix.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortKey {
     pub table: [u8; 4],
+    /// `DIM_DST_PORT` or `DIM_SRC_PORT`.
+    pub dim: u8,
     pub port: [u8; 2],
 }
-pub const PORT_KEY_FIXED_BITS: u32 = 32;
+pub const PORT_KEY_FIXED_BITS: u32 = 40;
+pub const DIM_DST_PORT: u8 = 0;
+/// Source port (5-tuple rules).
+pub const DIM_SRC_PORT: u8 = 1;
 
 /// Key of `SG_CONNTRACK`: one entry per session and interface, oriented
 /// local/remote so that both directions of a session find the same entry.
@@ -184,10 +211,42 @@ pub struct CtKey {
 pub struct CtValue {
     /// `bpf_ktime_get_boot_ns` of the last packet.
     pub last_seen_ns: u64,
-    /// Direction of the packet that opened the session.
+    /// Direction (`INBOUND`/`OUTBOUND`) of the packet that opened it.
     pub opened: u32,
-    pub _pad: u32,
+    /// The interface's ruleset epoch the session was last checked against.
+    pub epoch: u32,
 }
+
+/// Key of `SG_FRAGMENTS`: one datagram being fragmented.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub ifindex: u32,
+    /// IPv4 identification (16 bits) or IPv6 fragment identification.
+    pub id: u32,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of `SG_FRAGMENTS`: how the first fragment was decided.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FragValue {
+    /// The `Reason` of the first fragment.
+    pub reason: u32,
+    pub rule: u32,
+}
+
+/// The decision left in `skb->cb` (for `BPF_PROG_TEST_RUN` and for tools
+/// that run after the classifier): `cb[CB_REASON]` is the `Reason`,
+/// `cb[CB_RULE]` the index of the deciding rule in its table, or
+/// `NO_RULE`.
+pub const CB_REASON: usize = 0;
+pub const CB_RULE: usize = 1;
+pub const NO_RULE: u32 = u32::MAX;
 
 /// What decided a packet; index into the per-CPU `SG_STATS` counters.
 #[repr(u32)]
@@ -206,8 +265,19 @@ pub enum Reason {
     SmtpBlocked = 10,
     Malformed = 11,
     Unbound = 12,
+    /// An ICMP error quoting a tracked session (SPEC §3.5).
+    Related = 13,
+    /// A session that a new explicit drop rule matches (SPEC §3.6).
+    SessionEnded = 14,
+    /// A hypervisor-mode instance sending from an address not its own.
+    Spoofed = 15,
+    /// A non-first fragment whose first fragment was accepted.
+    FragmentAccept = 16,
+    /// A non-first fragment whose first fragment was dropped, or unknown
+    /// inbound.
+    FragmentDrop = 17,
 }
-pub const REASON_COUNT: u32 = 13;
+pub const REASON_COUNT: u32 = 18;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT as usize] = [
@@ -224,12 +294,27 @@ impl Reason {
         Reason::SmtpBlocked,
         Reason::Malformed,
         Reason::Unbound,
+        Reason::Related,
+        Reason::SessionEnded,
+        Reason::Spoofed,
+        Reason::FragmentAccept,
+        Reason::FragmentDrop,
     ];
+
+    pub fn from_u32(v: u32) -> Option<Reason> {
+        Reason::ALL.get(v as usize).copied()
+    }
 
     pub fn accepts(self) -> bool {
         !matches!(
             self,
-            Reason::RuleDrop | Reason::DefaultDrop | Reason::SmtpBlocked | Reason::Malformed
+            Reason::RuleDrop
+                | Reason::DefaultDrop
+                | Reason::SmtpBlocked
+                | Reason::Malformed
+                | Reason::SessionEnded
+                | Reason::Spoofed
+                | Reason::FragmentDrop
         )
     }
 
@@ -248,6 +333,11 @@ impl Reason {
             Reason::SmtpBlocked => "builtin-smtp-blocked",
             Reason::Malformed => "malformed",
             Reason::Unbound => "unbound",
+            Reason::Related => "related-icmp",
+            Reason::SessionEnded => "session-ended-by-drop-rule",
+            Reason::Spoofed => "spoofed-source",
+            Reason::FragmentAccept => "fragment-accept",
+            Reason::FragmentDrop => "fragment-drop",
         }
     }
 }
@@ -265,4 +355,6 @@ mod pod {
     unsafe impl aya::Pod for PortKey {}
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for FragKey {}
+    unsafe impl aya::Pod for FragValue {}
 }

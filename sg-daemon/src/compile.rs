@@ -4,18 +4,25 @@
 //!    direction (SPEC §3 steps 1–4): all bound groups' rules, sorted by
 //!    priority, drop before accept at equal priority, then binding order of
 //!    the groups, then file order of the rules; the hidden intra-group
-//!    accept after them; and the direction's default verdict.
+//!    accept after them; and the direction's default verdict. Group
+//!    references are resolved to member addresses here.
 //! 2. [`compile`]: one bitmap per value class of each packet field (rule `i`
-//!    is bit `i`): per protocol number, per address prefix (longest-prefix
-//!    match), per destination-port prefix. The kernel ANDs the three
-//!    bitmaps it finds and takes the lowest set bit.
+//!    is bit `i`): per protocol number, per remote- and local-address
+//!    prefix (longest-prefix match), per destination- and source-port
+//!    prefix. The kernel ANDs the bitmaps it finds and takes the lowest set
+//!    bit. [`lookup`] does the same in Rust, for checks before applying.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, net::IpAddr};
 
 use ipnet::IpNet;
-use sg_common::{Bitmap, FAMILY_V4, FAMILY_V6, MAX_RULES, PROTO_ANY};
+use sg_common::{
+    Bitmap, DIM_DST_PORT, DIM_LOCAL, DIM_REMOTE, DIM_SRC_PORT, FAMILY_V4, FAMILY_V6, MAX_RULES,
+    PROTO_ANY, TABLE_MATCHES_LOCAL, TABLE_MATCHES_SRC_PORT,
+};
 
-use crate::model::{Config, Direction, GroupType, InterfaceBinding, Policy, PortRange, Protocol};
+use crate::model::{
+    Addresses, Config, Direction, GroupType, InterfaceBinding, Peer, Policy, PortRange, Protocol,
+};
 
 /// What a table entry stands for, for diagnostics and counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,22 +35,36 @@ pub enum Origin {
     IntraGroup,
 }
 
+/// The packet fields rules look at. Ports are 0 for protocols without
+/// ports (rules for those say `-1/-1`, which matches 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields {
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub remote: IpAddr,
+    pub local: IpAddr,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableRule {
     pub origin: Origin,
     pub accept: bool,
     pub protocol: Protocol,
     pub ports: Vec<PortRange>,
+    pub source_ports: PortRange,
+    /// Resolved remote addresses.
     pub remote: Vec<IpNet>,
+    pub local: Option<IpNet>,
 }
 
 impl TableRule {
-    /// Whether this rule matches a packet's protocol, destination port
-    /// (0 for protocols without ports) and remote address.
-    pub fn matches(&self, proto: u8, port: u16, remote: std::net::IpAddr) -> bool {
-        self.protocol.matches(proto)
-            && self.ports.iter().any(|r| r.contains(port))
-            && self.remote.iter().any(|net| net.contains(&remote))
+    pub fn matches(&self, f: &Fields) -> bool {
+        self.protocol.matches(f.proto)
+            && self.ports.iter().any(|r| r.contains(f.dst_port))
+            && self.source_ports.contains(f.src_port)
+            && self.remote.iter().any(|net| net.contains(&f.remote))
+            && self.local.is_none_or(|net| net.contains(&f.local))
     }
 }
 
@@ -57,15 +78,18 @@ pub struct Table {
 impl Table {
     /// First-match evaluation of the ordered list: the index of the deciding
     /// rule, or `None` for the default.
-    pub fn first_match(&self, proto: u8, port: u16, remote: std::net::IpAddr) -> Option<usize> {
-        self.rules
-            .iter()
-            .position(|r| r.matches(proto, port, remote))
+    pub fn first_match(&self, f: &Fields) -> Option<usize> {
+        self.rules.iter().position(|r| r.matches(f))
     }
 }
 
 /// The effective table of `binding` in `dir` (SPEC §3 steps 1–4).
-pub fn build_table(config: &Config, binding: &InterfaceBinding, dir: Direction) -> Table {
+pub fn build_table(
+    config: &Config,
+    binding: &InterfaceBinding,
+    addresses: &Addresses,
+    dir: Direction,
+) -> Table {
     let groups: Vec<_> = binding
         .security_groups
         .iter()
@@ -87,30 +111,35 @@ pub fn build_table(config: &Config, binding: &InterfaceBinding, dir: Direction) 
             accept: r.policy == Policy::Accept,
             protocol: r.protocol,
             ports: r.ports.clone(),
-            remote: r.remote.clone(),
+            source_ports: r.source_ports,
+            remote: match &r.peer {
+                Peer::Cidrs(nets) => nets.clone(),
+                Peer::Group(id) => addresses.members(id).to_vec(),
+            },
+            local: r.local,
         })
         .collect();
 
     let enterprise = groups.iter().any(|g| g.kind == GroupType::Enterprise);
     let inbound = dir == Direction::Ingress;
     if inbound && !enterprise {
-        // Members of any bound group that grants intra-group access, and
-        // this instance's own addresses when it is one of them.
+        // Members of every bound group that grants intra-group access.
         let mut members: Vec<IpNet> = groups
             .iter()
             .filter(|g| g.inner_access_accept)
-            .flat_map(|g| g.members.iter().copied())
+            .flat_map(|g| addresses.members(&g.id).iter().copied())
             .collect();
-        if groups.iter().any(|g| g.inner_access_accept) {
-            members.extend(binding.addresses.iter().map(|a| IpNet::from(*a)));
-        }
+        members.sort();
+        members.dedup();
         if !members.is_empty() {
             table.push(TableRule {
                 origin: Origin::IntraGroup,
                 accept: true,
                 protocol: Protocol::All,
                 ports: vec![PortRange::ANY],
+                source_ports: PortRange::ANY,
                 remote: members,
+                local: None,
             });
         }
     }
@@ -122,19 +151,23 @@ pub fn build_table(config: &Config, binding: &InterfaceBinding, dir: Direction) 
     }
 }
 
-/// An address-trie entry: family, address bytes (IPv4 in the first four),
-/// prefix length, and the rules that match every address under it.
+/// An address-trie entry: which address (`DIM_REMOTE`, `DIM_LOCAL`),
+/// family, address bytes (IPv4 in the first four), prefix length, and the
+/// rules that match every address under it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddrEntry {
+    pub dim: u8,
     pub family: u8,
     pub addr: [u8; 16],
     pub prefix_len: u8,
     pub bits: Bitmap,
 }
 
-/// A port-trie entry: the ports sharing the top `prefix_len` bits of `port`.
+/// A port-trie entry (`DIM_DST_PORT`, `DIM_SRC_PORT`): the ports sharing
+/// the top `prefix_len` bits of `port`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortEntry {
+    pub dim: u8,
     pub port: u16,
     pub prefix_len: u8,
     pub bits: Bitmap,
@@ -146,6 +179,8 @@ pub struct CompiledTable {
     pub accept: Bitmap,
     pub default_accept: bool,
     pub rule_count: usize,
+    /// `TABLE_MATCHES_*`: the optional lookups this table needs.
+    pub flags: u32,
     /// (protocol number or `PROTO_ANY`, rules matching it).
     pub proto: Vec<(u32, Bitmap)>,
     pub addr: Vec<AddrEntry>,
@@ -164,21 +199,45 @@ pub fn compile(table: &Table) -> Result<CompiledTable, TooManyRules> {
             count: table.rules.len(),
         });
     }
-    let mut accept = Bitmap::EMPTY;
-    for (i, r) in table.rules.iter().enumerate() {
-        if r.accept {
-            accept.set(i);
-        }
+    let accept = rules_where(table, |r| r.accept);
+    let uses_local = table.rules.iter().any(|r| r.local.is_some());
+    let uses_src_port = table.rules.iter().any(|r| r.source_ports != PortRange::ANY);
+    let mut addr = compile_prefixes(table, DIM_REMOTE, |r| r.remote.clone());
+    if uses_local {
+        addr.extend(compile_prefixes(table, DIM_LOCAL, |r| match r.local {
+            Some(net) => vec![net],
+            None => vec![ANY_V4, ANY_V6],
+        }));
     }
+    let mut port = compile_ports(table, DIM_DST_PORT, |r| r.ports.clone());
+    if uses_src_port {
+        port.extend(compile_ports(table, DIM_SRC_PORT, |r| vec![r.source_ports]));
+    }
+    let flags = if uses_local { TABLE_MATCHES_LOCAL } else { 0 }
+        | if uses_src_port {
+            TABLE_MATCHES_SRC_PORT
+        } else {
+            0
+        };
     Ok(CompiledTable {
         accept,
         default_accept: table.default_accept,
         rule_count: table.rules.len(),
+        flags,
         proto: compile_protocols(table),
-        addr: compile_addresses(table),
-        port: compile_ports(table),
+        addr,
+        port,
     })
 }
+
+const ANY_V4: IpNet = IpNet::V4(ipnet::Ipv4Net::new_assert(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+const ANY_V6: IpNet = IpNet::V6(ipnet::Ipv6Net::new_assert(
+    std::net::Ipv6Addr::UNSPECIFIED,
+    0,
+));
 
 fn rules_where(table: &Table, pred: impl Fn(&TableRule) -> bool) -> Bitmap {
     let mut bits = Bitmap::EMPTY;
@@ -212,24 +271,31 @@ fn compile_protocols(table: &Table) -> Vec<(u32, Bitmap)> {
     out
 }
 
-/// Every prefix any rule names, plus the family's /0; each carries the
-/// rules whose prefixes contain it. Prefixes that contain an address are
-/// nested, so the longest of them in the trie has exactly the rules that
-/// match that address.
-fn compile_addresses(table: &Table) -> Vec<AddrEntry> {
-    let mut prefixes: BTreeSet<IpNet> = table
-        .rules
-        .iter()
-        .flat_map(|r| r.remote.iter().copied())
-        .collect();
-    prefixes.insert("0.0.0.0/0".parse().unwrap());
-    prefixes.insert("::/0".parse().unwrap());
+/// Every prefix any rule names in this dimension, plus each family's /0;
+/// each carries the rules whose prefixes contain it. Prefixes that contain
+/// an address are nested, so the longest of them in the trie has exactly
+/// the rules that match that address.
+fn compile_prefixes(
+    table: &Table,
+    dim: u8,
+    nets_of: impl Fn(&TableRule) -> Vec<IpNet>,
+) -> Vec<AddrEntry> {
+    let per_rule: Vec<Vec<IpNet>> = table.rules.iter().map(&nets_of).collect();
+    let mut prefixes: BTreeSet<IpNet> = per_rule.iter().flatten().copied().collect();
+    prefixes.insert(ANY_V4);
+    prefixes.insert(ANY_V6);
     prefixes
         .into_iter()
         .map(|p| {
-            let bits = rules_where(table, |r| r.remote.iter().any(|q| contains_net(q, &p)));
+            let mut bits = Bitmap::EMPTY;
+            for (i, nets) in per_rule.iter().enumerate() {
+                if nets.iter().any(|q| contains_net(q, &p)) {
+                    bits.set(i);
+                }
+            }
             let (family, addr) = addr_bytes(&p);
             AddrEntry {
+                dim,
                 family,
                 addr,
                 prefix_len: p.prefix_len(),
@@ -256,37 +322,45 @@ pub fn addr_bytes(net: &IpNet) -> (u8, [u8; 16]) {
 
 /// Elementary port intervals (between consecutive range boundaries), each
 /// split into aligned power-of-two blocks, i.e. prefixes of the 16-bit port.
-fn compile_ports(table: &Table) -> Vec<PortEntry> {
+fn compile_ports(
+    table: &Table,
+    dim: u8,
+    ranges_of: impl Fn(&TableRule) -> Vec<PortRange>,
+) -> Vec<PortEntry> {
+    let per_rule: Vec<Vec<PortRange>> = table.rules.iter().map(&ranges_of).collect();
     let mut bounds: BTreeSet<u32> = BTreeSet::from([0, 65536]);
-    for r in &table.rules {
-        for range in &r.ports {
-            bounds.insert(range.start as u32);
-            bounds.insert(range.end as u32 + 1);
-        }
+    for range in per_rule.iter().flatten() {
+        bounds.insert(range.start as u32);
+        bounds.insert(range.end as u32 + 1);
     }
     let bounds: Vec<u32> = bounds.into_iter().collect();
     let mut out = Vec::new();
     let mut pending: Option<(u32, u32, Bitmap)> = None;
     for w in bounds.windows(2) {
         let (lo, hi) = (w[0], w[1] - 1);
-        let bits = rules_where(table, |r| r.ports.iter().any(|p| p.contains(lo as u16)));
+        let mut bits = Bitmap::EMPTY;
+        for (i, ranges) in per_rule.iter().enumerate() {
+            if ranges.iter().any(|p| p.contains(lo as u16)) {
+                bits.set(i);
+            }
+        }
         // Merge neighbours with equal rule sets: fewer trie entries.
         pending = match pending {
             Some((start, _, prev)) if prev == bits => Some((start, hi, bits)),
             Some((start, end, prev)) => {
-                push_port_blocks(&mut out, start, end, prev);
+                push_port_blocks(&mut out, dim, start, end, prev);
                 Some((lo, hi, bits))
             }
             None => Some((lo, hi, bits)),
         };
     }
     if let Some((start, end, bits)) = pending {
-        push_port_blocks(&mut out, start, end, bits);
+        push_port_blocks(&mut out, dim, start, end, bits);
     }
     out
 }
 
-fn push_port_blocks(out: &mut Vec<PortEntry>, mut lo: u32, hi: u32, bits: Bitmap) {
+fn push_port_blocks(out: &mut Vec<PortEntry>, dim: u8, mut lo: u32, hi: u32, bits: Bitmap) {
     while lo <= hi {
         // The largest aligned block starting at `lo` that fits in [lo, hi].
         let mut size = if lo == 0 {
@@ -298,12 +372,65 @@ fn push_port_blocks(out: &mut Vec<PortEntry>, mut lo: u32, hi: u32, bits: Bitmap
             size >>= 1;
         }
         out.push(PortEntry {
+            dim,
             port: lo as u16,
             prefix_len: (16 - size.trailing_zeros()) as u8,
             bits,
         });
         lo += size;
     }
+}
+
+/// The kernel's classification, done in Rust on the compiled entries:
+/// exact protocol or `PROTO_ANY`, longest-prefix match per address and
+/// port dimension, AND, lowest bit. `None` means the default decides.
+pub fn lookup(c: &CompiledTable, f: &Fields) -> Option<usize> {
+    let proto = c
+        .proto
+        .iter()
+        .find(|(k, _)| *k == f.proto as u32)
+        .or_else(|| c.proto.iter().find(|(k, _)| *k == PROTO_ANY))?
+        .1;
+    let addr = |dim: u8, ip: IpAddr| -> Option<Bitmap> {
+        c.addr
+            .iter()
+            .filter(|e| e.dim == dim && e.family == addr_bytes(&IpNet::from(ip)).0)
+            .filter(|e| entry_net(e).contains(&ip))
+            .max_by_key(|e| e.prefix_len)
+            .map(|e| e.bits)
+    };
+    let port = |dim: u8, port: u16| -> Option<Bitmap> {
+        c.port
+            .iter()
+            .filter(|e| e.dim == dim)
+            .filter(|e| {
+                let shift = 16 - e.prefix_len as u32;
+                (port as u32 >> shift) == (e.port as u32 >> shift)
+            })
+            .max_by_key(|e| e.prefix_len)
+            .map(|e| e.bits)
+    };
+    let mut all = vec![
+        proto,
+        addr(DIM_REMOTE, f.remote)?,
+        port(DIM_DST_PORT, f.dst_port)?,
+    ];
+    if c.flags & TABLE_MATCHES_LOCAL != 0 {
+        all.push(addr(DIM_LOCAL, f.local)?);
+    }
+    if c.flags & TABLE_MATCHES_SRC_PORT != 0 {
+        all.push(port(DIM_SRC_PORT, f.src_port)?);
+    }
+    (0..c.rule_count).find(|&i| all.iter().all(|b| b.get(i)))
+}
+
+fn entry_net(e: &AddrEntry) -> IpNet {
+    let ip = if e.family == FAMILY_V4 {
+        IpAddr::from(<[u8; 4]>::try_from(&e.addr[..4]).expect("four bytes"))
+    } else {
+        IpAddr::from(e.addr)
+    };
+    IpNet::new(ip, e.prefix_len).expect("a valid prefix length")
 }
 
 #[cfg(test)]
@@ -313,45 +440,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    /// The kernel's lookups, done in Rust: exact protocol or `PROTO_ANY`,
-    /// longest-prefix match on address and port, AND, lowest bit.
-    fn lookup(c: &CompiledTable, proto: u8, port: u16, remote: IpAddr) -> Option<usize> {
-        let p = c
-            .proto
-            .iter()
-            .find(|(k, _)| *k == proto as u32)
-            .or_else(|| c.proto.iter().find(|(k, _)| *k == PROTO_ANY))?
-            .1;
-        let family = addr_bytes(&IpNet::from(remote)).0;
-        let a = c
-            .addr
-            .iter()
-            .filter(|e| e.family == family)
-            .filter(|e| {
-                let net = match family {
-                    FAMILY_V4 => IpNet::new(
-                        IpAddr::from(<[u8; 4]>::try_from(&e.addr[..4]).unwrap()),
-                        e.prefix_len,
-                    ),
-                    _ => IpNet::new(IpAddr::from(e.addr), e.prefix_len),
-                }
-                .unwrap();
-                net.contains(&remote)
-            })
-            .max_by_key(|e| e.prefix_len)?
-            .bits;
-        let q = c
-            .port
-            .iter()
-            .filter(|e| {
-                let shift = 16 - e.prefix_len as u32;
-                (port as u32 >> shift) == (e.port as u32 >> shift)
-            })
-            .max_by_key(|e| e.prefix_len)?
-            .bits;
-        (0..MAX_RULES).find(|&i| p.get(i) && a.get(i) && q.get(i))
-    }
 
     fn arb_net() -> impl Strategy<Value = IpNet> {
         prop_oneof![
@@ -388,27 +476,45 @@ mod tests {
                 any::<u8>().prop_map(Protocol::Number)
             ],
             prop::collection::vec(arb_ports(), 1..3),
+            prop_oneof![3 => Just(PortRange::ANY), 1 => arb_ports()],
             prop::collection::vec(arb_net(), 1..3),
+            prop_oneof![3 => Just(None), 1 => arb_net().prop_map(Some)],
         )
-            .prop_map(|(accept, protocol, ports, remote)| TableRule {
-                origin: Origin::IntraGroup,
-                accept,
-                protocol,
-                ports,
-                remote,
-            })
+            .prop_map(
+                |(accept, protocol, ports, source_ports, remote, local)| TableRule {
+                    origin: Origin::IntraGroup,
+                    accept,
+                    protocol,
+                    ports,
+                    source_ports,
+                    remote,
+                    local,
+                },
+            )
     }
 
-    fn arb_packet() -> impl Strategy<Value = (u8, u16, IpAddr)> {
-        (
-            prop_oneof![Just(6u8), Just(17), Just(1), any::<u8>()],
-            prop_oneof![0u16..120, any::<u16>()],
+    fn arb_fields() -> impl Strategy<Value = Fields> {
+        let addr = || {
             prop_oneof![
                 any::<[u8; 4]>().prop_map(IpAddr::from),
                 (0u8..4, any::<u8>()).prop_map(|(a, b)| IpAddr::from([198, 51, a, b])),
                 any::<[u8; 16]>().prop_map(IpAddr::from),
-            ],
+            ]
+        };
+        (
+            prop_oneof![Just(6u8), Just(17), Just(1), any::<u8>()],
+            prop_oneof![0u16..120, any::<u16>()],
+            prop_oneof![0u16..120, any::<u16>()],
+            addr(),
+            addr(),
         )
+            .prop_map(|(proto, src_port, dst_port, remote, local)| Fields {
+                proto,
+                src_port,
+                dst_port,
+                remote,
+                local,
+            })
     }
 
     proptest! {
@@ -417,16 +523,12 @@ mod tests {
         #[test]
         fn compiled_lookup_equals_first_match(
             rules in prop::collection::vec(arb_rule(), 0..40),
-            packets in prop::collection::vec(arb_packet(), 1..40),
+            packets in prop::collection::vec(arb_fields(), 1..40),
         ) {
             let table = Table { rules, default_accept: false };
             let compiled = compile(&table).unwrap();
-            for (proto, port, remote) in packets {
-                prop_assert_eq!(
-                    lookup(&compiled, proto, port, remote),
-                    table.first_match(proto, port, remote),
-                    "proto {} port {} remote {}", proto, port, remote
-                );
+            for f in packets {
+                prop_assert_eq!(lookup(&compiled, &f), table.first_match(&f), "{:?}", f);
             }
         }
     }
@@ -434,13 +536,47 @@ mod tests {
     #[test]
     fn port_blocks_cover_a_range_exactly() {
         let mut out = Vec::new();
-        push_port_blocks(&mut out, 8000, 9000, Bitmap::EMPTY);
+        push_port_blocks(&mut out, DIM_DST_PORT, 8000, 9000, Bitmap::EMPTY);
         let covered: u32 = out.iter().map(|e| 1u32 << (16 - e.prefix_len)).sum();
         assert_eq!(covered, 1001);
         assert_eq!(out.first().unwrap().port, 8000);
         let mut all = Vec::new();
-        push_port_blocks(&mut all, 0, 65535, Bitmap::EMPTY);
+        push_port_blocks(&mut all, DIM_DST_PORT, 0, 65535, Bitmap::EMPTY);
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].prefix_len, 0);
+    }
+
+    #[test]
+    fn optional_dimensions_are_compiled_only_when_used() {
+        let rule = TableRule {
+            origin: Origin::IntraGroup,
+            accept: true,
+            protocol: Protocol::Number(6),
+            ports: vec![PortRange { start: 22, end: 22 }],
+            source_ports: PortRange::ANY,
+            remote: vec![ANY_V4],
+            local: None,
+        };
+        let plain = compile(&Table {
+            rules: vec![rule.clone()],
+            default_accept: false,
+        })
+        .unwrap();
+        assert_eq!(plain.flags, 0);
+        assert!(plain.addr.iter().all(|e| e.dim == DIM_REMOTE));
+        let five_tuple = TableRule {
+            source_ports: PortRange {
+                start: 1024,
+                end: 2047,
+            },
+            local: Some("192.0.2.100/32".parse().unwrap()),
+            ..rule
+        };
+        let c = compile(&Table {
+            rules: vec![five_tuple],
+            default_accept: false,
+        })
+        .unwrap();
+        assert_eq!(c.flags, TABLE_MATCHES_LOCAL | TABLE_MATCHES_SRC_PORT);
     }
 }

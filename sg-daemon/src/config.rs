@@ -17,13 +17,14 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use crate::model::{
-    BindingMode, Config, DaemonSettings, Direction, GroupType, InterfaceBinding, Policy, PortRange,
-    Protocol, Rule, SecurityGroup,
+    BindingMode, Config, DaemonSettings, Direction, GroupType, InterfaceBinding, Peer, Policy,
+    PortRange, Protocol, Rule, SecurityGroup,
 };
 
 /// Limits of SPEC §4.
 pub const MAX_GROUPS_PER_INTERFACE: usize = 10;
 pub const MAX_RULES_PER_INTERFACE: usize = 1000;
+pub const MAX_GROUP_REFERENCES_PER_GROUP: usize = 20;
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = 1..=100;
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
 const MAX_IFNAME_LEN: usize = 15;
@@ -227,6 +228,13 @@ mod raw {
     }
 }
 
+/// What rules may refer to: lists and groups, by id.
+struct Refs {
+    prefix_lists: HashMap<String, NamedList<IpNet>>,
+    port_lists: HashMap<String, NamedList<PortRange>>,
+    group_ids: HashSet<String>,
+}
+
 /// A validated prefix list or port list, by id.
 struct NamedList<T> {
     max_entries: usize,
@@ -261,6 +269,15 @@ impl Validator<'_> {
         let port_lists = self.lists(&raw.port_list, "port_list", "prl-", |e| {
             parse_port_range(e).ok_or("a port range \"start/end\" with 1 <= start <= end <= 65535")
         });
+        let refs = Refs {
+            prefix_lists,
+            port_lists,
+            group_ids: raw
+                .security_group
+                .iter()
+                .map(|g| g.get_ref().id.get_ref().clone())
+                .collect(),
+        };
         let mut groups = Vec::new();
         let mut group_ids = HashSet::new();
         for (i, g) in raw.security_group.iter().enumerate() {
@@ -273,7 +290,7 @@ impl Validator<'_> {
                     format!("duplicate group id {:?}", id.get_ref()),
                 );
             }
-            groups.push(self.group(g.get_ref(), &field, &prefix_lists, &port_lists));
+            groups.push(self.group(g.get_ref(), &field, &refs));
         }
         let interfaces = raw
             .interface
@@ -284,8 +301,7 @@ impl Validator<'_> {
                     b,
                     &format!("interface[{i}]"),
                     &groups,
-                    &prefix_lists,
-                    &port_lists,
+                    &refs,
                     &raw.security_group,
                 )
             })
@@ -418,13 +434,7 @@ impl Validator<'_> {
         out
     }
 
-    fn group(
-        &mut self,
-        g: &raw::Group,
-        field: &str,
-        prefix_lists: &HashMap<String, NamedList<IpNet>>,
-        port_lists: &HashMap<String, NamedList<PortRange>>,
-    ) -> SecurityGroup {
+    fn group(&mut self, g: &raw::Group, field: &str, refs: &Refs) -> SecurityGroup {
         if g.id.get_ref().is_empty() {
             self.error(g.id.span(), format!("{field}.id"), "must not be empty");
         }
@@ -485,10 +495,25 @@ impl Validator<'_> {
                 .map(|(i, r)| {
                     let f = format!("{field}.{}[{i}]", dir.name());
                     let default_id = format!("{}/{}/{}", g.id.get_ref(), dir.name(), i + 1);
-                    v.rule(r, dir, &f, default_id, kind, prefix_lists, port_lists)
+                    v.rule(r, dir, &f, default_id, kind, refs)
                 })
                 .collect::<Vec<_>>()
         };
+        let group_refs = g
+            .ingress
+            .iter()
+            .chain(&g.egress)
+            .filter(|r| {
+                r.get_ref().source_group_id.is_some() || r.get_ref().dest_group_id.is_some()
+            })
+            .count();
+        if group_refs > MAX_GROUP_REFERENCES_PER_GROUP {
+            self.error(
+                g.id.span(),
+                format!("{field}"),
+                format!("{group_refs} rules reference a group; allowed: at most {MAX_GROUP_REFERENCES_PER_GROUP} per group"),
+            );
+        }
         let ingress = rules_of(self, Direction::Ingress, &g.ingress);
         let egress = rules_of(self, Direction::Egress, &g.egress);
         let mut ids = HashSet::new();
@@ -522,7 +547,6 @@ impl Validator<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn rule(
         &mut self,
         spanned: &Spanned<raw::Rule>,
@@ -530,8 +554,7 @@ impl Validator<'_> {
         field: &str,
         default_id: String,
         kind: GroupType,
-        prefix_lists: &HashMap<String, NamedList<IpNet>>,
-        port_lists: &HashMap<String, NamedList<PortRange>>,
+        refs: &Refs,
     ) -> Rule {
         let r = spanned.get_ref();
         let policy = match r.policy.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
@@ -586,17 +609,19 @@ impl Validator<'_> {
                 Protocol::All
             }
         };
-        let ports = self.rule_ports(r, field, protocol, port_lists, spanned.span());
+        let ports = self.rule_ports(r, field, protocol, &refs.port_lists, spanned.span());
 
-        // The remote side: source for ingress, destination for egress. The
-        // other side's address (5-tuple rules) is not supported yet.
-        let (remote_cidr, remote_group, remote_pl, local_cidr, remote_name) = match dir {
+        // The remote side: source for ingress, destination for egress; the
+        // other side's address is the local address of a 5-tuple rule.
+        let (remote_cidr, remote_group, remote_pl, local_cidr, remote_name, local_name) = match dir
+        {
             Direction::Ingress => (
                 &r.source_cidr_ip,
                 &r.source_group_id,
                 &r.source_prefix_list_id,
                 &r.dest_cidr_ip,
                 "source",
+                "dest_cidr_ip",
             ),
             Direction::Egress => (
                 &r.dest_cidr_ip,
@@ -604,54 +629,87 @@ impl Validator<'_> {
                 &r.dest_prefix_list_id,
                 &r.source_cidr_ip,
                 "dest",
+                "source_cidr_ip",
             ),
         };
-        for (value, name) in [
-            (
-                local_cidr,
-                if dir == Direction::Ingress {
-                    "dest_cidr_ip"
-                } else {
-                    "source_cidr_ip"
-                },
-            ),
-            (&r.source_port_range, "source_port_range"),
-        ] {
-            if let Some(v) = value {
-                self.error(v.span(), format!("{field}.{name}"), "5-tuple rules (local address, source port) are not supported by this version of sgd yet");
+        let local = local_cidr.as_ref().and_then(|c| {
+            let net = parse_cidr(c.get_ref());
+            if net.is_none() {
+                self.error(
+                    c.span(),
+                    format!("{field}.{local_name}"),
+                    format!("{:?} is not valid; allowed: an IPv4 or IPv6 address or CIDR (the local address of a 5-tuple rule)", c.get_ref()),
+                );
             }
-        }
-        if let Some(v) = remote_group {
-            let msg = if kind == GroupType::Enterprise {
-                "enterprise groups cannot reference groups in rules (SPEC §3.4)"
-            } else {
-                "group references are not supported by this version of sgd yet; use source_cidr_ip/dest_cidr_ip or a prefix list"
-            };
-            self.error(v.span(), format!("{field}.{remote_name}_group_id"), msg);
-        }
-        let sources = [
+            net
+        });
+        let source_ports = r.source_port_range.as_ref().and_then(|p| {
+            if !protocol.has_ports() {
+                self.error(
+                    p.span(),
+                    format!("{field}.source_port_range"),
+                    format!("only tcp and udp rules have ports, not {protocol}"),
+                );
+                return None;
+            }
+            let range = parse_port_range(p.get_ref());
+            if range.is_none() {
+                self.error(
+                    p.span(),
+                    format!("{field}.source_port_range"),
+                    format!(
+                        "{:?} is not valid; allowed: \"start/end\" with 1 <= start <= end <= 65535",
+                        p.get_ref()
+                    ),
+                );
+            }
+            range
+        });
+        let given = [
             remote_cidr.is_some(),
             remote_group.is_some(),
             remote_pl.is_some(),
         ];
-        let mut remote = Vec::new();
-        match (remote_cidr, remote_pl) {
-            _ if sources.iter().filter(|s| **s).count() > 1 => {
+        let peer = match (remote_cidr, remote_group, remote_pl) {
+            _ if given.iter().filter(|g| **g).count() > 1 => {
                 self.error(spanned.span(), format!("{field}.{remote_name}_cidr_ip"), format!("give exactly one of {remote_name}_cidr_ip, {remote_name}_group_id, {remote_name}_prefix_list_id"));
+                Peer::Cidrs(Vec::new())
             }
-            (Some(c), None) => match parse_cidr(c.get_ref()) {
-                Some(net) => remote.push(net),
-                None => self.error(c.span(), format!("{field}.{remote_name}_cidr_ip"), format!("{:?} is not valid; allowed: an IPv4 or IPv6 address or CIDR, e.g. 0.0.0.0/0, 198.51.100.7, 2001:db8::/32", c.get_ref())),
+            (Some(c), _, _) => match parse_cidr(c.get_ref()) {
+                Some(net) => Peer::Cidrs(vec![net]),
+                None => {
+                    self.error(c.span(), format!("{field}.{remote_name}_cidr_ip"), format!("{:?} is not valid; allowed: an IPv4 or IPv6 address or CIDR, e.g. 0.0.0.0/0, 198.51.100.7, 2001:db8::/32", c.get_ref()));
+                    Peer::Cidrs(Vec::new())
+                }
             },
-            (None, Some(pl)) => match prefix_lists.get(pl.get_ref()) {
-                Some(list) => remote.extend(list.entries.iter().copied()),
-                None => self.error(pl.span(), format!("{field}.{remote_name}_prefix_list_id"), format!("no [[prefix_list]] with id {:?}", pl.get_ref())),
+            (_, Some(g), _) => {
+                if kind == GroupType::Enterprise {
+                    self.error(g.span(), format!("{field}.{remote_name}_group_id"), "enterprise groups cannot reference groups in rules (SPEC §3.4); use a CIDR or a prefix list");
+                } else if !refs.group_ids.contains(g.get_ref()) {
+                    self.error(
+                        g.span(),
+                        format!("{field}.{remote_name}_group_id"),
+                        format!("no [[security_group]] with id {:?}", g.get_ref()),
+                    );
+                }
+                Peer::Group(g.get_ref().clone())
+            }
+            (_, _, Some(pl)) => match refs.prefix_lists.get(pl.get_ref()) {
+                Some(list) => Peer::Cidrs(list.entries.clone()),
+                None => {
+                    self.error(
+                        pl.span(),
+                        format!("{field}.{remote_name}_prefix_list_id"),
+                        format!("no [[prefix_list]] with id {:?}", pl.get_ref()),
+                    );
+                    Peer::Cidrs(Vec::new())
+                }
             },
-            (None, None) if remote_group.is_none() => {
+            (None, None, None) => {
                 self.error(spanned.span(), format!("{field}.{remote_name}_cidr_ip"), format!("missing; a rule needs one of {remote_name}_cidr_ip, {remote_name}_group_id, {remote_name}_prefix_list_id"));
+                Peer::Cidrs(Vec::new())
             }
-            _ => {}
-        }
+        };
         let id = match &r.id {
             Some(id) if !id.get_ref().is_empty() => id.get_ref().clone(),
             Some(id) => {
@@ -670,7 +728,9 @@ impl Validator<'_> {
             priority,
             protocol,
             ports,
-            remote,
+            source_ports: source_ports.unwrap_or(PortRange::ANY),
+            peer,
+            local,
             description: r.description.clone().unwrap_or_default(),
         }
     }
@@ -756,8 +816,7 @@ impl Validator<'_> {
         spanned: &Spanned<raw::Interface>,
         field: &str,
         groups: &[SecurityGroup],
-        prefix_lists: &HashMap<String, NamedList<IpNet>>,
-        port_lists: &HashMap<String, NamedList<PortRange>>,
+        refs: &Refs,
         raw_groups: &[Spanned<raw::Group>],
     ) -> InterfaceBinding {
         let b = spanned.get_ref();
@@ -767,10 +826,7 @@ impl Validator<'_> {
         }
         let mode = match b.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
             None | Some(("instance", _)) => BindingMode::Instance,
-            Some(("hypervisor", span)) => {
-                self.error(span, format!("{field}.mode"), "mode = \"hypervisor\" (with anti-spoofing) is not supported by this version of sgd yet; allowed here: \"instance\"");
-                BindingMode::Hypervisor
-            }
+            Some(("hypervisor", _)) => BindingMode::Hypervisor,
             Some((other, span)) => {
                 self.error(
                     span,
@@ -793,6 +849,13 @@ impl Validator<'_> {
                     ),
                 ),
             }
+        }
+        if mode == BindingMode::Hypervisor && addresses.is_empty() {
+            self.error(
+                spanned.span(),
+                format!("{field}.addresses"),
+                "required in hypervisor mode: the instance's private IPs (its packets from any other source are dropped)",
+            );
         }
         let list = b.security_groups.get_ref();
         if list.is_empty() || list.len() > MAX_GROUPS_PER_INTERFACE {
@@ -826,7 +889,9 @@ impl Validator<'_> {
             let raw_group = raw_groups
                 .iter()
                 .find(|g| g.get_ref().id.get_ref() == id.get_ref());
-            quota += raw_group.map_or(0, |g| rule_quota(g.get_ref(), prefix_lists, port_lists));
+            quota += raw_group.map_or(0, |g| {
+                rule_quota(g.get_ref(), &refs.prefix_lists, &refs.port_lists)
+            });
         }
         if kinds.len() > 1 {
             self.error(
@@ -988,7 +1053,7 @@ security_groups = ["sg-web"]
         assert_eq!(g.ingress.len(), 2);
         assert_eq!(g.ingress[0].id, "sg-web/ingress/1");
         assert_eq!(g.ingress[1].ports.len(), 2);
-        assert_eq!(g.ingress[1].remote.len(), 2);
+        assert!(matches!(&g.ingress[1].peer, Peer::Cidrs(nets) if nets.len() == 2));
         assert_eq!(g.egress[0].priority, 2);
         assert_eq!(g.egress[0].ports, vec![PortRange::ANY]);
         assert_eq!(config.daemon.session_timeout_secs, 910);

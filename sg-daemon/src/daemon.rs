@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::{
     compile::{CompiledTable, build_table, compile},
     dataplane::Dataplane,
-    model::{BindingMode, Config, Direction, InterfaceBinding},
+    model::{Addresses, BindingMode, Config, Direction, InterfaceBinding},
 };
 
 pub struct Daemon {
@@ -52,9 +52,10 @@ impl Daemon {
     /// Makes the host enforce `config`. Interfaces no longer bound are
     /// released; each interface switches atomically.
     pub fn apply(&mut self, config: &Config) -> anyhow::Result<ApplyReport> {
+        let addresses = Addresses::resolve(config, |b| interface_addresses(&b.name));
         let mut compiled = Vec::new();
         for binding in &config.interfaces {
-            let tables = compile_binding(config, binding)
+            let tables = compile_binding(config, binding, &addresses)
                 .with_context(|| format!("interface {}", binding.name))?;
             compiled.push((binding, tables));
         }
@@ -78,6 +79,12 @@ impl Daemon {
                 self.dataplane.uninstall(*old)?;
                 self.dataplane.detach(&binding.name)?;
             }
+            let spoof_guard = match binding.mode {
+                BindingMode::Instance => &[][..],
+                BindingMode::Hypervisor => addresses.instance(&binding.name),
+            };
+            self.dataplane
+                .set_instance_addresses(ifindex, spoof_guard)?;
             self.dataplane
                 .install(ifindex, flags, [inbound, outbound])
                 .with_context(|| format!("installing the rules of {}", binding.name))?;
@@ -109,18 +116,14 @@ impl Daemon {
     }
 }
 
-/// The inbound and outbound tables of one binding. In instance mode the
-/// instance's addresses default to the interface's own.
+/// The inbound and outbound tables of one binding.
 fn compile_binding(
     config: &Config,
     binding: &InterfaceBinding,
+    addresses: &Addresses,
 ) -> anyhow::Result<[CompiledTable; 2]> {
-    let mut binding = binding.clone();
-    if binding.addresses.is_empty() && binding.mode == BindingMode::Instance {
-        binding.addresses = interface_addresses(&binding.name);
-    }
     let [inbound, outbound] =
-        Direction::BOTH.map(|dir| compile(&build_table(config, &binding, dir)));
+        Direction::BOTH.map(|dir| compile(&build_table(config, binding, addresses, dir)));
     Ok([inbound?, outbound?])
 }
 

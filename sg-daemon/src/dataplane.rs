@@ -8,7 +8,9 @@
 //! tables or the new ones, never a mix. The old tables are cleared at the
 //! next change, long after any packet that could still be using them.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::IpAddr};
+
+use ipnet::IpNet;
 
 use anyhow::{Context as _, anyhow};
 use aya::{
@@ -20,12 +22,15 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
 };
 use sg_common::{
-    ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, CtKey, CtValue, GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND,
-    GLOBAL_BLOCK_SMTP, GlobalConfig, InterfaceConfig, MAX_TABLES, PORT_KEY_FIXED_BITS, PortKey,
-    ProtoKey, REASON_COUNT, Reason, TableInfo, maps, programs,
+    ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, CtKey, CtValue, DIM_LOCAL, FAMILY_V4, GLOBAL_ALLOW_DHCP,
+    GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, InterfaceConfig, MAX_TABLES,
+    PORT_KEY_FIXED_BITS, PortKey, ProtoKey, REASON_COUNT, Reason, TableInfo, maps, programs,
 };
 
-use crate::{compile::CompiledTable, model::DaemonSettings};
+use crate::{
+    compile::{CompiledTable, addr_bytes},
+    model::DaemonSettings,
+};
 
 /// The eBPF object built by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sg"));
@@ -55,6 +60,10 @@ impl Hook {
     }
 }
 
+fn same_key(a: &Key<AddrKey>, b: &Key<AddrKey>) -> bool {
+    a.prefix_len() == b.prefix_len() && a.data() == b.data()
+}
+
 /// The map keys one table occupies, so that it can be removed again.
 #[derive(Default)]
 struct TableKeys {
@@ -72,6 +81,11 @@ pub struct Dataplane {
     /// Tables switched away from; cleared at the next change.
     retired: Vec<TableKeys>,
     links: HashMap<String, Vec<(Hook, SchedClassifierLinkId)>>,
+    /// Ruleset generation; sessions remember the one they were checked
+    /// against.
+    epoch: u32,
+    /// Anti-spoofing entries written per hypervisor-mode ifindex.
+    instance_addrs: HashMap<u32, Vec<Key<AddrKey>>>,
 }
 
 impl Dataplane {
@@ -103,6 +117,8 @@ impl Dataplane {
             installed: HashMap::new(),
             retired: Vec::new(),
             links: HashMap::new(),
+            epoch: 0,
+            instance_addrs: HashMap::new(),
         };
         dp.set_global(settings)?;
         Ok(dp)
@@ -143,6 +159,7 @@ impl Dataplane {
         flags: u32,
         tables: [&CompiledTable; 2],
     ) -> anyhow::Result<()> {
+        self.epoch = self.epoch.wrapping_add(1);
         self.clear_retired()?;
         let mut written: Vec<TableKeys> = Vec::new();
         for table in tables {
@@ -161,7 +178,7 @@ impl Dataplane {
         let config = InterfaceConfig {
             tables: [inbound.id, outbound.id],
             flags,
-            _pad: 0,
+            epoch: self.epoch,
         };
         let mut ifaces: BpfHashMap<_, u32, InterfaceConfig> =
             BpfHashMap::try_from(self.map(maps::INTERFACES)?)?;
@@ -184,7 +201,7 @@ impl Dataplane {
         if let Some(old) = self.installed.remove(&ifindex) {
             self.retired.extend(old);
         }
-        Ok(())
+        self.set_instance_addresses(ifindex, &[])
     }
 
     fn write_table(&mut self, table: &CompiledTable) -> anyhow::Result<TableKeys> {
@@ -223,9 +240,10 @@ impl Dataplane {
                 ADDR_KEY_FIXED_BITS + e.prefix_len as u32,
                 AddrKey {
                     table: id.to_be_bytes(),
+                    dim: e.dim,
                     family: e.family,
                     addr: e.addr,
-                    _pad: [0; 3],
+                    _pad: [0; 2],
                 },
             );
             addr.insert(&key, e.bits, 0).context("writing SG_ADDR")?;
@@ -237,6 +255,7 @@ impl Dataplane {
                 PORT_KEY_FIXED_BITS + e.prefix_len as u32,
                 PortKey {
                     table: id.to_be_bytes(),
+                    dim: e.dim,
                     port: e.port.to_be_bytes(),
                 },
             );
@@ -247,9 +266,45 @@ impl Dataplane {
             accept: table.accept,
             default_accept: table.default_accept as u32,
             rule_count: table.rule_count as u32,
+            flags: table.flags,
+            _pad: 0,
         };
         let mut tables: Array<_, TableInfo> = Array::try_from(self.map(maps::TABLES)?)?;
         tables.set(id, info, 0).context("writing SG_TABLES")?;
+        Ok(())
+    }
+
+    /// Sets the addresses a hypervisor-mode instance may send from; an
+    /// empty list removes them (instance mode).
+    pub fn set_instance_addresses(&mut self, ifindex: u32, addrs: &[IpAddr]) -> anyhow::Result<()> {
+        let keys: Vec<Key<AddrKey>> = addrs
+            .iter()
+            .map(|a| {
+                let (family, addr) = addr_bytes(&IpNet::from(*a));
+                let len = if family == FAMILY_V4 { 32 } else { 128 };
+                Key::new(
+                    ADDR_KEY_FIXED_BITS + len,
+                    AddrKey {
+                        table: ifindex.to_be_bytes(),
+                        dim: DIM_LOCAL,
+                        family,
+                        addr,
+                        _pad: [0; 2],
+                    },
+                )
+            })
+            .collect();
+        let old = self
+            .instance_addrs
+            .insert(ifindex, keys.clone())
+            .unwrap_or_default();
+        let mut trie: LpmTrie<_, AddrKey, u8> = LpmTrie::try_from(self.map(maps::INSTANCE_ADDRS)?)?;
+        for k in &keys {
+            trie.insert(k, 1, 0).context("writing SG_INSTANCE_ADDRS")?;
+        }
+        for k in old.iter().filter(|k| !keys.iter().any(|n| same_key(n, k))) {
+            let _ = trie.remove(k);
+        }
         Ok(())
     }
 

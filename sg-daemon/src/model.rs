@@ -2,7 +2,7 @@
 //! (SPEC §2). Values here are already checked; the compiler and the
 //! dataplane trust them.
 
-use std::{fmt, path::PathBuf};
+use std::{collections::HashMap, fmt, net::IpAddr, path::PathBuf};
 
 use ipnet::IpNet;
 
@@ -187,10 +187,24 @@ pub struct Rule {
     pub protocol: Protocol,
     /// Destination port ranges of the packet (one, or a port list's).
     pub ports: Vec<PortRange>,
-    /// The remote side: source for ingress, destination for egress (one
-    /// CIDR, or a prefix list's).
-    pub remote: Vec<IpNet>,
+    /// Source port range of the packet (5-tuple rules); `ANY` otherwise.
+    pub source_ports: PortRange,
+    /// The remote side: source for ingress, destination for egress.
+    pub peer: Peer,
+    /// The local address (5-tuple rules): destination for ingress, source
+    /// for egress; `None` matches every local address.
+    pub local: Option<IpNet>,
     pub description: String,
+}
+
+/// Who a rule's remote side is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// One CIDR, or the entries of a prefix list.
+    Cidrs(Vec<IpNet>),
+    /// The members of a group: its listed `members` and the addresses of
+    /// the local interfaces bound to it.
+    Group(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,5 +219,53 @@ pub struct InterfaceBinding {
     pub mode: BindingMode,
     /// Group ids in binding order (1..=10).
     pub security_groups: Vec<String>,
-    pub addresses: Vec<std::net::IpAddr>,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Addresses known on this host: who is a member of which group, and each
+/// bound interface's instance addresses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Addresses {
+    members: HashMap<String, Vec<IpNet>>,
+    instances: HashMap<String, Vec<IpAddr>>,
+}
+
+impl Addresses {
+    /// A group's members are its listed `members` plus the instance
+    /// addresses of every local interface bound to it. `own` gives an
+    /// instance-mode binding's addresses when the file lists none (the
+    /// interface's own addresses).
+    pub fn resolve(config: &Config, own: impl Fn(&InterfaceBinding) -> Vec<IpAddr>) -> Addresses {
+        let mut out = Addresses::default();
+        for binding in &config.interfaces {
+            let addrs = if binding.addresses.is_empty() {
+                own(binding)
+            } else {
+                binding.addresses.clone()
+            };
+            out.instances.insert(binding.name.clone(), addrs);
+        }
+        for group in &config.groups {
+            let mut members = group.members.clone();
+            for binding in &config.interfaces {
+                if binding.security_groups.contains(&group.id) {
+                    members.extend(out.instance(&binding.name).iter().map(|a| IpNet::from(*a)));
+                }
+            }
+            members.sort();
+            members.dedup();
+            out.members.insert(group.id.clone(), members);
+        }
+        out
+    }
+
+    /// The member addresses of a group (empty for an unknown group).
+    pub fn members(&self, group: &str) -> &[IpNet] {
+        self.members.get(group).map_or(&[], Vec::as_slice)
+    }
+
+    /// The instance addresses behind a bound interface.
+    pub fn instance(&self, ifname: &str) -> &[IpAddr] {
+        self.instances.get(ifname).map_or(&[], Vec::as_slice)
+    }
 }

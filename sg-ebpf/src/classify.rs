@@ -1,22 +1,27 @@
-//! Rule classification by bit vectors: three map lookups (protocol, remote
-//! address, destination port), an AND of three bitmaps and a search for
-//! the lowest set bit. Bit order is decision order, so the lowest bit is the
-//! rule that decides. Nothing here depends on the number of rules.
+//! Rule classification by bit vectors: one map lookup per packet field
+//! (protocol, remote address, destination port, and — only for tables
+//! whose rules use them — local address and source port), an AND of the
+//! bitmaps and a search for the lowest set bit. Bit order is decision
+//! order, so the lowest bit is the rule that decides. Nothing here depends
+//! on the number of rules.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use sg_common::{
-    ADDR_KEY_FIXED_BITS, AddrKey, BITMAP_WORDS, Bitmap, INBOUND, PORT_KEY_FIXED_BITS, PROTO_ANY,
-    PortKey, ProtoKey,
+    ADDR_KEY_FIXED_BITS, AddrKey, BITMAP_WORDS, Bitmap, DIM_DST_PORT, DIM_LOCAL, DIM_REMOTE,
+    DIM_SRC_PORT, INBOUND, PORT_KEY_FIXED_BITS, PROTO_ANY, PortKey, ProtoKey, TABLE_MATCHES_LOCAL,
+    TABLE_MATCHES_SRC_PORT,
 };
 
 use crate::{SG_ADDR, SG_PORT, SG_PROTO, SG_TABLES, parse::Flow};
 
 pub enum Outcome {
-    Rule { accept: bool },
+    /// Rule `index` of the table decided.
+    Rule { accept: bool, index: u32 },
+    /// No rule matched: the direction's default.
     Default { accept: bool },
 }
 
-#[inline(always)]
+#[inline(never)]
 pub fn classify(table: u32, flow: &Flow, dir: usize) -> Outcome {
     let Some(info) = SG_TABLES.get(table) else {
         return Outcome::Default { accept: false };
@@ -24,67 +29,129 @@ pub fn classify(table: u32, flow: &Flow, dir: usize) -> Outcome {
     let default = Outcome::Default {
         accept: info.default_accept != 0,
     };
+    let (remote, local) = if dir == INBOUND {
+        (&flow.src, &flow.dst)
+    } else {
+        (&flow.dst, &flow.src)
+    };
 
-    let proto_bits = match unsafe {
-        SG_PROTO.get(&ProtoKey {
-            table,
-            proto: flow.proto as u32,
-        })
-    } {
-        Some(bits) => bits,
-        None => match unsafe {
+    let Some(proto_bits) = proto_bitmap(table, flow.proto()) else {
+        return default;
+    };
+    let Some(remote_bits) = addr_bitmap(table, DIM_REMOTE, flow, remote) else {
+        return default;
+    };
+    let Some(port_bits) = port_bitmap(table, DIM_DST_PORT, flow.rule_dst_port()) else {
+        return default;
+    };
+    // Tables without 5-tuple rules skip these lookups; an all-ones bitmap
+    // stands in.
+    let local_bits = if info.flags & TABLE_MATCHES_LOCAL != 0 {
+        match addr_bitmap(table, DIM_LOCAL, flow, local) {
+            Some(bits) => bits,
+            None => return default,
+        }
+    } else {
+        &ALL_RULES
+    };
+    let sport_bits = if info.flags & TABLE_MATCHES_SRC_PORT != 0 {
+        match port_bitmap(table, DIM_SRC_PORT, flow.rule_src_port()) {
+            Some(bits) => bits,
+            None => return default,
+        }
+    } else {
+        &ALL_RULES
+    };
+
+    for i in 0..BITMAP_WORDS {
+        let w = proto_bits.words[i]
+            & remote_bits.words[i]
+            & port_bits.words[i]
+            & local_bits.words[i]
+            & sport_bits.words[i];
+        if w != 0 {
+            let bit = w & w.wrapping_neg();
+            return Outcome::Rule {
+                accept: info.accept.words[i] & bit != 0,
+                index: i as u32 * 64 + bit_index(bit),
+            };
+        }
+    }
+    default
+}
+
+static ALL_RULES: Bitmap = Bitmap {
+    words: [u64::MAX; BITMAP_WORDS],
+};
+
+#[inline(always)]
+fn proto_bitmap(table: u32, proto: u8) -> Option<&'static Bitmap> {
+    let exact = ProtoKey {
+        table,
+        proto: proto as u32,
+    };
+    match unsafe { SG_PROTO.get(&exact) } {
+        Some(bits) => Some(bits),
+        None => unsafe {
             SG_PROTO.get(&ProtoKey {
                 table,
                 proto: PROTO_ANY,
             })
-        } {
-            Some(bits) => bits,
-            None => return default,
         },
-    };
-
-    let remote = if dir == INBOUND { flow.src } else { flow.dst };
-    let addr_len = if flow.is_v4() { 32 } else { 128 };
-    let addr_key = Key::new(
-        ADDR_KEY_FIXED_BITS + addr_len,
-        AddrKey {
-            table: table.to_be_bytes(),
-            family: flow.family,
-            addr: remote,
-            _pad: [0; 3],
-        },
-    );
-    let Some(addr_bits) = SG_ADDR.get(&addr_key) else {
-        return default;
-    };
-
-    let port_key = Key::new(
-        PORT_KEY_FIXED_BITS + 16,
-        PortKey {
-            table: table.to_be_bytes(),
-            port: flow.rule_port().to_be_bytes(),
-        },
-    );
-    let Some(port_bits) = SG_PORT.get(&port_key) else {
-        return default;
-    };
-
-    match first_common_bit(proto_bits, addr_bits, port_bits) {
-        Some((word, bit)) => Outcome::Rule {
-            accept: info.accept.words[word] & bit != 0,
-        },
-        None => default,
     }
 }
 
-/// The lowest bit set in all three bitmaps, as (word index, isolated bit).
 #[inline(always)]
-fn first_common_bit(a: &Bitmap, b: &Bitmap, c: &Bitmap) -> Option<(usize, u64)> {
-    for i in 0..BITMAP_WORDS {
-        let w = a.words[i] & b.words[i] & c.words[i];
-        if w != 0 {
-            return Some((i, w & w.wrapping_neg()));
-        }
+fn addr_bitmap(table: u32, dim: u8, flow: &Flow, addr: &[u8; 16]) -> Option<&'static Bitmap> {
+    let len = if flow.is_v4() { 32 } else { 128 };
+    let key = Key::new(
+        ADDR_KEY_FIXED_BITS + len,
+        AddrKey {
+            table: table.to_be_bytes(),
+            dim,
+            family: flow.family(),
+            addr: *addr,
+            _pad: [0; 2],
+        },
+    );
+    SG_ADDR.get(&key)
+}
+
+#[inline(always)]
+fn port_bitmap(table: u32, dim: u8, port: u16) -> Option<&'static Bitmap> {
+    let key = Key::new(
+        PORT_KEY_FIXED_BITS + 16,
+        PortKey {
+            table: table.to_be_bytes(),
+            dim,
+            port: port.to_be_bytes(),
+        },
+    );
+    SG_PORT.get(&key)
+}
+
+/// Index of the single set bit of `bit`, by binary search (BPF has no
+/// count-trailing-zeros instruction).
+#[inline(always)]
+fn bit_index(bit: u64) -> u32 {
+    let mut n = 0;
+    if bit & 0xffff_ffff == 0 {
+        n += 32;
     }
-    None
+    if bit & 0x0000_ffff_0000_ffff == 0 {
+        n += 16;
+    }
+    if bit & 0x00ff_00ff_00ff_00ff == 0 {
+        n += 8;
+    }
+    if bit & 0x0f0f_0f0f_0f0f_0f0f == 0 {
+        n += 4;
+    }
+    if bit & 0x3333_3333_3333_3333 == 0 {
+        n += 2;
+    }
+    if bit & 0x5555_5555_5555_5555 == 0 {
+        n += 1;
+    }
+    n
 }

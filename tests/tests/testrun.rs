@@ -15,7 +15,7 @@ use sg_daemon::{
     compile::{build_table, compile},
     config,
     dataplane::{Dataplane, Hook},
-    model::Direction,
+    model::{Addresses, Direction},
 };
 use sg_tests::frames::{self, ICMP, ICMPV6, TCP, UDP};
 
@@ -34,8 +34,9 @@ impl Kernel {
             config::parse(Path::new("testrun.toml"), toml).unwrap_or_else(|e| panic!("{e}"));
         let mut dataplane = Dataplane::load(&config.daemon).expect("load the eBPF program");
         let binding = &config.interfaces[0];
+        let addresses = Addresses::resolve(&config, |_| Vec::new());
         let [inbound, outbound] = Direction::BOTH
-            .map(|dir| compile(&build_table(&config, binding, dir)).expect("compile"));
+            .map(|dir| compile(&build_table(&config, binding, &addresses, dir)).expect("compile"));
         dataplane
             .install(LOOPBACK_IFINDEX, 0, [&inbound, &outbound])
             .expect("install tables");

@@ -37,7 +37,7 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Setup, build, then run the sg-daemon benchmarks.
+    /// Setup, build, then run the dataplane benchmark (as root; it loads eBPF).
     Bench {
         /// Extra arguments for `cargo bench`.
         #[arg(last = true)]

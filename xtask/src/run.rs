@@ -45,9 +45,15 @@ pub fn demo(args: &[String]) -> Result<()> {
     Err(cmd.exec()).context("starting `cargo run -p sg-tests --bin sg-demo`")
 }
 
+/// Runs the dataplane benchmark (`sg-daemon/benches/dataplane.rs`): it
+/// loads the eBPF program and runs it through `BPF_PROG_TEST_RUN`, hence
+/// root. It prints figures; nothing is attached anywhere.
 pub fn bench(args: &[String]) -> Result<()> {
+    util::require_root("`cargo xtask bench`")?;
     build()?;
-    run(cargo().args(["bench", "-p", "sg-daemon"]).args(args))
+    run(cargo()
+        .args(["bench", "-p", "sg-daemon", "--bench", "dataplane"])
+        .args(args))
 }
 
 pub fn fmt_check() -> Result<()> {

@@ -1,0 +1,871 @@
+//! `cargo bench -p sg-daemon --bench dataplane` (as root; `cargo xtask bench`).
+//!
+//! A benchmark, not a test: it prints figures and checks only that each
+//! probe packet is decided the way the benchmark intends. From one run:
+//!
+//! 1. per-packet cost through `BPF_PROG_TEST_RUN` at 10, 100 and 1000 rules
+//!    per interface, for new flows (fully classified every repetition) and
+//!    established flows (a session hit), measured in interleaved rounds;
+//! 2. compile (and install) time of a 1000-rule interface;
+//! 3. the growth of the kernel maps' memory when one 1000-rule interface is
+//!    installed (`memlock` in `/proc/self/fdinfo`).
+//!
+//! Nothing is attached anywhere: a test run's skb carries ifindex 1 (`lo`),
+//! and each ruleset is installed for ifindex 1 in its own copy of the maps.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+
+// ---------------------------------------------------------------------------
+// The adapter: every call into sg_daemon's API is in this module, so that a
+// change of its signatures (e.g. `build_table` gaining a parameter) is fixed
+// here and nowhere else.
+// ---------------------------------------------------------------------------
+mod sg {
+    use std::{
+        net::IpAddr,
+        path::Path,
+        time::{Duration, Instant},
+    };
+
+    use aya::programs::{TestRun, TestRunOptions};
+    pub use sg_common::Reason;
+    use sg_daemon::{
+        compile::{CompiledTable, Fields, Table, build_table, compile},
+        config,
+        dataplane::Dataplane,
+        model::{Addresses, Config, Direction},
+    };
+
+    pub use sg_daemon::dataplane::Hook;
+
+    /// Ifindex of `lo`, which every test run's skb carries.
+    pub const LOOPBACK_IFINDEX: u32 = 1;
+
+    pub struct Ruleset(Config);
+
+    /// Inbound and outbound tables in the kernel's form.
+    pub struct Compiled([CompiledTable; 2]);
+
+    pub struct Kernel(Dataplane);
+
+    impl Ruleset {
+        pub fn parse(toml: &str) -> Ruleset {
+            Ruleset(config::parse(Path::new("bench.toml"), toml).unwrap_or_else(|e| panic!("{e}")))
+        }
+
+        /// The ordered rule lists of the first interface (inbound, outbound).
+        /// The only call of `build_table`. The generated groups list no
+        /// members and reference no groups, so no addresses are resolved.
+        fn tables(&self) -> [Table; 2] {
+            let addresses = Addresses::resolve(&self.0, |_| Vec::new());
+            Direction::BOTH.map(|dir| build_table(&self.0, &self.0.interfaces[0], &addresses, dir))
+        }
+
+        /// `build_table` + `compile` for both directions.
+        pub fn compile(&self) -> Compiled {
+            self.compile_timed().0
+        }
+
+        /// The same, with the time taken by `build_table` and by `compile`.
+        pub fn compile_timed(&self) -> (Compiled, Duration, Duration) {
+            let start = Instant::now();
+            let tables = self.tables();
+            let built = start.elapsed();
+            let compiled = tables.map(|t| compile(&t).expect("compile"));
+            (Compiled(compiled), built, start.elapsed() - built)
+        }
+
+        /// Rules per direction (inbound, outbound).
+        pub fn rule_counts(&self) -> [usize; 2] {
+            self.tables().map(|t| t.rules.len())
+        }
+
+        /// Index in the ordered inbound list of the rule that decides an
+        /// inbound packet (user-space first-match scan), if any.
+        pub fn inbound_deciding_rule(
+            &self,
+            proto: u8,
+            (remote, src_port): (IpAddr, u16),
+            (local, dst_port): (IpAddr, u16),
+        ) -> Option<usize> {
+            let [inbound, _] = self.tables();
+            inbound.first_match(&Fields {
+                proto,
+                src_port,
+                dst_port,
+                remote,
+                local,
+            })
+        }
+
+        pub fn load(&self) -> Kernel {
+            Kernel(Dataplane::load(&self.0.daemon).expect("load the eBPF program"))
+        }
+    }
+
+    impl Compiled {
+        /// Entries written to SG_PROTO, SG_ADDR and SG_PORT (both directions).
+        pub fn entries(&self) -> [(&'static str, usize); 3] {
+            let sum = |f: fn(&CompiledTable) -> usize| self.0.iter().map(f).sum();
+            [
+                (sg_common::maps::PROTO, sum(|t| t.proto.len())),
+                (sg_common::maps::ADDR, sum(|t| t.addr.len())),
+                (sg_common::maps::PORT, sum(|t| t.port.len())),
+            ]
+        }
+    }
+
+    impl Kernel {
+        /// Switches `lo` to these tables (`Dataplane::install`).
+        pub fn install(&mut self, compiled: &Compiled) {
+            self.install_on(LOOPBACK_IFINDEX, compiled);
+        }
+
+        pub fn install_on(&mut self, ifindex: u32, compiled: &Compiled) {
+            let [inbound, outbound] = &compiled.0;
+            self.0
+                .install(ifindex, 0, [inbound, outbound])
+                .expect("install tables");
+        }
+
+        /// Runs `frame` `repeat` times through a hook: the kernel's average
+        /// duration per repetition, and the reason counters that moved (with
+        /// how much).
+        pub fn run(&self, hook: Hook, frame: &[u8], repeat: u32) -> (Duration, Vec<(Reason, u64)>) {
+            let before = self.0.stats().expect("read SG_STATS");
+            let result = self
+                .0
+                .program(hook)
+                .expect("program")
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    repeat,
+                    ..TestRunOptions::default()
+                })
+                .expect("BPF_PROG_TEST_RUN");
+            let after = self.0.stats().expect("read SG_STATS");
+            let moved = before
+                .iter()
+                .zip(&after)
+                .filter(|(b, a)| a.1 != b.1)
+                .map(|(b, a)| (a.0, a.1 - b.1))
+                .collect();
+            (result.duration, moved)
+        }
+    }
+}
+
+use sg::{Hook, Reason};
+
+// ---------------------------------------------------------------------------
+// Parameters.
+// ---------------------------------------------------------------------------
+
+const RULE_COUNTS: [usize; 3] = [10, 100, 1000];
+/// Interleaved rounds; each cell is the median over them.
+const ROUNDS: usize = 31;
+/// Repetitions of one packet inside one `BPF_PROG_TEST_RUN`.
+const REPEAT: u32 = 50_000;
+/// Runs of the compile/install timing.
+const COMPILE_RUNS: usize = 21;
+const SEED: u64 = 0x5eed_5eed_0000_0001;
+const NEW_FLOW_TARGET: f64 = 1.25;
+const COMPILE_TARGET_MS: f64 = 20.0;
+const MEMORY_TARGET: u64 = 2 << 20;
+/// Ifindexes of the interfaces the compile timing installs fresh tables
+/// for (no such interface needs to exist: nothing is attached).
+const FRESH_IFINDEX: u32 = 1000;
+
+// The addresses of the probe packets. Random rules are redrawn while they
+// would decide a probe, so each probe reaches the rule meant for it.
+const SERVER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+/// Inbound TCP to `LAST_PORT` from here is dropped by a rule at the end.
+const LAST_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 77);
+const LAST_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x77);
+const LAST_PORT: u16 = 5432;
+/// Inbound TCP to `FIRST_PORT` from here is dropped by the first rule.
+const FIRST_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 88);
+const FIRST_PORT: u16 = 23;
+/// Outbound TCP to this peer is accepted by the default and opens the
+/// session whose replies are the established probe.
+const PEER_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 80);
+const PEER_PORT: u16 = 443;
+const LOCAL_PORT: u16 = 40001;
+/// Source port of the inbound new-flow probes.
+const REMOTE_PORT: u16 = 40000;
+
+// ---------------------------------------------------------------------------
+// Random rulesets.
+// ---------------------------------------------------------------------------
+
+/// SplitMix64: small, fixed-seed, the same on every machine and version.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn range(&mut self, lo: u64, hi_inclusive: u64) -> u64 {
+        lo + self.below(hi_inclusive - lo + 1)
+    }
+
+    /// Index into `weights`, drawn in proportion to them.
+    fn weighted(&mut self, weights: &[u64]) -> usize {
+        let mut x = self.below(weights.iter().sum());
+        for (i, w) in weights.iter().enumerate() {
+            if x < *w {
+                return i;
+            }
+            x -= w;
+        }
+        unreachable!()
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    Ingress,
+    Egress,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+    All,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Icmpv6 => "icmpv6",
+            Proto::All => "all",
+        }
+    }
+
+    fn number(self) -> Option<u8> {
+        match self {
+            Proto::Tcp => Some(TCP),
+            Proto::Udp => Some(UDP),
+            Proto::Icmp => Some(1),
+            Proto::Icmpv6 => Some(58),
+            Proto::All => None,
+        }
+    }
+}
+
+struct Rule {
+    accept: bool,
+    priority: u8,
+    proto: Proto,
+    /// Inclusive; `None` for `-1/-1`.
+    ports: Option<(u16, u16)>,
+    remote: IpNet,
+}
+
+impl Rule {
+    fn matches(&self, proto: u8, port: u16, remote: IpAddr) -> bool {
+        self.proto.number().is_none_or(|p| p == proto)
+            && self.ports.is_none_or(|(lo, hi)| (lo..=hi).contains(&port))
+            && self.remote.contains(&remote)
+    }
+
+    fn toml(&self, dir: Dir, out: &mut String) {
+        let (table, remote) = match dir {
+            Dir::Ingress => ("ingress", "source_cidr_ip"),
+            Dir::Egress => ("egress", "dest_cidr_ip"),
+        };
+        let ports = match self.ports {
+            Some((lo, hi)) => format!("{lo}/{hi}"),
+            None => "-1/-1".into(),
+        };
+        out.push_str(&format!(
+            "  [[security_group.{table}]]\n  policy = \"{}\"\n  priority = {}\n  \
+             ip_protocol = \"{}\"\n  port_range = \"{ports}\"\n  {remote} = \"{}\"\n",
+            if self.accept { "accept" } else { "drop" },
+            self.priority,
+            self.proto.name(),
+            self.remote,
+        ));
+    }
+}
+
+fn random_v4(rng: &mut Rng) -> IpNet {
+    let len = [0, 8, 12, 16, 20, 24, 28, 32][rng.weighted(&[4, 4, 6, 10, 6, 30, 10, 30])];
+    let addr = match rng.below(4) {
+        0 => 0x0a00_0000 | rng.below(1 << 24) as u32,    // 10/8
+        1 => 0xac10_0000 | rng.below(1 << 20) as u32,    // 172.16/12
+        2 => 0xc0a8_0000 | rng.below(1 << 16) as u32,    // 192.168/16
+        _ => rng.range(0x0100_0000, 0xdfff_ffff) as u32, // unicast
+    };
+    IpNet::new(IpAddr::V4(addr.into()), len).unwrap().trunc()
+}
+
+fn random_v6(rng: &mut Rng) -> IpNet {
+    let len = [0, 32, 48, 56, 64, 128][rng.weighted(&[4, 8, 20, 15, 33, 20])];
+    let high = match rng.below(3) {
+        0 => 0x2001_0db8_0000_0000 | rng.below(1 << 32), // 2001:db8::/32
+        1 => 0xfd00_0000_0000_0000 | rng.below(1 << 56), // ULA
+        _ => 0x2000_0000_0000_0000 | rng.below(1 << 61), // 2000::/3
+    };
+    let addr = ((high as u128) << 64) | rng.next() as u128;
+    IpNet::new(IpAddr::V6(addr.into()), len).unwrap().trunc()
+}
+
+fn random_ports(rng: &mut Rng) -> (u16, u16) {
+    const COMMON: [u16; 16] = [
+        22, 25, 53, 80, 110, 123, 143, 443, 465, 993, 1433, 3306, 3389, 5432, 6379, 8080,
+    ];
+    match rng.weighted(&[50, 20, 30]) {
+        0 => {
+            let p = rng.pick(&COMMON);
+            (p, p)
+        }
+        1 => {
+            let p = rng.range(1024, 65535) as u16;
+            (p, p)
+        }
+        _ => match rng.below(5) {
+            0 => (1, 65535),
+            1 => (1024, 65535),
+            2 => (30000, 32767),
+            _ => {
+                let lo = rng.range(1, 60000);
+                (lo as u16, rng.range(lo, (lo + 2000).min(65535)) as u16)
+            }
+        },
+    }
+}
+
+fn random_rule(rng: &mut Rng) -> Rule {
+    let proto = [
+        Proto::Tcp,
+        Proto::Udp,
+        Proto::Icmp,
+        Proto::Icmpv6,
+        Proto::All,
+    ][rng.weighted(&[45, 20, 10, 5, 20])];
+    let v6 = match proto {
+        Proto::Icmp => false,
+        Proto::Icmpv6 => true,
+        _ => rng.below(10) < 3,
+    };
+    Rule {
+        accept: rng.below(10) < 7,
+        priority: rng.range(1, 100) as u8,
+        proto,
+        ports: matches!(proto, Proto::Tcp | Proto::Udp).then(|| random_ports(rng)),
+        remote: if v6 { random_v6(rng) } else { random_v4(rng) },
+    }
+}
+
+/// The packets random rules must not decide: (direction, protocol, port,
+/// remote address).
+fn reserved() -> [(Dir, u8, u16, IpAddr); 3] {
+    [
+        (Dir::Ingress, TCP, LAST_PORT, LAST_V4.into()),
+        (Dir::Ingress, TCP, LAST_PORT, LAST_V6.into()),
+        (Dir::Egress, TCP, PEER_PORT, PEER_V4.into()),
+    ]
+}
+
+/// A config with `total` rules on `lo` (half inbound, half outbound, as
+/// SPEC §4 counts them), spread over up to 10 basic groups.
+fn ruleset_toml(total: usize, rng: &mut Rng) -> String {
+    let first = Rule {
+        accept: false,
+        priority: 1,
+        proto: Proto::Tcp,
+        ports: Some((FIRST_PORT, FIRST_PORT)),
+        remote: IpNet::new(FIRST_V4.into(), 32).unwrap(),
+    };
+    let last = |remote: IpAddr, len| Rule {
+        accept: false,
+        priority: 100,
+        proto: Proto::Tcp,
+        ports: Some((LAST_PORT, LAST_PORT)),
+        remote: IpNet::new(remote, len).unwrap(),
+    };
+    let specials = [last(LAST_V4.into(), 24), last(LAST_V6.into(), 48)];
+    let mut draw = |dir: Dir, n: usize| -> Vec<Rule> {
+        (0..n)
+            .map(|_| {
+                loop {
+                    let r = random_rule(rng);
+                    let hits = reserved()
+                        .iter()
+                        .any(|&(d, proto, port, ip)| d == dir && r.matches(proto, port, ip));
+                    if !hits {
+                        break r;
+                    }
+                }
+            })
+            .collect()
+    };
+    let half = total / 2;
+    let mut ingress = vec![first];
+    ingress.extend(draw(Dir::Ingress, half - 1 - specials.len()));
+    ingress.extend(specials);
+    let egress = draw(Dir::Egress, total - half);
+
+    let groups = (total / 100).clamp(1, 10);
+    let chunk = |rules: &[Rule], g: usize| {
+        let per = rules.len().div_ceil(groups);
+        rules.len().min(g * per)..rules.len().min((g + 1) * per)
+    };
+    let mut toml = String::new();
+    for g in 0..groups {
+        toml.push_str(&format!(
+            "[[security_group]]\nid = \"sg-bench-{g}\"\ninner_access_policy = \"drop\"\n"
+        ));
+        for r in &ingress[chunk(&ingress, g)] {
+            r.toml(Dir::Ingress, &mut toml);
+        }
+        for r in &egress[chunk(&egress, g)] {
+            r.toml(Dir::Egress, &mut toml);
+        }
+    }
+    let ids: Vec<String> = (0..groups).map(|g| format!("\"sg-bench-{g}\"")).collect();
+    toml.push_str(&format!(
+        "[[interface]]\nname = \"lo\"\nsecurity_groups = [{}]\n",
+        ids.join(", ")
+    ));
+    toml
+}
+
+// ---------------------------------------------------------------------------
+// Frames (after tests/src/frames.rs; checksums zero, the classifier never
+// reads them).
+// ---------------------------------------------------------------------------
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
+    let mut h = Vec::with_capacity(20);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    h
+}
+
+fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let total = (20 + l4.len()) as u16;
+            let mut p = vec![0x45, 0];
+            p.extend_from_slice(&total.to_be_bytes());
+            p.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(l4);
+            ethernet(0x0800, &p)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut p = vec![0x60, 0, 0, 0];
+            p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            p.extend_from_slice(&[proto, 64]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(l4);
+            ethernet(0x86dd, &p)
+        }
+        _ => panic!("mixed address families"),
+    }
+}
+
+fn arp_request() -> Vec<u8> {
+    let mut p = vec![0, 1, 0x08, 0, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 0x02];
+    p.extend_from_slice(&FIRST_V4.octets());
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&SERVER_V4.octets());
+    ethernet(0x0806, &p)
+}
+
+// ---------------------------------------------------------------------------
+// Probes and measurement.
+// ---------------------------------------------------------------------------
+
+struct Probe {
+    label: &'static str,
+    hook: Hook,
+    frame: Vec<u8>,
+    reason: Reason,
+}
+
+fn probes() -> Vec<Probe> {
+    let syn_in =
+        |from: IpAddr, to: IpAddr, port| ip_frame(from, to, TCP, &tcp_syn(REMOTE_PORT, port));
+    vec![
+        Probe {
+            label: "new, last rule v4",
+            hook: Hook::Ingress,
+            frame: syn_in(LAST_V4.into(), SERVER_V4.into(), LAST_PORT),
+            reason: Reason::RuleDrop,
+        },
+        Probe {
+            label: "new, last rule v6",
+            hook: Hook::Ingress,
+            frame: syn_in(LAST_V6.into(), SERVER_V6.into(), LAST_PORT),
+            reason: Reason::RuleDrop,
+        },
+        Probe {
+            label: "new, first rule",
+            hook: Hook::Ingress,
+            frame: syn_in(FIRST_V4.into(), SERVER_V4.into(), FIRST_PORT),
+            reason: Reason::RuleDrop,
+        },
+        Probe {
+            label: "established",
+            hook: Hook::Ingress,
+            frame: ip_frame(
+                PEER_V4.into(),
+                SERVER_V4.into(),
+                TCP,
+                &tcp_syn(PEER_PORT, LOCAL_PORT),
+            ),
+            reason: Reason::Session,
+        },
+        Probe {
+            label: "non-IP (floor)",
+            hook: Hook::Ingress,
+            frame: arp_request(),
+            reason: Reason::NotIp,
+        },
+    ]
+}
+/// Indexes in `probes()`.
+const NEW_FLOWS: [usize; 3] = [0, 1, 2];
+const ESTABLISHED: usize = 3;
+
+/// One measurement: average ns per packet over `REPEAT` repetitions, after
+/// checking that every repetition was decided by the probe's reason.
+fn measure(kernel: &sg::Kernel, probe: &Probe) -> f64 {
+    let (avg, moved) = kernel.run(probe.hook, &probe.frame, REPEAT);
+    assert_eq!(
+        moved,
+        vec![(probe.reason, REPEAT as u64)],
+        "{}: decided otherwise",
+        probe.label
+    );
+    avg.as_nanos() as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+/// `memlock` of every BPF map this process holds, by map id.
+fn map_memlock() -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc/self/fdinfo").expect("read /proc/self/fdinfo") {
+        let Ok(text) = std::fs::read_to_string(entry.expect("fdinfo entry").path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
+            out.insert(id as u32, memlock);
+        }
+    }
+    out
+}
+
+fn main() {
+    if !nix_is_root() {
+        eprintln!("the dataplane benchmark loads eBPF programs: run it as root");
+        std::process::exit(1);
+    }
+    let started = Instant::now();
+    let mut rng = Rng(SEED);
+    let rulesets: Vec<sg::Ruleset> = RULE_COUNTS
+        .iter()
+        .map(|&n| sg::Ruleset::parse(&ruleset_toml(n, &mut rng)))
+        .collect();
+    let big = &rulesets[RULE_COUNTS.len() - 1];
+    println!(
+        "sg dataplane benchmark: kernel {}, {} CPUs, seed {SEED:#x}",
+        kernel_release(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // --- 3. Map memory of one 1000-rule interface (fresh maps). ---
+    let mut kernel = big.load();
+    let compiled = big.compile();
+    let before = map_memlock();
+    kernel.install(&compiled);
+    let after = map_memlock();
+    let mut grown: Vec<(String, u64, u64)> = after
+        .iter()
+        .filter_map(|(id, &a)| {
+            let b = *before.get(id)?;
+            (a != b).then(|| {
+                let name = aya::maps::MapInfo::from_id(*id)
+                    .ok()
+                    .and_then(|i| i.name_as_str().map(str::to_owned))
+                    .unwrap_or_else(|| format!("map {id}"));
+                (name, b, a)
+            })
+        })
+        .collect();
+    grown.sort();
+    let memory: u64 = grown.iter().map(|(_, b, a)| a - b).sum();
+
+    // --- 2. Compile and install time at 1000 rules. ---
+    // Per run: build_table, compile, then two installs. One for a new
+    // interface in maps where no tables wait for deletion (map writes only:
+    // a first apply). One replacing lo's tables, which first deletes the
+    // tables the previous run's install replaced (`install` clears retired
+    // tables at the next change): what each of a series of reloads costs.
+    let mut fresh_kernel = big.load();
+    kernel.install(&compiled); // from now on, every install deletes tables too
+    let mut timings: [Vec<f64>; 6] = Default::default();
+    for run in 0..COMPILE_RUNS {
+        let start = Instant::now();
+        let (compiled, built, compiled_in) = big.compile_timed();
+        let t1 = Instant::now();
+        fresh_kernel.install_on(FRESH_IFINDEX + run as u32, &compiled);
+        let t2 = Instant::now();
+        kernel.install(&compiled);
+        let t3 = Instant::now();
+        let compile = t1 - start;
+        for (v, d) in timings.iter_mut().zip([
+            built,
+            compiled_in,
+            t2 - t1,
+            t3 - t2,
+            compile + (t2 - t1),
+            compile + (t3 - t2),
+        ]) {
+            v.push(ms(d));
+        }
+    }
+    drop((kernel, fresh_kernel));
+
+    // --- 1. Per-packet cost. ---
+    let probes = probes();
+    let opener = ip_frame(
+        SERVER_V4.into(),
+        PEER_V4.into(),
+        TCP,
+        &tcp_syn(LOCAL_PORT, PEER_PORT),
+    );
+    let kernels: Vec<sg::Kernel> = rulesets
+        .iter()
+        .map(|rs| {
+            let mut k = rs.load();
+            k.install(&rs.compile());
+            // Opens the session of the established probe.
+            let (_, moved) = k.run(Hook::Egress, &opener, 1);
+            assert_eq!(moved, vec![(Reason::DefaultAccept, 1)], "session opener");
+            for p in &probes {
+                measure(&k, p); // warm-up and check
+            }
+            k
+        })
+        .collect();
+    // samples[size][probe][round]
+    let mut samples = vec![vec![Vec::with_capacity(ROUNDS); probes.len()]; RULE_COUNTS.len()];
+    for round in 0..ROUNDS {
+        for (p, probe) in probes.iter().enumerate() {
+            // The sizes back to back, so that the cells compared in a ratio
+            // are measured milliseconds apart; the order rotates so that no
+            // size is always first.
+            for i in 0..RULE_COUNTS.len() {
+                let s = (i + round) % RULE_COUNTS.len();
+                samples[s][p].push(measure(&kernels[s], probe));
+            }
+        }
+    }
+    drop(kernels);
+
+    // --- Report. ---
+    println!(
+        "\nper packet, BPF_PROG_TEST_RUN on the ingress program, ns \
+         (median of {ROUNDS} interleaved rounds of {REPEAT} repetitions)"
+    );
+    print!("{:>6} {:>9}", "rules", "in/out");
+    for p in &probes {
+        print!(" {:>18}", p.label);
+    }
+    println!();
+    for (s, (&n, rs)) in RULE_COUNTS.iter().zip(&rulesets).enumerate() {
+        let [inb, outb] = rs.rule_counts();
+        print!("{n:>6} {:>9}", format!("{inb}/{outb}"));
+        for cells in &samples[s] {
+            print!(" {:>18.1}", median(cells.clone()));
+        }
+        println!();
+    }
+    let last = RULE_COUNTS.len() - 1;
+    // Paired per round, then the median: noise common to a round cancels.
+    let ratio = |p: usize| {
+        median(
+            (0..ROUNDS)
+                .map(|r| samples[last][p][r] / samples[0][p][r])
+                .collect(),
+        )
+    };
+    print!(
+        "{:>16}",
+        format!("{}/{}", RULE_COUNTS[last], RULE_COUNTS[0])
+    );
+    for p in 0..probes.len() {
+        print!(" {:>17.2}x", ratio(p));
+    }
+    println!();
+    let deciding: Vec<String> = rulesets
+        .iter()
+        .zip(RULE_COUNTS)
+        .map(|(rs, n)| {
+            let at = rs
+                .inbound_deciding_rule(
+                    TCP,
+                    (LAST_V4.into(), REMOTE_PORT),
+                    (SERVER_V4.into(), LAST_PORT),
+                )
+                .map_or("none".into(), |i| i.to_string());
+            format!("{at} of {} at {n}", rs.rule_counts()[0])
+        })
+        .collect();
+    println!(
+        "(the v4 last-rule probe is decided by inbound rule index {}; \
+         ratio = median of per-round ratios)",
+        deciding.join(", ")
+    );
+    // The target holds for every new-flow probe, so the worst one decides.
+    let (worst, new_ratio) = NEW_FLOWS
+        .iter()
+        .map(|&p| (probes[p].label, ratio(p)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    println!(
+        "target: {}-rule new-flow cost within {NEW_FLOW_TARGET}x of the {}-rule cost: \
+         {new_ratio:.2}x at worst ({worst}), {}",
+        RULE_COUNTS[last],
+        RULE_COUNTS[0],
+        verdict(new_ratio <= NEW_FLOW_TARGET)
+    );
+    println!("established flow: {:.2}x", ratio(ESTABLISHED));
+
+    let n = RULE_COUNTS[last];
+    println!("\ncompile at {n} rules, both directions, ms (median of {COMPILE_RUNS} runs)");
+    let [
+        built,
+        compiled_in,
+        fresh,
+        replace,
+        total_fresh,
+        total_replace,
+    ] = timings.map(median);
+    println!("  build_table                                   {built:8.2}");
+    println!("  compile                                       {compiled_in:8.2}");
+    println!("  install, first apply (map writes)             {fresh:8.2}");
+    println!("  install, reload (deletes + writes)            {replace:8.2}");
+    for (what, total) in [("first apply", total_fresh), ("reload", total_replace)] {
+        println!(
+            "  compile + install, {what:<14}             {total:8.2}  target < {COMPILE_TARGET_MS} ms: {}",
+            verdict(total < COMPILE_TARGET_MS)
+        );
+    }
+
+    println!("\nmap memory of one interface at {n} rules (memlock growth in /proc/self/fdinfo)");
+    let entries: BTreeMap<&str, usize> = compiled
+        .entries()
+        .into_iter()
+        .chain([(sg_common::maps::INTERFACES, 1)])
+        .collect();
+    for (name, b, a) in &grown {
+        let count = entries
+            .get(name.as_str())
+            .map_or(String::new(), |e| format!("{e:>6} entries"));
+        println!(
+            "  {name:<14} {b:>10} -> {a:>10} B  +{:>9} B  {count}",
+            a - b
+        );
+    }
+    println!(
+        "  total: {memory} B = {:.2} MiB per interface  target < 2 MiB: {}",
+        mib(memory),
+        verdict(memory < MEMORY_TARGET)
+    );
+    // An LPM trie's memlock is its entries times the node size; the
+    // intermediate nodes it adds (fewer than its entries, same size) are
+    // not counted, so the tries may take up to twice what they report.
+    let tries: u64 = grown
+        .iter()
+        .filter(|(name, _, _)| {
+            [sg_common::maps::ADDR, sg_common::maps::PORT].contains(&name.as_str())
+        })
+        .map(|(_, b, a)| a - b)
+        .sum();
+    println!(
+        "  (LPM tries count their entries only; with intermediate nodes at most {:.2} MiB)",
+        mib(memory + tries)
+    );
+    println!("\n(ran in {:.1} s)", started.elapsed().as_secs_f64());
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".into(), |s| s.trim().to_owned())
+}
