@@ -13,6 +13,8 @@ use crate::{
     compile::{CompiledTable, build_table, compile},
     dataplane::Dataplane,
     model::{Addresses, BindingMode, Config, Direction, InterfaceBinding},
+    reference::Interface,
+    verify::verify,
 };
 
 pub struct Daemon {
@@ -116,15 +118,29 @@ impl Daemon {
     }
 }
 
-/// The inbound and outbound tables of one binding.
+/// The inbound and outbound tables of one binding, each checked against
+/// the reference decision.
 fn compile_binding(
     config: &Config,
     binding: &InterfaceBinding,
     addresses: &Addresses,
 ) -> anyhow::Result<[CompiledTable; 2]> {
-    let [inbound, outbound] =
-        Direction::BOTH.map(|dir| compile(&build_table(config, binding, addresses, dir)));
-    Ok([inbound?, outbound?])
+    let iface = Interface {
+        config,
+        binding,
+        addresses,
+    };
+    let mut out = Vec::with_capacity(2);
+    for dir in Direction::BOTH {
+        let table = build_table(config, binding, addresses, dir);
+        let compiled = compile(&table)?;
+        verify(&iface, dir, &table, &compiled).map_err(|m| anyhow::anyhow!("{m}"))?;
+        out.push(compiled);
+    }
+    let [inbound, outbound]: [CompiledTable; 2] = out
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two directions"))?;
+    Ok([inbound, outbound])
 }
 
 fn interface_addresses(name: &str) -> Vec<IpAddr> {

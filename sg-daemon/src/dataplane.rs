@@ -22,9 +22,10 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
 };
 use sg_common::{
-    ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, CtKey, CtValue, DIM_LOCAL, FAMILY_V4, GLOBAL_ALLOW_DHCP,
-    GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, InterfaceConfig, MAX_TABLES,
-    PORT_KEY_FIXED_BITS, PortKey, ProtoKey, REASON_COUNT, Reason, TableInfo, maps, programs,
+    ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, CtKey, CtValue, DIM_LOCAL, FAMILY_V4, FragKey, FragValue,
+    GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, InterfaceConfig,
+    MAX_TABLES, PORT_KEY_FIXED_BITS, PortKey, ProtoKey, REASON_COUNT, Reason, TableInfo, maps,
+    programs,
 };
 
 use crate::{
@@ -398,6 +399,23 @@ impl Dataplane {
             out.push((reason, per_cpu.iter().sum()));
         }
         Ok(out)
+    }
+
+    /// Forgets every tracked session and remembered first fragment.
+    pub fn flush_sessions(&mut self) -> anyhow::Result<()> {
+        let mut ct: BpfHashMap<_, CtKey, CtValue> =
+            BpfHashMap::try_from(self.map(maps::CONNTRACK)?)?;
+        let keys: Vec<CtKey> = ct.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            let _ = ct.remove(k);
+        }
+        let mut frags: BpfHashMap<_, FragKey, FragValue> =
+            BpfHashMap::try_from(self.map(maps::FRAGMENTS)?)?;
+        let keys: Vec<FragKey> = frags.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            let _ = frags.remove(k);
+        }
+        Ok(())
     }
 
     /// Tracked sessions (live or expired but not yet evicted).

@@ -4,6 +4,8 @@
 //! - [`model`]: the validated objects (groups, rules, bindings);
 //! - [`config`]: reading and validating the TOML file;
 //! - [`compile`]: merged, ordered rules of an interface to bit-vector tables;
+//! - [`reference`]: the decision of SPEC §3, plainly, as the yardstick;
+//! - [`verify`]: compiled tables against the reference before applying;
 //! - [`dataplane`]: loading the eBPF program, writing maps, attaching;
 //! - [`daemon`]: applying a whole config to the interfaces, reloads.
 pub mod compile;
@@ -11,3 +13,5 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod model;
+pub mod reference;
+pub mod verify;

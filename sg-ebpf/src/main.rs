@@ -28,9 +28,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use sg_common::{
-    ADDR_KEY_FIXED_BITS, ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CB_REASON, CB_RULE, CONNTRACK_ENTRIES,
-    CtKey, CtValue, DIM_LOCAL, FRAGMENT_ENTRIES, FragKey, FragValue, GLOBAL_ALLOW_DHCP,
-    GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, IFACE_HYPERVISOR, INBOUND,
+    ADDR_KEY_FIXED_BITS, ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CB_REASON, CB_RULE, CB_RULE_DIR,
+    CONNTRACK_ENTRIES, CtKey, CtValue, DIM_LOCAL, FRAGMENT_ENTRIES, FragKey, FragValue,
+    GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, IFACE_HYPERVISOR, INBOUND,
     INSTANCE_ADDR_ENTRIES, InterfaceConfig, MAX_INTERFACES, MAX_TABLES, METADATA_V4, NO_RULE,
     OUTBOUND, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT, Reason, TableInfo,
 };
@@ -110,6 +110,8 @@ pub fn sg_tc_egress(mut ctx: TcContext) -> i32 {
 struct Decision {
     reason: Reason,
     rule: u32,
+    /// Direction of the table `rule` indexes.
+    rule_dir: u32,
 }
 
 impl Decision {
@@ -118,6 +120,7 @@ impl Decision {
         Decision {
             reason,
             rule: NO_RULE,
+            rule_dir: 0,
         }
     }
 }
@@ -132,6 +135,7 @@ fn verdict(ctx: &mut TcContext, hook: usize) -> i32 {
     let cb = ctx.cb_mut();
     cb[CB_REASON] = d.reason as u32;
     cb[CB_RULE] = d.rule;
+    cb[CB_RULE_DIR] = d.rule_dir;
     if d.reason.accepts() { PASS } else { DROP }
 }
 
@@ -190,6 +194,7 @@ fn decide_ip(
                 return Decision {
                     reason,
                     rule: first.rule,
+                    rule_dir: first.rule_dir,
                 };
             }
             // Unknown first fragment: inbound is dropped; outbound is
@@ -246,6 +251,7 @@ fn decide_ip(
                 Reason::RuleDrop
             },
             rule: index,
+            rule_dir: dir as u32,
         },
         Outcome::Default { accept: true } => Decision::by(Reason::DefaultAccept),
         Outcome::Default { accept: false } => Decision::by(Reason::DefaultDrop),
@@ -296,6 +302,7 @@ fn existing_session(
             return Some(Decision {
                 reason: Reason::SessionEnded,
                 rule: index,
+                rule_dir: (opened & 1) as u32,
             });
         }
         unsafe { (*session).epoch = iface.epoch };
@@ -450,6 +457,7 @@ fn remember_fragment(ifindex: u32, flow: &Flow, d: Decision) {
     let value = FragValue {
         reason: d.reason as u32,
         rule: d.rule,
+        rule_dir: d.rule_dir,
     };
     let _ = SG_FRAGMENTS.insert(&fragment_key(ifindex, flow), &value, 0);
 }

@@ -58,6 +58,42 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, options: &[u8], payload: &[
     p
 }
 
+/// An IPv4 packet with a chosen identification and fragment field (flags
+/// in the top three bits, offset in 8-byte units below).
+pub fn ipv4_fragment(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    id: u16,
+    frag_field: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = ipv4(src, dst, proto, &[], payload);
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6..8].copy_from_slice(&frag_field.to_be_bytes());
+    p
+}
+
+/// IPv4 "more fragments" flag, for `ipv4_fragment`.
+pub const IPV4_MF: u16 = 0x2000;
+
+/// An IPv6 fragment header (8 bytes) in front of `payload`: `offset` in
+/// 8-byte units, `more` for the M flag.
+pub fn ipv6_fragment_header(next: u8, id: u32, offset: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![next, 0];
+    h.extend_from_slice(&((offset << 3) | more as u16).to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An IPv6 hop-by-hop options header (8 bytes, PadN) in front of `payload`.
+pub fn ipv6_hop_by_hop(next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![next, 0, 1, 4, 0, 0, 0, 0];
+    h.extend_from_slice(payload);
+    h
+}
+
 /// An IPv6 packet with the fixed header only.
 pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u16;

@@ -1,80 +1,24 @@
 //! The loaded classifier on crafted frames, through `BPF_PROG_TEST_RUN`:
-//! header parsing (truncation, IPv4 options, non-IP), the built-ins, the
-//! rule order and sessions. Nothing is attached anywhere: each test loads
-//! its own copy of the program and maps and installs one ruleset for
-//! ifindex 1 (`lo`, which is what a test run's skb carries).
+//! header parsing (truncation, IPv4 options, IPv6 extension headers,
+//! non-IP), the built-ins, the rule order, sessions, related ICMP,
+//! fragments, anti-spoofing. Nothing is attached anywhere: each test loads
+//! its own copy of the program and maps.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::Path,
-};
+mod common;
 
-use aya::programs::{TestRun, TestRunOptions};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use common::{DROP, Kernel, PASS};
 use sg_common::Reason;
-use sg_daemon::{
-    compile::{build_table, compile},
-    config,
-    dataplane::{Dataplane, Hook},
-    model::{Addresses, Direction},
-};
+use sg_daemon::{compile::Origin, dataplane::Hook};
 use sg_tests::frames::{self, ICMP, ICMPV6, TCP, UDP};
 
-const LOOPBACK_IFINDEX: u32 = 1;
-const PASS: u32 = -1i32 as u32;
-const DROP: u32 = 2;
-
-/// One loaded program with the first binding of `toml` installed on lo.
-struct Kernel {
-    dataplane: Dataplane,
-}
-
 impl Kernel {
-    fn new(toml: &str) -> Kernel {
-        let config =
-            config::parse(Path::new("testrun.toml"), toml).unwrap_or_else(|e| panic!("{e}"));
-        let mut dataplane = Dataplane::load(&config.daemon).expect("load the eBPF program");
-        let binding = &config.interfaces[0];
-        let addresses = Addresses::resolve(&config, |_| Vec::new());
-        let [inbound, outbound] = Direction::BOTH
-            .map(|dir| compile(&build_table(&config, binding, &addresses, dir)).expect("compile"));
-        dataplane
-            .install(LOOPBACK_IFINDEX, 0, [&inbound, &outbound])
-            .expect("install tables");
-        Kernel { dataplane }
-    }
-
-    /// Runs one frame through a hook: the return code and what decided.
-    fn run(&self, hook: Hook, frame: &[u8]) -> (u32, Reason) {
-        let before = self.dataplane.stats().unwrap();
-        let result = self
-            .dataplane
-            .program(hook)
-            .unwrap()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        let after = self.dataplane.stats().unwrap();
-        let changed: Vec<Reason> = before
-            .iter()
-            .zip(&after)
-            .filter(|(b, a)| a.1 != b.1)
-            .map(|(_, a)| a.0)
-            .collect();
-        assert_eq!(
-            changed.len(),
-            1,
-            "exactly one reason counted, got {changed:?}"
-        );
-        (result.return_value, changed[0])
-    }
-
     fn expect(&self, hook: Hook, frame: &[u8], reason: Reason) {
-        let (code, got) = self.run(hook, frame);
-        assert_eq!(got, reason, "decided by");
+        let v = self.run(hook, frame);
+        assert_eq!(v.reason, reason, "decided by");
         let want = if reason.accepts() { PASS } else { DROP };
-        assert_eq!(code, want, "TC return code for {reason:?}");
+        assert_eq!(v.code, want, "TC return code for {reason:?}");
     }
 }
 
@@ -499,4 +443,285 @@ security_groups = ["sg-a"]
     k.expect(Hook::Ingress, &ssh_from("198.51.100.8"), Reason::RuleAccept);
     k.expect(Hook::Ingress, &ssh_from("198.51.100.9"), Reason::RuleAccept);
     k.expect(Hook::Ingress, &ssh_from("203.0.113.9"), Reason::DefaultDrop);
+}
+
+fn rule(group: &str, id: &str) -> Option<Origin> {
+    Some(Origin::Rule {
+        group: group.into(),
+        id: id.into(),
+    })
+}
+
+#[test]
+fn the_deciding_rule_is_reported() {
+    let k = Kernel::new(WEB);
+    let syn = frames::ip_frame(ip(CLIENT), ip(SERVER), TCP, &frames::tcp_syn(40000, 80));
+    let v = k.run(Hook::Ingress, &syn);
+    assert_eq!(v.origin, rule("sg-web", "sg-web/ingress/1"));
+    let dns6 = frames::ip_frame(
+        ip("2001:db8::9"),
+        ip("2001:db8::1"),
+        UDP,
+        &frames::udp(5353, 53, b"q"),
+    );
+    assert_eq!(
+        k.run(Hook::Ingress, &dns6).origin,
+        rule("sg-web", "sg-web/ingress/2")
+    );
+    let closed = frames::ip_frame(ip(CLIENT), ip(SERVER), TCP, &frames::tcp_syn(40000, 22));
+    assert_eq!(k.run(Hook::Ingress, &closed).origin, None);
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked_to_the_transport_header() {
+    let k = Kernel::new(WEB);
+    let (src, dst) = (v6("2001:db8::9"), v6("2001:db8::1"));
+    let dns = frames::udp(5353, 53, b"q");
+    let hbh = frames::ipv6(src, dst, 0, &frames::ipv6_hop_by_hop(UDP, &dns));
+    k.expect(
+        Hook::Ingress,
+        &frames::ethernet(frames::ETH_P_IPV6, &hbh),
+        Reason::RuleAccept,
+    );
+    // Two option headers in a row, then a port no rule opens.
+    let other = frames::udp(5353, 54, b"q");
+    let two = frames::ipv6(
+        src,
+        dst,
+        0,
+        &frames::ipv6_hop_by_hop(60, &frames::ipv6_hop_by_hop(UDP, &other)),
+    );
+    k.expect(
+        Hook::Ingress,
+        &frames::ethernet(frames::ETH_P_IPV6, &two),
+        Reason::DefaultDrop,
+    );
+    // An extension header cut short is malformed.
+    let cut = frames::ipv6(src, dst, 0, &[UDP, 0, 1]);
+    k.expect(
+        Hook::Ingress,
+        &frames::ethernet(frames::ETH_P_IPV6, &cut),
+        Reason::Malformed,
+    );
+}
+
+#[test]
+fn later_fragments_follow_their_first_fragment() {
+    let k = Kernel::new(WEB);
+    let (c, s) = (v4(CLIENT), v4(SERVER));
+    let first = |dport, id| {
+        frames::ethernet(
+            frames::ETH_P_IP,
+            &frames::ipv4_fragment(
+                c,
+                s,
+                UDP,
+                id,
+                frames::IPV4_MF,
+                &frames::udp(40000, dport, &[0; 64]),
+            ),
+        )
+    };
+    let later = |id| {
+        frames::ethernet(
+            frames::ETH_P_IP,
+            &frames::ipv4_fragment(c, s, UDP, id, 9, &[0; 64]),
+        )
+    };
+    // v4 53 is closed for IPv4 (the rule is IPv6-only): first dropped, the
+    // rest follows.
+    k.expect(Hook::Ingress, &first(53, 7), Reason::DefaultDrop);
+    k.expect(Hook::Ingress, &later(7), Reason::FragmentDrop);
+    // A later fragment whose first was never seen is dropped inbound.
+    k.expect(Hook::Ingress, &later(8), Reason::FragmentDrop);
+
+    let (c6, s6) = (v6("2001:db8::9"), v6("2001:db8::1"));
+    let first6 = frames::ipv6(
+        c6,
+        s6,
+        44,
+        &frames::ipv6_fragment_header(UDP, 99, 0, true, &frames::udp(40000, 53, &[0; 64])),
+    );
+    let later6 = frames::ipv6(
+        c6,
+        s6,
+        44,
+        &frames::ipv6_fragment_header(UDP, 99, 9, false, &[0; 64]),
+    );
+    k.expect(
+        Hook::Ingress,
+        &frames::ethernet(frames::ETH_P_IPV6, &first6),
+        Reason::RuleAccept,
+    );
+    let v = k.run(
+        Hook::Ingress,
+        &frames::ethernet(frames::ETH_P_IPV6, &later6),
+    );
+    assert_eq!((v.reason, v.code), (Reason::FragmentAccept, PASS));
+    assert_eq!(v.origin, rule("sg-web", "sg-web/ingress/2"));
+}
+
+#[test]
+fn icmp_errors_about_a_session_are_related() {
+    let k = Kernel::new(WEB);
+    let remote = "203.0.113.53";
+    let out = frames::udp(40000, 53, b"query");
+    k.expect(
+        Hook::Egress,
+        &frames::ip_frame(ip(SERVER), ip(remote), UDP, &out),
+        Reason::DefaultAccept,
+    );
+    // Port unreachable quoting that datagram (IP header + 8 bytes).
+    let quote = frames::ipv4(v4(SERVER), v4(remote), UDP, &[], &out[..8]);
+    let unreachable = frames::icmp(3, 3, [0; 4], &quote);
+    k.expect(
+        Hook::Ingress,
+        &frames::ip_frame(ip(remote), ip(SERVER), ICMP, &unreachable),
+        Reason::Related,
+    );
+    // The same error about a datagram never sent is dropped.
+    let stranger = frames::udp(40001, 53, b"query");
+    let quote = frames::ipv4(v4(SERVER), v4(remote), UDP, &[], &stranger[..8]);
+    let unrelated = frames::icmp(3, 3, [0; 4], &quote);
+    k.expect(
+        Hook::Ingress,
+        &frames::ip_frame(ip(remote), ip(SERVER), ICMP, &unrelated),
+        Reason::DefaultDrop,
+    );
+    // ICMPv6: time exceeded about an outbound TCP connection.
+    let syn = frames::tcp_syn(40000, 443);
+    k.expect(
+        Hook::Egress,
+        &frames::ip_frame(ip("2001:db8::1"), ip("2001:db8:ff::1"), TCP, &syn),
+        Reason::DefaultAccept,
+    );
+    let quote = frames::ipv6(v6("2001:db8::1"), v6("2001:db8:ff::1"), TCP, &syn[..8]);
+    let exceeded = frames::icmp(3, 0, [0; 4], &quote);
+    k.expect(
+        Hook::Ingress,
+        &frames::ip_frame(ip("2001:db8::fe"), ip("2001:db8::1"), ICMPV6, &exceeded),
+        Reason::Related,
+    );
+}
+
+#[test]
+fn a_new_drop_rule_ends_a_matching_session_and_nothing_else() {
+    let mut k = Kernel::new(WEB);
+    let syn = |sport| frames::ip_frame(ip(CLIENT), ip(SERVER), TCP, &frames::tcp_syn(sport, 80));
+    let reply = |dport| frames::ip_frame(ip(SERVER), ip(CLIENT), TCP, &frames::tcp_syn(80, dport));
+    k.expect(Hook::Ingress, &syn(40000), Reason::RuleAccept);
+    let udp_out = frames::ip_frame(
+        ip(SERVER),
+        ip("203.0.113.53"),
+        UDP,
+        &frames::udp(40000, 53, b"q"),
+    );
+    k.expect(Hook::Egress, &udp_out, Reason::DefaultAccept);
+
+    // The accept rule is removed: the session goes on, new ones are refused.
+    let without = WEB.replacen("port_range = \"80/80\"", "port_range = \"8080/8080\"", 1);
+    k.install(&sg_daemon::config::parse(std::path::Path::new("t.toml"), &without).unwrap());
+    k.expect(Hook::Egress, &reply(40000), Reason::Session);
+    k.expect(Hook::Ingress, &syn(40001), Reason::DefaultDrop);
+
+    // An explicit drop rule matching the session's opening packet ends it
+    // at its next packet, whichever way that packet goes.
+    let with_drop = format!(
+        "{without}\n[[security_group]]\nid = \"sg-block\"\n  [[security_group.ingress]]\n  id = \"no-web\"\n  policy = \"drop\"\n  ip_protocol = \"tcp\"\n  port_range = \"80/80\"\n  source_cidr_ip = \"{CLIENT}\"\n"
+    )
+    .replace("security_groups = [\"sg-web\"]", "security_groups = [\"sg-web\", \"sg-block\"]");
+    k.install(&sg_daemon::config::parse(std::path::Path::new("t.toml"), &with_drop).unwrap());
+    let v = k.run(Hook::Egress, &reply(40000));
+    assert_eq!((v.reason, v.code), (Reason::SessionEnded, DROP));
+    assert_eq!(v.origin, rule("sg-block", "no-web"));
+    k.expect(Hook::Egress, &reply(40000), Reason::DefaultAccept);
+    // The UDP session matches no drop rule and survives both changes.
+    let udp_back = frames::ip_frame(
+        ip("203.0.113.53"),
+        ip(SERVER),
+        UDP,
+        &frames::udp(53, 40000, b"a"),
+    );
+    k.expect(Hook::Ingress, &udp_back, Reason::Session);
+}
+
+#[test]
+fn five_tuple_rules_match_local_address_and_source_port() {
+    let toml = r#"
+[[security_group]]
+id = "sg-5t"
+  [[security_group.ingress]]
+  id = "ssh-from-high-ports-to-one-address"
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range = "22/22"
+  source_port_range = "1024/65535"
+  source_cidr_ip = "0.0.0.0/0"
+  dest_cidr_ip = "192.0.2.100"
+[[interface]]
+name = "lo"
+security_groups = ["sg-5t"]
+"#;
+    let k = Kernel::new(toml);
+    let ssh = |sport, dst| frames::ip_frame(ip(CLIENT), ip(dst), TCP, &frames::tcp_syn(sport, 22));
+    k.expect(
+        Hook::Ingress,
+        &ssh(40000, "192.0.2.100"),
+        Reason::RuleAccept,
+    );
+    k.expect(
+        Hook::Ingress,
+        &ssh(1000, "192.0.2.100"),
+        Reason::DefaultDrop,
+    );
+    k.expect(Hook::Ingress, &ssh(40001, "192.0.2.1"), Reason::DefaultDrop);
+}
+
+#[test]
+fn hypervisor_mode_swaps_directions_and_drops_spoofed_sources() {
+    let toml = r#"
+[[security_group]]
+id = "sg-vm"
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range = "22/22"
+  source_cidr_ip = "0.0.0.0/0"
+[[interface]]
+name = "lo"
+mode = "hypervisor"
+addresses = ["192.0.2.11", "2001:db8::11"]
+security_groups = ["sg-vm"]
+"#;
+    let k = Kernel::new(toml);
+    // TC egress of the host-side interface is the instance's inbound.
+    let to_vm = |port| {
+        frames::ip_frame(
+            ip(CLIENT),
+            ip("192.0.2.11"),
+            TCP,
+            &frames::tcp_syn(40000, port),
+        )
+    };
+    k.expect(Hook::Egress, &to_vm(22), Reason::RuleAccept);
+    k.expect(Hook::Egress, &to_vm(80), Reason::DefaultDrop);
+    // TC ingress is the instance's outbound: only from its own addresses.
+    let from_vm = |src| frames::ip_frame(ip(src), ip(CLIENT), TCP, &frames::tcp_syn(40000, 443));
+    k.expect(Hook::Ingress, &from_vm("192.0.2.11"), Reason::DefaultAccept);
+    k.expect(Hook::Ingress, &from_vm("192.0.2.99"), Reason::Spoofed);
+    let v6_out = frames::ip_frame(
+        ip("2001:db8::11"),
+        ip("2001:db8::2"),
+        UDP,
+        &frames::udp(1, 2, b""),
+    );
+    k.expect(Hook::Ingress, &v6_out, Reason::DefaultAccept);
+    // Neighbour discovery from the instance's link-local address passes.
+    let ns = frames::ip_frame(
+        ip("fe80::11"),
+        ip("ff02::1:ff00:2"),
+        ICMPV6,
+        &frames::icmp(135, 0, [0; 4], &[0; 16]),
+    );
+    k.expect(Hook::Ingress, &ns, Reason::NeighborDiscovery);
 }

@@ -1,0 +1,463 @@
+//! The decision of SPEC §3, written to be read beside it. This is the
+//! meaning of a ruleset; the compiler and the kernel program are fast ways
+//! to compute the same thing, and the tests (and `sgd` itself, before it
+//! applies a ruleset) check them against this module.
+//!
+//! Nothing here is shared with `compile.rs`: the merge, the order and the
+//! matching are written again, plainly, from the SPEC.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use ipnet::IpNet;
+
+use crate::model::{
+    Addresses, BindingMode, Config, Direction, GroupType, InterfaceBinding, Peer, Policy,
+    PortRange, Protocol, Rule,
+};
+
+pub const ICMP: u8 = 1;
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMPV6: u8 = 58;
+
+/// A parsed packet, as one interface sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    /// TCP and UDP ports. For ICMP echo requests and replies both carry the
+    /// identifier (a reply belongs to its request's session); 0 otherwise.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// ICMP or ICMPv6 type and code.
+    pub icmp: Option<(u8, u8)>,
+    pub fragment: Fragment,
+    /// The packet an ICMP error quotes, when the quote names one.
+    pub quoted: Option<Box<Packet>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    No,
+    /// Offset 0 with more to come; `id` is the datagram's identification.
+    First {
+        id: u32,
+    },
+    /// A later fragment: no transport header, so no ports.
+    Later {
+        id: u32,
+    },
+}
+
+impl Packet {
+    /// Later fragments carry no transport header, hence no ports.
+    fn has_ports(&self) -> bool {
+        (self.proto == TCP || self.proto == UDP) && !matches!(self.fragment, Fragment::Later { .. })
+    }
+
+    /// The ports rules look at: 0 without TCP/UDP (`-1/-1` rules).
+    fn rule_ports(&self) -> (u16, u16) {
+        if self.has_ports() {
+            (self.src_port, self.dst_port)
+        } else {
+            (0, 0)
+        }
+    }
+
+    fn icmp_type(&self) -> Option<u8> {
+        self.icmp.map(|(t, _)| t)
+    }
+
+    fn is_icmp_error(&self) -> bool {
+        match (self.proto, self.icmp_type()) {
+            (ICMP, Some(t)) => self.src.is_ipv4() && matches!(t, 3 | 11 | 12),
+            (ICMPV6, Some(t)) => self.src.is_ipv6() && (1..=4).contains(&t),
+            _ => false,
+        }
+    }
+
+    /// SPEC §3.5: accepted packets are tracked, except ICMP other than an
+    /// echo request, and later fragments (no ports to track them by).
+    fn opens_session(&self) -> bool {
+        if matches!(self.fragment, Fragment::Later { .. }) {
+            return false;
+        }
+        match self.proto {
+            ICMP => self.icmp_type() == Some(8),
+            ICMPV6 => self.icmp_type() == Some(128),
+            _ => true,
+        }
+    }
+}
+
+/// Which built-in exception decided (SPEC §3.7, §3.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltIn {
+    Metadata,
+    Pmtud,
+    NeighborDiscovery,
+    DhcpClient,
+    SmtpBlocked,
+}
+
+/// What decided a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// An explicit rule of a group.
+    Rule {
+        group: String,
+        id: String,
+    },
+    /// The hidden intra-group accept of basic groups.
+    IntraGroup,
+    /// The hidden default of the direction.
+    Default,
+    BuiltIn(BuiltIn),
+    /// A tracked session.
+    Session,
+    /// A tracked session that an explicit drop rule of a newer ruleset
+    /// matches: it ends (SPEC §3.6).
+    SessionEnded {
+        group: String,
+        id: String,
+    },
+    /// An ICMP error about a tracked session.
+    Related,
+    /// A later fragment, decided like its first fragment; `None` when the
+    /// first fragment was not seen.
+    Fragment(Option<Box<Decision>>),
+    /// A hypervisor-mode instance sending from an address not its own.
+    Spoofed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub accept: bool,
+    pub by: DecidedBy,
+}
+
+impl Decision {
+    fn new(accept: bool, by: DecidedBy) -> Decision {
+        Decision { accept, by }
+    }
+}
+
+/// One bound interface and everything its decision depends on.
+pub struct Interface<'a> {
+    pub config: &'a Config,
+    pub binding: &'a InterfaceBinding,
+    pub addresses: &'a Addresses,
+}
+
+/// A session is keyed by protocol, local and remote address and port, the
+/// same in both directions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SessionKey {
+    proto: u8,
+    local: IpAddr,
+    remote: IpAddr,
+    local_port: u16,
+    remote_port: u16,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    /// The packet that opened it and its direction.
+    opening: Packet,
+    opened: Direction,
+    /// The ruleset generation it was last checked against.
+    generation: u64,
+}
+
+/// What the decision remembers between packets of one interface.
+#[derive(Debug, Default)]
+pub struct State {
+    sessions: HashMap<SessionKey, Session>,
+    first_fragments: HashMap<(IpAddr, IpAddr, u8, u32), Decision>,
+    generation: u64,
+}
+
+impl State {
+    /// The interface's rules or bindings changed (SPEC §3.6).
+    pub fn ruleset_changed(&mut self) {
+        self.generation += 1;
+    }
+}
+
+/// SPEC §3 steps 1 and 2: the rules of `dir` from all bound groups, by
+/// priority, drop before accept at equal priority, then binding order of
+/// the groups, then file order.
+pub fn ordered_rules<'a>(iface: &Interface<'a>, dir: Direction) -> Vec<(&'a str, &'a Rule)> {
+    let mut rules = Vec::new();
+    for group_id in &iface.binding.security_groups {
+        if let Some(group) = iface.config.group(group_id) {
+            for rule in group.rules(dir) {
+                rules.push((group.id.as_str(), rule));
+            }
+        }
+    }
+    rules.sort_by_key(|(_, rule)| {
+        let drop_first = match rule.policy {
+            Policy::Drop => 0,
+            Policy::Accept => 1,
+        };
+        (rule.priority, drop_first)
+    });
+    rules
+}
+
+/// Local and remote address of a packet in a direction.
+fn sides(pkt: &Packet, dir: Direction) -> (IpAddr, IpAddr) {
+    match dir {
+        Direction::Ingress => (pkt.dst, pkt.src),
+        Direction::Egress => (pkt.src, pkt.dst),
+    }
+}
+
+/// SPEC §2 and §3 step 3: protocol, ports and addresses.
+fn rule_matches(iface: &Interface, rule: &Rule, dir: Direction, pkt: &Packet) -> bool {
+    let (local, remote) = sides(pkt, dir);
+    let (src_port, dst_port) = pkt.rule_ports();
+    let protocol = match rule.protocol {
+        Protocol::All => true,
+        Protocol::Number(n) => n == pkt.proto,
+    };
+    let in_ranges = |ranges: &[PortRange], port: u16| ranges.iter().any(|r| r.contains(port));
+    let remote_ok = match &rule.peer {
+        Peer::Cidrs(nets) => nets.iter().any(|n| n.contains(&remote)),
+        Peer::Group(id) => iface
+            .addresses
+            .members(id)
+            .iter()
+            .any(|n| n.contains(&remote)),
+    };
+    protocol
+        && in_ranges(&rule.ports, dst_port)
+        && rule.source_ports.contains(src_port)
+        && remote_ok
+        && rule.local.is_none_or(|n| n.contains(&local))
+}
+
+/// SPEC §3 steps 3 and 4 for one packet: the first matching rule, or the
+/// hidden defaults.
+pub fn decide_by_rules(iface: &Interface, dir: Direction, pkt: &Packet) -> Decision {
+    decide_by_ordered_rules(iface, dir, &ordered_rules(iface, dir), pkt)
+}
+
+/// [`decide_by_rules`] with the ordered rules computed once by the caller.
+pub fn decide_by_ordered_rules(
+    iface: &Interface,
+    dir: Direction,
+    ordered: &[(&str, &Rule)],
+    pkt: &Packet,
+) -> Decision {
+    for &(group, rule) in ordered {
+        if rule_matches(iface, rule, dir, pkt) {
+            let by = DecidedBy::Rule {
+                group: group.to_owned(),
+                id: rule.id.clone(),
+            };
+            return Decision::new(rule.policy == Policy::Accept, by);
+        }
+    }
+    let groups: Vec<_> = iface
+        .binding
+        .security_groups
+        .iter()
+        .filter_map(|id| iface.config.group(id))
+        .collect();
+    let enterprise = groups.iter().any(|g| g.kind == GroupType::Enterprise);
+    if enterprise {
+        // Everything not accepted by a rule is dropped, both ways.
+        return Decision::new(false, DecidedBy::Default);
+    }
+    match dir {
+        Direction::Egress => Decision::new(true, DecidedBy::Default),
+        Direction::Ingress => {
+            let (_, remote) = sides(pkt, dir);
+            let from_member = groups.iter().filter(|g| g.inner_access_accept).any(|g| {
+                iface
+                    .addresses
+                    .members(&g.id)
+                    .iter()
+                    .any(|n: &IpNet| n.contains(&remote))
+            });
+            if from_member {
+                Decision::new(true, DecidedBy::IntraGroup)
+            } else {
+                Decision::new(false, DecidedBy::Default)
+            }
+        }
+    }
+}
+
+/// Built-ins the host needs to stay on the network (SPEC §3.7): neighbour
+/// and router discovery, DHCP client exchanges.
+fn network_builtin(config: &Config, dir: Direction, pkt: &Packet) -> Option<BuiltIn> {
+    let d = &config.daemon;
+    if d.allow_neighbor_discovery
+        && pkt.proto == ICMPV6
+        && pkt.src.is_ipv6()
+        && pkt.icmp_type().is_some_and(|t| (133..=137).contains(&t))
+    {
+        return Some(BuiltIn::NeighborDiscovery);
+    }
+    if d.allow_dhcp_client && pkt.proto == UDP {
+        let (client, server) = if pkt.src.is_ipv4() {
+            (68, 67)
+        } else {
+            (546, 547)
+        };
+        let exchange = match dir {
+            Direction::Egress => (pkt.src_port, pkt.dst_port) == (client, server),
+            Direction::Ingress => (pkt.src_port, pkt.dst_port) == (server, client),
+        };
+        if exchange {
+            return Some(BuiltIn::DhcpClient);
+        }
+    }
+    None
+}
+
+/// The port 25 restriction, PMTUD and the metadata service (SPEC §3.7,
+/// §3.8).
+fn service_builtin(config: &Config, dir: Direction, pkt: &Packet) -> Option<BuiltIn> {
+    let outbound = dir == Direction::Egress;
+    if outbound && config.daemon.block_smtp_egress && pkt.proto == TCP && pkt.rule_ports().1 == 25 {
+        return Some(BuiltIn::SmtpBlocked);
+    }
+    if !outbound {
+        let pmtud = match (pkt.proto, pkt.icmp) {
+            (ICMP, Some((3, 4))) => pkt.src.is_ipv4(),
+            (ICMPV6, Some((2, _))) => pkt.src.is_ipv6(),
+            _ => false,
+        };
+        if pmtud {
+            return Some(BuiltIn::Pmtud);
+        }
+    }
+    let metadata: IpAddr = [100, 100, 100, 200].into();
+    if outbound && pkt.dst == metadata {
+        return Some(BuiltIn::Metadata);
+    }
+    None
+}
+
+fn session_key(pkt: &Packet, dir: Direction) -> SessionKey {
+    let (local, remote) = sides(pkt, dir);
+    let (local_port, remote_port) = match dir {
+        Direction::Ingress => (pkt.dst_port, pkt.src_port),
+        Direction::Egress => (pkt.src_port, pkt.dst_port),
+    };
+    SessionKey {
+        proto: pkt.proto,
+        local,
+        remote,
+        local_port,
+        remote_port,
+    }
+}
+
+fn opposite(dir: Direction) -> Direction {
+    match dir {
+        Direction::Ingress => Direction::Egress,
+        Direction::Egress => Direction::Ingress,
+    }
+}
+
+/// The whole decision for one packet in `dir` (as seen from the
+/// instance), updating `state` the way the kernel does.
+pub fn decide(iface: &Interface, state: &mut State, dir: Direction, pkt: &Packet) -> Decision {
+    let d = decide_packet(iface, state, dir, pkt);
+    if let Fragment::First { id } = pkt.fragment {
+        state
+            .first_fragments
+            .insert((pkt.src, pkt.dst, pkt.proto, id), d.clone());
+    }
+    d
+}
+
+fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Packet) -> Decision {
+    // SPEC §3.9: later fragments follow their first fragment; unknown ones
+    // are dropped inbound and judged without ports outbound.
+    if let Fragment::Later { id } = pkt.fragment {
+        match state
+            .first_fragments
+            .get(&(pkt.src, pkt.dst, pkt.proto, id))
+        {
+            Some(first) => {
+                return Decision::new(
+                    first.accept,
+                    DecidedBy::Fragment(Some(Box::new(first.clone()))),
+                );
+            }
+            None if dir == Direction::Ingress => {
+                return Decision::new(false, DecidedBy::Fragment(None));
+            }
+            None => {}
+        }
+    }
+    if let Some(b) = network_builtin(iface.config, dir, pkt) {
+        return Decision::new(true, DecidedBy::BuiltIn(b));
+    }
+    // SPEC §2: a hypervisor-mode instance may only send from its addresses.
+    if iface.binding.mode == BindingMode::Hypervisor
+        && dir == Direction::Egress
+        && !iface
+            .addresses
+            .instance(&iface.binding.name)
+            .contains(&pkt.src)
+    {
+        return Decision::new(false, DecidedBy::Spoofed);
+    }
+
+    // SPEC §3.5 and §3.6: sessions.
+    let key = session_key(pkt, dir);
+    if let Some(session) = state.sessions.get(&key).cloned() {
+        if session.generation != state.generation {
+            let builtin = service_builtin(iface.config, session.opened, &session.opening);
+            let recheck = decide_by_rules(iface, session.opened, &session.opening);
+            if builtin.is_none()
+                && !recheck.accept
+                && let DecidedBy::Rule { group, id } = recheck.by
+            {
+                state.sessions.remove(&key);
+                return Decision::new(false, DecidedBy::SessionEnded { group, id });
+            }
+            if let Some(s) = state.sessions.get_mut(&key) {
+                s.generation = state.generation;
+            }
+        }
+        return Decision::new(true, DecidedBy::Session);
+    }
+    if pkt.is_icmp_error()
+        && let Some(quoted) = &pkt.quoted
+        && state
+            .sessions
+            .contains_key(&session_key(quoted, opposite(dir)))
+    {
+        return Decision::new(true, DecidedBy::Related);
+    }
+
+    if let Some(b) = service_builtin(iface.config, dir, pkt) {
+        if b == BuiltIn::Metadata {
+            open_session(state, &key, dir, pkt);
+        }
+        return Decision::new(b != BuiltIn::SmtpBlocked, DecidedBy::BuiltIn(b));
+    }
+    let d = decide_by_rules(iface, dir, pkt);
+    if d.accept && pkt.opens_session() {
+        open_session(state, &key, dir, pkt);
+    }
+    d
+}
+
+fn open_session(state: &mut State, key: &SessionKey, dir: Direction, pkt: &Packet) {
+    let session = Session {
+        opening: pkt.clone(),
+        opened: dir,
+        generation: state.generation,
+    };
+    state.sessions.insert(key.clone(), session);
+}

@@ -1,0 +1,129 @@
+//! The loaded classifier under `BPF_PROG_TEST_RUN`, shared by the kernel
+//! tests: one copy of the program and its maps, a ruleset installed for
+//! ifindex 1 (`lo`, which is what a test run's skb carries), and each run's
+//! verdict with what decided, read back from `skb->cb`.
+
+use std::path::Path;
+
+use aya::programs::{TestRun, TestRunOptions};
+use sg_common::{CB_REASON, CB_RULE, CB_RULE_DIR, IFACE_HYPERVISOR, NO_RULE, OUTBOUND, Reason};
+use sg_daemon::{
+    compile::{Origin, Table, build_table, compile},
+    config,
+    dataplane::{Dataplane, Hook},
+    model::{Addresses, BindingMode, Config, Direction},
+};
+
+pub const LOOPBACK_IFINDEX: u32 = 1;
+pub const PASS: u32 = -1i32 as u32;
+pub const DROP: u32 = 2;
+
+/// Size of `struct __sk_buff` and the offset of its `cb` array.
+const SKB_SIZE: usize = 192;
+const SKB_CB_OFFSET: usize = 48;
+
+/// What the kernel decided for one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub code: u32,
+    pub reason: Reason,
+    /// The deciding table entry, when a rule decided.
+    pub origin: Option<Origin>,
+}
+
+pub struct Kernel {
+    pub dataplane: Dataplane,
+    /// The installed tables, inbound and outbound, to name rule indices.
+    tables: Vec<Table>,
+    hypervisor: bool,
+}
+
+impl Kernel {
+    /// Loads the program and installs the first binding of `toml`.
+    pub fn new(toml: &str) -> Kernel {
+        let config =
+            config::parse(Path::new("testrun.toml"), toml).unwrap_or_else(|e| panic!("{e}"));
+        let mut kernel = Kernel::load(&config);
+        kernel.install(&config);
+        kernel
+    }
+
+    /// Loads the program with `config`'s daemon settings, nothing installed.
+    pub fn load(config: &Config) -> Kernel {
+        let dataplane = Dataplane::load(&config.daemon).expect("load the eBPF program");
+        Kernel {
+            dataplane,
+            tables: Vec::new(),
+            hypervisor: false,
+        }
+    }
+
+    /// Installs the first binding of `config` on lo (its addresses resolve
+    /// to none but the listed ones).
+    pub fn install(&mut self, config: &Config) {
+        let binding = &config.interfaces[0];
+        let addresses = Addresses::resolve(config, |_| Vec::new());
+        self.tables = Direction::BOTH
+            .iter()
+            .map(|dir| build_table(config, binding, &addresses, *dir))
+            .collect();
+        let compiled: Vec<_> = self
+            .tables
+            .iter()
+            .map(|t| compile(t).expect("compile"))
+            .collect();
+        self.hypervisor = binding.mode == BindingMode::Hypervisor;
+        let flags = if self.hypervisor { IFACE_HYPERVISOR } else { 0 };
+        self.dataplane.set_global(&config.daemon).unwrap();
+        self.dataplane
+            .set_instance_addresses(LOOPBACK_IFINDEX, addresses.instance(&binding.name))
+            .unwrap();
+        self.dataplane
+            .install(LOOPBACK_IFINDEX, flags, [&compiled[0], &compiled[1]])
+            .expect("install tables");
+    }
+
+    /// The TC hook that sees traffic of `dir` on this interface.
+    #[allow(dead_code)] // used by the differential test only
+    pub fn hook(&self, dir: Direction) -> Hook {
+        match (dir, self.hypervisor) {
+            (Direction::Ingress, false) | (Direction::Egress, true) => Hook::Ingress,
+            _ => Hook::Egress,
+        }
+    }
+
+    /// Runs one frame through a hook.
+    pub fn run(&self, hook: Hook, frame: &[u8]) -> Verdict {
+        let ctx_in = [0u8; SKB_SIZE];
+        let mut ctx_out = [0u8; SKB_SIZE];
+        let result = self
+            .dataplane
+            .program(hook)
+            .unwrap()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx_in),
+                ctx_out: Some(&mut ctx_out),
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        let cb = |i: usize| {
+            let at = SKB_CB_OFFSET + 4 * i;
+            u32::from_ne_bytes(ctx_out[at..at + 4].try_into().unwrap())
+        };
+        let reason = Reason::from_u32(cb(CB_REASON)).expect("a known reason in cb");
+        let rule = cb(CB_RULE);
+        let table = if cb(CB_RULE_DIR) as usize == OUTBOUND {
+            1
+        } else {
+            0
+        };
+        let origin =
+            (rule != NO_RULE).then(|| self.tables[table].rules[rule as usize].origin.clone());
+        Verdict {
+            code: result.return_value,
+            reason,
+            origin,
+        }
+    }
+}
