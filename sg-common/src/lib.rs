@@ -238,22 +238,22 @@ pub struct FragValue {
     /// The `Reason` of the first fragment.
     pub reason: u32,
     pub rule: u32,
-    /// Direction of the table `rule` indexes.
-    pub rule_dir: u32,
+    /// The table `rule` indexes.
+    pub table: u32,
 }
 
 /// The decision left in `skb->cb` (for `BPF_PROG_TEST_RUN` and for tools
 /// that run after the classifier): `cb[CB_REASON]` is the `Reason`,
-/// `cb[CB_RULE]` the index of the deciding rule, or `NO_RULE`, in the
-/// table of direction `cb[CB_RULE_DIR]` (`INBOUND`/`OUTBOUND`).
+/// `cb[CB_RULE]` the index of the deciding rule, or `NO_RULE`, in table
+/// `cb[CB_TABLE]`.
 pub const CB_REASON: usize = 0;
 pub const CB_RULE: usize = 1;
-pub const CB_RULE_DIR: usize = 2;
+pub const CB_TABLE: usize = 2;
 pub const NO_RULE: u32 = u32::MAX;
 
 /// What decided a packet; index into the per-CPU `SG_STATS` counters.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     NotIp = 0,
     Session = 1,

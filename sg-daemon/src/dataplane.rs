@@ -194,6 +194,11 @@ impl Dataplane {
         Ok(())
     }
 
+    /// The table ids (inbound, outbound) `ifindex` uses now.
+    pub fn tables_of(&self, ifindex: u32) -> Option<[u32; 2]> {
+        self.installed.get(&ifindex).map(|[i, o]| [i.id, o.id])
+    }
+
     /// Stops enforcing on `ifindex` (packets there pass as unbound).
     pub fn uninstall(&mut self, ifindex: u32) -> anyhow::Result<()> {
         let mut ifaces: BpfHashMap<_, u32, InterfaceConfig> =

@@ -398,27 +398,37 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
             None => {}
         }
     }
-    if let Some(b) = network_builtin(iface.config, dir, pkt) {
-        return Decision::new(true, DecidedBy::BuiltIn(b));
-    }
-    // SPEC §2: a hypervisor-mode instance may only send from its addresses.
+    // SPEC §2: a hypervisor-mode instance may only send from its addresses;
+    // its neighbour discovery and DHCP may also use the unspecified or a
+    // link-local address (SPEC §3.7), which no group grants anything to.
+    let network = network_builtin(iface.config, dir, pkt);
+    let unspecified_or_link_local = match pkt.src {
+        IpAddr::V4(a) => a.is_unspecified(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_unicast_link_local(),
+    };
     if iface.binding.mode == BindingMode::Hypervisor
         && dir == Direction::Egress
         && !iface
             .addresses
             .instance(&iface.binding.name)
             .contains(&pkt.src)
+        && !(network.is_some() && unspecified_or_link_local)
     {
         return Decision::new(false, DecidedBy::Spoofed);
+    }
+    if let Some(b) = network {
+        return Decision::new(true, DecidedBy::BuiltIn(b));
     }
 
     // SPEC §3.5 and §3.6: sessions.
     let key = session_key(pkt, dir);
     if let Some(session) = state.sessions.get(&key).cloned() {
         if session.generation != state.generation {
-            let builtin = service_builtin(iface.config, session.opened, &session.opening);
+            // Only sessions of the metadata service outlive any rule.
+            let metadata = service_builtin(iface.config, session.opened, &session.opening)
+                == Some(BuiltIn::Metadata);
             let recheck = decide_by_rules(iface, session.opened, &session.opening);
-            if builtin.is_none()
+            if !metadata
                 && !recheck.accept
                 && let DecidedBy::Rule { group, id } = recheck.by
             {

@@ -28,7 +28,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use sg_common::{
-    ADDR_KEY_FIXED_BITS, ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CB_REASON, CB_RULE, CB_RULE_DIR,
+    ADDR_KEY_FIXED_BITS, ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CB_REASON, CB_RULE, CB_TABLE,
     CONNTRACK_ENTRIES, CtKey, CtValue, DIM_LOCAL, FRAGMENT_ENTRIES, FragKey, FragValue,
     GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, IFACE_HYPERVISOR, INBOUND,
     INSTANCE_ADDR_ENTRIES, InterfaceConfig, MAX_INTERFACES, MAX_TABLES, METADATA_V4, NO_RULE,
@@ -79,20 +79,40 @@ static SG_INSTANCE_ADDRS: LpmTrie<AddrKey, u8> =
 #[map]
 static SG_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
 
-/// Per-CPU scratch space for the parsed packet (`SCRATCH_PACKET`) and an
-/// ICMP error's quoted packet (`SCRATCH_QUOTED`). Kept out of the stack on
-/// purpose: see `parse::parse`.
-#[map]
-static SG_SCRATCH: PerCpuArray<Flow> = PerCpuArray::with_max_entries(2, 0);
-const SCRATCH_PACKET: u32 = 0;
-const SCRATCH_QUOTED: u32 = 1;
-
 /// TCX: -1 hands the packet on to the next program or the stack.
 const PASS: i32 = TC_ACT_UNSPEC;
 const DROP: i32 = TC_ACT_SHOT as i32;
 
 const TC_INGRESS: usize = 0;
 const TC_EGRESS: usize = 1;
+
+/// One packet's working state: the parsed packet, what the stages share,
+/// and the decision once a stage makes it. It lives in a per-CPU map, not
+/// on the stack, and each stage is a separate BPF function that writes
+/// into it: the verifier then sees every stage's paths end in the same
+/// state and merges them, instead of following every combination of
+/// protocol, built-in, session and rule outcome to the end.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Work {
+    packet: Flow,
+    quoted: Flow,
+    key: CtKey,
+    now: u64,
+    timeout_ns: u64,
+    global_flags: u32,
+    ifindex: u32,
+    dir: u32,
+    /// Set once a stage has decided.
+    done: u32,
+    reason: u32,
+    /// The deciding rule's index in table `table`, or `NO_RULE`.
+    rule: u32,
+    table: u32,
+}
+
+#[map]
+static SG_WORK: PerCpuArray<Work> = PerCpuArray::with_max_entries(1, 0);
 
 #[classifier]
 pub fn sg_tc_ingress(mut ctx: TcContext) -> i32 {
@@ -104,46 +124,50 @@ pub fn sg_tc_egress(mut ctx: TcContext) -> i32 {
     verdict(&mut ctx, TC_EGRESS)
 }
 
-/// What decided, and the deciding rule's index in its table (`NO_RULE`
-/// when no rule did).
-#[derive(Clone, Copy)]
-struct Decision {
-    reason: Reason,
-    rule: u32,
-    /// Direction of the table `rule` indexes.
-    rule_dir: u32,
-}
-
-impl Decision {
-    #[inline(always)]
-    const fn by(reason: Reason) -> Decision {
-        Decision {
-            reason,
-            rule: NO_RULE,
-            rule_dir: 0,
-        }
-    }
-}
-
 #[inline(always)]
 fn verdict(ctx: &mut TcContext, hook: usize) -> i32 {
-    let d = decide(ctx, hook);
-    if let Some(counter) = SG_STATS.get_ptr_mut(d.reason as u32) {
+    let Some(w) = SG_WORK.get_ptr_mut(0) else {
+        return PASS;
+    };
+    // SAFETY: a per-CPU slot; one program run uses it at a time.
+    let w = unsafe { &mut *w };
+    w.done = 0;
+    w.rule = NO_RULE;
+    w.table = 0;
+    decide(ctx, hook, w);
+    let reason = Reason::from_u32(w.reason).unwrap_or(Reason::Malformed);
+    if let Some(counter) = SG_STATS.get_ptr_mut(reason as u32) {
         // Per-CPU slot: no other writer.
         unsafe { *counter += 1 };
     }
+    let (rule, table) = (w.rule, w.table);
     let cb = ctx.cb_mut();
-    cb[CB_REASON] = d.reason as u32;
-    cb[CB_RULE] = d.rule;
-    cb[CB_RULE_DIR] = d.rule_dir;
-    if d.reason.accepts() { PASS } else { DROP }
+    cb[CB_REASON] = reason as u32;
+    cb[CB_RULE] = rule;
+    cb[CB_TABLE] = table;
+    if reason.accepts() { PASS } else { DROP }
+}
+
+/// Records the decision; later stages see `done` and do nothing.
+#[inline(always)]
+fn finish(w: &mut Work, reason: Reason, rule: u32, table: u32) {
+    w.reason = reason as u32;
+    w.rule = rule;
+    w.table = table;
+    w.done = 1;
 }
 
 #[inline(always)]
-fn decide(ctx: &TcContext, hook: usize) -> Decision {
+fn done(w: &Work) -> bool {
+    // A fresh load: what a stage wrote is unknown to the verifier here.
+    unsafe { core::ptr::read_volatile(&w.done) != 0 }
+}
+
+#[inline(always)]
+fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let Some(iface) = (unsafe { SG_INTERFACES.get(&ifindex) }) else {
-        return Decision::by(Reason::Unbound);
+        return finish(w, Reason::Unbound, NO_RULE, 0);
     };
     let hypervisor = iface.flags & IFACE_HYPERVISOR != 0;
     // Direction seen from the protected instance.
@@ -152,163 +176,183 @@ fn decide(ctx: &TcContext, hook: usize) -> Decision {
     } else {
         OUTBOUND
     };
-
-    let Some(flow) = SG_SCRATCH.get_ptr_mut(SCRATCH_PACKET) else {
-        return Decision::by(Reason::Malformed);
-    };
-    // SAFETY: a per-CPU slot, used by this program run only.
-    let flow = unsafe { &mut *flow };
-    match parse::parse(ctx, flow) {
-        Parsed::NotIp => return Decision::by(Reason::NotIp),
+    match parse::parse(ctx, &mut w.packet) {
+        Parsed::NotIp => return finish(w, Reason::NotIp, NO_RULE, 0),
         Parsed::Malformed => {
             debug!(
                 ctx,
                 "sg: malformed IP packet dropped on ifindex {}", ifindex
             );
-            return Decision::by(Reason::Malformed);
+            return finish(w, Reason::Malformed, NO_RULE, 0);
         }
         Parsed::Ip => {}
     }
-    let d = decide_ip(ctx, ifindex, iface, dir, flow);
-    if flow.fragment() == Fragment::First {
-        remember_fragment(ifindex, &flow, d);
-    }
-    d
-}
-
-#[inline(always)]
-fn decide_ip(
-    ctx: &TcContext,
-    ifindex: u32,
-    iface: &InterfaceConfig,
-    dir: usize,
-    flow: &Flow,
-) -> Decision {
-    if flow.fragment() == Fragment::Later {
-        match unsafe { SG_FRAGMENTS.get(&fragment_key(ifindex, flow)) } {
-            Some(first) => {
-                let reason = match Reason::from_u32(first.reason) {
-                    Some(r) if r.accepts() => Reason::FragmentAccept,
-                    _ => Reason::FragmentDrop,
-                };
-                return Decision {
-                    reason,
-                    rule: first.rule,
-                    rule_dir: first.rule_dir,
-                };
-            }
-            // Unknown first fragment: inbound is dropped; outbound is
-            // classified as a packet without ports.
-            None if dir == INBOUND => return Decision::by(Reason::FragmentDrop),
-            None => {}
-        }
-    }
-    let (global_flags, timeout_ns) = match SG_GLOBAL.get(0) {
+    w.ifindex = ifindex;
+    w.dir = dir as u32;
+    (w.global_flags, w.timeout_ns) = match SG_GLOBAL.get(0) {
         Some(g) => (g.flags, g.session_timeout_ns),
         None => (0, sg_common::SESSION_TIMEOUT_SECS * 1_000_000_000),
     };
+    w.now = unsafe { bpf_ktime_get_boot_ns() };
+    w.key = session_key(ifindex, &w.packet, dir);
 
-    if let Some(reason) = network_builtin(flow, dir, global_flags) {
-        return Decision::by(reason);
+    stage_fragment(w);
+    if !done(w) {
+        stage_network(w, iface);
     }
-    if iface.flags & IFACE_HYPERVISOR != 0 && dir == OUTBOUND && !is_instance_address(ifindex, flow)
-    {
-        return Decision::by(Reason::Spoofed);
+    if !done(w) {
+        stage_session(w, iface);
     }
-
-    let key = session_key(ifindex, flow, dir);
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    if let Some(d) = existing_session(&key, iface, now, timeout_ns, global_flags) {
-        return d;
+    if !done(w) {
+        stage_related(ctx, w);
     }
-    if flow.is_icmp_error()
-        && let Some(inner) = SG_SCRATCH.get_ptr_mut(SCRATCH_QUOTED)
-        // SAFETY: a per-CPU slot, used by this program run only.
-        && let inner = unsafe { &mut *inner }
-        && parse::quoted(ctx, flow, inner)
-    {
-        // The quoted packet went the other way.
-        let inner_dir = if dir == INBOUND { OUTBOUND } else { INBOUND };
-        if let Some(session) = SG_CONNTRACK.get_ptr(&session_key(ifindex, inner, inner_dir))
-            && now.wrapping_sub(unsafe { (*session).last_seen_ns }) <= timeout_ns
-        {
-            return Decision::by(Reason::Related);
-        }
+    if !done(w) {
+        stage_service(w, iface);
     }
-
-    if let Some(reason) = service_builtin(flow, dir, global_flags) {
-        if reason == Reason::Metadata {
-            open_session(&key, now, dir, iface.epoch);
-        }
-        return Decision::by(reason);
+    if !done(w) {
+        stage_rules(w, iface);
     }
-
-    let d = match classify::classify(iface.tables[dir], flow, dir) {
-        Outcome::Rule { accept, index } => Decision {
-            reason: if accept {
-                Reason::RuleAccept
-            } else {
-                Reason::RuleDrop
-            },
-            rule: index,
-            rule_dir: dir as u32,
-        },
-        Outcome::Default { accept: true } => Decision::by(Reason::DefaultAccept),
-        Outcome::Default { accept: false } => Decision::by(Reason::DefaultDrop),
-    };
-    if d.reason.accepts() && flow.opens_session() {
-        open_session(&key, now, dir, iface.epoch);
+    if w.packet.fragment() == Fragment::First {
+        remember_fragment(w);
     }
-    d
 }
 
-/// A live session of this packet, if any. A session older than the
+/// Later fragments follow their first fragment (SPEC §3.9). An unknown
+/// first fragment: inbound is dropped; outbound is judged without ports.
+#[inline(never)]
+fn stage_fragment(w: &mut Work) {
+    if w.packet.fragment() != Fragment::Later {
+        return;
+    }
+    match unsafe { SG_FRAGMENTS.get(&fragment_key(w.ifindex, &w.packet)) } {
+        Some(first) => {
+            let reason = match Reason::from_u32(first.reason) {
+                Some(r) if r.accepts() => Reason::FragmentAccept,
+                _ => Reason::FragmentDrop,
+            };
+            let (rule, table) = (first.rule, first.table);
+            finish(w, reason, rule, table);
+        }
+        None if w.dir as usize == INBOUND => finish(w, Reason::FragmentDrop, NO_RULE, 0),
+        None => {}
+    }
+}
+
+/// Anti-spoofing of hypervisor-mode instances, then neighbour discovery
+/// and DHCP. An instance sends only from its own addresses; its neighbour
+/// discovery and DHCP may also come from the unspecified or a link-local
+/// address, which no group grants anything to.
+#[inline(never)]
+fn stage_network(w: &mut Work, iface: &InterfaceConfig) {
+    let dir = w.dir as usize & 1;
+    let network = network_builtin(&w.packet, dir, w.global_flags);
+    if iface.flags & IFACE_HYPERVISOR != 0
+        && dir == OUTBOUND
+        && !is_instance_address(w.ifindex, &w.packet)
+        && !(network.is_some() && is_unspecified_or_link_local(&w.packet))
+    {
+        return finish(w, Reason::Spoofed, NO_RULE, 0);
+    }
+    if let Some(reason) = network {
+        finish(w, reason, NO_RULE, 0);
+    }
+}
+
+/// A live session passes without rule evaluation. One older than the
 /// interface's ruleset is checked once against the current rules: if an
 /// explicit drop rule matches the packet that opened it, it ends here
 /// (SPEC §3.6); otherwise it is stamped with the current epoch.
-#[inline(always)]
-fn existing_session(
-    key: &CtKey,
-    iface: &InterfaceConfig,
-    now: u64,
-    timeout_ns: u64,
-    global_flags: u32,
-) -> Option<Decision> {
-    let session = SG_CONNTRACK.get_ptr_mut(key)?;
+#[inline(never)]
+fn stage_session(w: &mut Work, iface: &InterfaceConfig) {
+    let Some(session) = SG_CONNTRACK.get_ptr_mut(&w.key) else {
+        return;
+    };
     // The kernel checks the idle deadline itself: an expired entry is as
     // good as absent, whatever userspace does.
     let (last_seen, epoch, opened) = unsafe {
         (
             (*session).last_seen_ns,
             (*session).epoch,
-            (*session).opened as usize,
+            (*session).opened as usize & 1,
         )
     };
-    if now.wrapping_sub(last_seen) > timeout_ns {
-        return None;
+    if w.now.wrapping_sub(last_seen) > w.timeout_ns {
+        return;
     }
     if epoch != iface.epoch {
-        let opening = opening_flow(key, opened);
-        let table = iface.tables[opened & 1];
-        // Sessions the built-ins opened (metadata) no rule can end.
-        let builtin = service_builtin(&opening, opened & 1, global_flags).is_some();
-        if !builtin
+        let opening = opening_flow(&w.key, opened);
+        let table = iface.tables[opened];
+        // Sessions the metadata built-in opened no rule can end.
+        let metadata = service_builtin(&opening, opened, w.global_flags) == Some(Reason::Metadata);
+        if !metadata
             && let Outcome::Rule {
                 accept: false,
                 index,
-            } = classify::classify(table, &opening, opened & 1)
+            } = classify::classify(table, &opening, opened)
         {
-            let _ = SG_CONNTRACK.remove(key);
-            return Some(Decision {
-                reason: Reason::SessionEnded,
-                rule: index,
-                rule_dir: (opened & 1) as u32,
-            });
+            let _ = SG_CONNTRACK.remove(&w.key);
+            return finish(w, Reason::SessionEnded, index, table);
         }
         unsafe { (*session).epoch = iface.epoch };
     }
-    unsafe { (*session).last_seen_ns = now };
-    Some(Decision::by(Reason::Session))
+    unsafe { (*session).last_seen_ns = w.now };
+    finish(w, Reason::Session, NO_RULE, 0);
+}
+
+/// ICMP errors that quote a live session pass as related (SPEC §3.5).
+#[inline(never)]
+fn stage_related(ctx: &TcContext, w: &mut Work) {
+    if !w.packet.is_icmp_error() || !parse::quoted(ctx, &w.packet, &mut w.quoted) {
+        return;
+    }
+    // The quoted packet went the other way.
+    let inner_dir = if w.dir as usize == INBOUND {
+        OUTBOUND
+    } else {
+        INBOUND
+    };
+    let key = session_key(w.ifindex, &w.quoted, inner_dir);
+    if let Some(session) = SG_CONNTRACK.get_ptr(&key)
+        && w.now.wrapping_sub(unsafe { (*session).last_seen_ns }) <= w.timeout_ns
+    {
+        finish(w, Reason::Related, NO_RULE, 0);
+    }
+}
+
+/// PMTUD, the metadata service (which opens a session) and port 25.
+#[inline(never)]
+fn stage_service(w: &mut Work, iface: &InterfaceConfig) {
+    let dir = w.dir as usize & 1;
+    if let Some(reason) = service_builtin(&w.packet, dir, w.global_flags) {
+        if reason == Reason::Metadata {
+            open_session(&w.key, w.now, dir, iface.epoch);
+        }
+        finish(w, reason, NO_RULE, 0);
+    }
+}
+
+/// The interface's rules, or its default; an accepted packet opens its
+/// session.
+#[inline(never)]
+fn stage_rules(w: &mut Work, iface: &InterfaceConfig) {
+    let dir = w.dir as usize & 1;
+    let table = iface.tables[dir];
+    let (reason, rule) = match classify::classify(table, &w.packet, dir) {
+        Outcome::Rule {
+            accept: true,
+            index,
+        } => (Reason::RuleAccept, index),
+        Outcome::Rule {
+            accept: false,
+            index,
+        } => (Reason::RuleDrop, index),
+        Outcome::Default { accept: true } => (Reason::DefaultAccept, NO_RULE),
+        Outcome::Default { accept: false } => (Reason::DefaultDrop, NO_RULE),
+    };
+    if reason.accepts() && w.packet.opens_session() {
+        open_session(&w.key, w.now, dir, iface.epoch);
+    }
+    finish(w, reason, rule, table);
 }
 
 /// The packet that opened a session, rebuilt from its key.
@@ -394,6 +438,15 @@ fn is_dhcp_client(flow: &Flow, dir: usize) -> bool {
 }
 
 #[inline(always)]
+fn is_unspecified_or_link_local(flow: &Flow) -> bool {
+    if flow.is_v4() {
+        flow.src[..4] == [0, 0, 0, 0]
+    } else {
+        flow.src == [0; 16] || (flow.src[0] == 0xfe && flow.src[1] & 0xc0 == 0x80)
+    }
+}
+
+#[inline(always)]
 fn is_instance_address(ifindex: u32, flow: &Flow) -> bool {
     let len = if flow.is_v4() { 32 } else { 128 };
     let key = Key::new(
@@ -453,13 +506,13 @@ fn fragment_key(ifindex: u32, flow: &Flow) -> FragKey {
 }
 
 #[inline(always)]
-fn remember_fragment(ifindex: u32, flow: &Flow, d: Decision) {
+fn remember_fragment(w: &Work) {
     let value = FragValue {
-        reason: d.reason as u32,
-        rule: d.rule,
-        rule_dir: d.rule_dir,
+        reason: w.reason,
+        rule: w.rule,
+        table: w.table,
     };
-    let _ = SG_FRAGMENTS.insert(&fragment_key(ifindex, flow), &value, 0);
+    let _ = SG_FRAGMENTS.insert(&fragment_key(w.ifindex, &w.packet), &value, 0);
 }
 
 #[cfg(not(test))]

@@ -3,10 +3,10 @@
 //! ifindex 1 (`lo`, which is what a test run's skb carries), and each run's
 //! verdict with what decided, read back from `skb->cb`.
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use aya::programs::{TestRun, TestRunOptions};
-use sg_common::{CB_REASON, CB_RULE, CB_RULE_DIR, IFACE_HYPERVISOR, NO_RULE, OUTBOUND, Reason};
+use sg_common::{CB_REASON, CB_RULE, CB_TABLE, IFACE_HYPERVISOR, NO_RULE, Reason};
 use sg_daemon::{
     compile::{Origin, Table, build_table, compile},
     config,
@@ -33,8 +33,10 @@ pub struct Verdict {
 
 pub struct Kernel {
     pub dataplane: Dataplane,
-    /// The installed tables, inbound and outbound, to name rule indices.
-    tables: Vec<Table>,
+    /// Every table installed so far, by kernel table id, to name the rule
+    /// indices the kernel reports (a fragment or a session may name a rule
+    /// of an earlier ruleset).
+    tables: HashMap<u32, Table>,
     hypervisor: bool,
 }
 
@@ -53,7 +55,7 @@ impl Kernel {
         let dataplane = Dataplane::load(&config.daemon).expect("load the eBPF program");
         Kernel {
             dataplane,
-            tables: Vec::new(),
+            tables: HashMap::new(),
             hypervisor: false,
         }
     }
@@ -63,12 +65,11 @@ impl Kernel {
     pub fn install(&mut self, config: &Config) {
         let binding = &config.interfaces[0];
         let addresses = Addresses::resolve(config, |_| Vec::new());
-        self.tables = Direction::BOTH
+        let tables: Vec<Table> = Direction::BOTH
             .iter()
             .map(|dir| build_table(config, binding, &addresses, *dir))
             .collect();
-        let compiled: Vec<_> = self
-            .tables
+        let compiled: Vec<_> = tables
             .iter()
             .map(|t| compile(t).expect("compile"))
             .collect();
@@ -81,6 +82,13 @@ impl Kernel {
         self.dataplane
             .install(LOOPBACK_IFINDEX, flags, [&compiled[0], &compiled[1]])
             .expect("install tables");
+        let ids = self
+            .dataplane
+            .tables_of(LOOPBACK_IFINDEX)
+            .expect("installed");
+        for (id, table) in ids.into_iter().zip(tables) {
+            self.tables.insert(id, table);
+        }
     }
 
     /// The TC hook that sees traffic of `dir` on this interface.
@@ -113,13 +121,10 @@ impl Kernel {
         };
         let reason = Reason::from_u32(cb(CB_REASON)).expect("a known reason in cb");
         let rule = cb(CB_RULE);
-        let table = if cb(CB_RULE_DIR) as usize == OUTBOUND {
-            1
-        } else {
-            0
-        };
-        let origin =
-            (rule != NO_RULE).then(|| self.tables[table].rules[rule as usize].origin.clone());
+        let origin = (rule != NO_RULE).then(|| {
+            let table = &self.tables[&cb(CB_TABLE)];
+            table.rules[rule as usize].origin.clone()
+        });
         Verdict {
             code: result.return_value,
             reason,
