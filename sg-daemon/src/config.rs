@@ -510,7 +510,7 @@ impl Validator<'_> {
         if group_refs > MAX_GROUP_REFERENCES_PER_GROUP {
             self.error(
                 g.id.span(),
-                format!("{field}"),
+                field.to_string(),
                 format!("{group_refs} rules reference a group; allowed: at most {MAX_GROUP_REFERENCES_PER_GROUP} per group"),
             );
         }

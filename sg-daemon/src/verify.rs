@@ -114,7 +114,7 @@ fn samples(iface: &Interface, dir: Direction) -> Vec<Packet> {
     for g in &iface.binding.security_groups {
         nets.extend(iface.addresses.members(g));
     }
-    let mut addrs: Vec<IpAddr> = nets.iter().flat_map(|n| edges(n)).collect();
+    let mut addrs: Vec<IpAddr> = nets.iter().flat_map(edges).collect();
     addrs.extend(iface.addresses.instance(&iface.binding.name));
     addrs.sort();
     addrs.dedup();

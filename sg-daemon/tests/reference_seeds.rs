@@ -2232,7 +2232,6 @@ security_groups = ["sg-b"]
 /// on together with an explicit drop rule for TCP 25: the drop rule matches
 /// the session, so it ends.
 #[test]
-#[ignore = "reference disagrees with SPEC §3.6: a session whose opening packet is now hit by the port-25 built-in is never ended, even by a new explicit drop rule matching it (`builtin.is_none()` also exempts SmtpBlocked, not only Metadata)"]
 fn spec_3_6_explicit_drop_rule_ends_a_port_25_session() {
     let before = Host::new(
         r#"
@@ -2510,7 +2509,6 @@ fn spec_2_hypervisor_instance_sending_from_another_address_is_spoofed() {
 /// unspecified address (DHCP DISCOVER, DAD) and link-local sources, which
 /// stay allowed; posing as another instance must not be.
 #[test]
-#[ignore = "reference disagrees with SPEC §2: in hypervisor mode the DHCP-client and neighbour-discovery built-ins are decided before anti-spoofing, so an instance can send them from another instance's address (e.g. UDP 68->67 from 10.0.0.11 sent by vm3 is accepted as BuiltIn(DhcpClient) and then admitted by vm2 as IntraGroup of sg-app)"]
 fn spec_2_hypervisor_built_ins_do_not_bypass_anti_spoofing() {
     let h = Host::new(HYPERVISOR);
     // Still fine: DHCP before an address, ND from link-local or ::.

@@ -42,6 +42,7 @@ pub struct Kernel {
 
 impl Kernel {
     /// Loads the program and installs the first binding of `toml`.
+    #[allow(dead_code)] // the differential test builds its configs itself
     pub fn new(toml: &str) -> Kernel {
         let config =
             config::parse(Path::new("testrun.toml"), toml).unwrap_or_else(|e| panic!("{e}"));
@@ -92,7 +93,7 @@ impl Kernel {
     }
 
     /// The TC hook that sees traffic of `dir` on this interface.
-    #[allow(dead_code)] // used by the differential test only
+    #[allow(dead_code)] // the differential test picks hooks by direction
     pub fn hook(&self, dir: Direction) -> Hook {
         match (dir, self.hypervisor) {
             (Direction::Ingress, false) | (Direction::Egress, true) => Hook::Ingress,
