@@ -62,7 +62,7 @@ pub fn verify(
                     },
                     Origin::IntraGroup => DecidedBy::IntraGroup,
                 };
-                (rule.accept, by)
+                (compiled.accept.get(i), by)
             }
             None => (compiled.default_accept, DecidedBy::Default),
         };
@@ -168,4 +168,61 @@ fn edges(net: &IpNet) -> Vec<IpAddr> {
         _ => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{
+        compile::{build_table, compile},
+        config,
+        model::Addresses,
+    };
+
+    const CONFIG: &str = r#"
+[[security_group]]
+id = "sg-a"
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range = "22/22"
+  source_cidr_ip = "198.51.100.0/24"
+  [[security_group.ingress]]
+  policy = "drop"
+  ip_protocol = "all"
+  source_cidr_ip = "198.51.100.7"
+[[interface]]
+name = "eth0"
+security_groups = ["sg-a"]
+"#;
+
+    #[test]
+    fn a_faithful_compilation_passes_and_a_corrupted_one_is_caught() {
+        let config = config::parse(Path::new("t.toml"), CONFIG).unwrap();
+        let binding = &config.interfaces[0];
+        let addresses = Addresses::resolve(&config, |_| Vec::new());
+        let iface = Interface {
+            config: &config,
+            binding,
+            addresses: &addresses,
+        };
+        let table = build_table(&config, binding, &addresses, Direction::Ingress);
+        let compiled = compile(&table).unwrap();
+        verify(&iface, Direction::Ingress, &table, &compiled).unwrap();
+
+        // A compiler that forgot drop-before-accept: the accept bit set on
+        // the drop rule.
+        let mut wrong = compiled.clone();
+        wrong.accept.set(0);
+        wrong.accept.set(1);
+        let mismatch = verify(&iface, Direction::Ingress, &table, &wrong).unwrap_err();
+        assert!(!mismatch.expected.0 && mismatch.got.0, "{mismatch}");
+
+        // A compiler that lost a port range.
+        let mut lost = compiled;
+        lost.port.retain(|e| e.port != 22);
+        assert!(verify(&iface, Direction::Ingress, &table, &lost).is_err());
+    }
 }
