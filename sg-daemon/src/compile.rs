@@ -12,7 +12,10 @@
 //!    prefix. The kernel ANDs the bitmaps it finds and takes the lowest set
 //!    bit. [`lookup`] does the same in Rust, for checks before applying.
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+};
 
 use ipnet::IpNet;
 use sg_common::{
@@ -385,52 +388,74 @@ fn push_port_blocks(out: &mut Vec<PortEntry>, dim: u8, mut lo: u32, hi: u32, bit
 /// exact protocol or `PROTO_ANY`, longest-prefix match per address and
 /// port dimension, AND, lowest bit. `None` means the default decides.
 pub fn lookup(c: &CompiledTable, f: &Fields) -> Option<usize> {
-    let proto = c
-        .proto
-        .iter()
-        .find(|(k, _)| *k == f.proto as u32)
-        .or_else(|| c.proto.iter().find(|(k, _)| *k == PROTO_ANY))?
-        .1;
-    let addr = |dim: u8, ip: IpAddr| -> Option<Bitmap> {
-        c.addr
-            .iter()
-            .filter(|e| e.dim == dim && e.family == addr_bytes(&IpNet::from(ip)).0)
-            .filter(|e| entry_net(e).contains(&ip))
-            .max_by_key(|e| e.prefix_len)
-            .map(|e| e.bits)
-    };
-    let port = |dim: u8, port: u16| -> Option<Bitmap> {
-        c.port
-            .iter()
-            .filter(|e| e.dim == dim)
-            .filter(|e| {
-                let shift = 16 - e.prefix_len as u32;
-                (port as u32 >> shift) == (e.port as u32 >> shift)
-            })
-            .max_by_key(|e| e.prefix_len)
-            .map(|e| e.bits)
-    };
-    let mut all = vec![
-        proto,
-        addr(DIM_REMOTE, f.remote)?,
-        port(DIM_DST_PORT, f.dst_port)?,
-    ];
-    if c.flags & TABLE_MATCHES_LOCAL != 0 {
-        all.push(addr(DIM_LOCAL, f.local)?);
-    }
-    if c.flags & TABLE_MATCHES_SRC_PORT != 0 {
-        all.push(port(DIM_SRC_PORT, f.src_port)?);
-    }
-    (0..c.rule_count).find(|&i| all.iter().all(|b| b.get(i)))
+    Lookup::new(c).lookup(f)
 }
 
-fn entry_net(e: &AddrEntry) -> IpNet {
-    let ip = if e.family == FAMILY_V4 {
-        IpAddr::from(<[u8; 4]>::try_from(&e.addr[..4]).expect("four bytes"))
-    } else {
-        IpAddr::from(e.addr)
-    };
-    IpNet::new(ip, e.prefix_len).expect("a valid prefix length")
+/// [`lookup`] for many packets: the entries indexed by exact prefix, as
+/// the kernel's tries are, so each lookup probes prefix lengths from the
+/// longest down instead of scanning every entry.
+pub struct Lookup<'a> {
+    table: &'a CompiledTable,
+    addr: HashMap<(u8, u8, u8, [u8; 16]), Bitmap>,
+    port: HashMap<(u8, u8, u16), Bitmap>,
+}
+
+impl<'a> Lookup<'a> {
+    pub fn new(table: &'a CompiledTable) -> Lookup<'a> {
+        let addr = table
+            .addr
+            .iter()
+            .map(|e| ((e.dim, e.family, e.prefix_len, e.addr), e.bits))
+            .collect();
+        let port = table
+            .port
+            .iter()
+            .map(|e| ((e.dim, e.prefix_len, e.port), e.bits))
+            .collect();
+        Lookup { table, addr, port }
+    }
+
+    pub fn lookup(&self, f: &Fields) -> Option<usize> {
+        let c = self.table;
+        let proto = c
+            .proto
+            .iter()
+            .find(|(k, _)| *k == f.proto as u32)
+            .or_else(|| c.proto.iter().find(|(k, _)| *k == PROTO_ANY))?
+            .1;
+        let mut all = vec![
+            proto,
+            self.addr_bits(DIM_REMOTE, f.remote)?,
+            self.port_bits(DIM_DST_PORT, f.dst_port)?,
+        ];
+        if c.flags & TABLE_MATCHES_LOCAL != 0 {
+            all.push(self.addr_bits(DIM_LOCAL, f.local)?);
+        }
+        if c.flags & TABLE_MATCHES_SRC_PORT != 0 {
+            all.push(self.port_bits(DIM_SRC_PORT, f.src_port)?);
+        }
+        (0..c.rule_count).find(|&i| all.iter().all(|b| b.get(i)))
+    }
+
+    fn addr_bits(&self, dim: u8, ip: IpAddr) -> Option<Bitmap> {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        (0..=max).rev().find_map(|len| {
+            let net = IpNet::new(ip, len).expect("a valid prefix length").trunc();
+            let (family, bytes) = addr_bytes(&net);
+            self.addr.get(&(dim, family, len, bytes)).copied()
+        })
+    }
+
+    fn port_bits(&self, dim: u8, port: u16) -> Option<Bitmap> {
+        (0..=16u8).rev().find_map(|len| {
+            let masked = if len == 0 {
+                0
+            } else {
+                port & (u16::MAX << (16 - len))
+            };
+            self.port.get(&(dim, len, masked)).copied()
+        })
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,12 @@ impl Daemon {
         &mut self.dataplane
     }
 
+    /// Frees the tables the last apply switched away from (see
+    /// [`Dataplane::collect_garbage`]).
+    pub fn collect_garbage(&mut self) -> anyhow::Result<()> {
+        self.dataplane.collect_garbage()
+    }
+
     /// Makes the host enforce `config`. Interfaces no longer bound are
     /// released; each interface switches atomically.
     pub fn apply(&mut self, config: &Config) -> anyhow::Result<ApplyReport> {
@@ -119,8 +125,9 @@ impl Daemon {
 }
 
 /// The inbound and outbound tables of one binding, each checked against
-/// the reference decision.
-fn compile_binding(
+/// the reference decision. The directions are independent, so they are
+/// compiled and checked on two threads.
+pub fn compile_binding(
     config: &Config,
     binding: &InterfaceBinding,
     addresses: &Addresses,
@@ -130,17 +137,21 @@ fn compile_binding(
         binding,
         addresses,
     };
-    let mut out = Vec::with_capacity(2);
-    for dir in Direction::BOTH {
+    let one = |dir: Direction| -> anyhow::Result<CompiledTable> {
         let table = build_table(config, binding, addresses, dir);
         let compiled = compile(&table)?;
         verify(&iface, dir, &table, &compiled).map_err(|m| anyhow::anyhow!("{m}"))?;
-        out.push(compiled);
-    }
-    let [inbound, outbound]: [CompiledTable; 2] = out
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("two directions"))?;
-    Ok([inbound, outbound])
+        Ok(compiled)
+    };
+    let [inbound, outbound] = std::thread::scope(|s| {
+        let outbound = s.spawn(|| one(Direction::Egress));
+        let inbound = one(Direction::Ingress);
+        [
+            inbound,
+            outbound.join().expect("the compiler thread panicked"),
+        ]
+    });
+    Ok([inbound?, outbound?])
 }
 
 fn interface_addresses(name: &str) -> Vec<IpAddr> {

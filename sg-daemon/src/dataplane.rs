@@ -5,8 +5,8 @@
 //! Double buffering: a ruleset change writes complete new tables under
 //! fresh table ids, then replaces the interface's `SG_INTERFACES` entry in
 //! one map update. A packet reads that entry once, so it sees the old
-//! tables or the new ones, never a mix. The old tables are cleared at the
-//! next change, long after any packet that could still be using them.
+//! tables or the new ones, never a mix. The old tables are freed later
+//! ([`Dataplane::collect_garbage`]), once no packet can still be using them.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -161,14 +161,17 @@ impl Dataplane {
         tables: [&CompiledTable; 2],
     ) -> anyhow::Result<()> {
         self.epoch = self.epoch.wrapping_add(1);
-        self.clear_retired()?;
+        if self.free_tables.len() < 2 {
+            // Out of table ids: reclaim the switched-out ones now.
+            self.collect_garbage()?;
+        }
         let mut written: Vec<TableKeys> = Vec::new();
         for table in tables {
             match self.write_table(table) {
                 Ok(keys) => written.push(keys),
                 Err(e) => {
-                    self.retired.append(&mut written);
-                    self.clear_retired()?;
+                    // Never switched in: no packet has seen them.
+                    self.remove_tables(written)?;
                     return Err(e);
                 }
             }
@@ -184,8 +187,7 @@ impl Dataplane {
         let mut ifaces: BpfHashMap<_, u32, InterfaceConfig> =
             BpfHashMap::try_from(self.map(maps::INTERFACES)?)?;
         if let Err(e) = ifaces.insert(ifindex, config, 0) {
-            self.retired.extend([inbound, outbound]);
-            self.clear_retired()?;
+            self.remove_tables(vec![inbound, outbound])?;
             return Err(e).context("switching the interface to its new tables");
         }
         if let Some(old) = self.installed.insert(ifindex, [inbound, outbound]) {
@@ -222,7 +224,7 @@ impl Dataplane {
         match self.fill_table(table, &mut keys) {
             Ok(()) => Ok(keys),
             Err(e) => {
-                self.retired.push(keys);
+                self.remove_tables(vec![keys])?;
                 Err(e)
             }
         }
@@ -314,9 +316,23 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Removes the entries of tables no interface points at any more.
-    fn clear_retired(&mut self) -> anyhow::Result<()> {
-        for keys in std::mem::take(&mut self.retired) {
+    /// Frees the tables that interfaces were switched away from. Call it
+    /// once no packet can still be using them: a packet reads its tables'
+    /// ids once, at its start, and takes microseconds; `sgd` waits a
+    /// second after a change.
+    pub fn collect_garbage(&mut self) -> anyhow::Result<()> {
+        let retired = std::mem::take(&mut self.retired);
+        self.remove_tables(retired)
+    }
+
+    /// Whether switched-out tables wait for [`Dataplane::collect_garbage`].
+    pub fn has_garbage(&self) -> bool {
+        !self.retired.is_empty()
+    }
+
+    /// Removes the entries of tables no interface points at.
+    fn remove_tables(&mut self, tables: Vec<TableKeys>) -> anyhow::Result<()> {
+        for keys in tables {
             let mut proto: BpfHashMap<_, ProtoKey, Bitmap> =
                 BpfHashMap::try_from(self.map(maps::PROTO)?)?;
             for k in &keys.proto {

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::{
-    compile::{CompiledTable, Fields, Origin, Table, lookup},
+    compile::{CompiledTable, Fields, Lookup, Origin, Table},
     model::{Direction, Peer, PortRange, Protocol},
     reference::{self, DecidedBy, Fragment, Interface, Packet},
 };
@@ -38,6 +38,7 @@ pub fn verify(
     compiled: &CompiledTable,
 ) -> Result<(), Box<Mismatch>> {
     let ordered = reference::ordered_rules(iface, dir);
+    let kernel = Lookup::new(compiled);
     for packet in samples(iface, dir) {
         let expected = reference::decide_by_ordered_rules(iface, dir, &ordered, &packet);
         let (local, remote) = match dir {
@@ -52,7 +53,7 @@ pub fn verify(
             remote,
             local,
         };
-        let got = match lookup(compiled, &fields) {
+        let got = match kernel.lookup(&fields) {
             Some(i) => {
                 let rule = &table.rules[i];
                 let by = match &rule.origin {

@@ -79,10 +79,21 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
     );
     notify(&[NotifyState::Ready]);
 
+    // Tables an apply switched away from are freed a while later, when no
+    // packet can still be using them.
+    let garbage_delay = std::time::Duration::from_secs(1);
+    let mut collect_at = tokio::time::Instant::now() + garbage_delay;
     loop {
+        let garbage = daemon.dataplane().has_garbage();
         tokio::select! {
             _ = hangup.recv() => {
                 reload(&args, &mut daemon);
+                collect_at = tokio::time::Instant::now() + garbage_delay;
+            }
+            _ = tokio::time::sleep_until(collect_at), if garbage => {
+                if let Err(e) = daemon.collect_garbage() {
+                    tracing::warn!("freeing old tables: {e:#}");
+                }
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,

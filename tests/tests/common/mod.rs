@@ -76,6 +76,8 @@ impl Kernel {
             .collect();
         self.hypervisor = binding.mode == BindingMode::Hypervisor;
         let flags = if self.hypervisor { IFACE_HYPERVISOR } else { 0 };
+        // Test runs are synchronous: no packet still uses switched-out tables.
+        self.dataplane.collect_garbage().unwrap();
         self.dataplane.set_global(&config.daemon).unwrap();
         self.dataplane
             .set_instance_addresses(LOOPBACK_IFINDEX, addresses.instance(&binding.name))
