@@ -49,6 +49,11 @@ pub const PROTO_ANY: u32 = 256;
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
+/// Version of the map layout (keys, values, sizes). Pinned maps live in a
+/// directory named after it, so a daemon with another layout never reads
+/// them; bump it with every layout change.
+pub const MAP_LAYOUT_VERSION: u32 = 1;
+
 /// Names of the maps, as declared in the kernel program.
 pub mod maps {
     pub const GLOBAL: &str = "SG_GLOBAL";
@@ -60,6 +65,21 @@ pub mod maps {
     pub const CONNTRACK: &str = "SG_CONNTRACK";
     pub const FRAGMENTS: &str = "SG_FRAGMENTS";
     pub const INSTANCE_ADDRS: &str = "SG_INSTANCE_ADDRS";
+
+    /// The maps that hold state and outlive a daemon (pinned): everything
+    /// but per-run scratch space.
+    pub const PINNED: [&str; 10] = [
+        GLOBAL,
+        INTERFACES,
+        TABLES,
+        PROTO,
+        ADDR,
+        PORT,
+        CONNTRACK,
+        FRAGMENTS,
+        INSTANCE_ADDRS,
+        STATS,
+    ];
     pub const STATS: &str = "SG_STATS";
 }
 

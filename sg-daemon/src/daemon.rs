@@ -33,14 +33,36 @@ pub struct ApplyReport {
 }
 
 impl Daemon {
+    /// Loads the program with its maps pinned under `bpffs_dir`, taking
+    /// over what a previous daemon left (sessions, links: enforcement never
+    /// stops), and applies `config`. Interfaces the previous daemon
+    /// enforced that `config` no longer binds are released.
     pub fn start(config: &Config) -> anyhow::Result<(Self, ApplyReport)> {
-        let dataplane = Dataplane::load(&config.daemon)?;
+        let dataplane = Dataplane::open_pinned(&config.daemon)?;
         let mut daemon = Daemon {
             dataplane,
             enforced: HashMap::new(),
         };
-        let report = daemon.apply(config)?;
+        let mut report = daemon.apply(config)?;
+        let enforced: Vec<u32> = daemon.enforced.values().copied().collect();
+        for ifindex in daemon.dataplane.known_ifindexes() {
+            if !enforced.contains(&ifindex) {
+                daemon.dataplane.uninstall(ifindex)?;
+                daemon.dataplane.unpin_links(ifindex);
+                info!(
+                    ifindex,
+                    "released an interface the previous daemon enforced"
+                );
+                report.released.push(format!("ifindex {ifindex}"));
+            }
+        }
         Ok((daemon, report))
+    }
+
+    /// Stops for good: removes every pin, so that the programs leave every
+    /// interface when this process exits.
+    pub fn detach_everything(&mut self) -> anyhow::Result<()> {
+        self.dataplane.unpin_all()
     }
 
     pub fn dataplane(&self) -> &Dataplane {
@@ -85,7 +107,7 @@ impl Daemon {
             {
                 // Same name, new interface: the old index is gone.
                 self.dataplane.uninstall(*old)?;
-                self.dataplane.detach(&binding.name)?;
+                self.dataplane.detach(&binding.name, *old)?;
             }
             let spoof_guard = match binding.mode {
                 BindingMode::Instance => &[][..],
@@ -96,7 +118,7 @@ impl Daemon {
             self.dataplane
                 .install(ifindex, flags, [inbound, outbound])
                 .with_context(|| format!("installing the rules of {}", binding.name))?;
-            self.dataplane.attach(&binding.name)?;
+            self.dataplane.attach(&binding.name, ifindex)?;
             self.enforced.insert(binding.name.clone(), ifindex);
             info!(
                 interface = %binding.name,
@@ -116,7 +138,7 @@ impl Daemon {
         for name in stale {
             let ifindex = self.enforced.remove(&name).unwrap_or_default();
             self.dataplane.uninstall(ifindex)?;
-            self.dataplane.detach(&name)?;
+            self.dataplane.detach(&name, ifindex)?;
             info!(interface = %name, "released");
             report.released.push(name);
         }

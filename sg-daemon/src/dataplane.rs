@@ -8,7 +8,11 @@
 //! tables or the new ones, never a mix. The old tables are freed later
 //! ([`Dataplane::collect_garbage`]), once no packet can still be using them.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use ipnet::IpNet;
 
@@ -19,13 +23,17 @@ use aya::{
         Array, HashMap as BpfHashMap, MapData, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
+    programs::{
+        SchedClassifier, TcAttachType,
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, SchedClassifierLinkId},
+    },
 };
 use sg_common::{
     ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, CtKey, CtValue, DIM_LOCAL, FAMILY_V4, FragKey, FragValue,
     GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, InterfaceConfig,
-    MAX_TABLES, PORT_KEY_FIXED_BITS, PortKey, ProtoKey, REASON_COUNT, Reason, TableInfo, maps,
-    programs,
+    MAP_LAYOUT_VERSION, MAX_TABLES, PORT_KEY_FIXED_BITS, PortKey, ProtoKey, REASON_COUNT, Reason,
+    TableInfo, maps, programs,
 };
 
 use crate::{
@@ -74,8 +82,66 @@ struct TableKeys {
     port: Vec<Key<PortKey>>,
 }
 
+/// Where a daemon's pins live under its `bpffs_dir`: the maps (versioned
+/// by layout) and one link per interface and hook. A pinned link keeps its
+/// program attached, and pinned maps keep their state, after the daemon
+/// exits; the next daemon adopts both.
+#[derive(Debug, Clone)]
+pub struct Pins {
+    pub maps: PathBuf,
+    pub links: PathBuf,
+}
+
+impl Pins {
+    pub fn under(bpffs_dir: &Path) -> Pins {
+        Pins {
+            maps: bpffs_dir.join(format!("maps-v{MAP_LAYOUT_VERSION}")),
+            links: bpffs_dir.join("links"),
+        }
+    }
+
+    fn link(&self, ifindex: u32, ifname: &str, hook: Hook) -> PathBuf {
+        self.links
+            .join(format!("{ifindex}-{ifname}-{}", hook.program()))
+    }
+
+    /// Pinned links of an interface index, whatever its name was.
+    fn links_of(&self, ifindex: u32) -> Vec<PathBuf> {
+        let prefix = format!("{ifindex}-");
+        std::fs::read_dir(&self.links)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Every pinned link's interface index.
+    fn linked_ifindexes(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = std::fs::read_dir(&self.links)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .split('-')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 pub struct Dataplane {
     ebpf: Ebpf,
+    /// `None`: nothing is pinned (tests); the program goes with the process.
+    pins: Option<Pins>,
     free_tables: Vec<u32>,
     /// Tables in use, per ifindex, by direction.
     installed: HashMap<u32, [TableKeys; 2]>,
@@ -90,17 +156,42 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// Loads the program into the kernel (not attached anywhere yet).
+    /// Loads the program into the kernel (not attached anywhere yet),
+    /// with maps of its own that go with the process.
+    pub fn load(settings: &DaemonSettings) -> anyhow::Result<Self> {
+        Self::load_with(settings, None)
+    }
+
+    /// Loads the program with its maps pinned under `bpffs_dir` (mounting
+    /// a bpffs there if none is), adopting the maps, tables and links an
+    /// earlier daemon left: sessions and enforcement carry on.
+    pub fn open_pinned(settings: &DaemonSettings) -> anyhow::Result<Self> {
+        ensure_bpffs(&settings.bpffs_dir)?;
+        let pins = Pins::under(&settings.bpffs_dir);
+        for dir in [&pins.maps, &pins.links] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut dp = Self::load_with(settings, Some(pins))?;
+        dp.adopt()?;
+        Ok(dp)
+    }
+
     /// Kernel log records (aya-log, rare paths only) are compiled in but
     /// emitted only when debug logging is on.
-    pub fn load(settings: &DaemonSettings) -> anyhow::Result<Self> {
+    fn load_with(settings: &DaemonSettings, pins: Option<Pins>) -> anyhow::Result<Self> {
         let kernel_log_level = if tracing::enabled!(tracing::Level::DEBUG) {
             aya_log::Level::Debug
         } else {
             aya_log::Level::Info
         } as u8;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(aya_log::LEVEL, &kernel_log_level, true)
+        let mut loader = EbpfLoader::new();
+        loader.override_global(aya_log::LEVEL, &kernel_log_level, true);
+        if let Some(pins) = &pins {
+            for name in maps::PINNED {
+                loader.map_pin_path(name, pins.maps.join(name));
+            }
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading the sg eBPF object")?;
         for hook in Hook::BOTH {
@@ -113,6 +204,7 @@ impl Dataplane {
         }
         let mut dp = Dataplane {
             ebpf,
+            pins,
             // Popped from the end: low ids first.
             free_tables: (0..MAX_TABLES).rev().collect(),
             installed: HashMap::new(),
@@ -144,6 +236,12 @@ impl Dataplane {
         let mut map: Array<_, GlobalConfig> = Array::try_from(self.map(maps::GLOBAL)?)?;
         map.set(0, global, 0)?;
         Ok(())
+    }
+
+    fn map_ref(&self, name: &str) -> anyhow::Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
     }
 
     fn map(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
@@ -353,14 +451,17 @@ impl Dataplane {
 
     /// Attaches both hooks of `ifname` (TCX on kernels >= 6.6). Call after
     /// `install`, so the first packet already finds its tables.
-    pub fn attach(&mut self, ifname: &str) -> anyhow::Result<()> {
+    ///
+    /// With pins, a link an earlier daemon pinned for this interface is
+    /// taken over in place (`bpf_link_update`): the hook never runs without
+    /// a program. A new link is pinned, so it outlives this process.
+    pub fn attach(&mut self, ifname: &str, ifindex: u32) -> anyhow::Result<()> {
         if self.links.contains_key(ifname) {
             return Ok(());
         }
         let mut links = Vec::new();
         for hook in Hook::BOTH {
-            let prog = self.program_mut(hook)?;
-            match prog.attach(ifname, hook.attach_type()) {
+            match self.attach_hook(ifname, ifindex, hook) {
                 Ok(link) => links.push((hook, link)),
                 Err(e) => {
                     for (hook, link) in links {
@@ -374,10 +475,150 @@ impl Dataplane {
         Ok(())
     }
 
-    pub fn detach(&mut self, ifname: &str) -> anyhow::Result<()> {
-        for (hook, link) in self.links.remove(ifname).unwrap_or_default() {
-            self.program_mut(hook)?.detach(link)?;
+    fn attach_hook(
+        &mut self,
+        ifname: &str,
+        ifindex: u32,
+        hook: Hook,
+    ) -> anyhow::Result<SchedClassifierLinkId> {
+        let pin = self.pins.as_ref().map(|p| p.link(ifindex, ifname, hook));
+        if let Some(pin) = &pin
+            && pin.exists()
+        {
+            let pinned = PinnedLink::from_pin(pin)?;
+            let link = SchedClassifierLink::try_from(FdLink::from(pinned))?;
+            return Ok(self.program_mut(hook)?.attach_to_link(link)?);
         }
+        let prog = self.program_mut(hook)?;
+        let id = prog.attach(ifname, hook.attach_type())?;
+        if let Some(pin) = pin {
+            // The program keeps a handle; the pin keeps the link alive.
+            let link: FdLink = prog.take_link(id)?.try_into()?;
+            let pinned = link
+                .pin(&pin)
+                .with_context(|| format!("pinning {}", pin.display()))?;
+            let link = SchedClassifierLink::try_from(FdLink::from(pinned))?;
+            return Ok(self.program_mut(hook)?.attach_to_link(link)?);
+        }
+        Ok(id)
+    }
+
+    /// Takes the programs off `ifname` for good: its pinned links are
+    /// removed too.
+    pub fn detach(&mut self, ifname: &str, ifindex: u32) -> anyhow::Result<()> {
+        for (hook, link) in self.links.remove(ifname).unwrap_or_default() {
+            let _ = self.program_mut(hook)?.detach(link);
+        }
+        self.unpin_links(ifindex);
+        Ok(())
+    }
+
+    /// Removes the pinned links of an interface index (the kernel detaches
+    /// a link once no pin or handle holds it).
+    pub fn unpin_links(&self, ifindex: u32) {
+        if let Some(pins) = &self.pins {
+            for path in pins.links_of(ifindex) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    /// Interface indexes that have tables or pinned links, from this or an
+    /// earlier daemon.
+    pub fn known_ifindexes(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self.installed.keys().copied().collect();
+        if let Some(pins) = &self.pins {
+            out.extend(pins.linked_ifindexes());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Removes everything this dataplane pinned (links, then maps), so
+    /// that the programs leave every interface when the process exits.
+    pub fn unpin_all(&mut self) -> anyhow::Result<()> {
+        let Some(pins) = self.pins.clone() else {
+            return Ok(());
+        };
+        for dir in [&pins.links, &pins.maps] {
+            if dir.exists() {
+                std::fs::remove_dir_all(dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over what an earlier daemon left in the pinned maps: which
+    /// tables each interface uses (kept until replaced), which are garbage,
+    /// the ruleset epoch, and the anti-spoofing entries.
+    fn adopt(&mut self) -> anyhow::Result<()> {
+        let ifaces: Vec<(u32, InterfaceConfig)> =
+            BpfHashMap::<_, u32, InterfaceConfig>::try_from(self.map_ref(maps::INTERFACES)?)?
+                .iter()
+                .filter_map(Result::ok)
+                .collect();
+        let proto: Vec<ProtoKey> =
+            BpfHashMap::<_, ProtoKey, Bitmap>::try_from(self.map_ref(maps::PROTO)?)?
+                .keys()
+                .filter_map(Result::ok)
+                .collect();
+        let addr: Vec<Key<AddrKey>> =
+            LpmTrie::<_, AddrKey, Bitmap>::try_from(self.map_ref(maps::ADDR)?)?
+                .keys()
+                .filter_map(Result::ok)
+                .collect();
+        let port: Vec<Key<PortKey>> =
+            LpmTrie::<_, PortKey, Bitmap>::try_from(self.map_ref(maps::PORT)?)?
+                .keys()
+                .filter_map(Result::ok)
+                .collect();
+        let instance: Vec<Key<AddrKey>> =
+            LpmTrie::<_, AddrKey, u8>::try_from(self.map_ref(maps::INSTANCE_ADDRS)?)?
+                .keys()
+                .filter_map(Result::ok)
+                .collect();
+
+        let mut by_table: HashMap<u32, TableKeys> = HashMap::new();
+        fn table(by: &mut HashMap<u32, TableKeys>, id: u32) -> &mut TableKeys {
+            by.entry(id).or_insert_with(|| TableKeys {
+                id,
+                ..Default::default()
+            })
+        }
+        for k in proto {
+            table(&mut by_table, k.table).proto.push(k);
+        }
+        for k in addr {
+            table(&mut by_table, u32::from_be_bytes(k.data().table))
+                .addr
+                .push(k);
+        }
+        for k in port {
+            table(&mut by_table, u32::from_be_bytes(k.data().table))
+                .port
+                .push(k);
+        }
+        for k in instance {
+            let ifindex = u32::from_be_bytes(k.data().table);
+            self.instance_addrs.entry(ifindex).or_default().push(k);
+        }
+        let mut used = Vec::new();
+        for (ifindex, config) in &ifaces {
+            let tables = config.tables.map(|id| {
+                used.push(id);
+                by_table.remove(&id).unwrap_or(TableKeys {
+                    id,
+                    ..Default::default()
+                })
+            });
+            self.installed.insert(*ifindex, tables);
+            self.epoch = self.epoch.max(config.epoch);
+        }
+        used.extend(by_table.keys());
+        self.retired.extend(by_table.into_values());
+        self.free_tables.retain(|id| !used.contains(id));
         Ok(())
     }
 
@@ -448,4 +689,42 @@ impl Dataplane {
         let ct: BpfHashMap<&MapData, CtKey, CtValue> = BpfHashMap::try_from(map)?;
         Ok(ct.iter().filter_map(Result::ok).collect())
     }
+}
+
+/// Removes sg's pins under `bpffs_dir` (links and maps of every layout
+/// version): once no daemon holds them, the programs leave every interface.
+pub fn remove_pins(bpffs_dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(bpffs_dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "links" || name.starts_with("maps-v") {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `dir` is on a bpffs, mounting one there if it is not (e.g.
+/// `/sys/fs/bpf` not mounted, or a private `/sys`).
+fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let on_bpffs = nix::sys::statfs::statfs(dir)
+        .map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+        .unwrap_or(false);
+    if !on_bpffs {
+        nix::mount::mount(
+            Some("bpf"),
+            dir,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .with_context(|| format!("mounting a bpffs on {}", dir.display()))?;
+        tracing::info!(dir = %dir.display(), "mounted a bpffs for sg's pins");
+    }
+    Ok(())
 }

@@ -133,18 +133,6 @@ fn unsolicited_udp_is_dropped_and_replies_are_delivered() {
 }
 
 #[test]
-fn enforcement_ends_when_sgd_stops() {
-    let t = Topology::pair("stop").unwrap();
-    let s = t.server();
-    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let mut sgd = Sgd::start(s, &dirs.config(WEB)).unwrap();
-    assert_tcp_blocked(t.client(), s.v4(22));
-    sgd.stop().unwrap();
-    assert_tcp_allowed(t.client(), s.v4(22));
-}
-
-#[test]
 fn sighup_applies_a_new_file_and_keeps_the_old_rules_on_a_bad_one() {
     let t = Topology::pair("hup").unwrap();
     let s = t.server();

@@ -18,6 +18,11 @@ struct Args {
     /// Validate the file, print every problem, and exit (non-zero if any).
     #[arg(long)]
     check: bool,
+    /// Take sg off every interface for good and exit: remove the pinned
+    /// links and maps under the file's `bpffs_dir`. (A plain stop leaves
+    /// the last ruleset enforced, so that a restart opens no gap.)
+    #[arg(long, conflicts_with = "check")]
+    detach: bool,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,21 @@ fn main() -> ExitCode {
             config.interfaces.len()
         );
         return ExitCode::SUCCESS;
+    }
+    if args.detach {
+        return match sg_daemon::dataplane::remove_pins(&config.daemon.bpffs_dir) {
+            Ok(()) => {
+                println!(
+                    "sg detached: pins under {} removed",
+                    config.daemon.bpffs_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sgd: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -100,7 +120,7 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
         }
     }
     notify(&[NotifyState::Stopping]);
-    info!("sgd stopping; detaching from all interfaces");
+    info!("sgd stopping; the pinned programs keep enforcing the last rules");
     Ok(())
 }
 
