@@ -21,6 +21,8 @@ pub struct Daemon {
     dataplane: Dataplane,
     /// Enforced interfaces: name to ifindex.
     enforced: HashMap<String, u32>,
+    /// The addresses the enforced tables were compiled with.
+    addresses: Addresses,
 }
 
 /// What an apply did.
@@ -42,6 +44,7 @@ impl Daemon {
         let mut daemon = Daemon {
             dataplane,
             enforced: HashMap::new(),
+            addresses: Addresses::default(),
         };
         let mut report = daemon.apply(config)?;
         let enforced: Vec<u32> = daemon.enforced.values().copied().collect();
@@ -79,8 +82,21 @@ impl Daemon {
         self.dataplane.collect_garbage()
     }
 
-    /// Makes the host enforce `config`. Interfaces no longer bound are
-    /// released; each interface switches atomically.
+    /// Whether the host's interfaces (present, index, addresses) are still
+    /// those `config` was last applied with; if not, [`Daemon::apply`]
+    /// again (hot-plug, renames, address changes).
+    pub fn in_sync(&self, config: &Config) -> bool {
+        let present: HashMap<String, u32> = config
+            .interfaces
+            .iter()
+            .filter_map(|b| Some((b.name.clone(), if_nametoindex(b.name.as_str()).ok()?)))
+            .collect();
+        present == self.enforced
+            && Addresses::resolve(config, |b| interface_addresses(&b.name)) == self.addresses
+    }
+
+    /// Makes the host enforce `config`. Interfaces no longer bound, or no
+    /// longer present, are released; each interface switches atomically.
     pub fn apply(&mut self, config: &Config) -> anyhow::Result<ApplyReport> {
         let addresses = Addresses::resolve(config, |b| interface_addresses(&b.name));
         let mut compiled = Vec::new();
@@ -94,7 +110,12 @@ impl Daemon {
         let mut report = ApplyReport::default();
         for (binding, [inbound, outbound]) in &compiled {
             let Ok(ifindex) = if_nametoindex(binding.name.as_str()) else {
-                warn!(interface = %binding.name, "bound interface not present; not enforced");
+                warn!(interface = %binding.name, "bound interface not present; enforced when it appears");
+                if let Some(gone) = self.enforced.remove(&binding.name) {
+                    // It disappeared: its links died with it.
+                    self.dataplane.uninstall(gone)?;
+                    self.dataplane.detach(&binding.name, gone)?;
+                }
                 report.missing.push(binding.name.clone());
                 continue;
             };
@@ -142,6 +163,7 @@ impl Daemon {
             info!(interface = %name, "released");
             report.released.push(name);
         }
+        self.addresses = addresses;
         Ok(report)
     }
 }

@@ -114,3 +114,22 @@ fn a_connection_survives_five_restarts_and_a_blocked_port_stays_blocked() {
         .expect("every echo came back over the same connection");
     assert!(sgd.log().contains("enforced"), "{}", sgd.log());
 }
+
+#[test]
+fn an_interface_that_appears_later_is_enforced_within_a_second() {
+    let t = Topology::pair("hot").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let dirs = DaemonDirs::new().unwrap();
+    let config = dirs.config(&WEB.replace("[\"sg-web\"]", "[\"sg-web\"]\n[[interface]]\nname = \"hp0\"\nsecurity_groups = [\"sg-web\"]"));
+    let sgd = Sgd::start(s, &config).unwrap();
+    assert!(sgd.log().contains("hp0"), "the missing interface is reported: {}", sgd.log());
+
+    // A new link between the two hosts, with its own addresses.
+    veth_pair(s, "hp0", &["198.51.100.1/24"], c, "hp1", &["198.51.100.2/24"]).unwrap();
+    let _ssh = TcpServer::start(s, "198.51.100.1:22".parse().unwrap()).unwrap();
+    let _web = TcpServer::start(s, "198.51.100.1:80".parse().unwrap()).unwrap();
+    thread::sleep(Duration::from_secs(1));
+    assert_tcp_blocked(c, "198.51.100.1:22".parse().unwrap());
+    assert_tcp_allowed(c, "198.51.100.1:80".parse().unwrap());
+    assert!(sgd.log().contains("interfaces changed"), "{}", sgd.log());
+}

@@ -85,10 +85,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()> {
+async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+
+    // Link and address changes, so that hot-plugged and renamed interfaces
+    // are enforced at once. Subscribed before the first apply: nothing that
+    // happens in between is missed.
+    let (links_tx, mut links_rx) = tokio::sync::mpsc::channel(1);
+    sg_daemon::links::watch(links_tx)?;
 
     let (mut daemon, report) = Daemon::start(&config)?;
     forward_kernel_log(&mut daemon);
@@ -107,8 +113,23 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
         let garbage = daemon.dataplane().has_garbage();
         tokio::select! {
             _ = hangup.recv() => {
-                reload(&args, &mut daemon);
+                if let Some(new) = reload(&args, &mut daemon) {
+                    config = new;
+                }
                 collect_at = tokio::time::Instant::now() + garbage_delay;
+            }
+            Some(()) = links_rx.recv() => {
+                // Events come in bursts (a veth pair is several messages):
+                // settle briefly, then apply once if anything we bind moved.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                while links_rx.try_recv().is_ok() {}
+                if !daemon.in_sync(&config) {
+                    match daemon.apply(&config) {
+                        Ok(report) => info!(enforced = ?report.enforced, missing = ?report.missing, released = ?report.released, "interfaces changed"),
+                        Err(e) => error!("applying after an interface change: {e:#}"),
+                    }
+                    collect_at = tokio::time::Instant::now() + garbage_delay;
+                }
             }
             _ = tokio::time::sleep_until(collect_at), if garbage => {
                 if let Err(e) = daemon.collect_garbage() {
@@ -124,22 +145,31 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
     Ok(())
 }
 
-/// SIGHUP: re-read the file; a bad file changes nothing.
-fn reload(args: &Args, daemon: &mut Daemon) {
+/// SIGHUP: re-read the file; a bad file changes nothing. Returns the
+/// config now in force if it changed.
+fn reload(args: &Args, daemon: &mut Daemon) -> Option<sg_daemon::model::Config> {
     let stamp = NotifyState::monotonic_usec_now().ok();
     let mut states = vec![NotifyState::Reloading];
     states.extend(stamp);
     notify(&states);
-    match config::load(&args.config) {
-        Err(errors) => error!("reload refused, keeping the current rules:\n{errors}"),
+    let applied = match config::load(&args.config) {
+        Err(errors) => {
+            error!("reload refused, keeping the current rules:\n{errors}");
+            None
+        }
         Ok(config) => match daemon.apply(&config) {
             Ok(report) => {
-                info!(enforced = ?report.enforced, missing = ?report.missing, released = ?report.released, "reloaded")
+                info!(enforced = ?report.enforced, missing = ?report.missing, released = ?report.released, "reloaded");
+                Some(config)
             }
-            Err(e) => error!("reload failed, keeping the current rules: {e:#}"),
+            Err(e) => {
+                error!("reload failed, keeping the current rules: {e:#}");
+                None
+            }
         },
-    }
+    };
     notify(&[NotifyState::Ready]);
+    applied
 }
 
 /// Kernel records (aya-log) go to the same log as ours, through `log`.
