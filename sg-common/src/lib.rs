@@ -35,6 +35,16 @@ pub const PORT_TRIE_ENTRIES: u32 = 262_144;
 pub const PROTO_ENTRIES: u32 = 65_536;
 pub const MAX_INTERFACES: u32 = 4096;
 pub const FRAGMENT_ENTRIES: u32 = 8192;
+/// (table, rule) pairs with counters; the least recently hit go first.
+pub const RULE_COUNTER_ENTRIES: u32 = 65_536;
+/// (interface, direction, verdict) counters.
+pub const IFACE_COUNTER_ENTRIES: u32 = 16_384;
+/// Ring buffer of drop records, bytes (a power of two of pages).
+pub const DROP_RING_BYTES: u32 = 256 * 1024;
+/// Drop records each CPU may emit per second, and in a burst: a flood of
+/// dropped packets cannot flood the daemon.
+pub const DROP_RECORDS_PER_SEC: u64 = 200;
+pub const DROP_RECORDS_BURST: u64 = 100;
 /// Instance addresses of hypervisor-mode interfaces (anti-spoofing).
 pub const INSTANCE_ADDR_ENTRIES: u32 = 16_384;
 
@@ -65,10 +75,15 @@ pub mod maps {
     pub const CONNTRACK: &str = "SG_CONNTRACK";
     pub const FRAGMENTS: &str = "SG_FRAGMENTS";
     pub const INSTANCE_ADDRS: &str = "SG_INSTANCE_ADDRS";
+    pub const RULE_COUNTERS: &str = "SG_RULE_COUNTERS";
+    pub const IFACE_COUNTERS: &str = "SG_IFACE_COUNTERS";
+    pub const DROPS: &str = "SG_DROPS";
 
     /// The maps that hold state and outlive a daemon (pinned): everything
     /// but per-run scratch space.
-    pub const PINNED: [&str; 10] = [
+    pub const PINNED: [&str; 12] = [
+        RULE_COUNTERS,
+        IFACE_COUNTERS,
         GLOBAL,
         INTERFACES,
         TABLES,
@@ -271,6 +286,54 @@ pub const CB_RULE: usize = 1;
 pub const CB_TABLE: usize = 2;
 pub const NO_RULE: u32 = u32::MAX;
 
+/// Key of `SG_RULE_COUNTERS`: a rule of a table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleCounterKey {
+    pub table: u32,
+    pub rule: u32,
+}
+
+/// Key of `SG_IFACE_COUNTERS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IfaceCounterKey {
+    pub ifindex: u32,
+    /// `INBOUND` / `OUTBOUND`.
+    pub dir: u8,
+    /// 1 accepted, 0 dropped.
+    pub accepted: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Packets and bytes (per CPU in the kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One dropped packet, as the kernel reports it through `SG_DROPS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DropRecord {
+    /// `bpf_ktime_get_boot_ns`.
+    pub time_ns: u64,
+    pub ifindex: u32,
+    pub reason: u32,
+    pub rule: u32,
+    pub table: u32,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub dir: u8,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: u8,
+}
+
 /// What decided a packet; index into the per-CPU `SG_STATS` counters.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -379,5 +442,9 @@ mod pod {
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for FragKey {}
+    unsafe impl aya::Pod for RuleCounterKey {}
+    unsafe impl aya::Pod for IfaceCounterKey {}
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for DropRecord {}
     unsafe impl aya::Pod for FragValue {}
 }

@@ -179,6 +179,8 @@ pub struct PortEntry {
 /// A table in the kernel's form.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompiledTable {
+    /// What each bit stands for, in bit order (for counters and records).
+    pub origins: Vec<Origin>,
     pub accept: Bitmap,
     pub default_accept: bool,
     pub rule_count: usize,
@@ -223,6 +225,7 @@ pub fn compile(table: &Table) -> Result<CompiledTable, TooManyRules> {
             0
         };
     Ok(CompiledTable {
+        origins: table.rules.iter().map(|r| r.origin.clone()).collect(),
         accept,
         default_accept: table.default_accept,
         rule_count: table.rules.len(),

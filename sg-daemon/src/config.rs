@@ -141,6 +141,7 @@ mod raw {
         pub bpffs_dir: Option<Spanned<String>>,
         pub builtin_neighbor_discovery: Option<bool>,
         pub builtin_dhcp_client: Option<bool>,
+        pub metrics_address: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -339,6 +340,16 @@ impl Validator<'_> {
         d.block_smtp_egress = raw.block_smtp_egress.unwrap_or(d.block_smtp_egress);
         d.allow_neighbor_discovery = raw.builtin_neighbor_discovery.unwrap_or(true);
         d.allow_dhcp_client = raw.builtin_dhcp_client.unwrap_or(true);
+        if let Some(a) = raw.metrics_address {
+            match a.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(addr) => d.metrics_address = Some(addr),
+                Err(_) => self.error(
+                    a.span(),
+                    "daemon.metrics_address",
+                    format!("{:?} is not valid; allowed: an address and port such as \"127.0.0.1:9630\" or \"[::1]:9630\"", a.get_ref()),
+                ),
+            }
+        }
         for (value, name, slot) in [
             (raw.state_dir, "daemon.state_dir", &mut d.state_dir),
             (raw.runtime_dir, "daemon.runtime_dir", &mut d.runtime_dir),

@@ -10,7 +10,7 @@ use sg_common::IFACE_HYPERVISOR;
 use tracing::{info, warn};
 
 use crate::{
-    compile::{CompiledTable, build_table, compile},
+    compile::{CompiledTable, Origin, build_table, compile},
     dataplane::Dataplane,
     model::{Addresses, BindingMode, Config, Direction, InterfaceBinding},
     reference::Interface,
@@ -23,6 +23,27 @@ pub struct Daemon {
     enforced: HashMap<String, u32>,
     /// The addresses the enforced tables were compiled with.
     addresses: Addresses,
+    /// Kernel table id to what its rule indices stand for, for counters
+    /// and drop records (kept while the table may still be reported).
+    tables: HashMap<u32, NamedTable>,
+}
+
+/// The rules behind a kernel table.
+#[derive(Debug, Clone)]
+pub struct NamedTable {
+    pub interface: String,
+    pub direction: Direction,
+    pub origins: Vec<Origin>,
+}
+
+/// Packets and bytes a rule decided on one interface and direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCount {
+    pub interface: String,
+    pub direction: Direction,
+    pub origin: Origin,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// What an apply did.
@@ -45,6 +66,7 @@ impl Daemon {
             dataplane,
             enforced: HashMap::new(),
             addresses: Addresses::default(),
+            tables: HashMap::new(),
         };
         let mut report = daemon.apply(config)?;
         let enforced: Vec<u32> = daemon.enforced.values().copied().collect();
@@ -79,7 +101,56 @@ impl Daemon {
     /// Frees the tables the last apply switched away from (see
     /// [`Dataplane::collect_garbage`]).
     pub fn collect_garbage(&mut self) -> anyhow::Result<()> {
-        self.dataplane.collect_garbage()
+        self.dataplane.collect_garbage()?;
+        let live: Vec<u32> = self
+            .enforced
+            .values()
+            .filter_map(|ifindex| self.dataplane.tables_of(*ifindex))
+            .flatten()
+            .collect();
+        self.tables.retain(|id, _| live.contains(id));
+        Ok(())
+    }
+
+    /// The name of an enforced interface.
+    pub fn interface_name(&self, ifindex: u32) -> Option<String> {
+        self.enforced
+            .iter()
+            .find(|(_, i)| **i == ifindex)
+            .map(|(name, _)| name.clone())
+    }
+
+    /// The rule behind a kernel table's rule index, if known.
+    pub fn rule(&self, table: u32, rule: u32) -> Option<(&NamedTable, &Origin)> {
+        let named = self.tables.get(&table)?;
+        Some((named, named.origins.get(rule as usize)?))
+    }
+
+    /// Per-rule counters, named; rules of tables no longer known are left
+    /// out, counts of the same rule in older tables are added up.
+    pub fn rule_counts(&self) -> anyhow::Result<Vec<RuleCount>> {
+        let mut out: Vec<RuleCount> = Vec::new();
+        for (key, counter) in self.dataplane.rule_counters()? {
+            let Some((named, origin)) = self.rule(key.table, key.rule) else {
+                continue;
+            };
+            match out.iter_mut().find(|c| {
+                c.interface == named.interface && c.direction == named.direction && &c.origin == origin
+            }) {
+                Some(c) => {
+                    c.packets += counter.packets;
+                    c.bytes += counter.bytes;
+                }
+                None => out.push(RuleCount {
+                    interface: named.interface.clone(),
+                    direction: named.direction,
+                    origin: origin.clone(),
+                    packets: counter.packets,
+                    bytes: counter.bytes,
+                }),
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the host's interfaces (present, index, addresses) are still
@@ -140,6 +211,18 @@ impl Daemon {
                 .install(ifindex, flags, [inbound, outbound])
                 .with_context(|| format!("installing the rules of {}", binding.name))?;
             self.dataplane.attach(&binding.name, ifindex)?;
+            if let Some(ids) = self.dataplane.tables_of(ifindex) {
+                for ((id, dir), table) in ids.into_iter().zip(Direction::BOTH).zip([inbound, outbound]) {
+                    self.tables.insert(
+                        id,
+                        NamedTable {
+                            interface: binding.name.clone(),
+                            direction: dir,
+                            origins: table.origins.clone(),
+                        },
+                    );
+                }
+            }
             self.enforced.insert(binding.name.clone(), ifindex);
             info!(
                 interface = %binding.name,

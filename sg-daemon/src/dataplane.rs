@@ -20,7 +20,7 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap as BpfHashMap, MapData, PerCpuArray,
+        Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
@@ -30,7 +30,7 @@ use aya::{
     },
 };
 use sg_common::{
-    ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, CtKey, CtValue, DIM_LOCAL, FAMILY_V4, FragKey, FragValue,
+    ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, Counter, CtKey, CtValue, IfaceCounterKey, RuleCounterKey, DIM_LOCAL, FAMILY_V4, FragKey, FragValue,
     GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, InterfaceConfig,
     MAP_LAYOUT_VERSION, MAX_TABLES, PORT_KEY_FIXED_BITS, PortKey, ProtoKey, REASON_COUNT, Reason,
     TableInfo, maps, programs,
@@ -661,6 +661,40 @@ impl Dataplane {
             out.push((reason, per_cpu.iter().sum()));
         }
         Ok(out)
+    }
+
+    /// Packets and bytes per (table, rule), summed over CPUs.
+    pub fn rule_counters(&self) -> anyhow::Result<Vec<(RuleCounterKey, Counter)>> {
+        self.per_cpu_counters(maps::RULE_COUNTERS)
+    }
+
+    /// Packets and bytes per (interface, direction, verdict), summed over
+    /// CPUs.
+    pub fn interface_counters(&self) -> anyhow::Result<Vec<(IfaceCounterKey, Counter)>> {
+        self.per_cpu_counters(maps::IFACE_COUNTERS)
+    }
+
+    fn per_cpu_counters<K: aya::Pod>(&self, name: &str) -> anyhow::Result<Vec<(K, Counter)>> {
+        let map: PerCpuHashMap<&MapData, K, Counter> = PerCpuHashMap::try_from(self.map_ref(name)?)?;
+        let mut out = Vec::new();
+        for entry in map.iter() {
+            let (key, per_cpu) = entry?;
+            let total = per_cpu.iter().fold(Counter::default(), |a, c| Counter {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+            });
+            out.push((key, total));
+        }
+        Ok(out)
+    }
+
+    /// The kernel's ring of drop records (taken: call once).
+    pub fn take_drop_ring(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(maps::DROPS)
+            .ok_or_else(|| anyhow!("map {} missing or already taken", maps::DROPS))?;
+        Ok(RingBuf::try_from(map)?)
     }
 
     /// Forgets every tracked session and remembered first fragment.

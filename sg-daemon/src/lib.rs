@@ -7,13 +7,17 @@
 //! - [`reference`]: the decision of SPEC §3, plainly, as the yardstick;
 //! - [`verify`]: compiled tables against the reference before applying;
 //! - [`dataplane`]: loading the eBPF program, writing maps, attaching;
+//! - [`drops`]: records of dropped packets from the kernel, named;
+//! - [`metrics`]: the Prometheus text endpoint;
 //! - [`links`]: interface and address changes from rtnetlink (hot-plug);
 //! - [`daemon`]: applying a whole config to the interfaces, reloads.
 pub mod compile;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod drops;
 pub mod links;
+pub mod metrics;
 pub mod model;
 pub mod reference;
 pub mod verify;

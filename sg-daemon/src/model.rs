@@ -30,6 +30,8 @@ pub struct DaemonSettings {
     pub allow_neighbor_discovery: bool,
     /// Built-in: DHCP and DHCPv6 client exchanges.
     pub allow_dhcp_client: bool,
+    /// Where to serve Prometheus metrics; `None` (default): nowhere.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Default for DaemonSettings {
@@ -42,6 +44,7 @@ impl Default for DaemonSettings {
             bpffs_dir: "/sys/fs/bpf/sg".into(),
             allow_neighbor_discovery: true,
             allow_dhcp_client: true,
+            metrics_address: None,
         }
     }
 }

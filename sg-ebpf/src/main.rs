@@ -23,13 +23,18 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::bpf_ktime_get_boot_ns,
     macros::{classifier, map},
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf,
+        lpm_trie::Key,
+    },
     programs::TcContext,
 };
 use aya_log_ebpf::debug;
 use sg_common::{
     ADDR_KEY_FIXED_BITS, ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CB_REASON, CB_RULE, CB_TABLE,
-    CONNTRACK_ENTRIES, CtKey, CtValue, DIM_LOCAL, FRAGMENT_ENTRIES, FragKey, FragValue,
+    CONNTRACK_ENTRIES, Counter, CtKey, CtValue, DIM_LOCAL, DROP_RECORDS_BURST,
+    DROP_RECORDS_PER_SEC, DROP_RING_BYTES, DropRecord, FRAGMENT_ENTRIES, FragKey, FragValue,
+    IFACE_COUNTER_ENTRIES, IfaceCounterKey, RULE_COUNTER_ENTRIES, RuleCounterKey,
     GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, IFACE_HYPERVISOR, INBOUND,
     INSTANCE_ADDR_ENTRIES, InterfaceConfig, MAX_INTERFACES, MAX_TABLES, METADATA_V4, NO_RULE,
     OUTBOUND, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT, Reason, TableInfo,
@@ -78,6 +83,24 @@ static SG_INSTANCE_ADDRS: LpmTrie<AddrKey, u8> =
 
 #[map]
 static SG_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+
+/// Packets and bytes per deciding rule (per table), per CPU.
+#[map]
+static SG_RULE_COUNTERS: LruPerCpuHashMap<RuleCounterKey, Counter> =
+    LruPerCpuHashMap::with_max_entries(RULE_COUNTER_ENTRIES, 0);
+
+/// Packets and bytes per interface, direction and verdict, per CPU.
+#[map]
+static SG_IFACE_COUNTERS: LruPerCpuHashMap<IfaceCounterKey, Counter> =
+    LruPerCpuHashMap::with_max_entries(IFACE_COUNTER_ENTRIES, 0);
+
+/// Records of dropped packets for the daemon, rate-limited per CPU.
+#[map]
+static SG_DROPS: RingBuf = RingBuf::with_byte_size(DROP_RING_BYTES, 0);
+
+/// Per-CPU token bucket for drop records: (tokens, last refill time).
+#[map]
+static SG_DROP_BUDGET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
 /// TCX: -1 hands the packet on to the next program or the stack.
 const PASS: i32 = TC_ACT_UNSPEC;
@@ -141,11 +164,86 @@ fn verdict(ctx: &mut TcContext, hook: usize) -> i32 {
         unsafe { *counter += 1 };
     }
     let (rule, table) = (w.rule, w.table);
+    count(ctx, w, reason, rule, table);
     let cb = ctx.cb_mut();
     cb[CB_REASON] = reason as u32;
     cb[CB_RULE] = rule;
     cb[CB_TABLE] = table;
     if reason.accepts() { PASS } else { DROP }
+}
+
+/// Per-interface and per-rule counters, and a (rate-limited) record of
+/// each drop.
+#[inline(never)]
+fn count(ctx: &TcContext, w: &Work, reason: Reason, rule: u32, table: u32) {
+    let bytes = ctx.len() as u64;
+    if reason != Reason::Unbound {
+        let key = IfaceCounterKey {
+            ifindex: w.ifindex,
+            dir: w.dir as u8,
+            accepted: reason.accepts() as u8,
+            _pad: [0; 2],
+        };
+        add(&SG_IFACE_COUNTERS, &key, bytes);
+    }
+    if rule != NO_RULE {
+        add(&SG_RULE_COUNTERS, &RuleCounterKey { table, rule }, bytes);
+    }
+    // Malformed frames have no parsed packet to report.
+    if !reason.accepts() && reason != Reason::Malformed && take_drop_token(w.now) {
+        record_drop(w, reason, rule, table);
+    }
+}
+
+#[inline(always)]
+fn add<K>(map: &LruPerCpuHashMap<K, Counter>, key: &K, bytes: u64) {
+    if let Some(c) = map.get_ptr_mut(key) {
+        // Per-CPU value: no other writer.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+        }
+    } else {
+        let _ = map.insert(key, &Counter { packets: 1, bytes }, 0);
+    }
+}
+
+#[inline(always)]
+fn take_drop_token(now: u64) -> bool {
+    let Some(bucket) = SG_DROP_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    let [tokens, last] = unsafe { *bucket };
+    let refill = now.wrapping_sub(last) / (1_000_000_000 / DROP_RECORDS_PER_SEC);
+    let tokens = (tokens + refill).min(DROP_RECORDS_BURST);
+    let last = if refill > 0 { now } else { last };
+    let (tokens, granted) = if tokens > 0 { (tokens - 1, true) } else { (0, false) };
+    unsafe { *bucket = [tokens, last] };
+    granted
+}
+
+#[inline(always)]
+fn record_drop(w: &Work, reason: Reason, rule: u32, table: u32) {
+    let Some(mut entry) = SG_DROPS.reserve::<DropRecord>(0) else {
+        return;
+    };
+    let p = &w.packet;
+    entry.write(DropRecord {
+        time_ns: w.now,
+        ifindex: w.ifindex,
+        reason: reason as u32,
+        rule,
+        table,
+        src: p.src,
+        dst: p.dst,
+        src_port: p.src_port(),
+        dst_port: p.dst_port(),
+        dir: w.dir as u8,
+        proto: p.proto(),
+        family: p.family(),
+        _pad: 0,
+    });
+    entry.submit(0);
 }
 
 /// Records the decision; later stages see `done` and do nothing.
@@ -176,6 +274,9 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     } else {
         OUTBOUND
     };
+    w.ifindex = ifindex;
+    w.dir = dir as u32;
+    w.now = unsafe { bpf_ktime_get_boot_ns() };
     match parse::parse(ctx, &mut w.packet) {
         Parsed::NotIp => return finish(w, Reason::NotIp, NO_RULE, 0),
         Parsed::Malformed => {
@@ -187,13 +288,10 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
         }
         Parsed::Ip => {}
     }
-    w.ifindex = ifindex;
-    w.dir = dir as u32;
     (w.global_flags, w.timeout_ns) = match SG_GLOBAL.get(0) {
         Some(g) => (g.flags, g.session_timeout_ns),
         None => (0, sg_common::SESSION_TIMEOUT_SECS * 1_000_000_000),
     };
-    w.now = unsafe { bpf_ktime_get_boot_ns() };
     w.key = session_key(ifindex, &w.packet, dir);
 
     stage_fragment(w);

@@ -133,3 +133,40 @@ fn an_interface_that_appears_later_is_enforced_within_a_second() {
     assert_tcp_allowed(c, "198.51.100.1:80".parse().unwrap());
     assert!(sgd.log().contains("interfaces changed"), "{}", sgd.log());
 }
+
+#[test]
+fn counters_name_the_rule_that_dropped_a_connection() {
+    let t = Topology::pair("ctr").unwrap();
+    let s = t.server();
+    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
+    let dirs = DaemonDirs::new().unwrap();
+    let with_drop = WEB.replace(
+        "[[interface]]",
+        "  [[security_group.ingress]]\n  id = \"no-ssh\"\n  policy = \"drop\"\n  ip_protocol = \"tcp\"\n  port_range = \"22/22\"\n  source_cidr_ip = \"0.0.0.0/0\"\n[[interface]]",
+    );
+    let config = dirs.config(&format!("metrics_address = \"127.0.0.1:9630\"\n{with_drop}"));
+    let _sgd = Sgd::start(s, &config).unwrap();
+    assert_tcp_blocked(t.client(), s.v4(22));
+
+    let metrics = s.run_in(|| -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect("127.0.0.1:9630")?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: sg\r\n\r\n")?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    });
+    let metrics = metrics.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("sg_rule_packets_total") && l.contains("rule=\"no-ssh\""))
+        .unwrap_or_else(|| panic!("no counter for the drop rule in:\n{metrics}"));
+    assert!(line.contains("interface=\"sg0\"") && line.contains("direction=\"ingress\""), "{line}");
+    let count: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 1, "{line}");
+    assert!(metrics.contains("sg_decisions_total{reason=\"rule-drop\"}"), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("sg_interface_packets_total") && l.contains("verdict=\"drop\"")),
+        "{metrics}"
+    );
+}

@@ -98,6 +98,13 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
 
     let (mut daemon, report) = Daemon::start(&config)?;
     forward_kernel_log(&mut daemon);
+    let (drops_tx, mut drops_rx) = tokio::sync::mpsc::channel(1024);
+    sg_daemon::drops::read_ring(daemon.dataplane_mut().take_drop_ring()?, drops_tx)?;
+    let mut drop_log = sg_daemon::drops::DropLog::default();
+    let (scrape_tx, mut scrape_rx) = tokio::sync::mpsc::channel::<sg_daemon::metrics::Scrape>(8);
+    if let Some(addr) = config.daemon.metrics_address {
+        sg_daemon::metrics::serve(addr, scrape_tx).await?;
+    }
     info!(
         enforced = ?report.enforced,
         missing = ?report.missing,
@@ -135,6 +142,17 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
                 if let Err(e) = daemon.collect_garbage() {
                     tracing::warn!("freeing old tables: {e:#}");
                 }
+            }
+            Some(record) = drops_rx.recv() => {
+                let drop = drop_log.push(&daemon, &record);
+                tracing::debug!(?drop, "dropped");
+            }
+            Some(scrape) = scrape_rx.recv() => {
+                let text = sg_daemon::metrics::render(&daemon).unwrap_or_else(|e| {
+                    tracing::warn!("metrics: {e:#}");
+                    String::new()
+                });
+                let _ = scrape.send(text);
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
