@@ -30,10 +30,10 @@ use aya::{
     },
 };
 use sg_common::{
-    ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, Counter, CtKey, CtValue, IfaceCounterKey, RuleCounterKey, DIM_LOCAL, FAMILY_V4, FragKey, FragValue,
-    GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, InterfaceConfig,
-    MAP_LAYOUT_VERSION, MAX_TABLES, PORT_KEY_FIXED_BITS, PortKey, ProtoKey, REASON_COUNT, Reason,
-    TableInfo, maps, programs,
+    ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, Counter, CtKey, CtValue, DIM_LOCAL, FAMILY_V4, FragKey,
+    FragValue, GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig,
+    IfaceCounterKey, InterfaceConfig, MAP_LAYOUT_VERSION, MAX_TABLES, PORT_KEY_FIXED_BITS, PortKey,
+    ProtoKey, REASON_COUNT, Reason, RuleCounterKey, TableInfo, maps, programs,
 };
 
 use crate::{
@@ -675,7 +675,8 @@ impl Dataplane {
     }
 
     fn per_cpu_counters<K: aya::Pod>(&self, name: &str) -> anyhow::Result<Vec<(K, Counter)>> {
-        let map: PerCpuHashMap<&MapData, K, Counter> = PerCpuHashMap::try_from(self.map_ref(name)?)?;
+        let map: PerCpuHashMap<&MapData, K, Counter> =
+            PerCpuHashMap::try_from(self.map_ref(name)?)?;
         let mut out = Vec::new();
         for entry in map.iter() {
             let (key, per_cpu) = entry?;
@@ -695,6 +696,34 @@ impl Dataplane {
             .take_map(maps::DROPS)
             .ok_or_else(|| anyhow!("map {} missing or already taken", maps::DROPS))?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Frees the memory of sessions idle for longer than `timeout_ns`. The
+    /// kernel already treats them as absent; this only makes room. An entry
+    /// is re-read just before it is deleted and kept if a packet touched it
+    /// since it was found idle. Returns how many were freed.
+    pub fn sweep_sessions(&mut self, timeout_ns: u64) -> anyhow::Result<usize> {
+        let now = boot_time_ns()?;
+        let mut ct: BpfHashMap<_, CtKey, CtValue> =
+            BpfHashMap::try_from(self.map(maps::CONNTRACK)?)?;
+        let idle: Vec<(CtKey, u64)> = ct
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| now.saturating_sub(v.last_seen_ns) > timeout_ns)
+            .map(|(k, v)| (k, v.last_seen_ns))
+            .collect();
+        let mut freed = 0;
+        for (key, seen) in idle {
+            match ct.get(&key, 0) {
+                Ok(v) if v.last_seen_ns == seen => {
+                    if ct.remove(&key).is_ok() {
+                        freed += 1;
+                    }
+                }
+                _ => {} // touched (or gone) since: keep it
+            }
+        }
+        Ok(freed)
     }
 
     /// Forgets every tracked session and remembered first fragment.
@@ -761,4 +790,10 @@ fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
         tracing::info!(dir = %dir.display(), "mounted a bpffs for sg's pins");
     }
     Ok(())
+}
+
+/// Now on the kernel's `bpf_ktime_get_boot_ns` clock.
+fn boot_time_ns() -> anyhow::Result<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)?;
+    Ok(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }

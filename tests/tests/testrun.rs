@@ -725,3 +725,28 @@ security_groups = ["sg-vm"]
     );
     k.expect(Hook::Ingress, &ns, Reason::NeighborDiscovery);
 }
+
+#[test]
+fn the_sweeper_frees_only_idle_sessions() {
+    let mut k = Kernel::new(WEB);
+    let out = |port| {
+        frames::ip_frame(
+            ip(SERVER),
+            ip("203.0.113.53"),
+            UDP,
+            &frames::udp(port, 53, b"q"),
+        )
+    };
+    k.expect(Hook::Egress, &out(40000), Reason::DefaultAccept);
+    k.expect(Hook::Egress, &out(40001), Reason::DefaultAccept);
+    assert_eq!(k.dataplane.sessions().unwrap().len(), 2);
+    // Nothing is idle for an hour yet.
+    assert_eq!(k.dataplane.sweep_sessions(3_600_000_000_000).unwrap(), 0);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    k.expect(Hook::Egress, &out(40001), Reason::Session);
+    // Idle for more than 10 ms: only the one not touched since.
+    assert_eq!(k.dataplane.sweep_sessions(10_000_000).unwrap(), 1);
+    let left = k.dataplane.sessions().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0.local_port, 40001);
+}

@@ -115,6 +115,9 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
     // Tables an apply switched away from are freed a while later, when no
     // packet can still be using them.
     let garbage_delay = std::time::Duration::from_secs(1);
+    // Expired sessions are absent to the kernel already; freeing their
+    // memory now and then keeps the table from filling with them.
+    let mut sweep = tokio::time::interval(std::time::Duration::from_secs(30));
     let mut collect_at = tokio::time::Instant::now() + garbage_delay;
     loop {
         let garbage = daemon.dataplane().has_garbage();
@@ -153,6 +156,14 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
                     String::new()
                 });
                 let _ = scrape.send(text);
+            }
+            _ = sweep.tick() => {
+                let timeout_ns = config.daemon.session_timeout_secs.saturating_mul(1_000_000_000);
+                match daemon.dataplane_mut().sweep_sessions(timeout_ns) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(freed = n, "expired sessions swept"),
+                    Err(e) => tracing::warn!("sweeping sessions: {e:#}"),
+                }
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
