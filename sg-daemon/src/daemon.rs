@@ -135,7 +135,9 @@ impl Daemon {
                 continue;
             };
             match out.iter_mut().find(|c| {
-                c.interface == named.interface && c.direction == named.direction && &c.origin == origin
+                c.interface == named.interface
+                    && c.direction == named.direction
+                    && &c.origin == origin
             }) {
                 Some(c) => {
                     c.packets += counter.packets;
@@ -212,7 +214,11 @@ impl Daemon {
                 .with_context(|| format!("installing the rules of {}", binding.name))?;
             self.dataplane.attach(&binding.name, ifindex)?;
             if let Some(ids) = self.dataplane.tables_of(ifindex) {
-                for ((id, dir), table) in ids.into_iter().zip(Direction::BOTH).zip([inbound, outbound]) {
+                for ((id, dir), table) in ids
+                    .into_iter()
+                    .zip(Direction::BOTH)
+                    .zip([inbound, outbound])
+                {
                     self.tables.insert(
                         id,
                         NamedTable {

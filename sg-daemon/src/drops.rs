@@ -50,7 +50,8 @@ pub fn read_ring(ring: RingBuf<MapData>, tx: mpsc::Sender<DropRecord>) -> anyhow
                     continue;
                 }
                 // SAFETY: the kernel wrote a whole DropRecord; read unaligned.
-                let record = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropRecord>()) };
+                let record =
+                    unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropRecord>()) };
                 if tx.try_send(record).is_err() {
                     // The daemon is behind: dropping records beats blocking.
                     continue;

@@ -23,7 +23,11 @@ type Labels = Vec<(String, String)>;
 pub fn render(daemon: &Daemon) -> anyhow::Result<String> {
     let mut registry = Registry::with_prefix("sg");
     let decisions = Family::<Labels, Counter>::default();
-    registry.register("decisions", "Packets decided, by what decided them", decisions.clone());
+    registry.register(
+        "decisions",
+        "Packets decided, by what decided them",
+        decisions.clone(),
+    );
     for (reason, n) in daemon.dataplane().stats()? {
         decisions
             .get_or_create(&vec![("reason".into(), reason.name().into())])
@@ -32,16 +36,35 @@ pub fn render(daemon: &Daemon) -> anyhow::Result<String> {
 
     let if_packets = Family::<Labels, Counter>::default();
     let if_bytes = Family::<Labels, Counter>::default();
-    registry.register("interface_packets", "Packets per interface, direction and verdict", if_packets.clone());
-    registry.register("interface_bytes", "Bytes per interface, direction and verdict", if_bytes.clone());
+    registry.register(
+        "interface_packets",
+        "Packets per interface, direction and verdict",
+        if_packets.clone(),
+    );
+    registry.register(
+        "interface_bytes",
+        "Bytes per interface, direction and verdict",
+        if_bytes.clone(),
+    );
     for (key, c) in daemon.dataplane().interface_counters()? {
         let name = daemon
             .interface_name(key.ifindex)
             .unwrap_or_else(|| format!("ifindex-{}", key.ifindex));
         let labels: Labels = vec![
             ("interface".into(), name),
-            ("direction".into(), if key.dir as usize == sg_common::INBOUND { "ingress" } else { "egress" }.into()),
-            ("verdict".into(), if key.accepted != 0 { "accept" } else { "drop" }.into()),
+            (
+                "direction".into(),
+                if key.dir as usize == sg_common::INBOUND {
+                    "ingress"
+                } else {
+                    "egress"
+                }
+                .into(),
+            ),
+            (
+                "verdict".into(),
+                if key.accepted != 0 { "accept" } else { "drop" }.into(),
+            ),
         ];
         if_packets.get_or_create(&labels).inc_by(c.packets);
         if_bytes.get_or_create(&labels).inc_by(c.bytes);
@@ -49,8 +72,16 @@ pub fn render(daemon: &Daemon) -> anyhow::Result<String> {
 
     let rule_packets = Family::<Labels, Counter>::default();
     let rule_bytes = Family::<Labels, Counter>::default();
-    registry.register("rule_packets", "Packets each rule decided", rule_packets.clone());
-    registry.register("rule_bytes", "Bytes of the packets each rule decided", rule_bytes.clone());
+    registry.register(
+        "rule_packets",
+        "Packets each rule decided",
+        rule_packets.clone(),
+    );
+    registry.register(
+        "rule_bytes",
+        "Bytes of the packets each rule decided",
+        rule_bytes.clone(),
+    );
     for r in daemon.rule_counts()? {
         let (group, rule) = match &r.origin {
             Origin::Rule { group, id } => (group.clone(), id.clone()),
@@ -68,8 +99,16 @@ pub fn render(daemon: &Daemon) -> anyhow::Result<String> {
 
     let sessions = Gauge::<i64>::default();
     let capacity = Gauge::<i64>::default();
-    registry.register("sessions", "Tracked sessions (including expired ones not yet evicted)", sessions.clone());
-    registry.register("session_capacity", "Size of the session table", capacity.clone());
+    registry.register(
+        "sessions",
+        "Tracked sessions (including expired ones not yet evicted)",
+        sessions.clone(),
+    );
+    registry.register(
+        "session_capacity",
+        "Size of the session table",
+        capacity.clone(),
+    );
     sessions.set(daemon.dataplane().sessions()?.len() as i64);
     capacity.set(sg_common::CONNTRACK_ENTRIES as i64);
 

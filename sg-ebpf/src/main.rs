@@ -24,8 +24,7 @@ use aya_ebpf::{
     helpers::bpf_ktime_get_boot_ns,
     macros::{classifier, map},
     maps::{
-        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf,
-        lpm_trie::Key,
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, lpm_trie::Key,
     },
     programs::TcContext,
 };
@@ -34,10 +33,10 @@ use sg_common::{
     ADDR_KEY_FIXED_BITS, ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CB_REASON, CB_RULE, CB_TABLE,
     CONNTRACK_ENTRIES, Counter, CtKey, CtValue, DIM_LOCAL, DROP_RECORDS_BURST,
     DROP_RECORDS_PER_SEC, DROP_RING_BYTES, DropRecord, FRAGMENT_ENTRIES, FragKey, FragValue,
-    IFACE_COUNTER_ENTRIES, IfaceCounterKey, RULE_COUNTER_ENTRIES, RuleCounterKey,
-    GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, IFACE_HYPERVISOR, INBOUND,
-    INSTANCE_ADDR_ENTRIES, InterfaceConfig, MAX_INTERFACES, MAX_TABLES, METADATA_V4, NO_RULE,
-    OUTBOUND, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT, Reason, TableInfo,
+    GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig, IFACE_COUNTER_ENTRIES,
+    IFACE_HYPERVISOR, INBOUND, INSTANCE_ADDR_ENTRIES, IfaceCounterKey, InterfaceConfig,
+    MAX_INTERFACES, MAX_TABLES, METADATA_V4, NO_RULE, OUTBOUND, PORT_TRIE_ENTRIES, PROTO_ENTRIES,
+    PortKey, ProtoKey, REASON_COUNT, RULE_COUNTER_ENTRIES, Reason, RuleCounterKey, TableInfo,
 };
 
 use crate::{
@@ -217,7 +216,11 @@ fn take_drop_token(now: u64) -> bool {
     let refill = now.wrapping_sub(last) / (1_000_000_000 / DROP_RECORDS_PER_SEC);
     let tokens = (tokens + refill).min(DROP_RECORDS_BURST);
     let last = if refill > 0 { now } else { last };
-    let (tokens, granted) = if tokens > 0 { (tokens - 1, true) } else { (0, false) };
+    let (tokens, granted) = if tokens > 0 {
+        (tokens - 1, true)
+    } else {
+        (0, false)
+    };
     unsafe { *bucket = [tokens, last] };
     granted
 }

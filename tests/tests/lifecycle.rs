@@ -120,12 +120,27 @@ fn an_interface_that_appears_later_is_enforced_within_a_second() {
     let t = Topology::pair("hot").unwrap();
     let (s, c) = (t.server(), t.client());
     let dirs = DaemonDirs::new().unwrap();
-    let config = dirs.config(&WEB.replace("[\"sg-web\"]", "[\"sg-web\"]\n[[interface]]\nname = \"hp0\"\nsecurity_groups = [\"sg-web\"]"));
+    let config = dirs.config(&WEB.replace(
+        "[\"sg-web\"]",
+        "[\"sg-web\"]\n[[interface]]\nname = \"hp0\"\nsecurity_groups = [\"sg-web\"]",
+    ));
     let sgd = Sgd::start(s, &config).unwrap();
-    assert!(sgd.log().contains("hp0"), "the missing interface is reported: {}", sgd.log());
+    assert!(
+        sgd.log().contains("hp0"),
+        "the missing interface is reported: {}",
+        sgd.log()
+    );
 
     // A new link between the two hosts, with its own addresses.
-    veth_pair(s, "hp0", &["198.51.100.1/24"], c, "hp1", &["198.51.100.2/24"]).unwrap();
+    veth_pair(
+        s,
+        "hp0",
+        &["198.51.100.1/24"],
+        c,
+        "hp1",
+        &["198.51.100.2/24"],
+    )
+    .unwrap();
     let _ssh = TcpServer::start(s, "198.51.100.1:22".parse().unwrap()).unwrap();
     let _web = TcpServer::start(s, "198.51.100.1:80".parse().unwrap()).unwrap();
     thread::sleep(Duration::from_secs(1));
@@ -144,7 +159,9 @@ fn counters_name_the_rule_that_dropped_a_connection() {
         "[[interface]]",
         "  [[security_group.ingress]]\n  id = \"no-ssh\"\n  policy = \"drop\"\n  ip_protocol = \"tcp\"\n  port_range = \"22/22\"\n  source_cidr_ip = \"0.0.0.0/0\"\n[[interface]]",
     );
-    let config = dirs.config(&format!("metrics_address = \"127.0.0.1:9630\"\n{with_drop}"));
+    let config = dirs.config(&format!(
+        "metrics_address = \"127.0.0.1:9630\"\n{with_drop}"
+    ));
     let _sgd = Sgd::start(s, &config).unwrap();
     assert_tcp_blocked(t.client(), s.v4(22));
 
@@ -161,12 +178,20 @@ fn counters_name_the_rule_that_dropped_a_connection() {
         .lines()
         .find(|l| l.starts_with("sg_rule_packets_total") && l.contains("rule=\"no-ssh\""))
         .unwrap_or_else(|| panic!("no counter for the drop rule in:\n{metrics}"));
-    assert!(line.contains("interface=\"sg0\"") && line.contains("direction=\"ingress\""), "{line}");
+    assert!(
+        line.contains("interface=\"sg0\"") && line.contains("direction=\"ingress\""),
+        "{line}"
+    );
     let count: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 1, "{line}");
-    assert!(metrics.contains("sg_decisions_total{reason=\"rule-drop\"}"), "{metrics}");
     assert!(
-        metrics.lines().any(|l| l.starts_with("sg_interface_packets_total") && l.contains("verdict=\"drop\"")),
+        metrics.contains("sg_decisions_total{reason=\"rule-drop\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sg_interface_packets_total") && l.contains("verdict=\"drop\"")),
         "{metrics}"
     );
 }
