@@ -714,13 +714,10 @@ impl Dataplane {
             .collect();
         let mut freed = 0;
         for (key, seen) in idle {
-            match ct.get(&key, 0) {
-                Ok(v) if v.last_seen_ns == seen => {
-                    if ct.remove(&key).is_ok() {
-                        freed += 1;
-                    }
-                }
-                _ => {} // touched (or gone) since: keep it
+            // Touched (or gone) since it was found idle: keep it.
+            let untouched = ct.get(&key, 0).is_ok_and(|v| v.last_seen_ns == seen);
+            if untouched && ct.remove(&key).is_ok() {
+                freed += 1;
             }
         }
         Ok(freed)
@@ -776,7 +773,7 @@ fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let on_bpffs = nix::sys::statfs::statfs(dir)
-        .map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+        .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
         .unwrap_or(false);
     if !on_bpffs {
         nix::mount::mount(

@@ -4,12 +4,14 @@
 //! Every command except `fmt-check` first runs the idempotent [`setup`] check,
 //! so a fresh CI machine needs nothing but rustup and `cargo xtask test`.
 
+mod install;
 mod run;
 mod setup;
 mod util;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -47,6 +49,17 @@ enum Command {
     FmtCheck,
     /// Setup, then clippy on every target with warnings denied.
     Lint,
+    /// Setup, build sgd (and sgctl) in release, install them with the systemd
+    /// unit and, if absent, an example /etc/sg/sg.toml.
+    Install {
+        /// Where the binaries go: PREFIX/bin.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Install under this directory instead of / (packaging, trying it
+        /// out); then no systemctl is run.
+        #[arg(long)]
+        destdir: Option<PathBuf>,
+    },
 }
 
 /// Prints errors as one `error: a: b: c` line rather than anyhow's `Debug`
@@ -74,5 +87,6 @@ fn try_main(cli: Cli) -> Result<()> {
         Command::Bench { args } => run::bench(&args),
         Command::FmtCheck => run::fmt_check(),
         Command::Lint => run::lint(),
+        Command::Install { prefix, destdir } => install::install(&prefix, destdir.as_deref()),
     }
 }

@@ -7,8 +7,9 @@ use anyhow::{Result, bail};
 use std::process::Command;
 
 /// Debian packages: LLVM for bpf-linker to link against, `ip` and `ping` for
-/// the integration tests. (`llvm-22-dev` comes from bookworm-security here.)
-const DEB_PACKAGES: &[&str] = &["llvm-22-dev", "iproute2", "iputils-ping"];
+/// the integration tests, `systemd-analyze` (package `systemd`) for the
+/// unit's check. (`llvm-22-dev` comes from bookworm-security here.)
+const DEB_PACKAGES: &[&str] = &["llvm-22-dev", "iproute2", "iputils-ping", "systemd"];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
