@@ -122,9 +122,9 @@ mod raw {
     pub struct File {
         pub daemon: Option<Daemon>,
         #[serde(default)]
-        pub prefix_list: Vec<Spanned<PrefixList>>,
+        pub prefix_list: Vec<Spanned<NamedList>>,
         #[serde(default)]
-        pub port_list: Vec<Spanned<PortList>>,
+        pub port_list: Vec<Spanned<NamedList>>,
         #[serde(default)]
         pub security_group: Vec<Spanned<Group>>,
         #[serde(default)]
@@ -144,23 +144,11 @@ mod raw {
         pub metrics_address: Option<Spanned<String>>,
     }
 
+    /// A `[[prefix_list]]` or a `[[port_list]]`: the same fields, with
+    /// CIDRs or port ranges as entries.
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct PrefixList {
-        pub id: Spanned<String>,
-        // Informational only; accepted so that files may carry them.
-        #[allow(dead_code)]
-        pub name: Option<String>,
-        #[allow(dead_code)]
-        pub description: Option<String>,
-        pub max_entries: Spanned<i64>,
-        #[serde(default)]
-        pub entries: Vec<Spanned<String>>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct PortList {
+    pub struct NamedList {
         pub id: Spanned<String>,
         // Informational only; accepted so that files may carry them.
         #[allow(dead_code)]
@@ -375,9 +363,9 @@ impl Validator<'_> {
 
     /// Prefix lists and port lists: unique ids with the right prefix,
     /// `max_entries` >= the number of entries, valid entries.
-    fn lists<L: ListLike, T>(
+    fn lists<T>(
         &mut self,
-        raw: &[Spanned<L>],
+        raw: &[Spanned<raw::NamedList>],
         kind: &str,
         id_prefix: &str,
         parse_entry: impl Fn(&str) -> Result<T, &'static str>,
@@ -385,7 +373,12 @@ impl Validator<'_> {
         let mut out = HashMap::new();
         for (i, l) in raw.iter().enumerate() {
             let field = format!("{kind}[{i}]");
-            let (id, max, entries) = l.get_ref().parts();
+            let raw::NamedList {
+                id,
+                max_entries: max,
+                entries,
+                ..
+            } = l.get_ref();
             if !id.get_ref().starts_with(id_prefix) {
                 self.error(
                     id.span(),
@@ -949,20 +942,6 @@ fn rule_quota(
             pl.unwrap_or(1).max(prl.unwrap_or(1))
         })
         .sum()
-}
-
-trait ListLike {
-    fn parts(&self) -> (&Spanned<String>, &Spanned<i64>, &[Spanned<String>]);
-}
-impl ListLike for raw::PrefixList {
-    fn parts(&self) -> (&Spanned<String>, &Spanned<i64>, &[Spanned<String>]) {
-        (&self.id, &self.max_entries, &self.entries)
-    }
-}
-impl ListLike for raw::PortList {
-    fn parts(&self) -> (&Spanned<String>, &Spanned<i64>, &[Spanned<String>]) {
-        (&self.id, &self.max_entries, &self.entries)
-    }
 }
 
 /// An address or CIDR, normalised to its network (`10.0.0.5/8` is
