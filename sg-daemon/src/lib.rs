@@ -10,7 +10,10 @@
 //! - [`drops`]: records of dropped packets from the kernel, named;
 //! - [`metrics`]: the Prometheus text endpoint;
 //! - [`links`]: interface and address changes from rtnetlink (hot-plug);
-//! - [`daemon`]: applying a whole config to the interfaces, reloads.
+//! - [`daemon`]: applying a whole config to the interfaces, reloads;
+//! - [`store`]: the desired state in the file format, persisted for the API;
+//! - [`api`]: the control API on a Unix socket, used by `sgctl`.
+pub mod api;
 pub mod compile;
 pub mod config;
 pub mod daemon;
@@ -20,4 +23,5 @@ pub mod links;
 pub mod metrics;
 pub mod model;
 pub mod reference;
+pub mod store;
 pub mod verify;

@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use sd_notify::NotifyState;
-use sg_daemon::{config, daemon::Daemon};
+use sg_daemon::{api, config, daemon::Daemon, store::Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info};
 
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result<()> {
+async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -96,7 +96,9 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
     let (links_tx, mut links_rx) = tokio::sync::mpsc::channel(1);
     sg_daemon::links::watch(links_tx)?;
 
-    let (mut daemon, report) = Daemon::start(&config)?;
+    // The desired state: the file, or what the API made of it (see store).
+    let mut store = Store::open(&config.daemon.state_dir, &args.config)?;
+    let (mut daemon, report) = Daemon::start(store.config())?;
     forward_kernel_log(&mut daemon);
     let (drops_tx, mut drops_rx) = tokio::sync::mpsc::channel(1024);
     sg_daemon::drops::read_ring(daemon.dataplane_mut().take_drop_ring()?, drops_tx)?;
@@ -105,6 +107,14 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
     if let Some(addr) = config.daemon.metrics_address {
         sg_daemon::metrics::serve(addr, scrape_tx).await?;
     }
+    // The control socket exists before READY=1, so sgctl works at once.
+    let listener = api::bind(&api::socket_path(&config.daemon.runtime_dir))?;
+    let (api_tx, mut api_rx) = tokio::sync::mpsc::channel::<api::Call>(16);
+    tokio::spawn(async move {
+        if let Err(e) = listener.serve(api_tx).await {
+            error!("control API: {e:#}");
+        }
+    });
     info!(
         enforced = ?report.enforced,
         missing = ?report.missing,
@@ -123,9 +133,12 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
         let garbage = daemon.dataplane().has_garbage();
         tokio::select! {
             _ = hangup.recv() => {
-                if let Some(new) = reload(&args, &mut daemon) {
-                    config = new;
-                }
+                reload(&mut store, &mut daemon);
+                collect_at = tokio::time::Instant::now() + garbage_delay;
+            }
+            Some(call) = api_rx.recv() => {
+                let response = api::handle(&mut store, &mut daemon, call.request);
+                let _ = call.reply.send(response);
                 collect_at = tokio::time::Instant::now() + garbage_delay;
             }
             Some(()) = links_rx.recv() => {
@@ -133,8 +146,8 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
                 // settle briefly, then apply once if anything we bind moved.
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 while links_rx.try_recv().is_ok() {}
-                if !daemon.in_sync(&config) {
-                    match daemon.apply(&config) {
+                if !daemon.in_sync(store.config()) {
+                    match daemon.apply(store.config()) {
                         Ok(report) => info!(enforced = ?report.enforced, missing = ?report.missing, released = ?report.released, "interfaces changed"),
                         Err(e) => error!("applying after an interface change: {e:#}"),
                     }
@@ -158,7 +171,7 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
                 let _ = scrape.send(text);
             }
             _ = sweep.tick() => {
-                let timeout_ns = config.daemon.session_timeout_secs.saturating_mul(1_000_000_000);
+                let timeout_ns = store.config().daemon.session_timeout_secs.saturating_mul(1_000_000_000);
                 match daemon.dataplane_mut().sweep_sessions(timeout_ns) {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(freed = n, "expired sessions swept"),
@@ -174,31 +187,18 @@ async fn run(args: Args, mut config: sg_daemon::model::Config) -> anyhow::Result
     Ok(())
 }
 
-/// SIGHUP: re-read the file; a bad file changes nothing. Returns the
-/// config now in force if it changed.
-fn reload(args: &Args, daemon: &mut Daemon) -> Option<sg_daemon::model::Config> {
+/// SIGHUP: the file becomes the desired state again (as `sgctl reload`);
+/// a bad file changes nothing.
+fn reload(store: &mut Store, daemon: &mut Daemon) {
     let stamp = NotifyState::monotonic_usec_now().ok();
     let mut states = vec![NotifyState::Reloading];
     states.extend(stamp);
     notify(&states);
-    let applied = match config::load(&args.config) {
-        Err(errors) => {
-            error!("reload refused, keeping the current rules:\n{errors}");
-            None
-        }
-        Ok(config) => match daemon.apply(&config) {
-            Ok(report) => {
-                info!(enforced = ?report.enforced, missing = ?report.missing, released = ?report.released, "reloaded");
-                Some(config)
-            }
-            Err(e) => {
-                error!("reload failed, keeping the current rules: {e:#}");
-                None
-            }
-        },
-    };
+    match api::handle(store, daemon, api::Request::Reload) {
+        api::Response::Ok(_) => info!("reloaded"),
+        api::Response::Error(e) => error!("reload refused, keeping the current rules: {e}"),
+    }
     notify(&[NotifyState::Ready]);
-    applied
 }
 
 /// Kernel records (aya-log) go to the same log as ours, through `log`.

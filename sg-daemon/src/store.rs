@@ -1,0 +1,746 @@
+//! The desired state as a document in the config file's format (SPEC §7),
+//! and where the control API keeps it: `<state_dir>/state.toml`.
+//!
+//! # The config file and the API
+//!
+//! - At start, the desired state is `state.toml` if it exists, else the
+//!   config file. `state.toml` exists once the API has changed something
+//!   since the file was last (re)loaded: from then on it wins over the
+//!   config file's objects (prefix lists, port lists, groups, interfaces),
+//!   also across restarts, so changes made through the API persist (SPEC
+//!   §6). The `[daemon]` table always comes from the config file: it says
+//!   where `state.toml` is, and host settings are not the API's to change.
+//! - Every API change writes the whole desired state to `state.toml`,
+//!   atomically (a temporary file in the same directory, fsync, rename,
+//!   fsync of the directory): after a crash it holds the old state or the
+//!   new one.
+//! - A reload (`sgctl reload`, SIGHUP) makes the config file the desired
+//!   state again: API changes since the last load are discarded and
+//!   `state.toml` is removed. To keep them, write them into the file first:
+//!   `sgctl export > /etc/sg/sg.toml`.
+//!
+//! The document types mirror SPEC §7 field for field, so `state.toml` and
+//! `sgctl export` are valid config files, and every change is validated by
+//! serialising the document and running [`config::parse`] on it: limits and
+//! messages are the file's. Rule ids absent from the file are filled in
+//! with the ids the file gave them (`<group>/<direction>/<n>`) when it is
+//! loaded, so they stay stable while rules are added and removed.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write as _},
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, anyhow};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::{
+    config::{self, ConfigError, ConfigErrors},
+    model::Config,
+};
+
+/// The name of the persisted desired state in `state_dir`.
+pub const STATE_FILE: &str = "state.toml";
+
+/// A config file (SPEC §7): everything `sgd` enforces.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// Carried as written; [`config::parse`] checks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<toml::Table>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix_list: Vec<List>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_list: Vec<List>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_group: Vec<Group>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interface: Vec<Binding>,
+}
+
+/// `[[prefix_list]]` or `[[port_list]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct List {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub max_entries: i64,
+    #[serde(default)]
+    pub entries: Vec<String>,
+}
+
+/// `[[security_group]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_access_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deletion_protection: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<Rule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<Rule>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Group {
+    pub fn rules(&self, ingress: bool) -> &Vec<Rule> {
+        if ingress { &self.ingress } else { &self.egress }
+    }
+
+    pub fn rules_mut(&mut self, ingress: bool) -> &mut Vec<Rule> {
+        if ingress {
+            &mut self.ingress
+        } else {
+            &mut self.egress
+        }
+    }
+}
+
+/// A protocol as the file gives it: a name or an IANA number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProtocolValue {
+    Name(String),
+    Number(i64),
+}
+
+impl std::fmt::Display for ProtocolValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtocolValue::Name(s) => f.write_str(s),
+            ProtocolValue::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// `[[security_group.ingress]]` / `[[security_group.egress]]`: the fields
+/// of SPEC §2, as text, exactly as the file has them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_protocol: Option<ProtocolValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_range_list_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_port_range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cidr_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_prefix_list_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_cidr_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_prefix_list_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Rule {
+    /// The group this rule's remote side names, if any.
+    pub fn group_reference(&self) -> Option<&str> {
+        self.source_group_id
+            .as_deref()
+            .or(self.dest_group_id.as_deref())
+    }
+
+    /// The rule's remote side as written: a CIDR, a group or a prefix
+    /// list.
+    pub fn remote(&self, ingress: bool) -> Option<&str> {
+        let (cidr, group, list) = if ingress {
+            (
+                &self.source_cidr_ip,
+                &self.source_group_id,
+                &self.source_prefix_list_id,
+            )
+        } else {
+            (
+                &self.dest_cidr_ip,
+                &self.dest_group_id,
+                &self.dest_prefix_list_id,
+            )
+        };
+        cidr.as_deref().or(group.as_deref()).or(list.as_deref())
+    }
+
+    /// The local address of a 5-tuple rule, as written.
+    pub fn local(&self, ingress: bool) -> Option<&str> {
+        if ingress {
+            self.dest_cidr_ip.as_deref()
+        } else {
+            self.source_cidr_ip.as_deref()
+        }
+    }
+}
+
+/// `[[interface]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    pub security_groups: Vec<String>,
+}
+
+impl Document {
+    /// Reads config text. Only the shape is checked here (the SPEC §7
+    /// fields and their types); [`Document::validate`] checks the rest.
+    pub fn from_toml(text: &str) -> Result<Document, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The document as a config file, with `header` as leading comment
+    /// lines.
+    pub fn to_toml(&self, header: &str) -> Result<String, String> {
+        let body = toml::to_string(self).map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        for line in header.lines() {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        if !header.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&body);
+        Ok(out)
+    }
+
+    /// The same checks as a config file's: serialises the document and
+    /// parses it with [`config::parse`]; `origin` names it in messages.
+    pub fn validate(&self, origin: &Path) -> Result<Config, ConfigErrors> {
+        let text = self.to_toml("").map_err(|message| {
+            ConfigErrors(vec![ConfigError {
+                file: origin.to_owned(),
+                line: 0,
+                column: 0,
+                field: "(document)".into(),
+                message,
+            }])
+        })?;
+        config::parse(origin, &text)
+    }
+
+    /// Writes the ids `config` (parsed from this document) gave its rules
+    /// into the rules that have none, so that they stay the same when rules
+    /// before them are removed.
+    pub fn fill_rule_ids(&mut self, config: &Config) {
+        for (doc, group) in self.security_group.iter_mut().zip(&config.groups) {
+            for (rule, parsed) in doc.ingress.iter_mut().zip(&group.ingress) {
+                rule.id.get_or_insert_with(|| parsed.id.clone());
+            }
+            for (rule, parsed) in doc.egress.iter_mut().zip(&group.egress) {
+                rule.id.get_or_insert_with(|| parsed.id.clone());
+            }
+        }
+    }
+
+    pub fn group(&self, id: &str) -> Option<&Group> {
+        self.security_group.iter().find(|g| g.id == id)
+    }
+
+    pub fn group_mut(&mut self, id: &str) -> Option<&mut Group> {
+        self.security_group.iter_mut().find(|g| g.id == id)
+    }
+
+    /// The objects, without the `[daemon]` table.
+    fn objects_equal(&self, other: &Document) -> bool {
+        self.prefix_list == other.prefix_list
+            && self.port_list == other.port_list
+            && self.security_group == other.security_group
+            && self.interface == other.interface
+    }
+}
+
+/// Where the desired state in force came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The config file (no API change since it was loaded).
+    File,
+    /// `state.toml`: changes made through the API.
+    State,
+}
+
+/// The desired state in force, and where it is kept.
+#[derive(Debug)]
+pub struct Store {
+    state_file: PathBuf,
+    config_file: PathBuf,
+    doc: Document,
+    config: Config,
+    source: Source,
+}
+
+/// A config file read, validated and with its rule ids filled in.
+fn load_file(path: &Path) -> Result<(Document, Config), String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut doc = Document::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    doc.fill_rule_ids(&config);
+    Ok((doc, config))
+}
+
+impl Store {
+    /// The desired state at start: `<state_dir>/state.toml` when it exists
+    /// (API changes, which win over the config file's objects; the
+    /// `[daemon]` table is the config file's), else `config_file`. Fails
+    /// when either is invalid, saying where.
+    pub fn open(state_dir: &Path, config_file: &Path) -> anyhow::Result<Store> {
+        let (file_doc, file_config) = load_file(config_file).map_err(|e| anyhow!("{e}"))?;
+        let state_file = state_dir.join(STATE_FILE);
+        let text = match fs::read_to_string(&state_file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Store {
+                    state_file,
+                    config_file: config_file.to_owned(),
+                    doc: file_doc,
+                    config: file_config,
+                    source: Source::File,
+                });
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", state_file.display())),
+        };
+        // Its own positions first, for messages that point into it.
+        config::parse(&state_file, &text).map_err(|e| {
+            anyhow!(
+                "{e}(fix {0} or remove it to start from {1})",
+                state_file.display(),
+                config_file.display()
+            )
+        })?;
+        let mut doc =
+            Document::from_toml(&text).map_err(|e| anyhow!("{}: {e}", state_file.display()))?;
+        doc.daemon = file_doc.daemon.clone();
+        let config = doc
+            .validate(&state_file)
+            .map_err(|e| anyhow!("{e}with the [daemon] table of {}", config_file.display()))?;
+        doc.fill_rule_ids(&config);
+        if doc.objects_equal(&file_doc) {
+            info!(state = %state_file.display(), "desired state from the API's state file (same objects as the config file)");
+        } else {
+            warn!(
+                state = %state_file.display(),
+                config = %config_file.display(),
+                "changes made through the API are in force, not the config file's objects; \
+                 `sgctl reload` (or SIGHUP) makes the file the desired state again, discarding them"
+            );
+        }
+        Ok(Store {
+            state_file,
+            config_file: config_file.to_owned(),
+            doc,
+            config,
+            source: Source::State,
+        })
+    }
+
+    /// The validated desired state, as enforced.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The desired state as a document (SPEC §7).
+    pub fn document(&self) -> &Document {
+        &self.doc
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    pub fn state_file(&self) -> &Path {
+        &self.state_file
+    }
+
+    pub fn config_file(&self) -> &Path {
+        &self.config_file
+    }
+
+    /// Reads and validates the config file (for a reload); nothing
+    /// changes.
+    pub fn read_config_file(&self) -> Result<(Document, Config), String> {
+        load_file(&self.config_file)
+    }
+
+    /// The desired state as a config file, with a header saying where it
+    /// came from.
+    pub fn export(&self) -> Result<String, String> {
+        let header = format!(
+            "sg desired state (SPEC §7), exported by sgd.\n\
+             Usable as its config file; [daemon] is {}'s.",
+            self.config_file.display()
+        );
+        self.doc.to_toml(&header)
+    }
+
+    /// Makes `doc` (validated as `config`) the desired state after an API
+    /// change, persisting it first. On error nothing changes.
+    pub fn commit(&mut self, doc: Document, config: Config) -> io::Result<()> {
+        let text = doc.to_toml(&format!(
+            "Written by sgd: the desired state after changes made through its API.\n\
+             It wins over the objects of {} until `sgctl reload` or SIGHUP.\n\
+             [daemon] is always taken from that file.",
+            self.config_file.display()
+        ));
+        let text = text.map_err(io::Error::other)?;
+        write_atomic(&self.state_file, text.as_bytes())?;
+        self.doc = doc;
+        self.config = config;
+        self.source = Source::State;
+        Ok(())
+    }
+
+    /// Makes the config file's `doc` the desired state again (a reload):
+    /// `state.toml` is removed. Returns whether it existed, i.e. whether
+    /// API changes were discarded. On error nothing changes.
+    pub fn reset_to_file(&mut self, doc: Document, config: Config) -> io::Result<bool> {
+        let existed = remove_durably(&self.state_file)?;
+        self.doc = doc;
+        self.config = config;
+        self.source = Source::File;
+        Ok(existed)
+    }
+}
+
+/// Replaces `path` with `data` so that a crash leaves the old contents or
+/// the new, never a mix: a temporary file in the same directory, fsync,
+/// rename over `path`, fsync of the directory. Creates the directory (mode
+/// 0700) if needed; the file is mode 0600.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+}
+
+/// Removes `path` and fsyncs its directory; `Ok(false)` if it was not
+/// there.
+fn remove_durably(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("removing {}: {e}", path.display()),
+            ));
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field of SPEC §7, including rules without ids, 5-tuple fields,
+    /// lists, group references and both binding modes.
+    const FULL: &str = r#"
+[daemon]
+session_timeout_secs = 600
+block_smtp_egress = false
+state_dir = "/var/lib/sg"
+runtime_dir = "/run/sg"
+bpffs_dir = "/sys/fs/bpf/sg"
+builtin_dhcp_client = false
+
+[[prefix_list]]
+id = "pl-office"
+name = "office"
+description = "office networks"
+max_entries = 10
+entries = ["203.0.113.0/24", "2001:db8:1::/48"]
+
+[[port_list]]
+id = "prl-web"
+max_entries = 5
+entries = ["80/80", "8000/8080"]
+
+[[security_group]]
+id = "sg-web"
+name = "web"
+description = "web servers"
+type = "basic"
+inner_access_policy = "drop"
+members = ["198.51.100.20", "2001:db8:9::/64"]
+deletion_protection = true
+
+  [[security_group.ingress]]
+  policy = "accept"
+  priority = 1
+  ip_protocol = "tcp"
+  port_range = "80/80"
+  source_cidr_ip = "0.0.0.0/0"
+  description = "HTTP"
+
+  [[security_group.ingress]]
+  id = "office-web"
+  policy = "accept"
+  priority = 5
+  ip_protocol = 6
+  port_range_list_id = "prl-web"
+  source_prefix_list_id = "pl-office"
+
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "udp"
+  port_range = "53/53"
+  source_port_range = "1024/65535"
+  source_group_id = "sg-db"
+  dest_cidr_ip = "192.0.2.10"
+
+  [[security_group.egress]]
+  policy = "drop"
+  priority = 2
+  ip_protocol = "all"
+  port_range = "-1/-1"
+  dest_cidr_ip = "0.0.0.0/0"
+
+  [[security_group.egress]]
+  policy = "accept"
+  ip_protocol = "icmp"
+  port_range = "-1/-1"
+  dest_group_id = "sg-db"
+  source_cidr_ip = "192.0.2.10/32"
+
+[[security_group]]
+id = "sg-db"
+
+[[security_group]]
+id = "sg-ent"
+type = "enterprise"
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "gre"
+  port_range = "-1/-1"
+  source_cidr_ip = "2408:180:0000::1"
+
+[[interface]]
+name = "eth0"
+security_groups = ["sg-web", "sg-db"]
+
+[[interface]]
+name = "tap-vm7"
+mode = "hypervisor"
+addresses = ["198.51.100.7", "2001:db8:7::7"]
+security_groups = ["sg-ent"]
+"#;
+
+    fn parse(text: &str) -> Config {
+        config::parse(Path::new("sg.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn config_to_document_to_toml_parses_to_the_same_config() {
+        let config = parse(FULL);
+        let mut doc = Document::from_toml(FULL).unwrap();
+        doc.fill_rule_ids(&config);
+        let text = doc.to_toml("a header\nof two lines").unwrap();
+        assert!(text.starts_with("# a header\n# of two lines\n"), "{text}");
+        assert_eq!(parse(&text), config, "{text}");
+        // And again: the document is a fixed point.
+        let again = Document::from_toml(&text).unwrap();
+        assert_eq!(again, doc);
+        assert_eq!(doc.validate(Path::new("x")).unwrap(), config);
+    }
+
+    #[test]
+    fn filled_rule_ids_are_the_files_and_stay_when_a_rule_before_goes() {
+        let config = parse(FULL);
+        let mut doc = Document::from_toml(FULL).unwrap();
+        doc.fill_rule_ids(&config);
+        let ids: Vec<_> = doc.security_group[0]
+            .ingress
+            .iter()
+            .map(|r| r.id.clone().unwrap())
+            .collect();
+        assert_eq!(ids, ["sg-web/ingress/1", "office-web", "sg-web/ingress/3"]);
+        doc.security_group[0].ingress.remove(0);
+        let after = doc.validate(Path::new("x")).unwrap();
+        let ids: Vec<_> = after.groups[0].ingress.iter().map(|r| &r.id).collect();
+        assert_eq!(ids, ["office-web", "sg-web/ingress/3"]);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_like_the_file() {
+        let text = FULL.replace("port_range = \"53/53\"", "port = \"53/53\"");
+        assert!(
+            Document::from_toml(&text)
+                .unwrap_err()
+                .contains("unknown field")
+        );
+        let bad = FULL.replace("priority = 5", "priority = 500");
+        let doc = Document::from_toml(&bad).unwrap();
+        let errs = doc.validate(Path::new("api")).unwrap_err();
+        assert!(errs.to_string().contains("1..=100"), "{errs}");
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_whole_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.toml");
+        write_atomic(&path, b"first\n").unwrap();
+        write_atomic(&path, b"second\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "second\n");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["state.toml"]);
+        // A failed write (the target is a directory) keeps nothing behind.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir_all(blocked.join("x")).unwrap();
+        assert!(write_atomic(&blocked, b"x").is_err());
+        assert!(blocked.join("x").is_dir());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    fn with_dirs(dir: &Path, objects: &str) -> String {
+        format!(
+            "[daemon]\nstate_dir = {:?}\nruntime_dir = {:?}\n{objects}",
+            dir.join("state"),
+            dir.join("run")
+        )
+    }
+
+    const ONE: &str = r#"
+[[security_group]]
+id = "sg-a"
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range = "22/22"
+  source_cidr_ip = "192.0.2.0/24"
+[[interface]]
+name = "sg0"
+security_groups = ["sg-a"]
+"#;
+
+    #[test]
+    fn the_state_file_wins_over_the_config_file_until_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sg.toml");
+        fs::write(&file, with_dirs(dir.path(), ONE)).unwrap();
+        let state_dir = dir.path().join("state");
+
+        let mut store = Store::open(&state_dir, &file).unwrap();
+        assert_eq!(store.source(), Source::File);
+        assert!(!store.state_file().exists());
+
+        // An API change: a second rule.
+        let mut doc = store.document().clone();
+        let mut rule = doc.security_group[0].ingress[0].clone();
+        rule.id = Some("web".into());
+        rule.port_range = Some("80/80".into());
+        doc.security_group[0].ingress.push(rule);
+        let config = doc.validate(Path::new("api")).unwrap();
+        store.commit(doc.clone(), config.clone()).unwrap();
+        assert_eq!(store.source(), Source::State);
+
+        // A restart: the state wins, with the file's [daemon] table.
+        let edited = with_dirs(dir.path(), ONE)
+            .replace("[daemon]\n", "[daemon]\nblock_smtp_egress = false\n");
+        fs::write(&file, edited).unwrap();
+        let reopened = Store::open(&state_dir, &file).unwrap();
+        assert_eq!(reopened.source(), Source::State);
+        assert_eq!(reopened.config().groups, config.groups);
+        assert!(!reopened.config().daemon.block_smtp_egress);
+        let exported = reopened.export().unwrap();
+        assert_eq!(parse(&exported).groups, config.groups);
+
+        // A reload: the file again, and the state file is gone.
+        let (fdoc, fconfig) = store.read_config_file().unwrap();
+        assert_eq!(fconfig.groups[0].ingress.len(), 1);
+        assert!(store.reset_to_file(fdoc, fconfig).unwrap());
+        assert!(!store.state_file().exists());
+        assert_eq!(
+            Store::open(&state_dir, &file).unwrap().source(),
+            Source::File
+        );
+    }
+
+    #[test]
+    fn a_broken_state_file_is_reported_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sg.toml");
+        fs::write(&file, with_dirs(dir.path(), ONE)).unwrap();
+        let state_dir = dir.path().join("state");
+        fs::create_dir_all(&state_dir).unwrap();
+        fs::write(state_dir.join(STATE_FILE), ONE.replace("22/22", "0/22")).unwrap();
+        let err = Store::open(&state_dir, &file).unwrap_err().to_string();
+        assert!(err.contains("state.toml:7:"), "{err}");
+        assert!(err.contains("remove it"), "{err}");
+    }
+}

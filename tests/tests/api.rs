@@ -1,0 +1,582 @@
+//! The control API through `sgctl`, against a running `sgd` in the server's
+//! namespace (SPEC §5, §6): the verbs, in tables and JSON; a rule added
+//! through the API opens a port for real traffic and persists across a
+//! restart; a bad request changes nothing; the socket serves root only.
+//!
+//! `sgctl` is found like `sgd` ([`sg_tests::sgd_path`]): `$SGCTL_BIN`, else
+//! next to `sgd`, else in the workspace's `target/debug`.
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::{
+        fs::{MetadataExt as _, PermissionsExt as _},
+        net::UnixStream,
+        process::CommandExt as _,
+    },
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use sg_daemon::api::{self, Counters, Diagnosis, Effective, GroupInfo, SessionInfo, serde_json};
+use sg_tests::*;
+
+const WEB: &str = r#"
+[[security_group]]
+id = "sg-web"
+name = "web"
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range = "80/80"
+  source_cidr_ip = "0.0.0.0/0"
+[[interface]]
+name = "sg0"
+security_groups = ["sg-web"]
+"#;
+
+fn sgctl_path() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SGCTL_BIN") {
+        return PathBuf::from(bin);
+    }
+    let beside_sgd = sgd_path().with_file_name("sgctl");
+    if beside_sgd.is_file() {
+        return beside_sgd;
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| workspace.join(dir))
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("debug/sgctl");
+    assert!(
+        path.is_file(),
+        "no sgctl at {}: build it with `cargo build -p sg-daemon` (or name it in SGCTL_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// What one `sgctl` run did.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `sgctl` pointed at one daemon's socket.
+struct Ctl {
+    socket: PathBuf,
+}
+
+impl Ctl {
+    fn new(dirs: &DaemonDirs) -> Ctl {
+        Ctl {
+            socket: api::socket_path(&dirs.runtime_dir()),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(sgctl_path());
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        cmd
+    }
+
+    fn run_command(mut cmd: Command) -> Out {
+        let out = cmd.output().expect("run sgctl");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        Ctl::run_command(self.command(args))
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.code, 0, "sgctl {args:?} failed: {out:?}");
+        out.stdout
+    }
+
+    /// Runs with `--output json`; see [`json!`] to decode it.
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("sgctl {args:?}: {e}:\n{text}"))
+    }
+
+    /// Runs and expects the daemon to refuse (exit 1); returns stderr.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.code, 1, "sgctl {args:?} was not refused: {out:?}");
+        out.stderr
+    }
+}
+
+/// `sgctl --output json ARGS`, decoded into the type the binding names.
+macro_rules! json {
+    ($ctl:expr, $args:expr) => {{
+        let value = $ctl.json($args);
+        serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value:#}"))
+    }};
+}
+
+#[test]
+fn the_verbs_against_a_running_daemon() {
+    let t = Topology::pair("api").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let _web = TcpServer::start(s, s.v4(80)).unwrap();
+    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
+    let dirs = DaemonDirs::new().unwrap();
+    let _sgd = Sgd::start(s, &dirs.config(WEB)).unwrap();
+    let ctl = Ctl::new(&dirs);
+    let client = c.ipv4().to_string();
+    let server = s.ipv4().to_string();
+
+    // Groups, as a table and as JSON.
+    let table = ctl.ok(&["group", "list"]);
+    assert!(table.starts_with("ID "), "{table}");
+    assert!(table.contains("sg-web") && table.contains("sg0"), "{table}");
+    let groups: Vec<GroupInfo> = json!(ctl, &["group", "list"]);
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].interfaces, ["sg0"]);
+    assert_eq!(
+        groups[0].group.ingress[0].id.as_deref(),
+        Some("sg-web/ingress/1")
+    );
+
+    // A new group with an SSH rule for the client, joined to the interface.
+    assert_tcp_blocked(c, s.v4(22));
+    ctl.ok(&["group", "create", "sg-admin", "--description", "admins"]);
+    let added = ctl.ok(&[
+        "rule",
+        "add",
+        "sg-admin",
+        "ingress",
+        "--id",
+        "ssh",
+        "--policy",
+        "accept",
+        "--ip-protocol",
+        "tcp",
+        "--port-range",
+        "22/22",
+        "--source-cidr-ip",
+        &client,
+    ]);
+    assert!(added.contains("ssh"), "{added}");
+    ctl.ok(&["interface", "join", "sg0", "sg-admin"]);
+    assert_tcp_allowed(c, s.v4(22));
+    let detail = ctl.ok(&["group", "show", "sg-admin"]);
+    assert!(
+        detail.contains("interfaces") && detail.contains("sg0"),
+        "{detail}"
+    );
+    assert!(detail.contains("22/22"), "{detail}");
+
+    // The effective rules: merged, ordered, each with its group.
+    let effective: Effective = json!(ctl, &["interface", "rules", "sg0"]);
+    assert_eq!(effective.security_groups, ["sg-web", "sg-admin"]);
+    let ingress: Vec<_> = effective
+        .ingress
+        .rules
+        .iter()
+        .map(|r| (r.group.as_deref(), r.id.as_str()))
+        .collect();
+    assert_eq!(
+        ingress,
+        [
+            (Some("sg-web"), "sg-web/ingress/1"),
+            (Some("sg-admin"), "ssh"),
+            (None, "(intra-group)"),
+        ]
+    );
+    assert_eq!(effective.ingress.default_policy, "drop");
+    assert!(ctl.ok(&["interface", "rules", "sg0"]).contains("ssh"));
+
+    // Diagnose: the deciding rule, or the default.
+    let probe = |port: &str| -> Diagnosis {
+        json!(
+            ctl,
+            &[
+                "diagnose",
+                "sg0",
+                "--direction",
+                "ingress",
+                "--protocol",
+                "tcp",
+                "--src",
+                &client,
+                "--dst",
+                &server,
+                "--src-port",
+                "40000",
+                "--dst-port",
+                port,
+            ]
+        )
+    };
+    let ssh = probe("22");
+    assert_eq!(
+        (
+            ssh.verdict.as_str(),
+            ssh.group.as_deref(),
+            ssh.rule.as_deref()
+        ),
+        ("accept", Some("sg-admin"), Some("ssh"))
+    );
+    let telnet = probe("23");
+    assert_eq!(
+        (telnet.verdict.as_str(), telnet.decided_by.as_str()),
+        ("drop", "default")
+    );
+    let text = ctl.ok(&[
+        "diagnose",
+        "sg0",
+        "--direction",
+        "egress",
+        "--protocol",
+        "tcp",
+        "--src",
+        &server,
+        "--dst",
+        &client,
+        "--dst-port",
+        "25",
+    ]);
+    assert!(text.starts_with("drop (builtin)"), "{text}");
+
+    // Sessions and counters.
+    let mut conn = TcpConn::open(c, None, s.v4(80), Duration::from_secs(2)).unwrap();
+    conn.echo(b"ping").unwrap();
+    let sessions: Vec<SessionInfo> = json!(ctl, &["sessions", "--interface", "sg0"]);
+    let port = conn.local_addr().port();
+    let web = sessions
+        .iter()
+        .find(|x| x.local_port == 80 && x.remote_port == port)
+        .unwrap_or_else(|| panic!("no session of {port} -> 80 in {sessions:?}"));
+    assert_eq!(
+        (web.opened.as_str(), web.protocol.as_str()),
+        ("inbound", "tcp")
+    );
+    assert!(web.expires_in_secs > 900, "{web:?}");
+    let session_diag: Diagnosis = json!(
+        ctl,
+        &[
+            "diagnose",
+            "sg0",
+            "--direction",
+            "egress",
+            "--protocol",
+            "tcp",
+            "--src",
+            &server,
+            "--dst",
+            &client,
+            "--src-port",
+            "80",
+            "--dst-port",
+            &port.to_string(),
+        ]
+    );
+    assert_eq!(session_diag.decided_by, "session", "{session_diag:?}");
+    let counters: Counters = json!(ctl, &["counters"]);
+    let accepted = counters
+        .reasons
+        .iter()
+        .find(|c| c.reason == "rule-accept")
+        .unwrap();
+    assert!(accepted.packets > 0, "{counters:?}");
+    let http = counters
+        .rules
+        .iter()
+        .find(|r| r.rule == "sg-web/ingress/1" && r.interface == "sg0")
+        .unwrap_or_else(|| panic!("no count of the HTTP rule: {counters:?}"));
+    assert!(http.packets > 0 && http.bytes > 0, "{http:?}");
+    assert!(
+        counters.interfaces.iter().any(|i| i.interface == "sg0"
+            && i.direction == "inbound"
+            && i.verdict == "drop"
+            && i.packets > 0),
+        "{counters:?}"
+    );
+    assert!(ctl.ok(&["counters"]).contains("default-drop"));
+    let flushed = ctl.ok(&["sessions", "--flush"]);
+    assert!(flushed.contains("flushed"), "{flushed}");
+
+    // Lists.
+    ctl.ok(&[
+        "prefix-list",
+        "set",
+        "pl-admins",
+        "--max-entries",
+        "4",
+        "--entry",
+        "198.51.100.0/24",
+    ]);
+    let lists: Vec<sg_daemon::store::List> = json!(ctl, &["prefix-list", "list"]);
+    assert_eq!(lists[0].entries, ["198.51.100.0/24"]);
+    ctl.ok(&["prefix-list", "delete", "pl-admins"]);
+
+    // Export is a valid config file of the state in force.
+    let exported = ctl.ok(&["export"]);
+    let config = sg_daemon::config::parse(Path::new("export"), &exported)
+        .unwrap_or_else(|e| panic!("{e}\n{exported}"));
+    assert_eq!(config.interfaces[0].security_groups, ["sg-web", "sg-admin"]);
+    assert_eq!(config.group("sg-admin").unwrap().ingress[0].id, "ssh");
+
+    // Refusals (1), usage (2), no daemon (3).
+    let e = ctl.refused(&["group", "delete", "sg-admin"]);
+    assert!(e.contains("bound to interface sg0"), "{e}");
+    assert_eq!(ctl.run(&["rule", "add", "sg-admin"]).code, 2);
+    let gone = Ctl {
+        socket: dirs.runtime_dir().join("nothing.sock"),
+    };
+    assert_eq!(gone.run(&["group", "list"]).code, 3);
+
+    // Leaving the group closes the port again for new connections.
+    ctl.ok(&["interface", "leave", "sg0", "sg-admin"]);
+    assert_tcp_blocked(c, s.v4(22));
+    ctl.ok(&["group", "delete", "sg-admin"]);
+    assert!(!ctl.ok(&["group", "list"]).contains("sg-admin"));
+}
+
+#[test]
+fn an_api_rule_opens_a_port_and_persists_across_a_restart() {
+    let t = Topology::pair("apip").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let _web = TcpServer::start(s, s.v4(80)).unwrap();
+    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
+    let dirs = DaemonDirs::new().unwrap();
+    let config = dirs.config(WEB);
+    let mut sgd = Sgd::start(s, &config).unwrap();
+    let ctl = Ctl::new(&dirs);
+    let state = dirs.state_dir().join(sg_daemon::store::STATE_FILE);
+    assert!(!state.exists());
+
+    assert_tcp_blocked(c, s.v4(22));
+    let id = ctl.ok(&[
+        "rule",
+        "add",
+        "sg-web",
+        "ingress",
+        "--policy",
+        "accept",
+        "--ip-protocol",
+        "tcp",
+        "--port-range",
+        "22/22",
+        "--source-cidr-ip",
+        "0.0.0.0/0",
+    ]);
+    assert!(id.contains("sg-web/ingress/2"), "{id}");
+    assert_tcp_allowed(c, s.v4(22));
+    assert_tcp_allowed(c, s.v4(80));
+    assert!(state.exists());
+
+    // A restart on the same (unchanged) config file: the API's rule is
+    // still in force, because the new daemon applies the persisted state
+    // (the file alone would close port 22).
+    sgd.stop().unwrap();
+    drop(sgd);
+    let sgd = Sgd::start(s, &config).unwrap();
+    assert_tcp_allowed(c, s.v4(22));
+    assert_tcp_allowed(c, s.v4(80));
+    let groups: Vec<GroupInfo> = json!(ctl, &["group", "show", "sg-web"]);
+    assert_eq!(groups[0].group.ingress.len(), 2);
+    assert!(
+        sgd.log()
+            .contains("changes made through the API are in force"),
+        "{}",
+        sgd.log()
+    );
+
+    // A reload makes the file the desired state again.
+    let reloaded = ctl.ok(&["reload"]);
+    assert!(reloaded.contains("discarded"), "{reloaded}");
+    assert!(!state.exists());
+    assert_tcp_blocked(c, s.v4(22));
+    assert_tcp_allowed(c, s.v4(80));
+}
+
+#[test]
+fn a_bad_request_changes_nothing() {
+    let t = Topology::pair("apib").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let _web = TcpServer::start(s, s.v4(80)).unwrap();
+    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
+    let dirs = DaemonDirs::new().unwrap();
+    let _sgd = Sgd::start(s, &dirs.config(WEB)).unwrap();
+    let ctl = Ctl::new(&dirs);
+    let before = ctl.ok(&["export"]);
+
+    let e = ctl.refused(&[
+        "rule",
+        "add",
+        "sg-web",
+        "ingress",
+        "--policy",
+        "accept",
+        "--priority",
+        "0",
+        "--ip-protocol",
+        "tcp",
+        "--port-range",
+        "22/22",
+        "--source-cidr-ip",
+        "0.0.0.0/0",
+    ]);
+    assert!(e.contains("priority") && e.contains("1..=100"), "{e}");
+    let e = ctl.refused(&[
+        "rule",
+        "add",
+        "sg-web",
+        "ingress",
+        "--policy",
+        "accept",
+        "--ip-protocol",
+        "tcp",
+        "--port-range",
+        "22/22",
+        "--source-cidr-ip",
+        "0.0.0.0/0",
+        "--source-group-id",
+        "sg-web",
+    ]);
+    assert!(e.contains("exactly one of"), "{e}");
+    let e = ctl.refused(&[
+        "rule",
+        "add",
+        "sg-web",
+        "ingress",
+        "--policy",
+        "accept",
+        "--ip-protocol",
+        "tcp",
+        "--port-range",
+        "22/22",
+        "--source-group-id",
+        "sg-nope",
+    ]);
+    assert!(e.contains("sg-nope"), "{e}");
+    let e = ctl.refused(&["rule", "remove", "sg-web", "nope"]);
+    assert!(e.contains("no rule nope"), "{e}");
+    let e = ctl.refused(&["interface", "join", "sg0", "sg-nope"]);
+    assert!(e.contains("no group sg-nope"), "{e}");
+    let e = ctl.refused(&["group", "delete", "sg-web"]);
+    assert!(e.contains("bound to interface sg0"), "{e}");
+    let e = ctl.refused(&[
+        "rule",
+        "modify",
+        "sg-web",
+        "sg-web/ingress/1",
+        "--port-range",
+        "0/80",
+    ]);
+    assert!(
+        e.contains("group sg-web ingress rule sg-web/ingress/1: port_range"),
+        "{e}"
+    );
+    let e = ctl.refused(&["group", "create", "sg-web"]);
+    assert!(e.contains("exists"), "{e}");
+
+    // The wire protocol itself: a wrong version and a broken line are
+    // answered, not fatal.
+    let mut stream = UnixStream::connect(&ctl.socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    for (line, expect) in [
+        (r#"{"v":2,"request":{"verb":"Export"}}"#, "speaks version 1"),
+        ("not json", "not a JSON request line"),
+        (
+            r#"{"v":1,"request":{"verb":"Obliterate"}}"#,
+            "unknown variant",
+        ),
+    ] {
+        writeln!(stream, "{line}").unwrap();
+        let mut answer = String::new();
+        reader.read_line(&mut answer).unwrap();
+        assert!(answer.contains(expect), "{line} -> {answer}");
+    }
+
+    let after = ctl.ok(&["export"]);
+    let strip = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&after), strip(&before));
+    assert_tcp_allowed(c, s.v4(80));
+    assert_tcp_blocked(c, s.v4(22));
+}
+
+/// A directory everyone may enter, holding a copy of `sgctl` everyone may
+/// run (the build tree may not be reachable for an unprivileged user).
+fn public_sgctl() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new().prefix("sgctl-").tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("sgctl");
+    fs::copy(sgctl_path(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, bin)
+}
+
+#[test]
+fn the_socket_serves_root_only() {
+    let t = Topology::pair("apir").unwrap();
+    let dirs = DaemonDirs::new().unwrap();
+    let _sgd = Sgd::start(t.server(), &dirs.config(WEB)).unwrap();
+    let ctl = Ctl::new(&dirs);
+    let meta = fs::metadata(&ctl.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), 0);
+    // Let anyone reach the socket's directory, so that only the socket's
+    // own mode and the daemon's peer check stand in the way.
+    for dir in [
+        dirs.runtime_dir(),
+        dirs.runtime_dir().parent().unwrap().to_owned(),
+    ] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (_keep, bin) = public_sgctl();
+
+    // An unprivileged user cannot connect at all (mode 0600).
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--socket").arg(&ctl.socket).args(["group", "list"]);
+    cmd.uid(65534).gid(65534);
+    let out = Ctl::run_command(cmd);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("Permission denied"), "{out:?}");
+
+    // One that can open the file anyway (CAP_DAC_OVERRIDE kept across the
+    // uid change) is refused by the daemon, which checks SO_PEERCRED.
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--securebits=+no_setuid_fixup",
+        "--inh-caps=+dac_override",
+        "--ambient-caps=+dac_override",
+        "--",
+    ]);
+    cmd.arg(&bin)
+        .arg("--socket")
+        .arg(&ctl.socket)
+        .args(["group", "list"]);
+    let out = Ctl::run_command(cmd);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("root only"), "{out:?}");
+
+    // Root is served.
+    assert!(ctl.ok(&["group", "list"]).contains("sg-web"));
+}
