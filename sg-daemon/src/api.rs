@@ -225,6 +225,12 @@ pub enum Request {
     /// Packets (and bytes) decided so far: per reason, per interface and
     /// verdict, per rule.
     Counters,
+    /// Recent dropped packets (the last 1024), or those numbered after
+    /// `after` (to follow them).
+    Drops {
+        #[serde(default)]
+        after: Option<u64>,
+    },
     /// Re-reads the config file and makes it the desired state (API changes
     /// since it was loaded are discarded).
     Reload,
@@ -256,6 +262,7 @@ impl Request {
             Request::Sessions { .. } => "Sessions",
             Request::FlushSessions => "FlushSessions",
             Request::Counters => "Counters",
+            Request::Drops { .. } => "Drops",
             Request::Reload => "Reload",
             Request::Export => "Export",
         }
@@ -306,6 +313,7 @@ pub enum Reply {
     Diagnosis(Diagnosis),
     Sessions(Vec<SessionInfo>),
     Counters(Counters),
+    Drops(Vec<crate::drops::Drop>),
     Export {
         toml: String,
     },
@@ -448,9 +456,15 @@ pub struct Call {
 
 /// Executes one request against the desired state and the dataplane.
 /// Changes are applied and persisted, or nothing changes.
-pub fn handle(state: &mut Store, daemon: &mut Daemon, request: Request) -> Response {
+pub fn handle(
+    state: &mut Store,
+    daemon: &mut Daemon,
+    drops: &crate::drops::DropLog,
+    request: Request,
+) -> Response {
     let verb = request.verb();
     let result = match request {
+        Request::Drops { after } => Ok(Reply::Drops(drops.since(after))),
         Request::Sessions { interface } => {
             sessions(daemon.dataplane(), state.config(), interface.as_deref())
         }

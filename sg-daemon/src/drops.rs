@@ -6,7 +6,7 @@
 use std::{collections::VecDeque, net::IpAddr};
 
 use aya::maps::{MapData, RingBuf};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sg_common::{DropRecord, FAMILY_V4, NO_RULE, Reason};
 use tokio::{
     io::unix::AsyncFd,
@@ -19,19 +19,21 @@ use crate::{compile::Origin, daemon::Daemon, model::Direction};
 pub const DROP_LOG_CAPACITY: usize = 1024;
 
 /// One dropped packet, named.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drop {
+    /// Numbers drops in the order the daemon received them (from 1).
+    pub seq: u64,
     /// Seconds since boot (CLOCK_BOOTTIME) when the kernel dropped it.
     pub boot_secs: f64,
     pub interface: String,
-    pub direction: &'static str,
+    pub direction: String,
     pub protocol: u8,
     pub src: IpAddr,
     pub dst: IpAddr,
     pub src_port: u16,
     pub dst_port: u16,
     /// What decided: a reason name such as `rule-drop` or `default-drop`.
-    pub reason: &'static str,
+    pub reason: String,
     /// The deciding rule as `group/rule-id`, when a rule decided.
     pub rule: Option<String>,
 }
@@ -66,6 +68,7 @@ pub fn read_ring(ring: RingBuf<MapData>, tx: mpsc::Sender<DropRecord>) -> anyhow
 /// The recent drops, and a channel for those who follow them live.
 pub struct DropLog {
     recent: VecDeque<Drop>,
+    next_seq: u64,
     live: broadcast::Sender<Drop>,
 }
 
@@ -73,6 +76,7 @@ impl Default for DropLog {
     fn default() -> Self {
         DropLog {
             recent: VecDeque::with_capacity(DROP_LOG_CAPACITY),
+            next_seq: 1,
             live: broadcast::channel(256).0,
         }
     }
@@ -101,19 +105,23 @@ impl DropLog {
             Direction::Egress
         };
         let drop = Drop {
+            seq: self.next_seq,
             boot_secs: r.time_ns as f64 / 1e9,
             interface: daemon
                 .interface_name(r.ifindex)
                 .unwrap_or_else(|| format!("ifindex {}", r.ifindex)),
-            direction: direction.name(),
+            direction: direction.name().to_owned(),
             protocol: r.proto,
             src: addr(r.src),
             dst: addr(r.dst),
             src_port: r.src_port,
             dst_port: r.dst_port,
-            reason: Reason::from_u32(r.reason).map_or("unknown", Reason::name),
+            reason: Reason::from_u32(r.reason)
+                .map_or("unknown", Reason::name)
+                .to_owned(),
             rule,
         };
+        self.next_seq += 1;
         if self.recent.len() == DROP_LOG_CAPACITY {
             self.recent.pop_front();
         }
@@ -125,6 +133,16 @@ impl DropLog {
     /// The most recent drops, oldest first.
     pub fn recent(&self) -> impl Iterator<Item = &Drop> {
         self.recent.iter()
+    }
+
+    /// The kept drops numbered after `after` (all kept ones for `None`).
+    pub fn since(&self, after: Option<u64>) -> Vec<Drop> {
+        let after = after.unwrap_or(0);
+        self.recent
+            .iter()
+            .filter(|d| d.seq > after)
+            .cloned()
+            .collect()
     }
 
     /// Drops from now on.

@@ -165,6 +165,22 @@ fn counters_name_the_rule_that_dropped_a_connection() {
     let _sgd = Sgd::start(s, &config).unwrap();
     assert_tcp_blocked(t.client(), s.v4(22));
 
+    // The drop records name the rule too (`sgctl drops`).
+    let out = Command::new(sgd_path().with_file_name("sgctl"))
+        .arg("--socket")
+        .arg(dirs.runtime_dir().join("sgd.sock"))
+        .args(["drops", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let drops = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        drops.contains("\"dst_port\": 22")
+            && drops.contains("\"reason\": \"rule-drop\"")
+            && drops.contains("\"rule\": \"sg-web/no-ssh\""),
+        "{drops}"
+    );
+
     let metrics = s.run_in(|| -> anyhow::Result<String> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect("127.0.0.1:9630")?;

@@ -3,7 +3,11 @@
 //! Exit codes: 0 done, 1 the daemon refused or failed the request (the
 //! reason on stderr), 2 usage, 3 the daemon cannot be reached.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sg_daemon::{
@@ -96,6 +100,14 @@ enum Command {
     /// rule.
     #[command(after_help = "Example: sgctl counters --output json")]
     Counters,
+    /// Recent dropped packets (the last 1024): when, where, the 5-tuple and
+    /// what decided (the rule, or a default or built-in).
+    #[command(after_help = "Example: sgctl drops --follow")]
+    Drops {
+        /// Keep printing new drops as they happen (until interrupted).
+        #[arg(long)]
+        follow: bool,
+    },
     /// Re-read the config file and make it the desired state; changes made
     /// through the API since it was loaded are discarded (export them into
     /// the file first to keep them).
@@ -499,6 +511,7 @@ fn request(command: Command) -> (Request, View) {
         Command::Sessions { flush: true, .. } => (Request::FlushSessions, View::Message),
         Command::Sessions { interface, .. } => (Request::Sessions { interface }, View::Plain),
         Command::Counters => (Request::Counters, View::Plain),
+        Command::Drops { .. } => (Request::Drops { after: None }, View::Plain),
         Command::Reload => (Request::Reload, View::Message),
         Command::Export => (Request::Export, View::Plain),
     }
@@ -536,6 +549,7 @@ fn list_request(cmd: ListCmd, prefix: bool) -> (Request, View) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let follow = matches!(cli.command, Command::Drops { follow: true });
     let (req, view) = request(cli.command);
     let response = match api::call(&cli.socket, &req, Duration::from_secs(cli.timeout)) {
         Ok(r) => r,
@@ -569,8 +583,77 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    let mut last = match &reply {
+        Reply::Drops(drops) => drops.last().map(|d| d.seq),
+        _ => None,
+    };
     print!("{}", render(reply, view));
+    if follow {
+        return follow_drops(&cli.socket, cli.timeout, &mut last);
+    }
     ExitCode::SUCCESS
+}
+
+/// `sgctl drops --follow`: asks for the drops after the last one seen,
+/// twice a second, and prints them as they come.
+fn follow_drops(socket: &Path, timeout: u64, last: &mut Option<u64>) -> ExitCode {
+    use std::io::Write as _;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let req = Request::Drops { after: *last };
+        match api::call(socket, &req, Duration::from_secs(timeout)) {
+            Ok(Response::Ok(Reply::Drops(drops))) if !drops.is_empty() => {
+                *last = drops.last().map(|d| d.seq);
+                print!("{}", drop_rows(&drops, false));
+                let _ = std::io::stdout().flush();
+            }
+            Ok(Response::Ok(_)) => {}
+            Ok(Response::Error(message)) => {
+                eprintln!("sgctl: {message}");
+                return ExitCode::from(EXIT_REFUSED);
+            }
+            Err(e) => {
+                eprintln!("sgctl: {e}");
+                return ExitCode::from(EXIT_UNREACHABLE);
+            }
+        }
+    }
+}
+
+fn drop_rows(drops: &[sg_daemon::drops::Drop], headers: bool) -> String {
+    let rows: Vec<Vec<String>> = drops
+        .iter()
+        .map(|d| {
+            vec![
+                format!("{:.3}", d.boot_secs),
+                d.interface.clone(),
+                d.direction.clone(),
+                d.protocol.to_string(),
+                format!("{}:{}", d.src, d.src_port),
+                format!("{}:{}", d.dst, d.dst_port),
+                d.reason.clone(),
+                or_dash(d.rule.as_deref()),
+            ]
+        })
+        .collect();
+    let text = table(
+        &[
+            "BOOT-TIME",
+            "INTERFACE",
+            "DIRECTION",
+            "PROTO",
+            "SOURCE",
+            "DESTINATION",
+            "REASON",
+            "RULE",
+        ],
+        &rows,
+    );
+    if headers {
+        text
+    } else {
+        text.lines().skip(1).map(|l| format!("{l}\n")).collect()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -611,6 +694,7 @@ fn or_dash(s: Option<&str>) -> String {
 fn render(reply: Reply, view: View) -> String {
     match reply {
         Reply::Done { message, .. } => format!("{message}\n"),
+        Reply::Drops(drops) => drop_rows(&drops, true),
         Reply::Groups(groups) => match view {
             View::GroupDetail => groups
                 .iter()

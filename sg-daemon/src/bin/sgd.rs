@@ -133,11 +133,11 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
         let garbage = daemon.dataplane().has_garbage();
         tokio::select! {
             _ = hangup.recv() => {
-                reload(&mut store, &mut daemon);
+                reload(&mut store, &mut daemon, &drop_log);
                 collect_at = tokio::time::Instant::now() + garbage_delay;
             }
             Some(call) = api_rx.recv() => {
-                let response = api::handle(&mut store, &mut daemon, call.request);
+                let response = api::handle(&mut store, &mut daemon, &drop_log, call.request);
                 let _ = call.reply.send(response);
                 collect_at = tokio::time::Instant::now() + garbage_delay;
             }
@@ -189,12 +189,12 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
 
 /// SIGHUP: the file becomes the desired state again (as `sgctl reload`);
 /// a bad file changes nothing.
-fn reload(store: &mut Store, daemon: &mut Daemon) {
+fn reload(store: &mut Store, daemon: &mut Daemon, drops: &sg_daemon::drops::DropLog) {
     let stamp = NotifyState::monotonic_usec_now().ok();
     let mut states = vec![NotifyState::Reloading];
     states.extend(stamp);
     notify(&states);
-    match api::handle(store, daemon, api::Request::Reload) {
+    match api::handle(store, daemon, drops, api::Request::Reload) {
         api::Response::Ok(_) => info!("reloaded"),
         api::Response::Error(e) => error!("reload refused, keeping the current rules: {e}"),
     }
