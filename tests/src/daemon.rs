@@ -219,7 +219,12 @@ impl Sgd {
                         }
                     }
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                // A signal to this process (EINTR) is no answer either.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(e).context("receive from the notify socket"),
             }
             if let Some(status) = self.child.try_wait()? {
