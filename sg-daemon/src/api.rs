@@ -1073,24 +1073,6 @@ fn list_interfaces(doc: &Document) -> Reply {
     )
 }
 
-/// An instance-mode interface's own addresses (as `daemon.rs` finds them).
-fn own_addresses(name: &str) -> Vec<IpAddr> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
-    };
-    addrs
-        .filter(|a| a.interface_name == name)
-        .filter_map(|a| {
-            let addr = a.address?;
-            if let Some(v4) = addr.as_sockaddr_in() {
-                Some(IpAddr::V4(v4.ip()))
-            } else {
-                addr.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-            }
-        })
-        .collect()
-}
-
 fn binding<'a>(config: &'a Config, interface: &str) -> Result<&'a model::InterfaceBinding, String> {
     config
         .interfaces
@@ -1120,7 +1102,7 @@ fn ports_text(ports: &[PortRange]) -> String {
 
 fn effective_rules(doc: &Document, config: &Config, interface: &str) -> Result<Effective, String> {
     let b = binding(config, interface)?;
-    let addresses = Addresses::resolve(config, |b| own_addresses(&b.name));
+    let addresses = Addresses::resolve(config, |b| crate::daemon::interface_addresses(&b.name));
     let one = |dir: model::Direction| -> DirectionRules {
         let ingress = dir == model::Direction::Ingress;
         let table = build_table(config, b, &addresses, dir);
@@ -1271,7 +1253,7 @@ fn diagnose(
         fragment: Fragment::No,
         quoted: None,
     };
-    let addresses = Addresses::resolve(config, |b| own_addresses(&b.name));
+    let addresses = Addresses::resolve(config, |b| crate::daemon::interface_addresses(&b.name));
     let iface = Interface {
         config,
         binding: b,

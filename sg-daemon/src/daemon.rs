@@ -287,7 +287,8 @@ pub fn compile_binding(
     Ok([inbound?, outbound?])
 }
 
-fn interface_addresses(name: &str) -> Vec<IpAddr> {
+/// An interface's own addresses: an instance-mode binding's default.
+pub fn interface_addresses(name: &str) -> Vec<IpAddr> {
     let Ok(addrs) = getifaddrs() else {
         return Vec::new();
     };

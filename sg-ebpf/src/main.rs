@@ -465,25 +465,13 @@ fn opening_flow(key: &CtKey, opened: usize) -> Flow {
     } else {
         (key.local, key.remote, key.local_port, key.remote_port)
     };
-    Flow {
-        family: key.family,
-        proto: key.proto,
-        src,
-        dst,
-        src_port,
-        dst_port,
-        icmp_type: 0,
-        icmp_code: 0,
-        fragment: Fragment::No,
-        frag_id: 0,
-        l4: 0,
-    }
+    let mut flow = parse::empty_flow(key.family, key.proto);
+    (flow.src, flow.dst, flow.src_port, flow.dst_port) = (src, dst, src_port, dst_port);
+    flow
 }
 
 /// What the host needs to stay on the network (SPEC §3.7): IPv6 neighbour
-/// and router discovery, DHCP and DHCPv6 client exchanges. Checked before
-/// anti-spoofing: an instance solicits from link-local or unspecified
-/// addresses.
+/// and router discovery, DHCP and DHCPv6 client exchanges.
 #[inline(always)]
 fn network_builtin(flow: &Flow, dir: usize, flags: u32) -> Option<Reason> {
     match flow.proto() {

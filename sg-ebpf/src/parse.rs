@@ -187,8 +187,9 @@ pub fn parse(ctx: &TcContext, out: &mut Flow) -> Parsed {
     }
 }
 
+/// A flow with only its family and protocol set.
 #[inline(always)]
-fn empty_flow(family: u8, proto: u8) -> Flow {
+pub fn empty_flow(family: u8, proto: u8) -> Flow {
     Flow {
         family,
         proto,

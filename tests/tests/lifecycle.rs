@@ -172,7 +172,11 @@ fn counters_name_the_rule_that_dropped_a_connection() {
         .args(["drops", "--output", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let drops = String::from_utf8_lossy(&out.stdout);
     assert!(
         drops.contains("\"dst_port\": 22")
