@@ -88,30 +88,8 @@ pub struct ResponseLine {
     pub response: Response,
 }
 
-/// A rule direction, as seen from the instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl Direction {
-    fn model(self) -> model::Direction {
-        match self {
-            Direction::Ingress => model::Direction::Ingress,
-            Direction::Egress => model::Direction::Egress,
-        }
-    }
-
-    fn is_ingress(self) -> bool {
-        self == Direction::Ingress
-    }
-
-    pub fn name(self) -> &'static str {
-        self.model().name()
-    }
-}
+/// A rule direction, as seen from the instance: the model's.
+pub use crate::model::Direction;
 
 /// The verbs, after the ECS API. Rules, groups and lists carry the config
 /// file's field names.
@@ -636,7 +614,11 @@ fn friendly_field(doc: &Document, field: &str) -> String {
             }),
             Some((dir @ ("ingress" | "egress"), i)) => group.map(|g| {
                 match g
-                    .rules(dir == "ingress")
+                    .rules(if dir == "ingress" {
+                        Direction::Ingress
+                    } else {
+                        Direction::Egress
+                    })
                     .get(i)
                     .and_then(|r| r.id.as_deref())
                 {
@@ -769,7 +751,7 @@ fn edit_document(doc: &mut Document, request: Request) -> Result<(String, Option
                 }
             };
             rule.id = Some(id.clone());
-            g.rules_mut(direction.is_ingress()).push(rule);
+            g.rules_mut(direction).push(rule);
             Ok((
                 format!("added {} rule {id} to group {group}", direction.name()),
                 Some(id),
@@ -783,7 +765,7 @@ fn edit_document(doc: &mut Document, request: Request) -> Result<(String, Option
             let g = find_group(doc, &group)?;
             let (dir, i) =
                 find_rule(g, direction, &id).ok_or_else(|| no_rule(&group, direction, &id))?;
-            g.rules_mut(dir.is_ingress()).remove(i);
+            g.rules_mut(dir).remove(i);
             Ok((
                 format!("removed {} rule {id} from group {group}", dir.name()),
                 None,
@@ -798,7 +780,7 @@ fn edit_document(doc: &mut Document, request: Request) -> Result<(String, Option
             let g = find_group(doc, &group)?;
             let (dir, i) =
                 find_rule(g, direction, &id).ok_or_else(|| no_rule(&group, direction, &id))?;
-            let target = &mut g.rules_mut(dir.is_ingress())[i];
+            let target = &mut g.rules_mut(dir)[i];
             patch_rule(target, rule, dir)?;
             Ok((
                 format!("modified {} rule {id} of group {group}", dir.name()),
@@ -888,7 +870,7 @@ fn find_rule(g: &store::Group, dir: Option<Direction>, id: &str) -> Option<(Dire
         .into_iter()
         .filter(|d| dir.is_none_or(|want| want == *d))
         .find_map(|d| {
-            g.rules(d.is_ingress())
+            g.rules(d)
                 .iter()
                 .position(|r| r.id.as_deref() == Some(id))
                 .map(|i| (d, i))
@@ -905,7 +887,7 @@ fn no_rule(group: &str, dir: Option<Direction>, id: &str) -> String {
 /// `<group>/<direction>/<n>`, the file's scheme, with the first `n` past
 /// the rule count that no rule of the group uses.
 fn next_rule_id(g: &store::Group, dir: Direction) -> String {
-    let mut n = g.rules(dir.is_ingress()).len() + 1;
+    let mut n = g.rules(dir).len() + 1;
     loop {
         let id = format!("{}/{}/{n}", g.id, dir.name());
         if find_rule(g, None, &id).is_none() {
@@ -924,7 +906,7 @@ fn patch_rule(rule: &mut store::Rule, patch: store::Rule, dir: Direction) -> Res
     {
         return Err("a rule's id cannot be changed; revoke it and authorize a new one".into());
     }
-    let ingress = dir.is_ingress();
+    let ingress = dir == Direction::Ingress;
     let remote_given = if ingress {
         patch.source_cidr_ip.is_some()
             || patch.source_group_id.is_some()
@@ -1104,7 +1086,6 @@ fn effective_rules(doc: &Document, config: &Config, interface: &str) -> Result<E
     let b = binding(config, interface)?;
     let addresses = Addresses::resolve(config, |b| crate::daemon::interface_addresses(&b.name));
     let one = |dir: model::Direction| -> DirectionRules {
-        let ingress = dir == model::Direction::Ingress;
         let table = build_table(config, b, &addresses, dir);
         let rules = table
             .rules
@@ -1133,7 +1114,7 @@ fn effective_rules(doc: &Document, config: &Config, interface: &str) -> Result<E
                             .group(group)
                             .and_then(|g| g.rules(dir).iter().find(|r| &r.id == id));
                         let doc_rule = doc.group(group).and_then(|g| {
-                            g.rules(ingress)
+                            g.rules(dir)
                                 .iter()
                                 .find(|r| r.id.as_deref() == Some(id.as_str()))
                         });
@@ -1150,7 +1131,7 @@ fn effective_rules(doc: &Document, config: &Config, interface: &str) -> Result<E
                             source_port_range: (t.source_ports != PortRange::ANY)
                                 .then(|| t.source_ports.to_string()),
                             remote: doc_rule
-                                .and_then(|r| r.remote(ingress))
+                                .and_then(|r| r.remote(dir))
                                 .map(str::to_owned)
                                 .unwrap_or_else(|| remote_addresses.join(",")),
                             remote_addresses,
@@ -1259,7 +1240,7 @@ fn diagnose(
         binding: b,
         addresses: &addresses,
     };
-    let dir = probe.direction.model();
+    let dir = probe.direction;
     let fresh = reference::decide(&iface, &mut reference::State::default(), dir, &pkt);
 
     // The kernel's order: anti-spoofing and the network built-ins come

@@ -31,9 +31,10 @@ use aya::{
 };
 use sg_common::{
     ADDR_KEY_FIXED_BITS, AddrKey, Bitmap, Counter, CtKey, CtValue, DIM_LOCAL, FAMILY_V4, FragKey,
-    FragValue, GLOBAL_ALLOW_DHCP, GLOBAL_ALLOW_ND, GLOBAL_BLOCK_SMTP, GlobalConfig,
-    IfaceCounterKey, InterfaceConfig, MAP_LAYOUT_VERSION, MAX_TABLES, PORT_KEY_FIXED_BITS, PortKey,
-    ProtoKey, REASON_COUNT, Reason, RuleCounterKey, TableInfo, maps, programs,
+    FragValue, GLOBAL_BLOCK_SMTP, GLOBAL_BUILTIN_DHCP_CLIENT, GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY,
+    GlobalConfig, IfaceCounterKey, InterfaceConfig, MAP_LAYOUT_VERSION, MAX_TABLES,
+    PORT_KEY_FIXED_BITS, PortKey, ProtoKey, REASON_COUNT, Reason, RuleCounterKey, TableInfo, maps,
+    programs,
 };
 
 use crate::{
@@ -222,11 +223,11 @@ impl Dataplane {
         if settings.block_smtp_egress {
             flags |= GLOBAL_BLOCK_SMTP;
         }
-        if settings.allow_neighbor_discovery {
-            flags |= GLOBAL_ALLOW_ND;
+        if settings.builtin_neighbor_discovery {
+            flags |= GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY;
         }
-        if settings.allow_dhcp_client {
-            flags |= GLOBAL_ALLOW_DHCP;
+        if settings.builtin_dhcp_client {
+            flags |= GLOBAL_BUILTIN_DHCP_CLIENT;
         }
         let global = GlobalConfig {
             session_timeout_ns: settings.session_timeout_secs.saturating_mul(1_000_000_000),

@@ -5,6 +5,7 @@
 use std::{collections::HashMap, fmt, net::IpAddr, path::PathBuf};
 
 use ipnet::IpNet;
+use sg_common::proto;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -27,9 +28,9 @@ pub struct DaemonSettings {
     pub runtime_dir: PathBuf,
     pub bpffs_dir: PathBuf,
     /// Built-in: IPv6 neighbour and router discovery (ICMPv6 133..=137).
-    pub allow_neighbor_discovery: bool,
+    pub builtin_neighbor_discovery: bool,
     /// Built-in: DHCP and DHCPv6 client exchanges.
-    pub allow_dhcp_client: bool,
+    pub builtin_dhcp_client: bool,
     /// Where to serve Prometheus metrics; `None` (default): nowhere.
     pub metrics_address: Option<std::net::SocketAddr>,
 }
@@ -42,8 +43,8 @@ impl Default for DaemonSettings {
             state_dir: "/var/lib/sg".into(),
             runtime_dir: "/run/sg".into(),
             bpffs_dir: "/sys/fs/bpf/sg".into(),
-            allow_neighbor_discovery: true,
-            allow_dhcp_client: true,
+            builtin_neighbor_discovery: true,
+            builtin_dhcp_client: true,
             metrics_address: None,
         }
     }
@@ -62,30 +63,9 @@ pub enum Policy {
     Accept,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl Direction {
-    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        }
-    }
-
-    /// Index used by the kernel maps (`sg_common::INBOUND` / `OUTBOUND`).
-    pub fn index(self) -> usize {
-        match self {
-            Direction::Ingress => sg_common::INBOUND,
-            Direction::Egress => sg_common::OUTBOUND,
-        }
-    }
-}
+/// A rule's direction, seen from the instance: the one `Direction` of the
+/// project, shared with the kernel.
+pub use sg_common::Direction;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecurityGroup {
@@ -119,15 +99,15 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const GRE: u8 = 47;
-    pub const ICMPV6: u8 = 58;
+    pub const ICMP: u8 = proto::ICMP;
+    pub const TCP: u8 = proto::TCP;
+    pub const UDP: u8 = proto::UDP;
+    pub const GRE: u8 = proto::GRE;
+    pub const ICMPV6: u8 = proto::ICMPV6;
 
     /// TCP and UDP rules carry a port range; every other protocol `-1/-1`.
     pub fn has_ports(self) -> bool {
-        matches!(self, Protocol::Number(Self::TCP | Self::UDP))
+        matches!(self, Protocol::Number(n) if proto::has_ports(n))
     }
 
     pub fn matches(self, proto: u8) -> bool {
@@ -138,16 +118,15 @@ impl Protocol {
     }
 }
 
+/// The name of the protocol table, else the number.
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Protocol::All => f.write_str("all"),
-            Protocol::Number(Self::TCP) => f.write_str("tcp"),
-            Protocol::Number(Self::UDP) => f.write_str("udp"),
-            Protocol::Number(Self::ICMP) => f.write_str("icmp"),
-            Protocol::Number(Self::ICMPV6) => f.write_str("icmpv6"),
-            Protocol::Number(Self::GRE) => f.write_str("gre"),
-            Protocol::Number(n) => write!(f, "{n}"),
+            Protocol::Number(n) => match proto::name(*n) {
+                Some(name) => f.write_str(name),
+                None => write!(f, "{n}"),
+            },
         }
     }
 }

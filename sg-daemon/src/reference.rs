@@ -296,14 +296,14 @@ pub fn decide_by_ordered_rules(
 /// and router discovery, DHCP client exchanges.
 fn network_builtin(config: &Config, dir: Direction, pkt: &Packet) -> Option<BuiltIn> {
     let d = &config.daemon;
-    if d.allow_neighbor_discovery
+    if d.builtin_neighbor_discovery
         && pkt.proto == ICMPV6
         && pkt.src.is_ipv6()
         && pkt.icmp_type().is_some_and(|t| (133..=137).contains(&t))
     {
         return Some(BuiltIn::NeighborDiscovery);
     }
-    if d.allow_dhcp_client && pkt.proto == UDP {
+    if d.builtin_dhcp_client && pkt.proto == UDP {
         let (client, server) = if pkt.src.is_ipv4() {
             (68, 67)
         } else {

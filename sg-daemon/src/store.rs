@@ -19,9 +19,9 @@
 //!   `state.toml` is removed. To keep them, write them into the file first:
 //!   `sgctl export > /etc/sg/sg.toml`.
 //!
-//! The document types mirror SPEC §7 field for field, so `state.toml` and
-//! `sgctl export` are valid config files, and every change is validated by
-//! serialising the document and running [`config::parse`] on it: limits and
+//! The document is the config file's schema ([`config::schema`]), so
+//! `state.toml` and `sgctl export` are valid config files, and every change
+//! is validated by the file's checks ([`config::validate`]): limits and
 //! messages are the file's. Rule ids absent from the file are filled in
 //! with the ids the file gave them (`<group>/<direction>/<n>`) when it is
 //! loaded, so they stay stable while rules are added and removed.
@@ -34,259 +34,14 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::{
-    config::{self, ConfigError, ConfigErrors},
-    model::Config,
-};
+/// The document types are the config file's schema.
+pub use crate::config::schema::{Binding, Document, Group, List, ProtocolValue, Rule};
+use crate::{config, model::Config};
 
 /// The name of the persisted desired state in `state_dir`.
 pub const STATE_FILE: &str = "state.toml";
-
-/// A config file (SPEC §7): everything `sgd` enforces.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Document {
-    /// Carried as written; [`config::parse`] checks it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub daemon: Option<toml::Table>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub prefix_list: Vec<List>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub port_list: Vec<List>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub security_group: Vec<Group>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub interface: Vec<Binding>,
-}
-
-/// `[[prefix_list]]` or `[[port_list]]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct List {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub max_entries: i64,
-    #[serde(default)]
-    pub entries: Vec<String>,
-}
-
-/// `[[security_group]]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Group {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inner_access_policy: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub members: Vec<String>,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub deletion_protection: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ingress: Vec<Rule>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub egress: Vec<Rule>,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-impl Group {
-    pub fn rules(&self, ingress: bool) -> &Vec<Rule> {
-        if ingress { &self.ingress } else { &self.egress }
-    }
-
-    pub fn rules_mut(&mut self, ingress: bool) -> &mut Vec<Rule> {
-        if ingress {
-            &mut self.ingress
-        } else {
-            &mut self.egress
-        }
-    }
-}
-
-/// A protocol as the file gives it: a name or an IANA number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ProtocolValue {
-    Name(String),
-    Number(i64),
-}
-
-impl std::fmt::Display for ProtocolValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProtocolValue::Name(s) => f.write_str(s),
-            ProtocolValue::Number(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-/// `[[security_group.ingress]]` / `[[security_group.egress]]`: the fields
-/// of SPEC §2, as text, exactly as the file has them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_protocol: Option<ProtocolValue>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port_range: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port_range_list_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_port_range: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_cidr_ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_group_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_prefix_list_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dest_cidr_ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dest_group_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dest_prefix_list_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-impl Rule {
-    /// The group this rule's remote side names, if any.
-    pub fn group_reference(&self) -> Option<&str> {
-        self.source_group_id
-            .as_deref()
-            .or(self.dest_group_id.as_deref())
-    }
-
-    /// The rule's remote side as written: a CIDR, a group or a prefix
-    /// list.
-    pub fn remote(&self, ingress: bool) -> Option<&str> {
-        let (cidr, group, list) = if ingress {
-            (
-                &self.source_cidr_ip,
-                &self.source_group_id,
-                &self.source_prefix_list_id,
-            )
-        } else {
-            (
-                &self.dest_cidr_ip,
-                &self.dest_group_id,
-                &self.dest_prefix_list_id,
-            )
-        };
-        cidr.as_deref().or(group.as_deref()).or(list.as_deref())
-    }
-
-    /// The local address of a 5-tuple rule, as written.
-    pub fn local(&self, ingress: bool) -> Option<&str> {
-        if ingress {
-            self.dest_cidr_ip.as_deref()
-        } else {
-            self.source_cidr_ip.as_deref()
-        }
-    }
-}
-
-/// `[[interface]]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Binding {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub addresses: Vec<String>,
-    pub security_groups: Vec<String>,
-}
-
-impl Document {
-    /// Reads config text. Only the shape is checked here (the SPEC §7
-    /// fields and their types); [`Document::validate`] checks the rest.
-    pub fn from_toml(text: &str) -> Result<Document, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
-    }
-
-    /// The document as a config file, with `header` as leading comment
-    /// lines.
-    pub fn to_toml(&self, header: &str) -> Result<String, String> {
-        let body = toml::to_string(self).map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        for line in header.lines() {
-            out.push_str("# ");
-            out.push_str(line);
-            out.push('\n');
-        }
-        if !header.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(&body);
-        Ok(out)
-    }
-
-    /// The same checks as a config file's: serialises the document and
-    /// parses it with [`config::parse`]; `origin` names it in messages.
-    pub fn validate(&self, origin: &Path) -> Result<Config, ConfigErrors> {
-        let text = self.to_toml("").map_err(|message| {
-            ConfigErrors(vec![ConfigError {
-                file: origin.to_owned(),
-                line: 0,
-                column: 0,
-                field: "(document)".into(),
-                message,
-            }])
-        })?;
-        config::parse(origin, &text)
-    }
-
-    /// Writes the ids `config` (parsed from this document) gave its rules
-    /// into the rules that have none, so that they stay the same when rules
-    /// before them are removed.
-    pub fn fill_rule_ids(&mut self, config: &Config) {
-        for (doc, group) in self.security_group.iter_mut().zip(&config.groups) {
-            for (rule, parsed) in doc.ingress.iter_mut().zip(&group.ingress) {
-                rule.id.get_or_insert_with(|| parsed.id.clone());
-            }
-            for (rule, parsed) in doc.egress.iter_mut().zip(&group.egress) {
-                rule.id.get_or_insert_with(|| parsed.id.clone());
-            }
-        }
-    }
-
-    pub fn group(&self, id: &str) -> Option<&Group> {
-        self.security_group.iter().find(|g| g.id == id)
-    }
-
-    pub fn group_mut(&mut self, id: &str) -> Option<&mut Group> {
-        self.security_group.iter_mut().find(|g| g.id == id)
-    }
-
-    /// The objects, without the `[daemon]` table.
-    fn objects_equal(&self, other: &Document) -> bool {
-        self.prefix_list == other.prefix_list
-            && self.port_list == other.port_list
-            && self.security_group == other.security_group
-            && self.interface == other.interface
-    }
-}
 
 /// Where the desired state in force came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,9 +64,7 @@ pub struct Store {
 
 /// A config file read, validated and with its rule ids filled in.
 fn load_file(path: &Path) -> Result<(Document, Config), String> {
-    let config = config::load(path).map_err(|e| e.to_string())?;
-    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut doc = Document::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (mut doc, config) = config::load_document(path).map_err(|e| e.to_string())?;
     doc.fill_rule_ids(&config);
     Ok((doc, config))
 }
@@ -338,15 +91,13 @@ impl Store {
             Err(e) => return Err(e).with_context(|| format!("reading {}", state_file.display())),
         };
         // Its own positions first, for messages that point into it.
-        config::parse(&state_file, &text).map_err(|e| {
+        let (mut doc, _) = config::parse_document(&state_file, &text).map_err(|e| {
             anyhow!(
                 "{e}(fix {0} or remove it to start from {1})",
                 state_file.display(),
                 config_file.display()
             )
         })?;
-        let mut doc =
-            Document::from_toml(&text).map_err(|e| anyhow!("{}: {e}", state_file.display()))?;
         doc.daemon = file_doc.daemon.clone();
         let config = doc
             .validate(&state_file)

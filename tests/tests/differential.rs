@@ -213,8 +213,8 @@ fn arb_config() -> impl Strategy<Value = Config> {
                     Config {
                         daemon: DaemonSettings {
                             block_smtp_egress: switches[0],
-                            allow_neighbor_discovery: switches[1],
-                            allow_dhcp_client: switches[2],
+                            builtin_neighbor_discovery: switches[1],
+                            builtin_dhcp_client: switches[2],
                             ..DaemonSettings::default()
                         },
                         groups,

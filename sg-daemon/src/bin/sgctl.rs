@@ -250,7 +250,7 @@ enum RuleCmd {
     )]
     Add {
         group: String,
-        #[arg(value_enum)]
+        #[arg(value_parser = direction_arg())]
         direction: Direction,
         /// A stable id of your choice.
         #[arg(long)]
@@ -264,7 +264,7 @@ enum RuleCmd {
         group: String,
         id: String,
         /// Only look in this direction.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = direction_arg())]
         direction: Option<Direction>,
     },
     /// Change the given fields of a rule (a remote-side field replaces the
@@ -275,7 +275,7 @@ enum RuleCmd {
     Modify {
         group: String,
         id: String,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = direction_arg())]
         direction: Option<Direction>,
         #[command(flatten)]
         fields: RuleFields,
@@ -337,12 +337,19 @@ enum ListCmd {
     Delete { id: String },
 }
 
+/// `ingress` or `egress`, listed in `--help`.
+fn direction_arg() -> impl clap::builder::TypedValueParser<Value = Direction> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Direction::BOTH.map(Direction::name))
+        .map(|s| s.parse::<Direction>().expect("one of the possible values"))
+}
+
 #[derive(Args)]
 struct DiagnoseArgs {
     /// The bound interface.
     interface: String,
     /// As the instance sees it: ingress is inbound.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = direction_arg())]
     direction: Direction,
     /// tcp, udp, icmp, icmpv6, gre or a number.
     #[arg(long)]
@@ -779,8 +786,9 @@ fn group_detail(g: &GroupInfo) -> String {
     field("members", or_dash(Some(&s.members.join(", "))));
     field("interfaces", or_dash(Some(&g.interfaces.join(", "))));
     field("referenced by", or_dash(Some(&g.referenced_by.join(", "))));
-    for (name, rules, ingress) in [("ingress", &s.ingress, true), ("egress", &s.egress, false)] {
-        out.push_str(&format!("\n{name} rules ({}):\n", rules.len()));
+    for dir in Direction::BOTH {
+        let rules = s.rules(dir);
+        out.push_str(&format!("\n{dir} rules ({}):\n", rules.len()));
         if rules.is_empty() {
             continue;
         }
@@ -795,8 +803,8 @@ fn group_detail(g: &GroupInfo) -> String {
                         .as_ref()
                         .map_or("-".into(), ToString::to_string),
                     or_dash(r.port_range.as_deref().or(r.port_range_list_id.as_deref())),
-                    or_dash(r.remote(ingress)),
-                    or_dash(r.local(ingress)),
+                    or_dash(r.remote(dir)),
+                    or_dash(r.local(dir)),
                     or_dash(r.source_port_range.as_deref()),
                     or_dash(r.description.as_deref()),
                 ]
@@ -809,7 +817,11 @@ fn group_detail(g: &GroupInfo) -> String {
                 "PRIORITY",
                 "PROTOCOL",
                 "PORTS",
-                if ingress { "SOURCE" } else { "DESTINATION" },
+                if dir == Direction::Ingress {
+                    "SOURCE"
+                } else {
+                    "DESTINATION"
+                },
                 "LOCAL",
                 "SOURCE PORTS",
                 "DESCRIPTION",

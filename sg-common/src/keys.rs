@@ -1,0 +1,338 @@
+//! Keys and values of every map, `#[repr(C)]` plain data that the kernel
+//! reads exactly as the daemon writes it, with the flag bits they carry.
+//! Their sizes are checked at compile time against `MAP_LAYOUT_VERSION`:
+//! a change of layout that forgets to bump the version does not build.
+
+use crate::FAMILY_V4;
+use crate::maps::{BITMAP_WORDS, MAP_LAYOUT_VERSION};
+
+/// Key in the protocol map that holds the rules matching every protocol; a
+/// packet whose protocol has no entry of its own uses this one.
+pub const PROTO_ANY: u32 = 256;
+
+/// One bit per rule, in decision order.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Bitmap {
+    pub words: [u64; BITMAP_WORDS],
+}
+
+impl Bitmap {
+    pub const EMPTY: Bitmap = Bitmap {
+        words: [0; BITMAP_WORDS],
+    };
+
+    pub fn set(&mut self, bit: usize) {
+        self.words[bit / 64] |= 1u64 << (bit % 64);
+    }
+
+    pub fn get(&self, bit: usize) -> bool {
+        self.words[bit / 64] & (1u64 << (bit % 64)) != 0
+    }
+
+    pub fn union_with(&mut self, other: &Bitmap) {
+        for (w, o) in self.words.iter_mut().zip(other.words.iter()) {
+            *w |= *o;
+        }
+    }
+}
+
+/// Global switches, one entry in `SG_GLOBAL`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GlobalConfig {
+    pub session_timeout_ns: u64,
+    /// `GLOBAL_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Drop outbound TCP to port 25 (SPEC §3.8).
+pub const GLOBAL_BLOCK_SMTP: u32 = 1 << 0;
+/// Let IPv6 neighbour and router discovery through (SPEC §3.7); the
+/// file's `builtin_neighbor_discovery`.
+pub const GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY: u32 = 1 << 1;
+/// Let DHCP and DHCPv6 client exchanges through (SPEC §3.7); the file's
+/// `builtin_dhcp_client`.
+pub const GLOBAL_BUILTIN_DHCP_CLIENT: u32 = 1 << 2;
+// TODO(remove once sg-ebpf uses the names above)
+pub const GLOBAL_ALLOW_ND: u32 = GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY;
+pub const GLOBAL_ALLOW_DHCP: u32 = GLOBAL_BUILTIN_DHCP_CLIENT;
+
+/// Value of `SG_INTERFACES`, keyed by ifindex. Replaced whole (hash map
+/// update), which is how a new ruleset is switched in atomically.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct InterfaceConfig {
+    /// Table id per semantic direction (`Direction::index`).
+    pub tables: [u32; 2],
+    /// `IFACE_*` bits.
+    pub flags: u32,
+    /// Bumped at every ruleset change; a session from an older epoch is
+    /// re-checked against the new explicit drop rules once (SPEC §3.6).
+    pub epoch: u32,
+}
+
+/// The interface is the host side of an instance's link: TC ingress is the
+/// instance's outbound traffic.
+pub const IFACE_HYPERVISOR: u32 = 1 << 0;
+
+/// Value of `SG_TABLES`, indexed by table id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TableInfo {
+    /// Bit set where the rule of that index accepts.
+    pub accept: Bitmap,
+    /// Verdict when no rule matches: 1 accept, 0 drop.
+    pub default_accept: u32,
+    pub rule_count: u32,
+    /// `TABLE_*` bits: which optional lookups this table needs.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Some rule names a local address: look up `DIM_LOCAL`.
+pub const TABLE_MATCHES_LOCAL: u32 = 1 << 0;
+/// Some rule names a source port: look up `DIM_SRC_PORT`.
+pub const TABLE_MATCHES_SRC_PORT: u32 = 1 << 1;
+
+/// Key of `SG_PROTO`: (table, protocol number or `PROTO_ANY`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProtoKey {
+    pub table: u32,
+    pub proto: u32,
+}
+
+/// Data part of an `SG_ADDR` LPM key. Prefix length = 48 + CIDR length:
+/// the table, the dimension and the family always match in full.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrKey {
+    /// Table id, big-endian (or ifindex in `SG_INSTANCE_ADDRS`).
+    pub table: [u8; 4],
+    /// `DIM_REMOTE` or `DIM_LOCAL`.
+    pub dim: u8,
+    pub family: u8,
+    pub addr: [u8; 16],
+    pub _pad: [u8; 2],
+}
+pub const ADDR_KEY_FIXED_BITS: u32 = 48;
+
+impl AddrKey {
+    /// The key of `addr` (family `FAMILY_V4`, the first 4 bytes, or
+    /// `FAMILY_V6`) in table (or interface) `table`, dimension `dim`.
+    #[inline(always)]
+    pub const fn new(table: u32, dim: u8, family: u8, addr: [u8; 16]) -> AddrKey {
+        AddrKey {
+            table: table.to_be_bytes(),
+            dim,
+            family,
+            addr,
+            _pad: [0; 2],
+        }
+    }
+
+    /// LPM prefix length of a key whose address has `cidr_len` bits.
+    #[inline(always)]
+    pub const fn prefix_bits(cidr_len: u32) -> u32 {
+        ADDR_KEY_FIXED_BITS + cidr_len
+    }
+
+    /// LPM prefix length of a whole address of `family`: a lookup key.
+    #[inline(always)]
+    pub const fn host_bits(family: u8) -> u32 {
+        AddrKey::prefix_bits(if family == FAMILY_V4 { 32 } else { 128 })
+    }
+}
+/// The remote address: source of inbound, destination of outbound packets.
+pub const DIM_REMOTE: u8 = 0;
+/// The local address (5-tuple rules; anti-spoofing).
+pub const DIM_LOCAL: u8 = 1;
+
+/// Data part of an `SG_PORT` LPM key. Prefix length = 40 + port prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortKey {
+    pub table: [u8; 4],
+    /// `DIM_DST_PORT` or `DIM_SRC_PORT`.
+    pub dim: u8,
+    pub port: [u8; 2],
+}
+pub const PORT_KEY_FIXED_BITS: u32 = 40;
+
+impl PortKey {
+    #[inline(always)]
+    pub const fn new(table: u32, dim: u8, port: u16) -> PortKey {
+        PortKey {
+            table: table.to_be_bytes(),
+            dim,
+            port: port.to_be_bytes(),
+        }
+    }
+
+    /// LPM prefix length of a key whose port has `port_bits` bits.
+    #[inline(always)]
+    pub const fn prefix_bits(port_bits: u32) -> u32 {
+        PORT_KEY_FIXED_BITS + port_bits
+    }
+}
+pub const DIM_DST_PORT: u8 = 0;
+/// Source port (5-tuple rules).
+pub const DIM_SRC_PORT: u8 = 1;
+
+/// Key of `SG_CONNTRACK`: one entry per session and interface, oriented
+/// local/remote so that both directions of a session find the same entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub ifindex: u32,
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CtValue {
+    /// `bpf_ktime_get_boot_ns` of the last packet.
+    pub last_seen_ns: u64,
+    /// `Direction` (as u32) of the packet that opened it.
+    pub opened: u32,
+    /// The interface's ruleset epoch the session was last checked against.
+    pub epoch: u32,
+}
+
+/// Key of `SG_FRAGMENTS`: one datagram being fragmented.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub ifindex: u32,
+    /// IPv4 identification (16 bits) or IPv6 fragment identification.
+    pub id: u32,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of `SG_FRAGMENTS`: how the first fragment was decided.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FragValue {
+    /// The `Reason` of the first fragment.
+    pub reason: u32,
+    pub rule: u32,
+    /// The table `rule` indexes.
+    pub table: u32,
+}
+
+/// The decision left in `skb->cb` (for `BPF_PROG_TEST_RUN` and for tools
+/// that run after the classifier): `cb[CB_REASON]` is the `Reason`,
+/// `cb[CB_RULE]` the index of the deciding rule, or `NO_RULE`, in table
+/// `cb[CB_TABLE]`.
+pub const CB_REASON: usize = 0;
+pub const CB_RULE: usize = 1;
+pub const CB_TABLE: usize = 2;
+pub const NO_RULE: u32 = u32::MAX;
+
+/// Key of `SG_RULE_COUNTERS`: a rule of a table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleCounterKey {
+    pub table: u32,
+    pub rule: u32,
+}
+
+/// Key of `SG_IFACE_COUNTERS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IfaceCounterKey {
+    pub ifindex: u32,
+    /// `Direction` (as u8).
+    pub dir: u8,
+    /// 1 accepted, 0 dropped.
+    pub accepted: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Packets and bytes (per CPU in the kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One dropped packet, as the kernel reports it through `SG_DROPS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DropRecord {
+    /// `bpf_ktime_get_boot_ns`.
+    pub time_ns: u64,
+    pub ifindex: u32,
+    pub reason: u32,
+    pub rule: u32,
+    pub table: u32,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub dir: u8,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: u8,
+}
+
+/// The sizes of the layout `MAP_LAYOUT_VERSION` names. Pinned maps of an
+/// older daemon are opened by a newer one only when the version matches,
+/// so a key or value that changes size must come with a new version (and
+/// new sizes here).
+const _: () = {
+    use core::mem::size_of;
+    assert!(
+        MAP_LAYOUT_VERSION == 1
+            && size_of::<Bitmap>() == 128
+            && size_of::<GlobalConfig>() == 16
+            && size_of::<InterfaceConfig>() == 16
+            && size_of::<TableInfo>() == 144
+            && size_of::<ProtoKey>() == 8
+            && size_of::<AddrKey>() == 24
+            && size_of::<PortKey>() == 7
+            && size_of::<CtKey>() == 44
+            && size_of::<CtValue>() == 16
+            && size_of::<FragKey>() == 44
+            && size_of::<FragValue>() == 12
+            && size_of::<RuleCounterKey>() == 8
+            && size_of::<IfaceCounterKey>() == 8
+            && size_of::<Counter>() == 16
+            && size_of::<DropRecord>() == 64,
+        "a map key or value changed size: bump MAP_LAYOUT_VERSION and update these sizes"
+    );
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are repr(C) plain data without padding the kernel reads.
+    unsafe impl aya::Pod for Bitmap {}
+    unsafe impl aya::Pod for GlobalConfig {}
+    unsafe impl aya::Pod for InterfaceConfig {}
+    unsafe impl aya::Pod for TableInfo {}
+    unsafe impl aya::Pod for ProtoKey {}
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for PortKey {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for FragKey {}
+    unsafe impl aya::Pod for RuleCounterKey {}
+    unsafe impl aya::Pod for IfaceCounterKey {}
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for DropRecord {}
+    unsafe impl aya::Pod for FragValue {}
+}

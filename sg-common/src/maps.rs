@@ -1,0 +1,78 @@
+//! The maps of the kernel program as the daemon knows them: their names,
+//! which of them are pinned, their capacities, the names of the two entry
+//! points, and the version of the layout (see [`crate::keys`] for the keys
+//! and values themselves).
+
+/// Version of the map layout (keys, values, sizes). Pinned maps live in a
+/// directory named after it, so a daemon with another layout never reads
+/// them; bump it with every layout change (`keys.rs` refuses to compile
+/// when a key or value changes size and this is not bumped).
+pub const MAP_LAYOUT_VERSION: u32 = 1;
+
+pub const GLOBAL: &str = "SG_GLOBAL";
+pub const INTERFACES: &str = "SG_INTERFACES";
+pub const TABLES: &str = "SG_TABLES";
+pub const PROTO: &str = "SG_PROTO";
+pub const ADDR: &str = "SG_ADDR";
+pub const PORT: &str = "SG_PORT";
+pub const CONNTRACK: &str = "SG_CONNTRACK";
+pub const FRAGMENTS: &str = "SG_FRAGMENTS";
+pub const INSTANCE_ADDRS: &str = "SG_INSTANCE_ADDRS";
+pub const RULE_COUNTERS: &str = "SG_RULE_COUNTERS";
+pub const IFACE_COUNTERS: &str = "SG_IFACE_COUNTERS";
+pub const DROPS: &str = "SG_DROPS";
+pub const STATS: &str = "SG_STATS";
+
+/// The maps that hold state and outlive a daemon (pinned): everything
+/// but per-run scratch space.
+pub const PINNED: [&str; 12] = [
+    RULE_COUNTERS,
+    IFACE_COUNTERS,
+    GLOBAL,
+    INTERFACES,
+    TABLES,
+    PROTO,
+    ADDR,
+    PORT,
+    CONNTRACK,
+    FRAGMENTS,
+    INSTANCE_ADDRS,
+    STATS,
+];
+
+/// Names of the two entry points: one per TC hook.
+pub mod programs {
+    pub const INGRESS: &str = "sg_tc_ingress";
+    pub const EGRESS: &str = "sg_tc_egress";
+}
+
+/// Rules per direction of one interface, including hidden ones. SPEC §4
+/// allows 1000 per interface for both directions together.
+pub const MAX_RULES: usize = 1024;
+pub const BITMAP_WORDS: usize = MAX_RULES / 64;
+
+/// Compiled tables (one per interface and direction, twice for the
+/// double buffer) that can exist at once.
+pub const MAX_TABLES: u32 = 4096;
+
+/// Tracked sessions across all interfaces.
+pub const CONNTRACK_ENTRIES: u32 = 131_072;
+
+/// Entries in the address and port tries, all tables together.
+pub const ADDR_TRIE_ENTRIES: u32 = 262_144;
+pub const PORT_TRIE_ENTRIES: u32 = 262_144;
+pub const PROTO_ENTRIES: u32 = 65_536;
+pub const MAX_INTERFACES: u32 = 4096;
+pub const FRAGMENT_ENTRIES: u32 = 8192;
+/// (table, rule) pairs with counters; the least recently hit go first.
+pub const RULE_COUNTER_ENTRIES: u32 = 65_536;
+/// (interface, direction, verdict) counters.
+pub const IFACE_COUNTER_ENTRIES: u32 = 16_384;
+/// Ring buffer of drop records, bytes (a power of two of pages).
+pub const DROP_RING_BYTES: u32 = 256 * 1024;
+/// Drop records each CPU may emit per second, and in a burst: a flood of
+/// dropped packets cannot flood the daemon.
+pub const DROP_RECORDS_PER_SEC: u64 = 200;
+pub const DROP_RECORDS_BURST: u64 = 100;
+/// Instance addresses of hypervisor-mode interfaces (anti-spoofing).
+pub const INSTANCE_ADDR_ENTRIES: u32 = 16_384;

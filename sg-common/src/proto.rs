@@ -1,0 +1,42 @@
+//! The one protocol table: IANA numbers the kernel and the daemon test for,
+//! and the names the file, the API and `sgctl` accept and show for them.
+
+pub const ICMP: u8 = 1;
+pub const TCP: u8 = 6;
+pub const GRE: u8 = 47;
+pub const UDP: u8 = 17;
+pub const ICMPV6: u8 = 58;
+
+/// The protocols known by name (SPEC §2 `ip_protocol`), lower case.
+/// `all` is not a protocol of a packet; the rule model adds it.
+pub const NAMED: [(&str, u8); 5] = [
+    ("tcp", TCP),
+    ("udp", UDP),
+    ("icmp", ICMP),
+    ("icmpv6", ICMPV6),
+    ("gre", GRE),
+];
+
+/// The number of a protocol given by name (any letter case) or as a
+/// decimal number 0..=255.
+pub fn number(name_or_number: &str) -> Option<u8> {
+    NAMED
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(name_or_number))
+        .map(|&(_, n)| n)
+        .or_else(|| name_or_number.parse().ok())
+}
+
+/// The name of a protocol number, if it has one.
+pub fn name(number: u8) -> Option<&'static str> {
+    NAMED
+        .iter()
+        .find(|&&(_, n)| n == number)
+        .map(|&(name, _)| name)
+}
+
+/// TCP and UDP carry ports that rules match.
+#[inline(always)]
+pub const fn has_ports(number: u8) -> bool {
+    number == TCP || number == UDP
+}

@@ -1,0 +1,45 @@
+//! The limits of SPEC §4 in one place, and the per-interface rule quota
+//! they are counted by.
+
+use std::{collections::HashMap, ops::RangeInclusive};
+
+use super::schema;
+
+/// Groups bound to one interface.
+pub const MAX_GROUPS_PER_INTERFACE: usize = 10;
+/// Rules of one interface, ingress and egress together, lists counted at
+/// their `max_entries`.
+pub const MAX_RULES_PER_INTERFACE: usize = 1000;
+/// Rules of one group that reference a group.
+pub const MAX_GROUP_REFERENCES_PER_GROUP: usize = 20;
+/// Rule priorities; 1 is the strongest.
+pub const PRIORITY_RANGE: RangeInclusive<i64> = 1..=100;
+/// Entries of a prefix list or a port list (`max_entries`).
+pub const LIST_ENTRIES_RANGE: RangeInclusive<usize> = 1..=MAX_RULES_PER_INTERFACE;
+/// `session_timeout_secs`: up to a week.
+pub const SESSION_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=86_400 * 7;
+/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// How many rules a group counts toward the per-interface quota (SPEC §2,
+/// §4): one per rule, or a referenced list's `max_entries` (the maps
+/// give it by list id).
+pub fn rule_quota(
+    g: &schema::Group,
+    prefix_list_sizes: &HashMap<&str, usize>,
+    port_list_sizes: &HashMap<&str, usize>,
+) -> usize {
+    let size = |sizes: &HashMap<&str, usize>, id: &Option<String>| {
+        id.as_deref().and_then(|id| sizes.get(id)).copied()
+    };
+    g.ingress
+        .iter()
+        .chain(&g.egress)
+        .map(|r| {
+            let prefixes = size(prefix_list_sizes, &r.source_prefix_list_id)
+                .max(size(prefix_list_sizes, &r.dest_prefix_list_id));
+            let ports = size(port_list_sizes, &r.port_range_list_id);
+            prefixes.unwrap_or(1).max(ports.unwrap_or(1))
+        })
+        .sum()
+}

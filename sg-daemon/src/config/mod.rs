@@ -1,0 +1,262 @@
+//! The desired state: its schema (SPEC §7), reading it from TOML, and
+//! checking it against SPEC §2 and §4 into the model.
+//!
+//! - `schema`: the document types, written once for the file, the store
+//!   and the API;
+//! - `validate/`: the checks, one module per object;
+//! - `limits`: the SPEC §4 limits and the rule quota;
+//! - `values`: addresses, port ranges and protocols as written;
+//! - `errors`: problems with their field path, located in the file.
+//!
+//! Every problem found is reported, each naming the file, line, column,
+//! field path and the allowed values; a document with any problem yields no
+//! `Config` at all, so nothing of it is applied. A document from the API is
+//! checked by the same code, without positions.
+
+mod errors;
+pub mod limits;
+pub mod schema;
+mod validate;
+pub mod values;
+
+use std::path::Path;
+
+pub use errors::{ConfigError, ConfigErrors};
+pub use limits::{
+    MAX_GROUP_REFERENCES_PER_GROUP, MAX_GROUPS_PER_INTERFACE, MAX_RULES_PER_INTERFACE,
+    PRIORITY_RANGE,
+};
+pub use schema::Document;
+pub use values::{parse_cidr, parse_port_range};
+
+use crate::model::Config;
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_document(path).map(|(_, config)| config)
+}
+
+/// Reads and validates a config file, keeping the document as written.
+pub fn load_document(path: &Path) -> Result<(Document, Config), ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            field: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    parse_document(path, &text)
+}
+
+/// Validates config text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    parse_document(path, text).map(|(_, config)| config)
+}
+
+/// Validates config text and returns the document with its model.
+pub fn parse_document(path: &Path, text: &str) -> Result<(Document, Config), ConfigErrors> {
+    // serde stops at the first structural problem (syntax, unknown field,
+    // wrong type); it is reported with its position.
+    let doc: Document = toml::from_str(text).map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start);
+        ConfigErrors::at(
+            path.to_owned(),
+            text,
+            at,
+            "(syntax)",
+            e.message().to_string(),
+        )
+    })?;
+    let config = validate::document(&doc)
+        .map_err(|problems| ConfigErrors::located(path.to_owned(), Some(text), problems))?;
+    Ok((doc, config))
+}
+
+/// Validates a document that has no text (an API request); `origin` names
+/// it in messages.
+pub fn validate(doc: &Document, origin: &Path) -> Result<Config, ConfigErrors> {
+    validate::document(doc)
+        .map_err(|problems| ConfigErrors::located(origin.to_owned(), None, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Peer, PortRange};
+
+    fn errors(text: &str) -> Vec<ConfigError> {
+        parse(Path::new("sg.toml"), text)
+            .expect_err("the file is invalid")
+            .0
+    }
+
+    const GOOD: &str = r#"
+[daemon]
+session_timeout_secs = 910
+block_smtp_egress = true
+state_dir = "/var/lib/sg"
+runtime_dir = "/run/sg"
+bpffs_dir = "/sys/fs/bpf/sg"
+
+[[prefix_list]]
+id = "pl-office"
+max_entries = 10
+entries = ["203.0.113.0/24", "2001:db8:1::/48"]
+
+[[port_list]]
+id = "prl-web"
+max_entries = 5
+entries = ["80/80", "8000/8080"]
+
+[[security_group]]
+id = "sg-web"
+type = "basic"
+inner_access_policy = "accept"
+members = ["198.51.100.20"]
+
+  [[security_group.ingress]]
+  policy = "accept"
+  priority = 1
+  ip_protocol = "tcp"
+  port_range = "80/80"
+  source_cidr_ip = "0.0.0.0/0"
+
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range_list_id = "prl-web"
+  source_prefix_list_id = "pl-office"
+
+  [[security_group.egress]]
+  policy = "drop"
+  priority = 2
+  ip_protocol = "all"
+  port_range = "-1/-1"
+  dest_cidr_ip = "0.0.0.0/0"
+
+[[interface]]
+name = "eth0"
+security_groups = ["sg-web"]
+"#;
+
+    #[test]
+    fn the_spec_example_without_hypervisor_mode_is_valid() {
+        let config = parse(Path::new("sg.toml"), GOOD).unwrap();
+        let g = &config.groups[0];
+        assert_eq!(g.ingress.len(), 2);
+        assert_eq!(g.ingress[0].id, "sg-web/ingress/1");
+        assert_eq!(g.ingress[1].ports.len(), 2);
+        assert!(matches!(&g.ingress[1].peer, Peer::Cidrs(nets) if nets.len() == 2));
+        assert_eq!(g.egress[0].priority, 2);
+        assert_eq!(g.egress[0].ports, vec![PortRange::ANY]);
+        assert_eq!(config.daemon.session_timeout_secs, 910);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_line_field_and_allowed_values() {
+        let text = GOOD
+            .replace("priority = 2", "priority = 0")
+            .replace("policy = \"drop\"", "policy = \"deny\"")
+            .replace("\"80/80\"\n  source_cidr_ip", "\"0/80\"\n  source_cidr_ip");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        let prio = errs
+            .iter()
+            .find(|e| e.field.ends_with("egress[0].priority"))
+            .unwrap();
+        assert_eq!(
+            prio.line,
+            text.lines()
+                .position(|l| l.contains("priority = 0"))
+                .unwrap()
+                + 1
+        );
+        assert!(prio.message.contains("1..=100"), "{}", prio.message);
+        let policy = errs
+            .iter()
+            .find(|e| e.field.ends_with("egress[0].policy"))
+            .unwrap();
+        assert!(policy.message.contains("\"accept\", \"drop\""));
+        let port = errs
+            .iter()
+            .find(|e| e.field.ends_with("ingress[0].port_range"))
+            .unwrap();
+        assert!(port.to_string().starts_with("sg.toml:"), "{port}");
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let errs = errors(&GOOD.replace("block_smtp_egress", "block_smtp"));
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].message.contains("unknown field"),
+            "{}",
+            errs[0].message
+        );
+        assert_eq!(errs[0].line, 4);
+    }
+
+    #[test]
+    fn ports_only_for_tcp_and_udp() {
+        let text = GOOD.replace(
+            "ip_protocol = \"all\"\n  port_range = \"-1/-1\"",
+            "ip_protocol = \"icmp\"\n  port_range = \"1/2\"",
+        );
+        assert!(errors(&text)[0].field.ends_with("egress[0].port_range"));
+        let text = GOOD.replace(
+            "ip_protocol = \"tcp\"\n  port_range = \"80/80\"",
+            "ip_protocol = \"tcp\"\n  port_range = \"-1/-1\"",
+        );
+        assert!(errors(&text)[0].field.ends_with("ingress[0].port_range"));
+    }
+
+    #[test]
+    fn addresses_are_normalised() {
+        assert_eq!(
+            parse_cidr("2408:180:0000::1").unwrap().to_string(),
+            "2408:180::1/128"
+        );
+        assert_eq!(parse_cidr("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+    }
+
+    #[test]
+    fn bindings_are_checked() {
+        let text = GOOD.replace(
+            "security_groups = [\"sg-web\"]",
+            "security_groups = [\"sg-web\", \"sg-web\", \"sg-nope\"]",
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        let eleven: Vec<String> = (0..11).map(|i| format!("\"sg-{i}\"")).collect();
+        let text = GOOD.replace("[\"sg-web\"]\n", &format!("[{}]\n", eleven.join(", ")));
+        assert!(
+            errors(&text)
+                .iter()
+                .any(|e| e.message.contains("allowed: 1..=10"))
+        );
+    }
+
+    #[test]
+    fn the_rule_quota_counts_lists_at_max_entries() {
+        let text = GOOD.replace("max_entries = 10", "max_entries = 999");
+        let errs = errors(&text);
+        assert!(errs[0].message.contains("at most 1000"), "{errs:#?}");
+    }
+
+    #[test]
+    fn groups_of_one_interface_share_a_type() {
+        let text = format!(
+            "{GOOD}\n[[security_group]]\nid = \"sg-ent\"\ntype = \"enterprise\"\n\n[[interface]]\nname = \"eth1\"\nsecurity_groups = [\"sg-web\", \"sg-ent\"]\n"
+        );
+        let errs = errors(&text);
+        assert!(
+            errs[0]
+                .message
+                .contains("must all be basic or all enterprise"),
+            "{errs:#?}"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! `[[interface]]`: the interface name, the mode and instance addresses,
+//! and its groups: present, listed once, of one type, and within the
+//! per-interface limits of SPEC §4.
+
+use std::{collections::HashSet, net::IpAddr};
+
+use super::{Refs, Validator, list_sizes};
+use crate::{
+    config::{
+        limits::{MAX_GROUPS_PER_INTERFACE, MAX_IFNAME_LEN, MAX_RULES_PER_INTERFACE, rule_quota},
+        schema::{Binding, Document},
+    },
+    model::{BindingMode, InterfaceBinding, SecurityGroup},
+};
+
+impl Validator {
+    pub(super) fn binding(
+        &mut self,
+        b: &Binding,
+        field: &str,
+        groups: &[SecurityGroup],
+        doc: &Document,
+        refs: &Refs,
+    ) -> InterfaceBinding {
+        let name = &b.name;
+        if name.is_empty() || name.len() > MAX_IFNAME_LEN || name.contains(['/', ' ']) {
+            self.error(
+                format!("{field}.name"),
+                format!("{name:?} is not an interface name; allowed: 1..=15 characters, no '/' or spaces"),
+            );
+        }
+        let mode = match b.mode.as_deref() {
+            None | Some("instance") => BindingMode::Instance,
+            Some("hypervisor") => BindingMode::Hypervisor,
+            Some(other) => {
+                self.error(
+                    format!("{field}.mode"),
+                    format!("{other:?} is not a mode; allowed: \"instance\", \"hypervisor\""),
+                );
+                BindingMode::Instance
+            }
+        };
+        let mut addresses = Vec::new();
+        for (i, a) in b.addresses.iter().enumerate() {
+            match a.parse::<IpAddr>() {
+                Ok(ip) => addresses.push(ip),
+                Err(_) => self.error(
+                    format!("{field}.addresses[{i}]"),
+                    format!("{a:?} is not an IP address; allowed: an IPv4 or IPv6 address"),
+                ),
+            }
+        }
+        if mode == BindingMode::Hypervisor && addresses.is_empty() {
+            self.error(
+                format!("{field}.addresses"),
+                "required in hypervisor mode: the instance's private IPs (its packets from any other source are dropped)",
+            );
+        }
+        self.bound_groups(b, field, groups, doc, refs);
+        InterfaceBinding {
+            name: name.clone(),
+            mode,
+            security_groups: b.security_groups.clone(),
+            addresses,
+        }
+    }
+
+    /// The binding's groups exist, are listed once, are of one type, and
+    /// stay within the group and rule limits.
+    fn bound_groups(
+        &mut self,
+        b: &Binding,
+        field: &str,
+        groups: &[SecurityGroup],
+        doc: &Document,
+        refs: &Refs,
+    ) {
+        let list = &b.security_groups;
+        if list.is_empty() || list.len() > MAX_GROUPS_PER_INTERFACE {
+            self.error(
+                format!("{field}.security_groups"),
+                format!("{} groups; allowed: 1..=10 per interface", list.len()),
+            );
+        }
+        let (prefix_sizes, port_sizes) =
+            (list_sizes(&refs.prefix_lists), list_sizes(&refs.port_lists));
+        let mut seen = HashSet::new();
+        let mut kinds = HashSet::new();
+        let mut quota = 0usize;
+        for (i, id) in list.iter().enumerate() {
+            let Some(group) = groups.iter().find(|g| &g.id == id) else {
+                self.error(
+                    format!("{field}.security_groups[{i}]"),
+                    format!("no [[security_group]] with id {id:?}"),
+                );
+                continue;
+            };
+            if !seen.insert(id) {
+                self.error(
+                    format!("{field}.security_groups[{i}]"),
+                    format!("group {id:?} is listed twice"),
+                );
+                continue;
+            }
+            kinds.insert(group.kind);
+            quota += doc
+                .group(id)
+                .map_or(0, |g| rule_quota(g, &prefix_sizes, &port_sizes));
+        }
+        if kinds.len() > 1 {
+            self.error(
+                format!("{field}.security_groups"),
+                "groups of one interface must all be basic or all enterprise",
+            );
+        }
+        if quota > MAX_RULES_PER_INTERFACE {
+            self.error(
+                format!("{field}.security_groups"),
+                format!("{quota} rules (ingress and egress, prefix and port lists counted at max_entries); allowed: at most 1000 per interface"),
+            );
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `[daemon]`: host settings, defaults for what is left out.
+
+use std::path::{Path, PathBuf};
+
+use super::Validator;
+use crate::{
+    config::{limits::SESSION_TIMEOUT_RANGE, schema},
+    model::DaemonSettings,
+};
+
+impl Validator {
+    pub(super) fn daemon(&mut self, raw: Option<&schema::Daemon>) -> DaemonSettings {
+        let mut d = DaemonSettings::default();
+        let Some(raw) = raw else { return d };
+        if let Some(t) = raw.session_timeout_secs {
+            match u64::try_from(t) {
+                Ok(secs) if SESSION_TIMEOUT_RANGE.contains(&secs) => d.session_timeout_secs = secs,
+                _ => self.error(
+                    "daemon.session_timeout_secs",
+                    format!("{t} is out of range; allowed: 1..=604800 seconds (default 910)"),
+                ),
+            }
+        }
+        d.block_smtp_egress = raw.block_smtp_egress.unwrap_or(d.block_smtp_egress);
+        d.builtin_neighbor_discovery = raw
+            .builtin_neighbor_discovery
+            .unwrap_or(d.builtin_neighbor_discovery);
+        d.builtin_dhcp_client = raw.builtin_dhcp_client.unwrap_or(d.builtin_dhcp_client);
+        if let Some(a) = &raw.metrics_address {
+            match a.parse::<std::net::SocketAddr>() {
+                Ok(addr) => d.metrics_address = Some(addr),
+                Err(_) => self.error(
+                    "daemon.metrics_address",
+                    format!("{a:?} is not valid; allowed: an address and port such as \"127.0.0.1:9630\" or \"[::1]:9630\""),
+                ),
+            }
+        }
+        for (value, name, slot) in [
+            (&raw.state_dir, "daemon.state_dir", &mut d.state_dir),
+            (&raw.runtime_dir, "daemon.runtime_dir", &mut d.runtime_dir),
+            (&raw.bpffs_dir, "daemon.bpffs_dir", &mut d.bpffs_dir),
+        ] {
+            let Some(v) = value else { continue };
+            if Path::new(v).is_absolute() {
+                *slot = PathBuf::from(v);
+            } else {
+                self.error(
+                    name,
+                    format!("{v:?} is not an absolute path; allowed: an absolute directory path"),
+                );
+            }
+        }
+        d
+    }
+}

@@ -1,0 +1,109 @@
+//! Checking a whole document and building the model from it (SPEC §2, §4,
+//! §7), one module per object: `daemon`, `lists`, `group`, `rule`,
+//! `binding`. Every problem is collected (none stops the others from
+//! being found), each with its field path and the allowed values; a
+//! document with any problem yields no `Config`.
+
+mod binding;
+mod daemon;
+mod group;
+mod lists;
+mod rule;
+
+use std::collections::{HashMap, HashSet};
+
+use ipnet::IpNet;
+
+use super::{errors::Problem, schema::Document};
+use crate::model::{Config, PortRange};
+
+/// Checks `doc` and builds its model, or says every problem.
+pub fn document(doc: &Document) -> Result<Config, Vec<Problem>> {
+    let mut v = Validator::default();
+    let config = v.document(doc);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(v.problems)
+    }
+}
+
+/// What rules may refer to: lists and groups, by id.
+struct Refs {
+    prefix_lists: HashMap<String, NamedList<IpNet>>,
+    port_lists: HashMap<String, NamedList<PortRange>>,
+    group_ids: HashSet<String>,
+}
+
+/// `max_entries` of every list, by id: what a rule naming the list counts
+/// toward the quota.
+fn list_sizes<T>(lists: &HashMap<String, NamedList<T>>) -> HashMap<&str, usize> {
+    lists
+        .iter()
+        .map(|(id, l)| (id.as_str(), l.max_entries))
+        .collect()
+}
+
+/// A validated prefix list or port list.
+struct NamedList<T> {
+    max_entries: usize,
+    entries: Vec<T>,
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn document(&mut self, doc: &Document) -> Config {
+        let daemon = self.daemon(doc.daemon.as_ref());
+        let refs = Refs {
+            prefix_lists: self.prefix_lists(&doc.prefix_list),
+            port_lists: self.port_lists(&doc.port_list),
+            group_ids: doc.security_group.iter().map(|g| g.id.clone()).collect(),
+        };
+        let mut group_ids = HashSet::new();
+        let mut groups = Vec::new();
+        for (i, g) in doc.security_group.iter().enumerate() {
+            let field = format!("security_group[{i}]");
+            if !group_ids.insert(g.id.as_str()) {
+                self.error(
+                    format!("{field}.id"),
+                    format!("duplicate group id {:?}", g.id),
+                );
+            }
+            groups.push(self.group(g, &field, &refs));
+        }
+        let interfaces = doc
+            .interface
+            .iter()
+            .enumerate()
+            .map(|(i, b)| self.binding(b, &format!("interface[{i}]"), &groups, doc, &refs))
+            .collect();
+        let mut names = HashSet::new();
+        for (i, b) in doc.interface.iter().enumerate() {
+            if !names.insert(b.name.as_str()) {
+                self.error(
+                    format!("interface[{i}].name"),
+                    format!(
+                        "interface {:?} is bound twice; give each interface one [[interface]] with all its groups",
+                        b.name
+                    ),
+                );
+            }
+        }
+        Config {
+            daemon,
+            groups,
+            interfaces,
+        }
+    }
+}
