@@ -2,6 +2,7 @@
 //! daemon (`sg-daemon`). Everything here is `#[repr(C)]` plain data: the
 //! kernel reads exactly the bytes the daemon writes.
 //!
+//! - [`addr`]: addresses as map bytes (family and 16 bytes);
 //! - [`maps`]: map names, program names, capacities and the layout version;
 //! - [`keys`]: the keys and values of every map, with their flag bits and a
 //!   compile-time check of their sizes against the layout version;
@@ -18,12 +19,14 @@
 //! number of map lookups whatever the number of rules.
 #![no_std]
 
+pub mod addr;
 pub mod direction;
 pub mod keys;
 pub mod maps;
 pub mod proto;
 pub mod reason;
 
+pub use addr::{FAMILY_V4, FAMILY_V6};
 pub use direction::Direction;
 pub use keys::*;
 pub use maps::{
@@ -43,6 +46,3 @@ pub const METADATA_V4: [u8; 4] = [100, 100, 100, 200];
 /// Semantic direction indices, seen from the protected instance.
 pub const INBOUND: usize = Direction::Ingress.index();
 pub const OUTBOUND: usize = Direction::Egress.index();
-
-pub const FAMILY_V4: u8 = 4;
-pub const FAMILY_V6: u8 = 6;

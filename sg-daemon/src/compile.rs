@@ -19,8 +19,8 @@ use std::{
 
 use ipnet::IpNet;
 use sg_common::{
-    Bitmap, DIM_DST_PORT, DIM_LOCAL, DIM_REMOTE, DIM_SRC_PORT, FAMILY_V4, FAMILY_V6, MAX_RULES,
-    PROTO_ANY, TABLE_MATCHES_LOCAL, TABLE_MATCHES_SRC_PORT,
+    Bitmap, DIM_DST_PORT, DIM_LOCAL, DIM_REMOTE, DIM_SRC_PORT, MAX_RULES, PROTO_ANY,
+    TABLE_MATCHES_LOCAL, TABLE_MATCHES_SRC_PORT,
 };
 
 use crate::model::{
@@ -315,15 +315,9 @@ fn contains_net(outer: &IpNet, inner: &IpNet) -> bool {
     outer.prefix_len() <= inner.prefix_len() && outer.contains(&inner.network())
 }
 
+/// The family and map bytes of a prefix's network address.
 pub fn addr_bytes(net: &IpNet) -> (u8, [u8; 16]) {
-    let mut bytes = [0u8; 16];
-    match net {
-        IpNet::V4(n) => {
-            bytes[..4].copy_from_slice(&n.network().octets());
-            (FAMILY_V4, bytes)
-        }
-        IpNet::V6(n) => (FAMILY_V6, n.network().octets()),
-    }
+    sg_common::addr::to_bytes(net.network())
 }
 
 /// Elementary port intervals (between consecutive range boundaries), each

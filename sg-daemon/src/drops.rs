@@ -7,7 +7,7 @@ use std::{collections::VecDeque, net::IpAddr};
 
 use aya::maps::{MapData, RingBuf};
 use serde::{Deserialize, Serialize};
-use sg_common::{DropRecord, FAMILY_V4, NO_RULE, Reason};
+use sg_common::{DropRecord, NO_RULE, Reason};
 use tokio::{
     io::unix::AsyncFd,
     sync::{broadcast, mpsc},
@@ -85,13 +85,7 @@ impl Default for DropLog {
 impl DropLog {
     /// Names a kernel record and keeps it.
     pub fn push(&mut self, daemon: &Daemon, r: &DropRecord) -> Drop {
-        let addr = |bytes: [u8; 16]| -> IpAddr {
-            if r.family == FAMILY_V4 {
-                IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
-            } else {
-                IpAddr::from(bytes)
-            }
-        };
+        let addr = |bytes: [u8; 16]| -> IpAddr { sg_common::addr::from_bytes(r.family, &bytes) };
         let rule = (r.rule != NO_RULE)
             .then(|| daemon.rule(r.table, r.rule))
             .flatten()
@@ -99,11 +93,7 @@ impl DropLog {
                 Origin::Rule { group, id } => format!("{group}/{id}"),
                 Origin::IntraGroup => "intra-group".to_owned(),
             });
-        let direction = if r.dir as usize == sg_common::INBOUND {
-            Direction::Ingress
-        } else {
-            Direction::Egress
-        };
+        let direction = Direction::from_raw(r.dir.into());
         let drop = Drop {
             seq: self.next_seq,
             boot_secs: r.time_ns as f64 / 1e9,

@@ -54,12 +54,7 @@ pub fn render(daemon: &Daemon) -> anyhow::Result<String> {
             ("interface".into(), name),
             (
                 "direction".into(),
-                if key.dir as usize == sg_common::INBOUND {
-                    "ingress"
-                } else {
-                    "egress"
-                }
-                .into(),
+                sg_common::Direction::from_raw(key.dir.into()).name().into(),
             ),
             (
                 "verdict".into(),

@@ -15,10 +15,8 @@ use crate::model::{
     PortRange, Protocol, Rule,
 };
 
-pub const ICMP: u8 = 1;
-pub const TCP: u8 = 6;
-pub const UDP: u8 = 17;
-pub const ICMPV6: u8 = 58;
+/// Protocol numbers, from the one protocol table.
+pub use sg_common::proto::{ICMP, ICMPV6, TCP, UDP};
 
 /// A parsed packet, as one interface sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
