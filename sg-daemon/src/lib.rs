@@ -7,6 +7,7 @@
 //! - [`reference`]: the decision of SPEC §3, plainly, as the yardstick;
 //! - [`verify`]: compiled tables against the reference before applying;
 //! - [`dataplane`]: loading the eBPF program, writing maps, attaching;
+//! - [`clock`]: now on the kernel's clock (`CLOCK_BOOTTIME`);
 //! - [`drops`]: records of dropped packets from the kernel, named;
 //! - [`metrics`]: the Prometheus text endpoint;
 //! - [`links`]: interface and address changes from rtnetlink (hot-plug);
@@ -14,6 +15,7 @@
 //! - [`store`]: the desired state in the file format, persisted for the API;
 //! - [`api`]: the control API on a Unix socket, used by `sgctl`.
 pub mod api;
+pub mod clock;
 pub mod compile;
 pub mod config;
 pub mod daemon;

@@ -1,0 +1,161 @@
+//! The kernel side, seen from userspace: [`Dataplane`] loads the embedded
+//! eBPF object, writes compiled tables into its maps, switches interfaces
+//! to new tables atomically and attaches the classifier to TC (TCX) hooks.
+//!
+//! This file holds the handle itself: loading the object (with or without
+//! pins), the global settings and access to its maps. The rest is one
+//! module per concept, each adding methods to [`Dataplane`]:
+//!
+//! - `pins`: the bpffs, where pins live ([`Pins`]), removing them;
+//! - `tables`: table ids, writing tables, switching an interface to new
+//!   ones (double buffering), anti-spoofing addresses, freeing old tables;
+//! - `attach`: the hooks ([`Hook`]), TCX links, pinned and replaced in
+//!   place;
+//! - `adopt`: taking over the tables a previous daemon left pinned;
+//! - `readers`: what the kernel reports (counters, drop records, the
+//!   kernel log);
+//! - `sessions`: the session table, listed, swept and flushed. It is
+//!   apart from the readers because sweeping and flushing write to it.
+
+mod adopt;
+mod attach;
+mod pins;
+mod readers;
+mod sessions;
+mod tables;
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, lpm_trie::Key},
+    programs::{SchedClassifier, tc::SchedClassifierLinkId},
+};
+use sg_common::{
+    AddrKey, GLOBAL_BLOCK_SMTP, GLOBAL_BUILTIN_DHCP_CLIENT, GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY,
+    GlobalConfig, MAX_TABLES, maps,
+};
+
+pub use attach::Hook;
+pub use pins::{Pins, remove_pins};
+
+use crate::model::DaemonSettings;
+use pins::ensure_bpffs;
+use tables::TableKeys;
+
+/// The eBPF object built by `build.rs`.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sg"));
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    /// `None`: nothing is pinned (tests); the program goes with the process.
+    pins: Option<Pins>,
+    free_tables: Vec<u32>,
+    /// Tables in use, per ifindex, by direction.
+    installed: HashMap<u32, [TableKeys; 2]>,
+    /// Tables switched away from; cleared at the next change.
+    retired: Vec<TableKeys>,
+    links: HashMap<String, Vec<(Hook, SchedClassifierLinkId)>>,
+    /// Ruleset generation; sessions remember the one they were checked
+    /// against.
+    epoch: u32,
+    /// Anti-spoofing entries written per hypervisor-mode ifindex.
+    instance_addrs: HashMap<u32, Vec<Key<AddrKey>>>,
+}
+
+impl Dataplane {
+    /// Loads the program into the kernel (not attached anywhere yet),
+    /// with maps of its own that go with the process.
+    pub fn load(settings: &DaemonSettings) -> anyhow::Result<Self> {
+        Self::load_with(settings, None)
+    }
+
+    /// Loads the program with its maps pinned under `bpffs_dir` (mounting
+    /// a bpffs there if none is), adopting the maps, tables and links an
+    /// earlier daemon left: sessions and enforcement carry on.
+    pub fn open_pinned(settings: &DaemonSettings) -> anyhow::Result<Self> {
+        ensure_bpffs(&settings.bpffs_dir)?;
+        let pins = Pins::under(&settings.bpffs_dir);
+        for dir in [&pins.maps, &pins.links] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut dp = Self::load_with(settings, Some(pins))?;
+        dp.adopt()?;
+        Ok(dp)
+    }
+
+    /// Kernel log records (aya-log, rare paths only) are compiled in but
+    /// emitted only when debug logging is on.
+    fn load_with(settings: &DaemonSettings, pins: Option<Pins>) -> anyhow::Result<Self> {
+        let kernel_log_level = if tracing::enabled!(tracing::Level::DEBUG) {
+            aya_log::Level::Debug
+        } else {
+            aya_log::Level::Info
+        } as u8;
+        let mut loader = EbpfLoader::new();
+        loader.override_global(aya_log::LEVEL, &kernel_log_level, true);
+        if let Some(pins) = &pins {
+            for name in maps::PINNED {
+                loader.map_pin_path(name, pins.maps.join(name));
+            }
+        }
+        let mut ebpf = loader
+            .load(EBPF_OBJECT)
+            .context("loading the sg eBPF object")?;
+        for hook in Hook::BOTH {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(hook.program())
+                .ok_or_else(|| anyhow!("program {} missing from the object", hook.program()))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("loading program {} (verifier)", hook.program()))?;
+        }
+        let mut dp = Dataplane {
+            ebpf,
+            pins,
+            // Popped from the end: low ids first.
+            free_tables: (0..MAX_TABLES).rev().collect(),
+            installed: HashMap::new(),
+            retired: Vec::new(),
+            links: HashMap::new(),
+            epoch: 0,
+            instance_addrs: HashMap::new(),
+        };
+        dp.set_global(settings)?;
+        Ok(dp)
+    }
+
+    pub fn set_global(&mut self, settings: &DaemonSettings) -> anyhow::Result<()> {
+        let mut flags = 0;
+        if settings.block_smtp_egress {
+            flags |= GLOBAL_BLOCK_SMTP;
+        }
+        if settings.builtin_neighbor_discovery {
+            flags |= GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY;
+        }
+        if settings.builtin_dhcp_client {
+            flags |= GLOBAL_BUILTIN_DHCP_CLIENT;
+        }
+        let global = GlobalConfig {
+            session_timeout_ns: settings.session_timeout_secs.saturating_mul(1_000_000_000),
+            flags,
+            _pad: 0,
+        };
+        let mut map: Array<_, GlobalConfig> = Array::try_from(self.map(maps::GLOBAL)?)?;
+        map.set(0, global, 0)?;
+        Ok(())
+    }
+
+    fn map_ref(&self, name: &str) -> anyhow::Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+    }
+
+    fn map(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+    }
+}
