@@ -25,7 +25,7 @@ impl Dataplane {
     /// is re-read just before it is deleted and kept if a packet touched it
     /// since it was found idle. Returns how many were freed.
     pub fn sweep_sessions(&mut self, timeout_ns: u64) -> anyhow::Result<usize> {
-        let now = boot_time_ns()?;
+        let now = boot_time_ns();
         let mut ct: BpfHashMap<_, CtKey, CtValue> =
             BpfHashMap::try_from(self.map(maps::CONNTRACK)?)?;
         let idle: Vec<(CtKey, u64)> = ct

@@ -1,0 +1,88 @@
+//! Putting a new desired state in force: validated, applied, persisted, or
+//! nothing changes (and the rules in force are restored); `Reload`.
+
+use std::path::Path;
+
+use tracing::error;
+
+use super::{Reply, edit::explain};
+use crate::{
+    daemon::ApplyReport,
+    model::Config,
+    store::{Document, Store},
+};
+
+/// Validates, applies and persists a new desired state; on any error
+/// nothing changes.
+pub(super) fn change(
+    state: &mut Store,
+    mut doc: Document,
+    apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
+) -> Result<ApplyReport, String> {
+    let config = doc
+        .validate(Path::new("request"))
+        .map_err(|e| explain(&doc, &e))?;
+    doc.fill_rule_ids(&config);
+    let report = apply(&config).map_err(|e| {
+        restore(state.config(), apply);
+        format!("not applied: {e:#}")
+    })?;
+    if let Err(e) = state.commit(doc, config) {
+        restore(state.config(), apply);
+        return Err(format!("not applied: the state cannot be persisted: {e}"));
+    }
+    Ok(report)
+}
+
+/// After a failed change: makes the host enforce the state in force again,
+/// in case the failure came half-way through the interfaces.
+fn restore(config: &Config, apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>) {
+    if let Err(e) = apply(config) {
+        error!("restoring the rules in force after a failed change: {e:#}");
+    }
+}
+
+pub(super) fn reload(
+    state: &mut Store,
+    apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
+) -> Result<Reply, String> {
+    let (doc, config) = state.read_config_file()?;
+    let report = apply(&config).map_err(|e| {
+        restore(state.config(), apply);
+        format!("not applied: {e:#}")
+    })?;
+    match state.reset_to_file(doc, config) {
+        Ok(discarded) => {
+            let mut message = format!("reloaded {}", state.config_file().display());
+            if discarded {
+                message.push_str(&format!(
+                    "; changes made through the API were discarded ({} removed)",
+                    state.state_file().display()
+                ));
+            }
+            message.push_str(&report_note(&report));
+            Ok(Reply::Done { message, id: None })
+        }
+        Err(e) => {
+            restore(state.config(), apply);
+            Err(format!("not applied: {e}"))
+        }
+    }
+}
+
+pub(super) fn report_note(report: &ApplyReport) -> String {
+    let mut note = String::new();
+    if !report.missing.is_empty() {
+        note.push_str(&format!(
+            "; not present on this host (enforced once they appear): {}",
+            report.missing.join(", ")
+        ));
+    }
+    if !report.released.is_empty() {
+        note.push_str(&format!(
+            "; no longer bound, so no longer filtered: {}",
+            report.released.join(", ")
+        ));
+    }
+    note
+}

@@ -1,0 +1,446 @@
+//! Editing a copy of the desired document: groups, rules (ids, patches),
+//! interface bindings and lists; the checks that objects in use are not
+//! deleted; validation errors named by object rather than by position.
+
+use super::{Direction, Request};
+use crate::{
+    config::ConfigErrors,
+    store::{self, Document},
+};
+
+/// Config errors of a changed document, naming objects by id rather than
+/// by position in a file the client never saw.
+pub(super) fn explain(doc: &Document, errors: &ConfigErrors) -> String {
+    let lines: Vec<String> = errors
+        .0
+        .iter()
+        .map(|e| format!("{}: {}", friendly_field(doc, &e.field), e.message))
+        .collect();
+    format!("invalid: {}", lines.join("; "))
+}
+
+fn friendly_field(doc: &Document, field: &str) -> String {
+    let mut objects = Vec::new();
+    let mut rest = Vec::new();
+    let mut group: Option<&store::Group> = None;
+    for segment in field.split('.') {
+        let indexed = segment
+            .strip_suffix(']')
+            .and_then(|s| s.split_once('['))
+            .and_then(|(name, i)| Some((name, i.parse::<usize>().ok()?)));
+        let named = match indexed {
+            Some(("security_group", i)) => doc.security_group.get(i).map(|g| {
+                group = Some(g);
+                format!("group {}", g.id)
+            }),
+            Some((dir @ ("ingress" | "egress"), i)) => group.map(|g| {
+                match g
+                    .rules(if dir == "ingress" {
+                        Direction::Ingress
+                    } else {
+                        Direction::Egress
+                    })
+                    .get(i)
+                    .and_then(|r| r.id.as_deref())
+                {
+                    Some(id) => format!("{dir} rule {id}"),
+                    None => format!("{dir} rule #{}", i + 1),
+                }
+            }),
+            Some(("interface", i)) => doc
+                .interface
+                .get(i)
+                .map(|b| format!("interface {}", b.name)),
+            Some(("prefix_list", i)) => doc
+                .prefix_list
+                .get(i)
+                .map(|l| format!("prefix list {}", l.id)),
+            Some(("port_list", i)) => doc.port_list.get(i).map(|l| format!("port list {}", l.id)),
+            _ => None,
+        };
+        match named {
+            Some(n) if rest.is_empty() => objects.push(n),
+            _ => rest.push(segment),
+        }
+    }
+    match (objects.is_empty(), rest.is_empty()) {
+        (true, _) => field.to_owned(),
+        (false, true) => objects.join(" "),
+        (false, false) => format!("{}: {}", objects.join(" "), rest.join(".")),
+    }
+}
+
+/// Applies an editing request to a copy of the desired state. Returns what
+/// it did and, for a new rule, its id.
+pub(super) fn edit_document(
+    doc: &mut Document,
+    request: Request,
+) -> Result<(String, Option<String>), String> {
+    match request {
+        Request::CreateGroup { group } => {
+            if group.id.is_empty() {
+                return Err("a group needs an id".into());
+            }
+            if doc.group(&group.id).is_some() {
+                return Err(format!("group {} exists", group.id));
+            }
+            let message = format!("created group {}", group.id);
+            doc.security_group.push(group);
+            Ok((message, None))
+        }
+        Request::ModifyGroup {
+            group,
+            name,
+            description,
+            inner_access_policy,
+            deletion_protection,
+            members,
+        } => {
+            let g = find_group(doc, &group)?;
+            let mut changed = Vec::new();
+            if let Some(name) = name {
+                g.name = non_empty(name);
+                changed.push("name");
+            }
+            if let Some(description) = description {
+                g.description = non_empty(description);
+                changed.push("description");
+            }
+            if let Some(policy) = inner_access_policy {
+                g.inner_access_policy = non_empty(policy);
+                changed.push("inner_access_policy");
+            }
+            if let Some(protect) = deletion_protection {
+                g.deletion_protection = protect;
+                changed.push("deletion_protection");
+            }
+            if let Some(members) = members {
+                g.members = members;
+                changed.push("members");
+            }
+            if changed.is_empty() {
+                return Err("nothing to modify: give at least one field".into());
+            }
+            Ok((
+                format!("modified {} of group {group}", changed.join(", ")),
+                None,
+            ))
+        }
+        Request::DeleteGroup { group } => {
+            let g = doc
+                .group(&group)
+                .ok_or_else(|| format!("no group {group}"))?;
+            let mut reasons = Vec::new();
+            if g.deletion_protection {
+                reasons.push(format!(
+                    "it is under deletion protection (turn it off first: sgctl group modify {group} --deletion-protection false)"
+                ));
+            }
+            let bound = bound_interfaces(doc, &group);
+            if !bound.is_empty() {
+                reasons.push(format!(
+                    "it is bound to interface {} (leave it first)",
+                    bound.join(", ")
+                ));
+            }
+            let referrers = referrers(doc, &group);
+            if !referrers.is_empty() {
+                reasons.push(format!(
+                    "rules of other groups reference it: {}",
+                    referrers.join(", ")
+                ));
+            }
+            if !reasons.is_empty() {
+                return Err(format!(
+                    "group {group} cannot be deleted: {}",
+                    reasons.join("; ")
+                ));
+            }
+            doc.security_group.retain(|g| g.id != group);
+            Ok((format!("deleted group {group}"), None))
+        }
+        Request::AuthorizeRule {
+            group,
+            direction,
+            mut rule,
+        } => {
+            let g = find_group(doc, &group)?;
+            let id = match rule.id.as_deref() {
+                Some("") | None => next_rule_id(g, direction),
+                Some(id) => {
+                    if find_rule(g, None, id).is_some() {
+                        return Err(format!("group {group} already has a rule {id}"));
+                    }
+                    id.to_owned()
+                }
+            };
+            rule.id = Some(id.clone());
+            g.rules_mut(direction).push(rule);
+            Ok((
+                format!("added {} rule {id} to group {group}", direction.name()),
+                Some(id),
+            ))
+        }
+        Request::RevokeRule {
+            group,
+            direction,
+            id,
+        } => {
+            let g = find_group(doc, &group)?;
+            let (dir, i) =
+                find_rule(g, direction, &id).ok_or_else(|| no_rule(&group, direction, &id))?;
+            g.rules_mut(dir).remove(i);
+            Ok((
+                format!("removed {} rule {id} from group {group}", dir.name()),
+                None,
+            ))
+        }
+        Request::ModifyRule {
+            group,
+            direction,
+            id,
+            rule,
+        } => {
+            let g = find_group(doc, &group)?;
+            let (dir, i) =
+                find_rule(g, direction, &id).ok_or_else(|| no_rule(&group, direction, &id))?;
+            let target = &mut g.rules_mut(dir)[i];
+            patch_rule(target, rule, dir)?;
+            Ok((
+                format!("modified {} rule {id} of group {group}", dir.name()),
+                None,
+            ))
+        }
+        Request::JoinInterface {
+            interface,
+            group,
+            mode,
+            addresses,
+        } => {
+            if doc.group(&group).is_none() {
+                return Err(format!("no group {group}"));
+            }
+            let binding = match doc.interface.iter_mut().find(|b| b.name == interface) {
+                Some(b) => b,
+                None => {
+                    doc.interface.push(store::Binding {
+                        name: interface.clone(),
+                        ..Default::default()
+                    });
+                    doc.interface.last_mut().expect("just pushed")
+                }
+            };
+            if binding.security_groups.contains(&group) {
+                return Err(format!("interface {interface} is already in group {group}"));
+            }
+            binding.security_groups.push(group.clone());
+            if let Some(mode) = mode {
+                binding.mode = non_empty(mode);
+            }
+            if let Some(addresses) = addresses {
+                binding.addresses = addresses;
+            }
+            Ok((format!("interface {interface} joined group {group}"), None))
+        }
+        Request::LeaveInterface { interface, group } => {
+            let b = doc
+                .interface
+                .iter_mut()
+                .find(|b| b.name == interface)
+                .ok_or_else(|| format!("interface {interface} is not bound"))?;
+            let before = b.security_groups.len();
+            b.security_groups.retain(|g| *g != group);
+            if b.security_groups.len() == before {
+                return Err(format!("interface {interface} is not in group {group}"));
+            }
+            if b.security_groups.is_empty() {
+                doc.interface.retain(|b| b.name != interface);
+            }
+            Ok((format!("interface {interface} left group {group}"), None))
+        }
+        Request::SetPrefixList { list } => {
+            Ok((set_list(&mut doc.prefix_list, list, "prefix list"), None))
+        }
+        Request::SetPortList { list } => {
+            Ok((set_list(&mut doc.port_list, list, "port list"), None))
+        }
+        Request::DeletePrefixList { id } => {
+            let users = rules_where(doc, |r| {
+                r.source_prefix_list_id.as_deref() == Some(&id)
+                    || r.dest_prefix_list_id.as_deref() == Some(&id)
+            });
+            let users = users.into_iter().map(|(_, name)| name).collect();
+            delete_list(&mut doc.prefix_list, &id, "prefix list", users)
+        }
+        Request::DeletePortList { id } => {
+            let users = rules_where(doc, |r| r.port_range_list_id.as_deref() == Some(&id));
+            let users = users.into_iter().map(|(_, name)| name).collect();
+            delete_list(&mut doc.port_list, &id, "port list", users)
+        }
+        other => Err(format!("{} changes nothing here", other.verb())),
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn find_group<'a>(doc: &'a mut Document, id: &str) -> Result<&'a mut store::Group, String> {
+    doc.group_mut(id).ok_or_else(|| format!("no group {id}"))
+}
+
+fn find_rule(g: &store::Group, dir: Option<Direction>, id: &str) -> Option<(Direction, usize)> {
+    [Direction::Ingress, Direction::Egress]
+        .into_iter()
+        .filter(|d| dir.is_none_or(|want| want == *d))
+        .find_map(|d| {
+            g.rules(d)
+                .iter()
+                .position(|r| r.id.as_deref() == Some(id))
+                .map(|i| (d, i))
+        })
+}
+
+fn no_rule(group: &str, dir: Option<Direction>, id: &str) -> String {
+    match dir {
+        Some(d) => format!("group {group} has no {} rule {id}", d.name()),
+        None => format!("group {group} has no rule {id}"),
+    }
+}
+
+/// `<group>/<direction>/<n>`, the file's scheme, with the first `n` past
+/// the rule count that no rule of the group uses.
+fn next_rule_id(g: &store::Group, dir: Direction) -> String {
+    let mut n = g.rules(dir).len() + 1;
+    loop {
+        let id = format!("{}/{}/{n}", g.id, dir.name());
+        if find_rule(g, None, &id).is_none() {
+            return id;
+        }
+        n += 1;
+    }
+}
+
+/// ModifyRule: the given fields replace the rule's; the remote side and the
+/// destination ports are replaced as a whole; an empty string removes a
+/// field.
+fn patch_rule(rule: &mut store::Rule, patch: store::Rule, dir: Direction) -> Result<(), String> {
+    if let Some(id) = &patch.id
+        && rule.id.as_ref() != Some(id)
+    {
+        return Err("a rule's id cannot be changed; revoke it and authorize a new one".into());
+    }
+    let ingress = dir == Direction::Ingress;
+    let remote_given = if ingress {
+        patch.source_cidr_ip.is_some()
+            || patch.source_group_id.is_some()
+            || patch.source_prefix_list_id.is_some()
+    } else {
+        patch.dest_cidr_ip.is_some()
+            || patch.dest_group_id.is_some()
+            || patch.dest_prefix_list_id.is_some()
+    };
+    if remote_given {
+        if ingress {
+            rule.source_cidr_ip = None;
+            rule.source_group_id = None;
+            rule.source_prefix_list_id = None;
+        } else {
+            rule.dest_cidr_ip = None;
+            rule.dest_group_id = None;
+            rule.dest_prefix_list_id = None;
+        }
+    }
+    if patch.port_range.is_some() || patch.port_range_list_id.is_some() {
+        rule.port_range = None;
+        rule.port_range_list_id = None;
+    }
+    fn set(slot: &mut Option<String>, value: Option<String>) {
+        if let Some(v) = value {
+            *slot = non_empty(v);
+        }
+    }
+    set(&mut rule.policy, patch.policy);
+    set(&mut rule.port_range, patch.port_range);
+    set(&mut rule.port_range_list_id, patch.port_range_list_id);
+    set(&mut rule.source_port_range, patch.source_port_range);
+    set(&mut rule.source_cidr_ip, patch.source_cidr_ip);
+    set(&mut rule.source_group_id, patch.source_group_id);
+    set(&mut rule.source_prefix_list_id, patch.source_prefix_list_id);
+    set(&mut rule.dest_cidr_ip, patch.dest_cidr_ip);
+    set(&mut rule.dest_group_id, patch.dest_group_id);
+    set(&mut rule.dest_prefix_list_id, patch.dest_prefix_list_id);
+    set(&mut rule.description, patch.description);
+    if patch.priority.is_some() {
+        rule.priority = patch.priority;
+    }
+    if patch.ip_protocol.is_some() {
+        rule.ip_protocol = patch.ip_protocol;
+    }
+    Ok(())
+}
+
+fn set_list(lists: &mut Vec<store::List>, list: store::List, kind: &str) -> String {
+    match lists.iter_mut().find(|l| l.id == list.id) {
+        Some(old) => {
+            let message = format!("replaced {kind} {}", list.id);
+            *old = list;
+            message
+        }
+        None => {
+            let message = format!("created {kind} {}", list.id);
+            lists.push(list);
+            message
+        }
+    }
+}
+
+fn delete_list(
+    lists: &mut Vec<store::List>,
+    id: &str,
+    kind: &str,
+    users: Vec<String>,
+) -> Result<(String, Option<String>), String> {
+    if !lists.iter().any(|l| l.id == id) {
+        return Err(format!("no {kind} {id}"));
+    }
+    if !users.is_empty() {
+        return Err(format!(
+            "{kind} {id} cannot be deleted: rules reference it: {}",
+            users.join(", ")
+        ));
+    }
+    lists.retain(|l| l.id != id);
+    Ok((format!("deleted {kind} {id}"), None))
+}
+
+/// Every rule for which `pred` holds: its group, and how to name it.
+fn rules_where(doc: &Document, pred: impl Fn(&store::Rule) -> bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for g in &doc.security_group {
+        for (dir, rules) in [("ingress", &g.ingress), ("egress", &g.egress)] {
+            for r in rules.iter().filter(|r| pred(r)) {
+                let id = r.id.as_deref().unwrap_or("(new)");
+                out.push((g.id.clone(), format!("{} {dir} rule {id}", g.id)));
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn bound_interfaces(doc: &Document, group: &str) -> Vec<String> {
+    doc.interface
+        .iter()
+        .filter(|b| b.security_groups.iter().any(|g| g == group))
+        .map(|b| b.name.clone())
+        .collect()
+}
+
+/// Rules of other groups that reference `group`.
+pub(super) fn referrers(doc: &Document, group: &str) -> Vec<String> {
+    rules_where(doc, |r| r.group_reference() == Some(group))
+        .into_iter()
+        .filter(|(g, _)| g != group)
+        .map(|(_, name)| name)
+        .collect()
+}

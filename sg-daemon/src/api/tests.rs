@@ -1,0 +1,435 @@
+//! Requests run against a store on a temporary directory, with an `apply`
+//! that records the configs it is given (the socket and the wire format are
+//! tested next to their code).
+
+use std::path::Path;
+
+use super::{
+    Direction, Probe, Reply, Request, Response, diagnose::diagnose, effective::effective_rules,
+    handle_desired,
+};
+use crate::{
+    daemon::ApplyReport,
+    model::Config,
+    store::{self, Store},
+};
+
+const BASE: &str = r#"
+[[prefix_list]]
+id = "pl-office"
+max_entries = 4
+entries = ["203.0.113.0/24"]
+
+[[port_list]]
+id = "prl-web"
+max_entries = 2
+entries = ["80/80", "443/443"]
+
+[[security_group]]
+id = "sg-web"
+name = "web"
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range = "80/80"
+  source_cidr_ip = "0.0.0.0/0"
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range_list_id = "prl-web"
+  source_prefix_list_id = "pl-office"
+  [[security_group.egress]]
+  id = "no-smtp-relay"
+  policy = "drop"
+  priority = 2
+  ip_protocol = "tcp"
+  port_range = "587/587"
+  dest_cidr_ip = "0.0.0.0/0"
+
+[[security_group]]
+id = "sg-db"
+deletion_protection = true
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range = "5432/5432"
+  source_group_id = "sg-web"
+
+[[security_group]]
+id = "sg-spare"
+
+[[interface]]
+name = "sgt-none0"
+addresses = ["192.0.2.10"]
+security_groups = ["sg-web"]
+"#;
+
+/// A store on a temp dir, and an `apply` that records what it was
+/// given and fails when told to.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    applied: Vec<Config>,
+    fail: bool,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sg.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[daemon]\nstate_dir = {:?}\nruntime_dir = {:?}\n{BASE}",
+                dir.path().join("state"),
+                dir.path().join("run")
+            ),
+        )
+        .unwrap();
+        let store = Store::open(&dir.path().join("state"), &file).unwrap();
+        Fixture {
+            _dir: dir,
+            store,
+            applied: Vec::new(),
+            fail: false,
+        }
+    }
+
+    fn run(&mut self, request: Request) -> Response {
+        let applied = &mut self.applied;
+        let fail = self.fail;
+        handle_desired(&mut self.store, request, &mut |c: &Config| {
+            applied.push(c.clone());
+            if fail {
+                anyhow::bail!("the kernel said no")
+            }
+            Ok(ApplyReport::default())
+        })
+    }
+
+    fn ok(&mut self, request: Request) -> Reply {
+        match self.run(request.clone()) {
+            Response::Ok(r) => r,
+            Response::Error(e) => panic!("{request:?} failed: {e}"),
+        }
+    }
+
+    fn err(&mut self, request: Request) -> String {
+        let before = self.store.document().clone();
+        let state = std::fs::read(self.store.state_file()).ok();
+        match self.run(request.clone()) {
+            Response::Error(e) => {
+                assert_eq!(
+                    self.store.document(),
+                    &before,
+                    "{request:?} changed the state"
+                );
+                assert_eq!(std::fs::read(self.store.state_file()).ok(), state);
+                e
+            }
+            Response::Ok(r) => panic!("{request:?} succeeded: {r:?}"),
+        }
+    }
+}
+
+fn rule(text: &str) -> store::Rule {
+    toml::from_str(text).unwrap()
+}
+
+#[test]
+fn an_authorized_rule_is_applied_persisted_and_survives_reopening() {
+    let mut f = Fixture::new();
+    let reply = f.ok(Request::AuthorizeRule {
+        group: "sg-web".into(),
+        direction: Direction::Ingress,
+        rule: rule(
+            "policy = \"accept\"\nip_protocol = \"tcp\"\nport_range = \"22/22\"\nsource_cidr_ip = \"198.51.100.0/24\"",
+        ),
+    });
+    let Reply::Done { id: Some(id), .. } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(id, "sg-web/ingress/3");
+    assert_eq!(f.applied.len(), 1);
+    assert_eq!(f.applied[0].groups[0].ingress[2].id, id);
+    assert_eq!(f.store.source(), store::Source::State);
+    let reopened = Store::open(
+        f.store.state_file().parent().unwrap(),
+        f.store.config_file(),
+    )
+    .unwrap();
+    assert_eq!(reopened.config(), f.store.config());
+
+    // Removing the first rule keeps the others' ids; a new rule does not
+    // reuse one.
+    f.ok(Request::RevokeRule {
+        group: "sg-web".into(),
+        direction: None,
+        id: "sg-web/ingress/1".into(),
+    });
+    let Reply::Done { id: Some(next), .. } = f.ok(Request::AuthorizeRule {
+        group: "sg-web".into(),
+        direction: Direction::Ingress,
+        rule: rule("policy = \"drop\"\nip_protocol = \"icmp\"\nport_range = \"-1/-1\"\nsource_cidr_ip = \"0.0.0.0/0\""),
+    }) else {
+        panic!()
+    };
+    assert_eq!(next, "sg-web/ingress/4");
+    let ids: Vec<_> = f.store.config().groups[0]
+        .ingress
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["sg-web/ingress/2", "sg-web/ingress/3", "sg-web/ingress/4"]
+    );
+}
+
+#[test]
+fn a_bad_request_changes_nothing_and_says_what_is_wrong() {
+    let mut f = Fixture::new();
+    let e = f.err(Request::AuthorizeRule {
+        group: "sg-web".into(),
+        direction: Direction::Ingress,
+        rule: rule("policy = \"accept\"\npriority = 101\nip_protocol = \"tcp\"\nport_range = \"22/22\"\nsource_cidr_ip = \"0.0.0.0/0\""),
+    });
+    assert!(
+        e.contains("group sg-web ingress rule sg-web/ingress/3: priority"),
+        "{e}"
+    );
+    assert!(e.contains("1..=100"), "{e}");
+    assert!(f.applied.is_empty());
+
+    let e = f.err(Request::AuthorizeRule {
+        group: "sg-nope".into(),
+        direction: Direction::Egress,
+        rule: store::Rule::default(),
+    });
+    assert_eq!(e, "no group sg-nope");
+
+    // The kernel refuses: nothing persisted, the old state re-applied.
+    f.fail = true;
+    let e = f.err(Request::ModifyGroup {
+        group: "sg-web".into(),
+        name: Some("www".into()),
+        description: None,
+        inner_access_policy: None,
+        deletion_protection: None,
+        members: None,
+    });
+    assert!(e.contains("the kernel said no"), "{e}");
+    assert_eq!(f.applied.len(), 2);
+    assert_eq!(f.applied[1].groups[0].name, "web");
+    assert!(!f.store.state_file().exists());
+}
+
+#[test]
+fn groups_in_use_cannot_be_deleted() {
+    let mut f = Fixture::new();
+    let e = f.err(Request::DeleteGroup {
+        group: "sg-web".into(),
+    });
+    assert!(e.contains("bound to interface sgt-none0"), "{e}");
+    assert!(e.contains("sg-db ingress rule sg-db/ingress/1"), "{e}");
+    let e = f.err(Request::DeleteGroup {
+        group: "sg-db".into(),
+    });
+    assert!(e.contains("deletion protection"), "{e}");
+    f.ok(Request::DeleteGroup {
+        group: "sg-spare".into(),
+    });
+    assert!(f.store.document().group("sg-spare").is_none());
+}
+
+#[test]
+fn modify_rule_replaces_the_remote_side_as_a_whole() {
+    let mut f = Fixture::new();
+    f.ok(Request::ModifyRule {
+        group: "sg-web".into(),
+        direction: Some(Direction::Ingress),
+        id: "sg-web/ingress/2".into(),
+        rule: rule("source_cidr_ip = \"198.51.100.7\"\nport_range = \"8080/8080\"\npriority = 7"),
+    });
+    let r = &f.store.document().security_group[0].ingress[1];
+    assert_eq!(r.source_prefix_list_id, None);
+    assert_eq!(r.port_range_list_id, None);
+    assert_eq!(r.source_cidr_ip.as_deref(), Some("198.51.100.7"));
+    assert_eq!(f.store.config().groups[0].ingress[1].priority, 7);
+    let e = f.err(Request::ModifyRule {
+        group: "sg-web".into(),
+        direction: Some(Direction::Egress),
+        id: "sg-web/ingress/2".into(),
+        rule: store::Rule::default(),
+    });
+    assert!(e.contains("no egress rule"), "{e}");
+}
+
+#[test]
+fn interfaces_join_and_leave_and_lists_are_protected() {
+    let mut f = Fixture::new();
+    f.ok(Request::JoinInterface {
+        interface: "sgt-none0".into(),
+        group: "sg-spare".into(),
+        mode: None,
+        addresses: None,
+    });
+    assert_eq!(
+        f.store.config().interfaces[0].security_groups,
+        ["sg-web", "sg-spare"]
+    );
+    let e = f.err(Request::JoinInterface {
+        interface: "sgt-none1".into(),
+        group: "sg-web".into(),
+        mode: Some("hypervisor".into()),
+        addresses: None,
+    });
+    assert!(
+        e.contains("interface sgt-none1: addresses: required"),
+        "{e}"
+    );
+    f.ok(Request::LeaveInterface {
+        interface: "sgt-none0".into(),
+        group: "sg-web".into(),
+    });
+    f.ok(Request::LeaveInterface {
+        interface: "sgt-none0".into(),
+        group: "sg-spare".into(),
+    });
+    assert!(f.store.config().interfaces.is_empty());
+
+    let e = f.err(Request::DeletePrefixList {
+        id: "pl-office".into(),
+    });
+    assert!(e.contains("sg-web ingress rule sg-web/ingress/2"), "{e}");
+    let e = f.err(Request::SetPortList {
+        list: store::List {
+            id: "prl-web".into(),
+            max_entries: 1,
+            entries: vec!["80/80".into(), "443/443".into()],
+            ..Default::default()
+        },
+    });
+    assert!(e.contains("port list prl-web: entries"), "{e}");
+}
+
+#[test]
+fn effective_rules_are_ordered_with_their_groups() {
+    let f = Fixture::new();
+    let e = effective_rules(f.store.document(), f.store.config(), "sgt-none0").unwrap();
+    assert_eq!(e.instance_addresses, ["192.0.2.10"]);
+    let ingress: Vec<_> = e
+        .ingress
+        .rules
+        .iter()
+        .map(|r| (r.group.as_deref(), r.id.as_str(), r.port_range.as_str()))
+        .collect();
+    assert_eq!(
+        ingress,
+        [
+            (Some("sg-web"), "sg-web/ingress/1", "80/80"),
+            (Some("sg-web"), "sg-web/ingress/2", "prl-web"),
+            (None, "(intra-group)", "-1/-1"),
+        ]
+    );
+    assert_eq!(e.ingress.rules[1].remote, "pl-office");
+    assert_eq!(e.ingress.default_policy, "drop");
+    assert_eq!(e.egress.rules[0].priority, Some(2));
+    assert_eq!(e.egress.default_policy, "accept");
+}
+
+#[test]
+fn diagnose_names_the_deciding_rule_default_or_builtin() {
+    let f = Fixture::new();
+    let probe = |dir, proto: &str, src: &str, dst: &str, dport| Probe {
+        interface: "sgt-none0".into(),
+        direction: dir,
+        protocol: proto.into(),
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        src_port: 40000,
+        dst_port: dport,
+        icmp_type: None,
+        icmp_code: None,
+    };
+    let d = |p: Probe| match diagnose(f.store.config(), &p, None).unwrap() {
+        Reply::Diagnosis(d) => d,
+        other => panic!("{other:?}"),
+    };
+    let http = d(probe(
+        Direction::Ingress,
+        "tcp",
+        "198.51.100.1",
+        "192.0.2.10",
+        80,
+    ));
+    assert_eq!(
+        (http.verdict.as_str(), http.rule.as_deref()),
+        ("accept", Some("sg-web/ingress/1"))
+    );
+    let ssh = d(probe(
+        Direction::Ingress,
+        "tcp",
+        "198.51.100.1",
+        "192.0.2.10",
+        22,
+    ));
+    assert_eq!(
+        (ssh.verdict.as_str(), ssh.decided_by.as_str()),
+        ("drop", "default")
+    );
+    let relay = d(probe(
+        Direction::Egress,
+        "tcp",
+        "192.0.2.10",
+        "198.51.100.1",
+        587,
+    ));
+    assert_eq!(relay.rule.as_deref(), Some("no-smtp-relay"));
+    let smtp = d(probe(
+        Direction::Egress,
+        "6",
+        "192.0.2.10",
+        "198.51.100.1",
+        25,
+    ));
+    assert_eq!(
+        (smtp.verdict.as_str(), smtp.decided_by.as_str()),
+        ("drop", "builtin")
+    );
+    let ping = d(probe(
+        Direction::Ingress,
+        "icmp",
+        "198.51.100.1",
+        "192.0.2.10",
+        0,
+    ));
+    assert_eq!(ping.verdict, "drop");
+    assert!(
+        diagnose(
+            f.store.config(),
+            &probe(Direction::Ingress, "tcp", "::1", "192.0.2.10", 1),
+            None
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn export_and_reload() {
+    let mut f = Fixture::new();
+    f.ok(Request::CreateGroup {
+        group: toml::from_str("id = \"sg-new\"\ndescription = \"d\"").unwrap(),
+    });
+    let Reply::Export { toml } = f.ok(Request::Export) else {
+        panic!()
+    };
+    let parsed = crate::config::parse(Path::new("export"), &toml).unwrap();
+    assert_eq!(&parsed, f.store.config());
+    let Reply::Done { message, .. } = f.ok(Request::Reload) else {
+        panic!()
+    };
+    assert!(message.contains("discarded"), "{message}");
+    assert!(f.store.document().group("sg-new").is_none());
+    assert!(!f.store.state_file().exists());
+}

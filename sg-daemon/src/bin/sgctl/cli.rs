@@ -1,0 +1,369 @@
+//! The command line: `sgctl`'s options and subcommands (clap), with the
+//! examples each `--help` shows.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sg_daemon::{
+    api::{DEFAULT_SOCKET, Direction},
+    store::{self, ProtocolValue},
+};
+
+/// Control sgd, the security-group daemon, through its socket (root only).
+#[derive(Parser)]
+#[command(
+    name = "sgctl",
+    version,
+    after_help = "Examples:\n  sgctl group list\n  sgctl rule add sg-web ingress --policy accept --ip-protocol tcp --port-range 22/22 --source-cidr-ip 198.51.100.0/24\n  sgctl interface rules eth0 --output json\n\nExit codes: 0 done, 1 refused or failed (reason on stderr), 2 usage, 3 sgd not reachable."
+)]
+pub(crate) struct Cli {
+    /// The daemon's control socket (`<runtime_dir>/sgd.sock`).
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
+    pub(crate) socket: PathBuf,
+    /// Human-readable tables, or the answer's JSON.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub(crate) output: Output,
+    /// How long to wait for the daemon's answer, in seconds.
+    #[arg(long, global = true, default_value_t = 120)]
+    pub(crate) timeout: u64,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    Table,
+    Json,
+}
+
+// Parsed once per run: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Security groups: list, show, create, modify, delete.
+    #[command(subcommand, after_help = "Example: sgctl group show sg-web")]
+    Group(GroupCmd),
+    /// Rules of a group: add, remove, modify (by rule id).
+    #[command(
+        subcommand,
+        after_help = "Example: sgctl rule add sg-web ingress --policy accept --ip-protocol tcp --port-range 443/443 --source-cidr-ip 0.0.0.0/0"
+    )]
+    Rule(RuleCmd),
+    /// Interface bindings: list, join, leave, and the effective rules.
+    #[command(subcommand, after_help = "Example: sgctl interface rules eth0")]
+    Interface(InterfaceCmd),
+    /// Prefix lists (named sets of CIDRs, `pl-…`).
+    #[command(
+        subcommand,
+        name = "prefix-list",
+        after_help = "Example: sgctl prefix-list set pl-office --max-entries 10 --entry 203.0.113.0/24"
+    )]
+    PrefixList(ListCmd),
+    /// Port lists (named sets of port ranges, `prl-…`).
+    #[command(
+        subcommand,
+        name = "port-list",
+        after_help = "Example: sgctl port-list set prl-web --max-entries 5 --entry 80/80 --entry 8000/8080"
+    )]
+    PortList(ListCmd),
+    /// Whether a described packet passes an interface, and what decides it.
+    #[command(
+        after_help = "Example: sgctl diagnose eth0 --direction ingress --protocol tcp --src 198.51.100.7 --dst 192.0.2.10 --src-port 40000 --dst-port 22"
+    )]
+    Diagnose(DiagnoseArgs),
+    /// Tracked sessions; `--flush` forgets all of them.
+    #[command(
+        after_help = "Examples:\n  sgctl sessions --interface eth0\n  sgctl sessions --flush"
+    )]
+    Sessions {
+        /// Only this interface's sessions.
+        #[arg(long, conflicts_with = "flush")]
+        interface: Option<String>,
+        /// Forget every tracked session, of every interface (their next
+        /// packets are decided by the rules again).
+        #[arg(long)]
+        flush: bool,
+    },
+    /// Packets decided so far: per reason, per interface and verdict, per
+    /// rule.
+    #[command(after_help = "Example: sgctl counters --output json")]
+    Counters,
+    /// Recent dropped packets (the last 1024): when, where, the 5-tuple and
+    /// what decided (the rule, or a default or built-in).
+    #[command(after_help = "Example: sgctl drops --follow")]
+    Drops {
+        /// Keep printing new drops as they happen (until interrupted).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Re-read the config file and make it the desired state; changes made
+    /// through the API since it was loaded are discarded (export them into
+    /// the file first to keep them).
+    #[command(after_help = "Example: sgctl export > /etc/sg/sg.toml && sgctl reload")]
+    Reload,
+    /// Print the desired state as a config file (SPEC §7).
+    #[command(after_help = "Example: sgctl export > sg-backup.toml")]
+    Export,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum GroupCmd {
+    /// Every group, one per line.
+    #[command(after_help = "Example: sgctl group list")]
+    List,
+    /// One group with its rules, bindings and the rules that reference it.
+    #[command(after_help = "Example: sgctl group show sg-web")]
+    Show { group: String },
+    /// A new, empty group.
+    #[command(
+        after_help = "Example: sgctl group create sg-db --name db --description \"database servers\" --inner-access-policy drop"
+    )]
+    Create {
+        /// Its id, e.g. sg-db.
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long = "type", value_parser = ["basic", "enterprise"])]
+        kind: Option<String>,
+        #[arg(long, value_parser = ["accept", "drop"])]
+        inner_access_policy: Option<String>,
+        #[arg(long)]
+        deletion_protection: bool,
+        /// A member on another host (repeatable).
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+    /// Change a group's name, description, intra-group policy, deletion
+    /// protection or members (an empty name or description removes it).
+    #[command(
+        after_help = "Example: sgctl group modify sg-web --inner-access-policy drop --deletion-protection true"
+    )]
+    Modify {
+        group: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long, value_parser = ["accept", "drop"])]
+        inner_access_policy: Option<String>,
+        #[arg(long)]
+        deletion_protection: Option<bool>,
+        /// Replaces the member list (repeatable).
+        #[arg(long = "member", conflicts_with = "clear_members")]
+        members: Vec<String>,
+        /// Removes every listed member.
+        #[arg(long)]
+        clear_members: bool,
+    },
+    /// Delete a group (refused while bound, referenced or protected).
+    #[command(after_help = "Example: sgctl group delete sg-old")]
+    Delete { group: String },
+}
+
+/// A rule's fields, named as in the config file.
+#[derive(Args, Default)]
+pub(crate) struct RuleFields {
+    /// `accept` or `drop`.
+    #[arg(long)]
+    policy: Option<String>,
+    /// 1..=100, 1 is the strongest (default 1).
+    #[arg(long)]
+    priority: Option<i64>,
+    /// tcp, udp, icmp, icmpv6, gre, all, or a number 0..=255.
+    #[arg(long)]
+    ip_protocol: Option<String>,
+    /// "start/end" for tcp and udp, "-1/-1" for other protocols.
+    #[arg(long, allow_hyphen_values = true)]
+    port_range: Option<String>,
+    /// A port list instead of --port-range (tcp and udp).
+    #[arg(long)]
+    port_range_list_id: Option<String>,
+    /// 5-tuple rules: the packet's source ports, "start/end".
+    #[arg(long)]
+    source_port_range: Option<String>,
+    /// Ingress: the remote address or CIDR; egress: the local one (5-tuple).
+    #[arg(long)]
+    source_cidr_ip: Option<String>,
+    /// Ingress: the members of a group.
+    #[arg(long)]
+    source_group_id: Option<String>,
+    /// Ingress: the entries of a prefix list.
+    #[arg(long)]
+    source_prefix_list_id: Option<String>,
+    /// Egress: the remote address or CIDR; ingress: the local one (5-tuple).
+    #[arg(long)]
+    dest_cidr_ip: Option<String>,
+    /// Egress: the members of a group.
+    #[arg(long)]
+    dest_group_id: Option<String>,
+    /// Egress: the entries of a prefix list.
+    #[arg(long)]
+    dest_prefix_list_id: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+}
+
+impl RuleFields {
+    pub(crate) fn into_rule(self, id: Option<String>) -> store::Rule {
+        store::Rule {
+            id,
+            policy: self.policy,
+            priority: self.priority,
+            ip_protocol: self.ip_protocol.map(|p| match p.parse::<i64>() {
+                Ok(n) => ProtocolValue::Number(n),
+                Err(_) => ProtocolValue::Name(p),
+            }),
+            port_range: self.port_range,
+            port_range_list_id: self.port_range_list_id,
+            source_port_range: self.source_port_range,
+            source_cidr_ip: self.source_cidr_ip,
+            source_group_id: self.source_group_id,
+            source_prefix_list_id: self.source_prefix_list_id,
+            dest_cidr_ip: self.dest_cidr_ip,
+            dest_group_id: self.dest_group_id,
+            dest_prefix_list_id: self.dest_prefix_list_id,
+            description: self.description,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RuleCmd {
+    /// Add a rule (its id is printed; one is generated without --id).
+    #[command(
+        after_help = "Example: sgctl rule add sg-web ingress --policy accept --priority 1 --ip-protocol tcp --port-range 22/22 --source-cidr-ip 198.51.100.0/24 --description ssh"
+    )]
+    Add {
+        group: String,
+        #[arg(value_parser = direction_arg())]
+        direction: Direction,
+        /// A stable id of your choice.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        fields: RuleFields,
+    },
+    /// Remove a rule by id.
+    #[command(after_help = "Example: sgctl rule remove sg-web sg-web/ingress/3")]
+    Remove {
+        group: String,
+        id: String,
+        /// Only look in this direction.
+        #[arg(long, value_parser = direction_arg())]
+        direction: Option<Direction>,
+    },
+    /// Change the given fields of a rule (a remote-side field replaces the
+    /// remote side; an empty value removes a field).
+    #[command(
+        after_help = "Example: sgctl rule modify sg-web sg-web/ingress/1 --source-cidr-ip 203.0.113.0/24 --priority 5"
+    )]
+    Modify {
+        group: String,
+        id: String,
+        #[arg(long, value_parser = direction_arg())]
+        direction: Option<Direction>,
+        #[command(flatten)]
+        fields: RuleFields,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum InterfaceCmd {
+    /// Every bound interface.
+    #[command(after_help = "Example: sgctl interface list")]
+    List,
+    /// Add a group to an interface (binding it if it was not).
+    #[command(
+        after_help = "Examples:\n  sgctl interface join eth0 sg-web\n  sgctl interface join tap-vm7 sg-web --mode hypervisor --address 198.51.100.7"
+    )]
+    Join {
+        interface: String,
+        group: String,
+        #[arg(long, value_parser = ["instance", "hypervisor"])]
+        mode: Option<String>,
+        /// The instance's private IPs (repeatable; replaces the binding's).
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+    },
+    /// Remove a group from an interface (with its last group the interface
+    /// is no longer filtered).
+    #[command(after_help = "Example: sgctl interface leave eth0 sg-old")]
+    Leave { interface: String, group: String },
+    /// The effective rules: merged, in evaluation order, each with its
+    /// group.
+    #[command(after_help = "Example: sgctl interface rules eth0")]
+    Rules { interface: String },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ListCmd {
+    /// Every list.
+    #[command(after_help = "Example: sgctl prefix-list list")]
+    List,
+    /// Create or replace a list.
+    #[command(
+        after_help = "Example: sgctl prefix-list set pl-office --max-entries 10 --entry 203.0.113.0/24 --entry 2001:db8:1::/48"
+    )]
+    Set {
+        id: String,
+        /// Counted against the rule quota of every interface using it.
+        #[arg(long)]
+        max_entries: i64,
+        /// An entry (repeatable).
+        #[arg(long = "entry")]
+        entries: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a list (refused while a rule references it).
+    #[command(after_help = "Example: sgctl prefix-list delete pl-old")]
+    Delete { id: String },
+}
+
+/// `ingress` or `egress`, listed in `--help`.
+fn direction_arg() -> impl clap::builder::TypedValueParser<Value = Direction> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Direction::BOTH.map(Direction::name))
+        .map(|s| s.parse::<Direction>().expect("one of the possible values"))
+}
+
+#[derive(Args)]
+pub(crate) struct DiagnoseArgs {
+    /// The bound interface.
+    pub(crate) interface: String,
+    /// As the instance sees it: ingress is inbound.
+    #[arg(long, value_parser = direction_arg())]
+    pub(crate) direction: Direction,
+    /// tcp, udp, icmp, icmpv6, gre or a number.
+    #[arg(long)]
+    pub(crate) protocol: String,
+    #[arg(long)]
+    pub(crate) src: std::net::IpAddr,
+    #[arg(long)]
+    pub(crate) dst: std::net::IpAddr,
+    #[arg(long, default_value_t = 0)]
+    pub(crate) src_port: u16,
+    #[arg(long, default_value_t = 0)]
+    pub(crate) dst_port: u16,
+    /// ICMP type (default: echo request).
+    #[arg(long)]
+    pub(crate) icmp_type: Option<u8>,
+    #[arg(long)]
+    pub(crate) icmp_code: Option<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}
