@@ -168,7 +168,7 @@ pub(super) fn edit_document(
             let id = match rule.id.as_deref() {
                 Some("") | None => next_rule_id(g, direction),
                 Some(id) => {
-                    if find_rule(g, None, id).is_some() {
+                    if rule_position(g, None, id).is_some() {
                         return Err(format!("group {group} already has a rule {id}"));
                     }
                     id.to_owned()
@@ -186,10 +186,8 @@ pub(super) fn edit_document(
             direction,
             id,
         } => {
-            let g = find_group(doc, &group)?;
-            let (dir, i) =
-                find_rule(g, direction, &id).ok_or_else(|| no_rule(&group, direction, &id))?;
-            g.rules_mut(dir).remove(i);
+            let (rules, dir, i) = find_rule(doc, &group, direction, &id)?;
+            rules.remove(i);
             Ok((
                 format!("removed {} rule {id} from group {group}", dir.name()),
                 None,
@@ -201,11 +199,8 @@ pub(super) fn edit_document(
             id,
             rule,
         } => {
-            let g = find_group(doc, &group)?;
-            let (dir, i) =
-                find_rule(g, direction, &id).ok_or_else(|| no_rule(&group, direction, &id))?;
-            let target = &mut g.rules_mut(dir)[i];
-            patch_rule(target, rule, dir)?;
+            let (rules, dir, i) = find_rule(doc, &group, direction, &id)?;
+            patch_rule(&mut rules[i], rule, dir)?;
             Ok((
                 format!("modified {} rule {id} of group {group}", dir.name()),
                 None,
@@ -289,8 +284,25 @@ fn find_group<'a>(doc: &'a mut Document, id: &str) -> Result<&'a mut store::Grou
     doc.group_mut(id).ok_or_else(|| format!("no group {id}"))
 }
 
-fn find_rule(g: &store::Group, dir: Option<Direction>, id: &str) -> Option<(Direction, usize)> {
-    [Direction::Ingress, Direction::Egress]
+/// The rules holding rule `id` of `group` (in `dir`, or either), its
+/// direction and its index there.
+fn find_rule<'a>(
+    doc: &'a mut Document,
+    group: &str,
+    dir: Option<Direction>,
+    id: &str,
+) -> Result<(&'a mut Vec<store::Rule>, Direction, usize), String> {
+    let g = find_group(doc, group)?;
+    match (rule_position(g, dir, id), dir) {
+        (Some((d, i)), _) => Ok((g.rules_mut(d), d, i)),
+        (None, Some(d)) => Err(format!("group {group} has no {} rule {id}", d.name())),
+        (None, None) => Err(format!("group {group} has no rule {id}")),
+    }
+}
+
+/// The direction and index of rule `id` in `g` (in `dir`, or either).
+fn rule_position(g: &store::Group, dir: Option<Direction>, id: &str) -> Option<(Direction, usize)> {
+    Direction::BOTH
         .into_iter()
         .filter(|d| dir.is_none_or(|want| want == *d))
         .find_map(|d| {
@@ -301,20 +313,13 @@ fn find_rule(g: &store::Group, dir: Option<Direction>, id: &str) -> Option<(Dire
         })
 }
 
-fn no_rule(group: &str, dir: Option<Direction>, id: &str) -> String {
-    match dir {
-        Some(d) => format!("group {group} has no {} rule {id}", d.name()),
-        None => format!("group {group} has no rule {id}"),
-    }
-}
-
 /// `<group>/<direction>/<n>`, the file's scheme, with the first `n` past
 /// the rule count that no rule of the group uses.
 fn next_rule_id(g: &store::Group, dir: Direction) -> String {
     let mut n = g.rules(dir).len() + 1;
     loop {
         let id = format!("{}/{}/{n}", g.id, dir.name());
-        if find_rule(g, None, &id).is_none() {
+        if rule_position(g, None, &id).is_none() {
             return id;
         }
         n += 1;
