@@ -320,7 +320,7 @@ fn the_verbs_against_a_running_daemon() {
         "--entry",
         "198.51.100.0/24",
     ]);
-    let lists: Vec<sg_daemon::store::List> = json!(ctl, &["prefix-list", "list"]);
+    let lists: Vec<sg_daemon::config::schema::List> = json!(ctl, &["prefix-list", "list"]);
     assert_eq!(lists[0].entries, ["198.51.100.0/24"]);
     ctl.ok(&["prefix-list", "delete", "pl-admins"]);
 

@@ -6,11 +6,7 @@ use std::path::Path;
 use tracing::error;
 
 use super::{Reply, edit::explain};
-use crate::{
-    daemon::ApplyReport,
-    model::Config,
-    store::{Document, Store},
-};
+use crate::{config::schema::Document, daemon::ApplyReport, model::Config, store::Store};
 
 /// Validates, applies and persists a new desired state; on any error
 /// nothing changes.

@@ -5,7 +5,7 @@
 use super::{Direction, Request};
 use crate::{
     config::ConfigErrors,
-    store::{self, Document},
+    config::schema::{self, Document},
 };
 
 /// Config errors of a changed document, naming objects by id rather than
@@ -22,7 +22,7 @@ pub(super) fn explain(doc: &Document, errors: &ConfigErrors) -> String {
 fn friendly_field(doc: &Document, field: &str) -> String {
     let mut objects = Vec::new();
     let mut rest = Vec::new();
-    let mut group: Option<&store::Group> = None;
+    let mut group: Option<&schema::Group> = None;
     for segment in field.split('.') {
         let indexed = segment
             .strip_suffix(']')
@@ -218,7 +218,7 @@ pub(super) fn edit_document(
             let binding = match doc.interface.iter_mut().find(|b| b.name == interface) {
                 Some(b) => b,
                 None => {
-                    doc.interface.push(store::Binding {
+                    doc.interface.push(schema::Binding {
                         name: interface.clone(),
                         ..Default::default()
                     });
@@ -280,7 +280,7 @@ fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-fn find_group<'a>(doc: &'a mut Document, id: &str) -> Result<&'a mut store::Group, String> {
+fn find_group<'a>(doc: &'a mut Document, id: &str) -> Result<&'a mut schema::Group, String> {
     doc.group_mut(id).ok_or_else(|| format!("no group {id}"))
 }
 
@@ -291,7 +291,7 @@ fn find_rule<'a>(
     group: &str,
     dir: Option<Direction>,
     id: &str,
-) -> Result<(&'a mut Vec<store::Rule>, Direction, usize), String> {
+) -> Result<(&'a mut Vec<schema::Rule>, Direction, usize), String> {
     let g = find_group(doc, group)?;
     match (rule_position(g, dir, id), dir) {
         (Some((d, i)), _) => Ok((g.rules_mut(d), d, i)),
@@ -301,7 +301,11 @@ fn find_rule<'a>(
 }
 
 /// The direction and index of rule `id` in `g` (in `dir`, or either).
-fn rule_position(g: &store::Group, dir: Option<Direction>, id: &str) -> Option<(Direction, usize)> {
+fn rule_position(
+    g: &schema::Group,
+    dir: Option<Direction>,
+    id: &str,
+) -> Option<(Direction, usize)> {
     Direction::BOTH
         .into_iter()
         .filter(|d| dir.is_none_or(|want| want == *d))
@@ -315,7 +319,7 @@ fn rule_position(g: &store::Group, dir: Option<Direction>, id: &str) -> Option<(
 
 /// `<group>/<direction>/<n>`, the file's scheme, with the first `n` past
 /// the rule count that no rule of the group uses.
-fn next_rule_id(g: &store::Group, dir: Direction) -> String {
+fn next_rule_id(g: &schema::Group, dir: Direction) -> String {
     let mut n = g.rules(dir).len() + 1;
     loop {
         let id = format!("{}/{}/{n}", g.id, dir.name());
@@ -329,7 +333,7 @@ fn next_rule_id(g: &store::Group, dir: Direction) -> String {
 /// ModifyRule: the given fields replace the rule's; the remote side and the
 /// destination ports are replaced as a whole; an empty string removes a
 /// field.
-fn patch_rule(rule: &mut store::Rule, patch: store::Rule, dir: Direction) -> Result<(), String> {
+fn patch_rule(rule: &mut schema::Rule, patch: schema::Rule, dir: Direction) -> Result<(), String> {
     if let Some(id) = &patch.id
         && rule.id.as_ref() != Some(id)
     {
@@ -385,7 +389,7 @@ fn patch_rule(rule: &mut store::Rule, patch: store::Rule, dir: Direction) -> Res
     Ok(())
 }
 
-fn set_list(lists: &mut Vec<store::List>, list: store::List, kind: &str) -> String {
+fn set_list(lists: &mut Vec<schema::List>, list: schema::List, kind: &str) -> String {
     match lists.iter_mut().find(|l| l.id == list.id) {
         Some(old) => {
             let message = format!("replaced {kind} {}", list.id);
@@ -401,7 +405,7 @@ fn set_list(lists: &mut Vec<store::List>, list: store::List, kind: &str) -> Stri
 }
 
 fn delete_list(
-    lists: &mut Vec<store::List>,
+    lists: &mut Vec<schema::List>,
     id: &str,
     kind: &str,
     users: Vec<String>,
@@ -420,7 +424,7 @@ fn delete_list(
 }
 
 /// Every rule for which `pred` holds: its group, and how to name it.
-fn rules_where(doc: &Document, pred: impl Fn(&store::Rule) -> bool) -> Vec<(String, String)> {
+fn rules_where(doc: &Document, pred: impl Fn(&schema::Rule) -> bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for g in &doc.security_group {
         for (dir, rules) in [("ingress", &g.ingress), ("egress", &g.egress)] {

@@ -8,8 +8,8 @@ use super::{
 };
 use crate::{
     compile::{Origin, build_table},
+    config::schema::Document,
     model::{self, Addresses, Config, PortRange},
-    store::Document,
 };
 
 pub(super) fn describe_groups(doc: &Document, only: Option<&str>) -> Result<Reply, String> {

@@ -9,6 +9,7 @@ use super::{
     handle_desired,
 };
 use crate::{
+    config::schema,
     daemon::ApplyReport,
     model::Config,
     store::{self, Store},
@@ -132,7 +133,7 @@ impl Fixture {
     }
 }
 
-fn rule(text: &str) -> store::Rule {
+fn rule(text: &str) -> schema::Rule {
     toml::from_str(text).unwrap()
 }
 
@@ -204,7 +205,7 @@ fn a_bad_request_changes_nothing_and_says_what_is_wrong() {
     let e = f.err(Request::AuthorizeRule {
         group: "sg-nope".into(),
         direction: Direction::Egress,
-        rule: store::Rule::default(),
+        rule: schema::Rule::default(),
     });
     assert_eq!(e, "no group sg-nope");
 
@@ -260,7 +261,7 @@ fn modify_rule_replaces_the_remote_side_as_a_whole() {
         group: "sg-web".into(),
         direction: Some(Direction::Egress),
         id: "sg-web/ingress/2".into(),
-        rule: store::Rule::default(),
+        rule: schema::Rule::default(),
     });
     assert!(e.contains("no egress rule"), "{e}");
 }
@@ -303,7 +304,7 @@ fn interfaces_join_and_leave_and_lists_are_protected() {
     });
     assert!(e.contains("sg-web ingress rule sg-web/ingress/2"), "{e}");
     let e = f.err(Request::SetPortList {
-        list: store::List {
+        list: schema::List {
             id: "prl-web".into(),
             max_entries: 1,
             entries: vec!["80/80".into(), "443/443".into()],

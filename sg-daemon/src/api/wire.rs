@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::Direction;
-use crate::store;
+use crate::config::schema;
 
 /// The protocol version this daemon and `sgctl` speak.
 pub const VERSION: u32 = 1;
@@ -40,7 +40,7 @@ pub enum Request {
     },
     /// A new group (rules may come with it).
     CreateGroup {
-        group: store::Group,
+        group: schema::Group,
     },
     /// Changes the given fields of a group; an empty name or description
     /// removes it.
@@ -67,7 +67,7 @@ pub enum Request {
     AuthorizeRule {
         group: String,
         direction: Direction,
-        rule: store::Rule,
+        rule: schema::Rule,
     },
     /// Removes a rule by id (from either direction unless one is given).
     RevokeRule {
@@ -84,7 +84,7 @@ pub enum Request {
         #[serde(default)]
         direction: Option<Direction>,
         id: String,
-        rule: store::Rule,
+        rule: schema::Rule,
     },
     /// The interface bindings.
     ListInterfaces,
@@ -108,7 +108,7 @@ pub enum Request {
     ListPrefixLists,
     /// Creates or replaces a prefix list.
     SetPrefixList {
-        list: store::List,
+        list: schema::List,
     },
     /// Refused while a rule references it.
     DeletePrefixList {
@@ -117,7 +117,7 @@ pub enum Request {
     ListPortLists,
     /// Creates or replaces a port list.
     SetPortList {
-        list: store::List,
+        list: schema::List,
     },
     /// Refused while a rule references it.
     DeletePortList {
@@ -223,7 +223,7 @@ pub enum Reply {
     },
     Groups(Vec<GroupInfo>),
     Interfaces(Vec<InterfaceInfo>),
-    Lists(Vec<store::List>),
+    Lists(Vec<schema::List>),
     EffectiveRules(Effective),
     Diagnosis(Diagnosis),
     Sessions(Vec<SessionInfo>),
@@ -236,7 +236,7 @@ pub enum Reply {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupInfo {
-    pub group: store::Group,
+    pub group: schema::Group,
     /// Interfaces bound to it.
     pub interfaces: Vec<String>,
     /// Rules of other groups that name it (`group/direction/rule id`).

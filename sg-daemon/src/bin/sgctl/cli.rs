@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sg_daemon::{
     api::{DEFAULT_SOCKET, Direction},
-    store::{self, ProtocolValue},
+    config::schema::{self, ProtocolValue},
 };
 
 /// Control sgd, the security-group daemon, through its socket (root only).
@@ -207,8 +207,8 @@ pub(crate) struct RuleFields {
 }
 
 impl RuleFields {
-    pub(crate) fn into_rule(self, id: Option<String>) -> store::Rule {
-        store::Rule {
+    pub(crate) fn into_rule(self, id: Option<String>) -> schema::Rule {
+        schema::Rule {
             id,
             policy: self.policy,
             priority: self.priority,

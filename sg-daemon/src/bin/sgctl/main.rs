@@ -15,7 +15,7 @@ use std::{path::Path, process::ExitCode, time::Duration};
 use clap::Parser as _;
 use sg_daemon::{
     api::{self, CallError, Probe, Reply, Request, Response},
-    store,
+    config::schema,
 };
 
 use self::{
@@ -44,7 +44,7 @@ fn request(command: Command) -> (Request, View) {
                 members,
             } => (
                 Request::CreateGroup {
-                    group: store::Group {
+                    group: schema::Group {
                         id,
                         name,
                         description,
@@ -184,7 +184,7 @@ fn list_request(cmd: ListCmd, prefix: bool) -> (Request, View) {
             name,
             description,
         } => {
-            let list = store::List {
+            let list = schema::List {
                 id,
                 name,
                 description,
@@ -278,7 +278,7 @@ fn follow_drops(socket: &Path, timeout: u64, last: &mut Option<u64>) -> ExitCode
 
 #[cfg(test)]
 mod tests {
-    use sg_daemon::{api::Direction, store::ProtocolValue};
+    use sg_daemon::{api::Direction, config::schema::ProtocolValue};
 
     use super::*;
 
