@@ -20,7 +20,7 @@
 //! to the daemon's main loop, which runs [`handle`] on it: requests are
 //! executed one at a time, between the loop's other work. Every change
 //! builds the whole new desired state, validates it exactly as a config
-//! file (serialised and run through [`crate::config::parse`]), applies it
+//! file (the same schema and checks: [`crate::config::validate`]), applies it
 //! with [`Daemon::apply`], and only then persists it (see [`store`] for how
 //! the API's state and the config file relate). On any error nothing
 //! changes and the reason is returned.
