@@ -12,7 +12,11 @@ use sg_common::programs;
 
 use super::Dataplane;
 
-/// The two TC hooks, each with its own entry point.
+/// The two TC hooks of the host's interface, each with its own entry
+/// point. Not a [`sg_common::Direction`]: a hook is where a packet meets
+/// the host's interface; the direction is the instance's, and in
+/// hypervisor mode the ingress hook sees the instance's egress. The kernel
+/// maps one to the other from the interface's mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hook {
     Ingress,
