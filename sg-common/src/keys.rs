@@ -55,9 +55,6 @@ pub const GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY: u32 = 1 << 1;
 /// Let DHCP and DHCPv6 client exchanges through (SPEC §3.7); the file's
 /// `builtin_dhcp_client`.
 pub const GLOBAL_BUILTIN_DHCP_CLIENT: u32 = 1 << 2;
-// TODO(remove once sg-ebpf uses the names above)
-pub const GLOBAL_ALLOW_ND: u32 = GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY;
-pub const GLOBAL_ALLOW_DHCP: u32 = GLOBAL_BUILTIN_DHCP_CLIENT;
 
 /// Value of `SG_INTERFACES`, keyed by ifindex. Replaced whole (hash map
 /// update), which is how a new ruleset is switched in atomically.

@@ -42,7 +42,3 @@ pub const SESSION_TIMEOUT_SECS: u64 = 910;
 
 /// The metadata service, always reachable outbound (SPEC §3.7).
 pub const METADATA_V4: [u8; 4] = [100, 100, 100, 200];
-
-/// Semantic direction indices, seen from the protected instance.
-pub const INBOUND: usize = Direction::Ingress.index();
-pub const OUTBOUND: usize = Direction::Egress.index();

@@ -3,9 +3,16 @@
 
 pub const ICMP: u8 = 1;
 pub const TCP: u8 = 6;
-pub const GRE: u8 = 47;
 pub const UDP: u8 = 17;
+pub const GRE: u8 = 47;
 pub const ICMPV6: u8 = 58;
+
+/// IPv6 extension headers the kernel walks (next-header values).
+pub const HOPOPTS: u8 = 0;
+pub const ROUTING: u8 = 43;
+pub const FRAGMENT: u8 = 44;
+pub const AH: u8 = 51;
+pub const DSTOPTS: u8 = 60;
 
 /// The protocols known by name (SPEC §2 `ip_protocol`), lower case.
 /// `all` is not a protocol of a packet; the rule model adds it.

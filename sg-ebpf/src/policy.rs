@@ -1,18 +1,47 @@
-//! Rule classification by bit vectors: one map lookup per packet field
-//! (protocol, remote address, destination port, and — only for tables
-//! whose rules use them — local address and source port), an AND of the
-//! bitmaps and a search for the lowest set bit. Bit order is decision
-//! order, so the lowest bit is the rule that decides. Nothing here depends
-//! on the number of rules.
+//! The rules: classification by bit vectors, and the rules stage. One map
+//! lookup per packet field (protocol, remote address, destination port,
+//! and — only for tables whose rules use them — local address and source
+//! port), an AND of the bitmaps and a search for the lowest set bit. Bit
+//! order is decision order, so the lowest bit is the rule that decides.
+//! Nothing here depends on the number of rules.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use sg_common::{
-    ADDR_KEY_FIXED_BITS, AddrKey, BITMAP_WORDS, Bitmap, DIM_DST_PORT, DIM_LOCAL, DIM_REMOTE,
-    DIM_SRC_PORT, INBOUND, PORT_KEY_FIXED_BITS, PROTO_ANY, PortKey, ProtoKey, TABLE_MATCHES_LOCAL,
+    BITMAP_WORDS, Bitmap, DIM_DST_PORT, DIM_LOCAL, DIM_REMOTE, DIM_SRC_PORT, Direction,
+    InterfaceConfig, NO_RULE, PROTO_ANY, PortKey, ProtoKey, Reason, TABLE_MATCHES_LOCAL,
     TABLE_MATCHES_SRC_PORT,
 };
 
-use crate::{SG_ADDR, SG_PORT, SG_PROTO, SG_TABLES, parse::Flow};
+use crate::{
+    conntrack::open_session,
+    maps::{SG_ADDR, SG_PORT, SG_PROTO, SG_TABLES, addr_key},
+    parse::Flow,
+    work::{Work, finish},
+};
+
+/// The interface's rules, or its default; an accepted packet opens its
+/// session.
+#[inline(never)]
+pub fn stage_rules(w: &mut Work, iface: &InterfaceConfig) {
+    let dir = w.direction();
+    let table = iface.tables[dir.index()];
+    let (reason, rule) = match classify(table, &w.packet, dir) {
+        Outcome::Rule {
+            accept: true,
+            index,
+        } => (Reason::RuleAccept, index),
+        Outcome::Rule {
+            accept: false,
+            index,
+        } => (Reason::RuleDrop, index),
+        Outcome::Default { accept: true } => (Reason::DefaultAccept, NO_RULE),
+        Outcome::Default { accept: false } => (Reason::DefaultDrop, NO_RULE),
+    };
+    if reason.accepts() && w.packet.opens_session() {
+        open_session(&w.key, w.now, dir, iface.epoch);
+    }
+    finish(w, reason, rule, table);
+}
 
 pub enum Outcome {
     /// Rule `index` of the table decided.
@@ -21,18 +50,18 @@ pub enum Outcome {
     Default { accept: bool },
 }
 
+/// Which rule of table `table` decides `flow` going in direction `dir`.
 #[inline(never)]
-pub fn classify(table: u32, flow: &Flow, dir: usize) -> Outcome {
+pub fn classify(table: u32, flow: &Flow, dir: Direction) -> Outcome {
     let Some(info) = SG_TABLES.get(table) else {
         return Outcome::Default { accept: false };
     };
     let default = Outcome::Default {
         accept: info.default_accept != 0,
     };
-    let (remote, local) = if dir == INBOUND {
-        (&flow.src, &flow.dst)
-    } else {
-        (&flow.dst, &flow.src)
+    let (remote, local) = match dir {
+        Direction::Ingress => (&flow.src, &flow.dst),
+        Direction::Egress => (&flow.dst, &flow.src),
     };
 
     let Some(proto_bits) = proto_bitmap(table, flow.proto()) else {
@@ -90,10 +119,10 @@ fn proto_bitmap(table: u32, proto: u8) -> Option<&'static Bitmap> {
         table,
         proto: proto as u32,
     };
-    match unsafe { SG_PROTO.get(&exact) } {
+    match unsafe { SG_PROTO.get(exact) } {
         Some(bits) => Some(bits),
         None => unsafe {
-            SG_PROTO.get(&ProtoKey {
+            SG_PROTO.get(ProtoKey {
                 table,
                 proto: PROTO_ANY,
             })
@@ -103,30 +132,12 @@ fn proto_bitmap(table: u32, proto: u8) -> Option<&'static Bitmap> {
 
 #[inline(always)]
 fn addr_bitmap(table: u32, dim: u8, flow: &Flow, addr: &[u8; 16]) -> Option<&'static Bitmap> {
-    let len = if flow.is_v4() { 32 } else { 128 };
-    let key = Key::new(
-        ADDR_KEY_FIXED_BITS + len,
-        AddrKey {
-            table: table.to_be_bytes(),
-            dim,
-            family: flow.family(),
-            addr: *addr,
-            _pad: [0; 2],
-        },
-    );
-    SG_ADDR.get(&key)
+    SG_ADDR.get(addr_key(table, dim, flow, addr))
 }
 
 #[inline(always)]
 fn port_bitmap(table: u32, dim: u8, port: u16) -> Option<&'static Bitmap> {
-    let key = Key::new(
-        PORT_KEY_FIXED_BITS + 16,
-        PortKey {
-            table: table.to_be_bytes(),
-            dim,
-            port: port.to_be_bytes(),
-        },
-    );
+    let key = Key::new(PortKey::prefix_bits(16), PortKey::new(table, dim, port));
     SG_PORT.get(&key)
 }
 

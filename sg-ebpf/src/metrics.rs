@@ -1,0 +1,104 @@
+//! Counters and drop records, read by the daemon: packets per reason
+//! (`SG_STATS`), packets and bytes per deciding rule (`SG_RULE_COUNTERS`)
+//! and per interface, direction and verdict (`SG_IFACE_COUNTERS`), and a
+//! record of each drop in the `SG_DROPS` ring, rate-limited per CPU by a
+//! token bucket (`SG_DROP_BUDGET`) so that a flood of dropped packets
+//! cannot flood the daemon. All per CPU: no atomic adds.
+
+use aya_ebpf::{maps::LruPerCpuHashMap, programs::TcContext};
+use sg_common::{
+    Counter, DROP_RECORDS_BURST, DROP_RECORDS_PER_SEC, DropRecord, IfaceCounterKey, NO_RULE,
+    Reason, RuleCounterKey,
+};
+
+use crate::{
+    maps::{SG_DROP_BUDGET, SG_DROPS, SG_IFACE_COUNTERS, SG_RULE_COUNTERS, SG_STATS},
+    work::Work,
+};
+
+/// Counts the packet under its reason.
+#[inline(always)]
+pub fn count_reason(reason: Reason) {
+    if let Some(counter) = SG_STATS.get_ptr_mut(reason as u32) {
+        // Per-CPU slot: no other writer.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// Per-interface and per-rule counters, and a (rate-limited) record of
+/// each drop.
+#[inline(never)]
+pub fn count(ctx: &TcContext, w: &Work, reason: Reason, rule: u32, table: u32) {
+    let bytes = ctx.len() as u64;
+    if reason != Reason::Unbound {
+        let key = IfaceCounterKey {
+            ifindex: w.ifindex,
+            dir: w.dir as u8,
+            accepted: reason.accepts() as u8,
+            _pad: [0; 2],
+        };
+        add(&SG_IFACE_COUNTERS, &key, bytes);
+    }
+    if rule != NO_RULE {
+        add(&SG_RULE_COUNTERS, &RuleCounterKey { table, rule }, bytes);
+    }
+    // Malformed frames have no parsed packet to report.
+    if !reason.accepts() && reason != Reason::Malformed && take_drop_token(w.now) {
+        record_drop(w, reason, rule, table);
+    }
+}
+
+#[inline(always)]
+fn add<K>(map: &LruPerCpuHashMap<K, Counter>, key: &K, bytes: u64) {
+    if let Some(c) = map.get_ptr_mut(key) {
+        // Per-CPU value: no other writer.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+        }
+    } else {
+        let _ = map.insert(key, Counter { packets: 1, bytes }, 0);
+    }
+}
+
+#[inline(always)]
+fn take_drop_token(now: u64) -> bool {
+    let Some(bucket) = SG_DROP_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    let [tokens, last] = unsafe { *bucket };
+    let refill = now.wrapping_sub(last) / (1_000_000_000 / DROP_RECORDS_PER_SEC);
+    let tokens = (tokens + refill).min(DROP_RECORDS_BURST);
+    let last = if refill > 0 { now } else { last };
+    let (tokens, granted) = if tokens > 0 {
+        (tokens - 1, true)
+    } else {
+        (0, false)
+    };
+    unsafe { *bucket = [tokens, last] };
+    granted
+}
+
+#[inline(always)]
+fn record_drop(w: &Work, reason: Reason, rule: u32, table: u32) {
+    let Some(mut entry) = SG_DROPS.reserve::<DropRecord>(0) else {
+        return;
+    };
+    let p = &w.packet;
+    entry.write(DropRecord {
+        time_ns: w.now,
+        ifindex: w.ifindex,
+        reason: reason as u32,
+        rule,
+        table,
+        src: p.src,
+        dst: p.dst,
+        src_port: p.src_port(),
+        dst_port: p.dst_port(),
+        dir: w.dir as u8,
+        proto: p.proto(),
+        family: p.family(),
+        _pad: 0,
+    });
+    entry.submit(0);
+}

@@ -1,0 +1,69 @@
+//! IPv6: the fixed header, then the extension headers (hop-by-hop,
+//! routing, destination options, fragment, AH), at most
+//! [`MAX_EXT_HEADERS`] of them, then the transport header unless the
+//! packet is a later fragment.
+
+use aya_ebpf::programs::TcContext;
+use sg_common::FAMILY_V6;
+
+use super::{Flow, Fragment, empty_flow, l4::parse_l4, load, proto};
+
+/// IPv6 extension headers walked before giving up (the packet is then
+/// dropped as malformed).
+const MAX_EXT_HEADERS: usize = 8;
+
+/// The fixed IPv6 header at `l3`: the flow without its transport fields;
+/// `l4` is where the header after the fixed one starts.
+#[inline(always)]
+pub fn ipv6_header(ctx: &TcContext, l3: usize) -> Option<Flow> {
+    let ver = load::<u8>(ctx, l3)?;
+    if ver >> 4 != 6 {
+        return None;
+    }
+    let mut flow = empty_flow(FAMILY_V6, load::<u8>(ctx, l3 + 6)?);
+    flow.src = load::<[u8; 16]>(ctx, l3 + 8)?;
+    flow.dst = load::<[u8; 16]>(ctx, l3 + 24)?;
+    flow.l4 = l3 + 40;
+    Some(flow)
+}
+
+#[inline(always)]
+pub fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Flow> {
+    let mut flow = ipv6_header(ctx, l3)?;
+    let mut off = flow.l4;
+    for _ in 0..MAX_EXT_HEADERS {
+        match flow.proto {
+            proto::HOPOPTS | proto::ROUTING | proto::DSTOPTS => {
+                let [next, len] = load::<[u8; 2]>(ctx, off)?;
+                flow.proto = next;
+                off += (len as usize + 1) * 8;
+            }
+            proto::AH => {
+                let [next, len] = load::<[u8; 2]>(ctx, off)?;
+                flow.proto = next;
+                off += (len as usize + 2) * 4;
+            }
+            proto::FRAGMENT => {
+                let next = load::<u8>(ctx, off)?;
+                let offset_flags = u16::from_be(load::<u16>(ctx, off + 2)?);
+                flow.frag_id = u32::from_be(load::<u32>(ctx, off + 4)?);
+                flow.proto = next;
+                off += 8;
+                if offset_flags & 0xfff8 != 0 {
+                    flow.fragment = Fragment::Later;
+                    flow.l4 = off;
+                    return Some(flow);
+                }
+                if offset_flags & 1 != 0 {
+                    flow.fragment = Fragment::First;
+                }
+            }
+            _ => {
+                flow.l4 = off;
+                return parse_l4(ctx, flow);
+            }
+        }
+    }
+    // Still inside extension headers: too many to walk.
+    None
+}

@@ -1,0 +1,184 @@
+//! Frame parsing into a [`Flow`]: Ethernet with one optional VLAN tag
+//! ([`ethernet`]), IPv4 with options skipped by IHL ([`ipv4`]), IPv6 with
+//! its extension headers walked, bounded ([`ipv6`]), then TCP, UDP, ICMP
+//! and ICMPv6 headers ([`l4`]); for ICMP errors also the quoted packet's
+//! addresses and ports ([`mod@quoted`]). Every read goes through
+//! `bpf_skb_load_bytes` (`TcContext::load`), which checks bounds against
+//! the whole skb, so a truncated header is a failed load and never an
+//! out-of-bounds read.
+
+mod ethernet;
+mod ipv4;
+mod ipv6;
+mod l4;
+mod quoted;
+
+use aya_ebpf::programs::TcContext;
+use sg_common::FAMILY_V4;
+
+pub use self::quoted::quoted;
+
+/// Protocol numbers: the one table, shared with the daemon.
+pub use sg_common::proto;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    /// A whole packet.
+    No,
+    /// The first fragment (offset 0, more to come): carries the ports.
+    First,
+    /// A later fragment: no transport header.
+    Later,
+}
+
+/// The fields the decision needs. IPv4 addresses sit in the first four
+/// bytes of the 16-byte address fields.
+#[derive(Clone, Copy)]
+pub struct Flow {
+    pub family: u8,
+    pub proto: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// TCP/UDP ports; for ICMP echo both carry the identifier, so a request
+    /// and its reply share one session key; 0 otherwise.
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub fragment: Fragment,
+    /// IPv4 identification or IPv6 fragment identification.
+    pub frag_id: u32,
+    /// Offset of the transport header (ICMP errors: where the quote starts
+    /// is 8 bytes further).
+    pub l4: usize,
+}
+
+/// Field reads for the decision. Each is a fresh load (volatile), so the
+/// verifier does not carry what one check learnt about a field into the
+/// next stage: the paths of different protocols then merge again, and the
+/// program stays far below the verifier's complexity limit.
+macro_rules! fresh_getters {
+    ($($name:ident: $ty:ty),* $(,)?) => {
+        $(
+            #[inline(always)]
+            pub fn $name(&self) -> $ty {
+                // SAFETY: a plain read of our own initialised field.
+                unsafe { core::ptr::read_volatile(&self.$name) }
+            }
+        )*
+    };
+}
+
+impl Flow {
+    fresh_getters!(
+        family: u8,
+        proto: u8,
+        src_port: u16,
+        dst_port: u16,
+        icmp_type: u8,
+        icmp_code: u8,
+        fragment: Fragment,
+    );
+
+    #[inline(always)]
+    pub fn is_v4(&self) -> bool {
+        self.family() == FAMILY_V4
+    }
+
+    #[inline(always)]
+    fn has_ports(&self) -> bool {
+        matches!(self.proto(), proto::TCP | proto::UDP)
+    }
+
+    /// The destination port rules match: TCP and UDP only, 0 for every
+    /// other protocol (rules for those say `-1/-1`).
+    #[inline(always)]
+    pub fn rule_dst_port(&self) -> u16 {
+        if self.has_ports() { self.dst_port() } else { 0 }
+    }
+
+    /// The source port 5-tuple rules match (0 without ports).
+    #[inline(always)]
+    pub fn rule_src_port(&self) -> u16 {
+        if self.has_ports() { self.src_port() } else { 0 }
+    }
+
+    /// Accepted packets open sessions, except ICMP other than an echo
+    /// request (decided packet by packet, or as related traffic) and later
+    /// fragments (no ports to key a session on).
+    #[inline(always)]
+    pub fn opens_session(&self) -> bool {
+        if self.fragment() == Fragment::Later {
+            return false;
+        }
+        match self.proto() {
+            proto::ICMP => self.icmp_type() == l4::ICMP_ECHO_REQUEST,
+            proto::ICMPV6 => self.icmp_type() == l4::ICMPV6_ECHO_REQUEST,
+            _ => true,
+        }
+    }
+
+    /// ICMP errors that quote the packet they are about (SPEC §3.5).
+    #[inline(always)]
+    pub fn is_icmp_error(&self) -> bool {
+        match self.proto() {
+            // Destination unreachable, time exceeded, parameter problem.
+            proto::ICMP => self.is_v4() && matches!(self.icmp_type(), 3 | 11 | 12),
+            // Destination unreachable, packet too big, time exceeded,
+            // parameter problem.
+            proto::ICMPV6 => !self.is_v4() && matches!(self.icmp_type(), 1..=4),
+            _ => false,
+        }
+    }
+}
+
+pub enum Parsed {
+    NotIp,
+    Malformed,
+    Ip,
+}
+
+#[inline(always)]
+fn load<T>(ctx: &TcContext, offset: usize) -> Option<T> {
+    ctx.load::<T>(offset).ok()
+}
+
+/// Parses the frame into `out`. A separate BPF function writing into map
+/// memory: the verifier then carries no per-protocol knowledge from the
+/// parser into the decision, which keeps its state count small.
+#[inline(never)]
+pub fn parse(ctx: &TcContext, out: &mut Flow) -> Parsed {
+    let Some((ethertype, l3)) = ethernet::ethertype(ctx) else {
+        return Parsed::NotIp;
+    };
+    let flow = match ethertype {
+        ethernet::ETH_P_IP => ipv4::parse_v4(ctx, l3),
+        ethernet::ETH_P_IPV6 => ipv6::parse_v6(ctx, l3),
+        _ => return Parsed::NotIp,
+    };
+    match flow {
+        Some(flow) => {
+            *out = flow;
+            Parsed::Ip
+        }
+        None => Parsed::Malformed,
+    }
+}
+
+/// A flow with only its family and protocol set.
+#[inline(always)]
+pub fn empty_flow(family: u8, proto: u8) -> Flow {
+    Flow {
+        family,
+        proto,
+        src: [0; 16],
+        dst: [0; 16],
+        src_port: 0,
+        dst_port: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        fragment: Fragment::No,
+        frag_id: 0,
+        l4: 0,
+    }
+}

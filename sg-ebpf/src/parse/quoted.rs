@@ -1,0 +1,58 @@
+//! The packet an ICMP error quotes: its IP header and the first 8 bytes of
+//! its transport header, enough to name the session it belongs to (the
+//! related stage). Quoted IPv6 extension headers are not walked.
+
+use aya_ebpf::programs::TcContext;
+
+use super::{
+    Flow, Fragment,
+    ipv4::ipv4_header,
+    ipv6::ipv6_header,
+    l4::{icmp_for, is_echo},
+    load, proto,
+};
+
+/// The packet an ICMP error quotes (its IP header and the first 8 bytes of
+/// its transport header), or `None` if the quote is cut too short to name
+/// a session.
+#[inline(never)]
+pub fn quoted(ctx: &TcContext, error: &Flow, out: &mut Flow) -> bool {
+    match quoted_flow(ctx, error) {
+        Some(inner) => {
+            *out = inner;
+            true
+        }
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn quoted_flow(ctx: &TcContext, error: &Flow) -> Option<Flow> {
+    let l3 = error.l4 + 8;
+    let mut inner = if error.is_v4() {
+        let inner = ipv4_header(ctx, l3)?;
+        if inner.fragment == Fragment::Later {
+            return None;
+        }
+        inner
+    } else {
+        ipv6_header(ctx, l3)?
+    };
+    let icmp = icmp_for(inner.family);
+    match inner.proto {
+        proto::TCP | proto::UDP => {
+            inner.src_port = u16::from_be(load::<u16>(ctx, inner.l4)?);
+            inner.dst_port = u16::from_be(load::<u16>(ctx, inner.l4 + 2)?);
+        }
+        p if p == icmp => {
+            let inner_type = load::<u8>(ctx, inner.l4)?;
+            if is_echo(icmp, inner_type) {
+                let id = u16::from_be(load::<u16>(ctx, inner.l4 + 4)?);
+                inner.src_port = id;
+                inner.dst_port = id;
+            }
+        }
+        _ => {}
+    }
+    Some(inner)
+}
