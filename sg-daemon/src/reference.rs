@@ -292,7 +292,7 @@ pub fn decide_by_ordered_rules(
 
 /// Built-ins the host needs to stay on the network (SPEC §3.7): neighbour
 /// and router discovery, DHCP client exchanges.
-fn network_builtin(config: &Config, dir: Direction, pkt: &Packet) -> Option<BuiltIn> {
+fn nd_dhcp_builtin(config: &Config, dir: Direction, pkt: &Packet) -> Option<BuiltIn> {
     let d = &config.daemon;
     if d.builtin_neighbor_discovery
         && pkt.proto == ICMPV6
@@ -320,7 +320,7 @@ fn network_builtin(config: &Config, dir: Direction, pkt: &Packet) -> Option<Buil
 
 /// The port 25 restriction, PMTUD and the metadata service (SPEC §3.7,
 /// §3.8).
-fn service_builtin(config: &Config, dir: Direction, pkt: &Packet) -> Option<BuiltIn> {
+fn smtp_pmtud_metadata_builtin(config: &Config, dir: Direction, pkt: &Packet) -> Option<BuiltIn> {
     let outbound = dir == Direction::Egress;
     if outbound && config.daemon.block_smtp_egress && pkt.proto == TCP && pkt.rule_ports().1 == 25 {
         return Some(BuiltIn::SmtpBlocked);
@@ -354,13 +354,6 @@ fn session_key(pkt: &Packet, dir: Direction) -> SessionKey {
         remote,
         local_port,
         remote_port,
-    }
-}
-
-fn opposite(dir: Direction) -> Direction {
-    match dir {
-        Direction::Ingress => Direction::Egress,
-        Direction::Egress => Direction::Ingress,
     }
 }
 
@@ -399,7 +392,7 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
     // SPEC §2: a hypervisor-mode instance may only send from its addresses;
     // its neighbour discovery and DHCP may also use the unspecified or a
     // link-local address (SPEC §3.7), which no group grants anything to.
-    let network = network_builtin(iface.config, dir, pkt);
+    let nd_dhcp = nd_dhcp_builtin(iface.config, dir, pkt);
     let unspecified_or_link_local = match pkt.src {
         IpAddr::V4(a) => a.is_unspecified(),
         IpAddr::V6(a) => a.is_unspecified() || a.is_unicast_link_local(),
@@ -410,11 +403,11 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
             .addresses
             .instance(&iface.binding.name)
             .contains(&pkt.src)
-        && !(network.is_some() && unspecified_or_link_local)
+        && !(nd_dhcp.is_some() && unspecified_or_link_local)
     {
         return Decision::new(false, DecidedBy::Spoofed);
     }
-    if let Some(b) = network {
+    if let Some(b) = nd_dhcp {
         return Decision::new(true, DecidedBy::BuiltIn(b));
     }
 
@@ -423,8 +416,9 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
     if let Some(session) = state.sessions.get(&key).cloned() {
         if session.generation != state.generation {
             // Only sessions of the metadata service outlive any rule.
-            let metadata = service_builtin(iface.config, session.opened, &session.opening)
-                == Some(BuiltIn::Metadata);
+            let metadata =
+                smtp_pmtud_metadata_builtin(iface.config, session.opened, &session.opening)
+                    == Some(BuiltIn::Metadata);
             let recheck = decide_by_rules(iface, session.opened, &session.opening);
             if !metadata
                 && !recheck.accept
@@ -443,12 +437,12 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
         && let Some(quoted) = &pkt.quoted
         && state
             .sessions
-            .contains_key(&session_key(quoted, opposite(dir)))
+            .contains_key(&session_key(quoted, dir.reverse()))
     {
         return Decision::new(true, DecidedBy::Related);
     }
 
-    if let Some(b) = service_builtin(iface.config, dir, pkt) {
+    if let Some(b) = smtp_pmtud_metadata_builtin(iface.config, dir, pkt) {
         if b == BuiltIn::Metadata {
             open_session(state, &key, dir, pkt);
         }
