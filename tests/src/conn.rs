@@ -96,6 +96,16 @@ impl TcpServer {
     }
 }
 
+/// Starts a TCP echo server on each of `addrs` in `ns`; panics if one
+/// cannot listen. The servers stop when the vector is dropped.
+#[track_caller]
+pub fn tcp_servers(ns: &Netns, addrs: &[SocketAddr]) -> Vec<TcpServer> {
+    addrs
+        .iter()
+        .map(|a| TcpServer::start(ns, *a).unwrap_or_else(|e| panic!("{e:#}")))
+        .collect()
+}
+
 /// Echoes one connection until the peer closes it, an error, or `stop`.
 fn echo_stream(mut stream: TcpStream, stop: &AtomicBool) {
     // The write timeout keeps a peer that stopped reading (or a path that
@@ -141,7 +151,12 @@ impl TcpConn {
     ) -> Result<TcpConn> {
         let stream = connect(ns, src, dst, timeout)
             .with_context(|| format!("TCP connect from netns {} to {dst}", ns.name()))?;
-        Ok(TcpConn { stream, timeout })
+        Ok(TcpConn::from_stream(stream, timeout))
+    }
+
+    /// A connection on an already connected stream.
+    pub(crate) fn from_stream(stream: TcpStream, timeout: Duration) -> TcpConn {
+        TcpConn { stream, timeout }
     }
 
     /// Sends `payload` and waits for an echo server to send it back.
@@ -185,12 +200,19 @@ pub fn tcp_connect_from(
 ) -> Outcome {
     match connect(ns, src, dst, timeout) {
         Ok(_) => Outcome::Connected,
-        Err(e) => match e.kind() {
+        Err(e) => Outcome::of(&e),
+    }
+}
+
+impl Outcome {
+    /// How a failed connection attempt ended.
+    pub(crate) fn of(e: &io::Error) -> Outcome {
+        match e.kind() {
             ErrorKind::ConnectionRefused => Outcome::Refused,
             ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => Outcome::Unreachable,
-            _ if is_timeout(&e) => Outcome::TimedOut,
+            _ if is_timeout(e) => Outcome::TimedOut,
             _ => Outcome::Failed(e.to_string()),
-        },
+        }
     }
 }
 
@@ -233,6 +255,16 @@ impl UdpServer {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+}
+
+/// Starts a UDP echo server on each of `addrs` in `ns`; panics if one
+/// cannot bind. The servers stop when the vector is dropped.
+#[track_caller]
+pub fn udp_servers(ns: &Netns, addrs: &[SocketAddr]) -> Vec<UdpServer> {
+    addrs
+        .iter()
+        .map(|a| UdpServer::start(ns, *a).unwrap_or_else(|e| panic!("{e:#}")))
+        .collect()
 }
 
 /// Datagrams a [`UdpSink`] has received, with their sources.
@@ -321,27 +353,7 @@ pub fn udp_request(
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    let Ok(socket) = udp_socket(ns, src.unwrap_or_else(|| unspecified(dst))) else {
-        return false;
-    };
-    if socket.send_to(payload.as_bytes(), dst).is_err() {
-        return false;
-    }
-    let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; 2048];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
-            return false;
-        }
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) if from == dst && &buf[..n] == payload.as_bytes() => return true,
-            // Not the echo of this request: keep waiting for it.
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
+    udp_echoed(ns, src, dst, payload.as_bytes(), timeout)
 }
 
 /// Sends one datagram from `ns` (from `src` if given) to `dst`.
@@ -356,6 +368,77 @@ pub fn udp_send(
         .send_to(payload, dst)
         .with_context(|| format!("UDP send from netns {} to {dst}", ns.name()))?;
     Ok(())
+}
+
+/// Sends a datagram of `len` bytes from `ns` (from `src` if given) to a UDP
+/// echo server at `dst` and says whether the whole datagram came back within
+/// `timeout`. Over a 1500-byte MTU a `len` of 3000 travels as fragments,
+/// both ways.
+pub fn udp_echo_len(
+    ns: &Netns,
+    src: Option<SocketAddr>,
+    dst: SocketAddr,
+    len: usize,
+    timeout: Duration,
+) -> bool {
+    let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    udp_echoed(ns, src, dst, &payload, timeout)
+}
+
+/// Sends `payload` from `ns` (from `src` if given) to `dst` and says whether
+/// `dst` sent it back within `timeout`.
+fn udp_echoed(
+    ns: &Netns,
+    src: Option<SocketAddr>,
+    dst: SocketAddr,
+    payload: &[u8],
+    timeout: Duration,
+) -> bool {
+    let Ok(socket) = udp_socket(ns, src.unwrap_or_else(|| unspecified(dst))) else {
+        return false;
+    };
+    if socket.send_to(payload, dst).is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) if from == dst && buf[..n] == *payload => return true,
+            // Not the echo of this datagram: keep waiting for it.
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Sends one datagram from a connected UDP socket in `ns` (bound to `src` if
+/// given) to `dst`, where nothing listens, and waits up to `timeout` for the
+/// peer's ICMP port unreachable: `Ok(true)` when it came back (the socket's
+/// next `recv` fails with ECONNREFUSED), `Ok(false)` when nothing came, an
+/// error when something else happened (a datagram came back, another error).
+pub fn udp_refused(
+    ns: &Netns,
+    src: Option<SocketAddr>,
+    dst: SocketAddr,
+    timeout: Duration,
+) -> Result<bool> {
+    let socket = udp_socket(ns, src.unwrap_or_else(|| unspecified(dst)))?;
+    socket.connect(dst)?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.send(b"is anybody there?")?;
+    let mut buf = [0u8; 64];
+    match socket.recv(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(true),
+        Err(e) if is_timeout(&e) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("UDP receive from {dst}")),
+        Ok(_) => bail!("a datagram came back from {dst}, where nothing should listen"),
+    }
 }
 
 /// Pings `dst` once from `ns` with iputils `ping` and says whether the echo
@@ -501,7 +584,7 @@ fn udp_socket(ns: &Netns, addr: SocketAddr) -> Result<UdpSocket> {
 }
 
 /// Connects a TCP socket created in `ns` to `dst`, bound to `src` if given.
-fn connect(
+pub(crate) fn connect(
     ns: &Netns,
     src: Option<SocketAddr>,
     dst: SocketAddr,

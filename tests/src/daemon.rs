@@ -4,6 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
+use std::ops::{Deref, DerefMut};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -16,7 +17,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use crate::netns::Netns;
+use crate::config::{Group, groups_on};
+use crate::netns::{Netns, SERVER_IF};
 
 /// How long sgd may take to send `READY=1`, at start and after a reload.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -262,6 +264,165 @@ impl Drop for Sgd {
     }
 }
 
+/// `sgd` on private directories of its own: how every namespace test runs
+/// it. The daemon stops before its directories go.
+///
+/// Configs are given without the `[daemon]` directories, which this adds
+/// ([`DaemonDirs::config`]). It dereferences to the running [`Sgd`].
+#[derive(Debug)]
+pub struct Daemon {
+    // Declared first, so dropped first.
+    sgd: Sgd,
+    dirs: DaemonDirs,
+}
+
+impl Daemon {
+    /// Starts sgd in `ns` on `config` (see [`DaemonDirs::config`] for what
+    /// `config` may hold) and waits until it is ready.
+    pub fn start(ns: &Netns, config: &str) -> Result<Daemon> {
+        let dirs = DaemonDirs::new()?;
+        let sgd = Sgd::start(ns, &dirs.config(config))?;
+        Ok(Daemon { sgd, dirs })
+    }
+
+    /// Replaces the config file by `config` and reloads (SIGHUP).
+    pub fn reload_with(&mut self, config: &str) -> Result<()> {
+        self.sgd.write_config(&self.dirs.config(config))?;
+        self.sgd.reload()
+    }
+
+    /// Stops the daemon (or reaps it, if it has exited) and starts another
+    /// one in `ns` on `config` and the same directories, so on the same
+    /// state and pins: a restart.
+    pub fn restart(&mut self, ns: &Netns, config: &str) -> Result<()> {
+        self.sgd.stop()?;
+        self.sgd = Sgd::start(ns, &self.dirs.config(config))?;
+        Ok(())
+    }
+
+    /// The daemon's directories.
+    pub fn dirs(&self) -> &DaemonDirs {
+        &self.dirs
+    }
+
+    /// `sgctl` pointed at this daemon's control socket.
+    pub fn ctl(&self) -> Ctl {
+        Ctl::new(self.dirs.socket())
+    }
+}
+
+/// Starts sgd in `ns` with `groups` bound, in this order, to the server's
+/// interface [`SERVER_IF`]; panics if it does not start.
+#[track_caller]
+pub fn enforce(ns: &Netns, groups: &[Group]) -> Daemon {
+    Daemon::start(ns, &groups_on(SERVER_IF, groups)).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+impl Deref for Daemon {
+    type Target = Sgd;
+
+    fn deref(&self) -> &Sgd {
+        &self.sgd
+    }
+}
+
+impl DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Sgd {
+        &mut self.sgd
+    }
+}
+
+/// The sgctl binary the tests run: `$SGCTL_BIN` if set, else `sgctl` next
+/// to [`sgd_path`], else in the debug directory of `$CARGO_TARGET_DIR` or
+/// of the workspace's `target`.
+///
+/// Panics if there is none.
+pub fn sgctl_path() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SGCTL_BIN") {
+        return PathBuf::from(bin);
+    }
+    let beside_sgd = sgd_path().with_file_name("sgctl");
+    if beside_sgd.is_file() {
+        return beside_sgd;
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| workspace.join(dir))
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("debug/sgctl");
+    assert!(
+        path.is_file(),
+        "no sgctl at {}: build it with `cargo build -p sg-daemon` (or name it in SGCTL_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// What one `sgctl` run did.
+#[derive(Debug)]
+pub struct CtlOut {
+    /// The exit code (-1 if a signal ended it).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `sgctl` pointed at one daemon's control socket.
+#[derive(Debug)]
+pub struct Ctl {
+    socket: PathBuf,
+}
+
+impl Ctl {
+    /// `sgctl --socket SOCKET`.
+    pub fn new(socket: PathBuf) -> Ctl {
+        Ctl { socket }
+    }
+
+    /// The socket it talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The command `sgctl --socket SOCKET ARGS`, to adjust before running.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(sgctl_path());
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        cmd
+    }
+
+    /// Runs `cmd` and returns what it did.
+    pub fn run_command(mut cmd: Command) -> CtlOut {
+        let out = cmd.output().expect("run sgctl");
+        CtlOut {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `sgctl ARGS`.
+    pub fn run(&self, args: &[&str]) -> CtlOut {
+        Ctl::run_command(self.command(args))
+    }
+
+    /// Runs and expects success; returns stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.code, 0, "sgctl {args:?} failed: {out:?}");
+        out.stdout
+    }
+
+    /// Runs and expects the daemon to refuse (exit 1); returns stderr.
+    #[track_caller]
+    pub fn refused(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.code, 1, "sgctl {args:?} was not refused: {out:?}");
+        out.stderr
+    }
+}
+
 /// Private directories for one daemon's `state_dir`, `runtime_dir` and
 /// `bpffs_dir`, so that daemons of parallel tests touch nothing of each other
 /// or of a real sgd on the host.
@@ -308,6 +469,11 @@ impl DaemonDirs {
     /// The bpffs for `daemon.bpffs_dir`.
     pub fn bpffs_dir(&self) -> PathBuf {
         self.root.path().join("bpf")
+    }
+
+    /// The daemon's control socket in [`DaemonDirs::runtime_dir`].
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir().join("sgd.sock")
     }
 
     /// A config file: a `[daemon]` table naming these directories, followed

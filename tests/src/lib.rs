@@ -7,39 +7,45 @@
 //! namespace named `sgt-<pid>-<counter>-<label>` that is deleted when its
 //! value is dropped, also when a test panics.
 //!
+//! A test is a topology, servers, `sgd` on a config, and a table of probes:
+//!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
 //! use sg_tests::*;
 //! let t = Topology::pair("ssh")?;
-//! let dirs = DaemonDirs::new()?;
-//! let _srv = TcpServer::start(t.server(), t.server().v4(22))?;
-//! let _sgd = Sgd::start(t.server(), &dirs.config(r#"
-//! [[security_group]]
-//! id = "sg-ssh"
-//!   [[security_group.ingress]]
-//!   policy = "accept"
-//!   ip_protocol = "tcp"
-//!   port_range = "22/22"
-//!   source_cidr_ip = "192.0.2.0/24"
-//!
-//! [[interface]]
-//! name = "sg0"
-//! security_groups = ["sg-ssh"]
-//! "#))?;
-//! assert_tcp_allowed(t.client(), t.server().v4(22));
-//! assert_ping(t.client(), t.server().ipv4().into(), false);
+//! let (s, c) = (t.server(), t.client());
+//! let _srv = tcp_servers(s, &[s.v4(22)]);
+//! let ssh = Group::new("sg-ssh").rules([accept_in("tcp", "22/22", "192.0.2.0/24")]);
+//! let _sgd = enforce(s, &[ssh]); // bound to the server's interface, sg0
+//! check(&[
+//!     probe("ssh from the segment", Tcp(22), c, s.ipv4(), PASS),
+//!     probe("ping, no rule", Ping, c, s.ipv4(), DROPPED),
+//! ]);
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod conn;
 mod daemon;
 pub mod frames;
 mod netns;
+mod probe;
 
+pub use config::{
+    Group, Interface, Rule, accept_in, accept_out, drop_in, drop_out, groups_on, interface,
+    port_list, prefix_list,
+};
 pub use conn::{
     DEFAULT_TIMEOUT, Datagrams, Outcome, TcpConn, TcpServer, UdpServer, UdpSink, assert_ping,
     assert_tcp_allowed, assert_tcp_blocked, assert_udp, ping, tcp_connect, tcp_connect_from,
-    tcp_echo, udp_request, udp_send,
+    tcp_echo, tcp_servers, udp_echo_len, udp_refused, udp_request, udp_send, udp_servers,
 };
-pub use daemon::{DaemonDirs, READY_TIMEOUT, STOP_TIMEOUT, Sgd, sgd_check, sgd_path};
-pub use netns::{CLIENT_IF, Host, Netns, SERVER_IF, Topology, veth_pair};
+pub use daemon::{
+    Ctl, CtlOut, Daemon, DaemonDirs, READY_TIMEOUT, STOP_TIMEOUT, Sgd, enforce, sgctl_path,
+    sgd_check, sgd_path,
+};
+pub use netns::{CLIENT_IF, Host, Hypervisor, NarrowPath, Netns, SERVER_IF, Topology, veth_pair};
+pub use probe::{
+    DROPPED, Expect, PASS, Ping, Probe, Source, Tcp, TcpEcho, Traffic, Udp, UdpBytes, UdpToClosed,
+    check, probe,
+};

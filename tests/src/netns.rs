@@ -318,19 +318,7 @@ impl Topology {
             bail!("a topology takes 1..=200 clients, not {clients}");
         }
         let switch = Netns::new(&format!("{label}-sw"))?;
-        // Snooping off: the switch floods multicast such as IPv6 neighbour
-        // solicitations whatever MLD reports it has (not) seen, so the
-        // segment behaves like a plain wire.
-        switch.ip(&[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        switch.ip(&["link", "set", "br0", "up"])?;
+        add_bridge(&switch, "br0")?;
 
         let server = Host::new(&format!("{label}-s"), SERVER_IF, 1)?;
         let clients = (0..clients)
@@ -370,6 +358,121 @@ impl Topology {
     /// All clients, in address order.
     pub fn clients(&self) -> &[Host] {
         &self.clients
+    }
+}
+
+/// Creates bridge `name` in `ns` and sets it up. Snooping is off: the
+/// bridge floods multicast such as IPv6 neighbour solicitations whatever MLD
+/// reports it has (not) seen, so the segment behaves like a plain wire.
+fn add_bridge(ns: &Netns, name: &str) -> Result<()> {
+    ns.ip(&["link", "add", name, "type", "bridge", "mcast_snooping", "0"])?;
+    ns.ip(&["link", "set", name, "up"])?;
+    Ok(())
+}
+
+/// A hypervisor: a "host" namespace with a bridge `br0` and, for each
+/// instance, a namespace whose `eth0` is joined by a veth to a port of the
+/// bridge in the host namespace. `sgd` runs in the host namespace and
+/// enforces on the ports (TC ingress there is the instance's outbound).
+#[derive(Debug)]
+pub struct Hypervisor {
+    host: Netns,
+    vms: Vec<Netns>,
+}
+
+impl Hypervisor {
+    /// One instance per `(port, address)`: `port` names the bridge port (and
+    /// the instance's namespace), `address` is the CIDR of its `eth0`.
+    pub fn new(label: &str, vms: &[(&str, &str)]) -> Result<Hypervisor> {
+        let host = Netns::new(&format!("{label}-h"))?;
+        add_bridge(&host, "br0")?;
+        let vms = vms
+            .iter()
+            .map(|(port, addr)| {
+                let vm = Netns::new(&format!("{label}-{port}"))?;
+                veth_pair(&vm, "eth0", &[addr], &host, port, &[])?;
+                host.ip(&["link", "set", port, "master", "br0"])?;
+                Ok(vm)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        host.wait_link_up("br0")?;
+        Ok(Hypervisor { host, vms })
+    }
+
+    /// The host namespace, where the bridge and its ports are.
+    pub fn host(&self) -> &Netns {
+        &self.host
+    }
+
+    /// The instances, in the order given.
+    pub fn vms(&self) -> &[Netns] {
+        &self.vms
+    }
+}
+
+/// A server, a router and a far host:
+/// `server sg0 (192.0.2.1, 2001:db8::1) -- router (192.0.2.254, 2001:db8::fe |
+/// 198.51.100.254, 2001:db8:1::fe) -- far f0 (198.51.100.2, 2001:db8:1::2)`,
+/// with MTU 1500 on the server's link and 1280 on the far one. The far
+/// host's routes back advertise an MSS for a 1500-byte path, so the server's
+/// full-sized segments need PMTUD: the router answers them with ICMP
+/// "fragmentation needed" / ICMPv6 "packet too big".
+#[derive(Debug)]
+pub struct NarrowPath {
+    pub server: Netns,
+    pub router: Netns,
+    pub far: Netns,
+}
+
+impl NarrowPath {
+    pub fn new(label: &str) -> Result<NarrowPath> {
+        let server = Netns::new(&format!("{label}-s"))?;
+        let router = Netns::new(&format!("{label}-r"))?;
+        let far = Netns::new(&format!("{label}-f"))?;
+        veth_pair(
+            &server,
+            SERVER_IF,
+            &["192.0.2.1/24", "2001:db8::1/64"],
+            &router,
+            "r0",
+            &["192.0.2.254/24", "2001:db8::fe/64"],
+        )?;
+        veth_pair(
+            &router,
+            "r1",
+            &["198.51.100.254/24", "2001:db8:1::fe/64"],
+            &far,
+            "f0",
+            &["198.51.100.2/24", "2001:db8:1::2/64"],
+        )?;
+        router.ip(&["link", "set", "r1", "mtu", "1280"])?;
+        far.ip(&["link", "set", "f0", "mtu", "1280"])?;
+        router.exec(&[
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ])?;
+        server.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.254"])?;
+        server.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::/64",
+            "via",
+            "2001:db8::fe",
+        ])?;
+        for (family, net, via, mss) in [
+            ("-4", "192.0.2.0/24", "198.51.100.254", "1460"),
+            ("-6", "2001:db8::/64", "2001:db8:1::fe", "1440"),
+        ] {
+            far.ip(&[family, "route", "add", net, "via", via, "advmss", mss])?;
+        }
+        Ok(NarrowPath {
+            server,
+            router,
+            far,
+        })
     }
 }
 

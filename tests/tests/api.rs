@@ -3,8 +3,8 @@
 //! through the API opens a port for real traffic and persists across a
 //! restart; a bad request changes nothing; the socket serves root only.
 //!
-//! `sgctl` is found like `sgd` ([`sg_tests::sgd_path`]): `$SGCTL_BIN`, else
-//! next to `sgd`, else in the workspace's `target/debug`.
+//! `sgctl` is found by [`sg_tests::sgctl_path`]: `$SGCTL_BIN`, else next to
+//! `sgd`, else in the workspace's `target/debug`.
 
 use std::{
     fs,
@@ -22,120 +22,84 @@ use std::{
 use sg_daemon::api::{self, Counters, Diagnosis, Effective, GroupInfo, SessionInfo, serde_json};
 use sg_tests::*;
 
-const WEB: &str = r#"
-[[security_group]]
-id = "sg-web"
-name = "web"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "80/80"
-  source_cidr_ip = "0.0.0.0/0"
-[[interface]]
-name = "sg0"
-security_groups = ["sg-web"]
-"#;
-
-fn sgctl_path() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SGCTL_BIN") {
-        return PathBuf::from(bin);
-    }
-    let beside_sgd = sgd_path().with_file_name("sgctl");
-    if beside_sgd.is_file() {
-        return beside_sgd;
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let path = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|dir| workspace.join(dir))
-        .unwrap_or_else(|| workspace.join("target"))
-        .join("debug/sgctl");
-    assert!(
-        path.is_file(),
-        "no sgctl at {}: build it with `cargo build -p sg-daemon` (or name it in SGCTL_BIN)",
-        path.display()
-    );
-    path
+/// HTTP open to everyone (IPv4), on the server's interface.
+fn web() -> Group {
+    Group::new("sg-web")
+        .name("web")
+        .rules([accept_in("tcp", "80/80", "0.0.0.0/0")])
 }
 
-/// What one `sgctl` run did.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// `sgctl` pointed at one daemon's socket.
-struct Ctl {
-    socket: PathBuf,
-}
-
-impl Ctl {
-    fn new(dirs: &DaemonDirs) -> Ctl {
-        Ctl {
-            socket: api::socket_path(&dirs.runtime_dir()),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(sgctl_path());
-        cmd.arg("--socket").arg(&self.socket).args(args);
-        cmd
-    }
-
-    fn run_command(mut cmd: Command) -> Out {
-        let out = cmd.output().expect("run sgctl");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        Ctl::run_command(self.command(args))
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.code, 0, "sgctl {args:?} failed: {out:?}");
-        out.stdout
-    }
-
-    /// Runs with `--output json`; see [`json!`] to decode it.
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let text = self.ok(&all);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("sgctl {args:?}: {e}:\n{text}"))
-    }
-
-    /// Runs and expects the daemon to refuse (exit 1); returns stderr.
-    fn refused(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.code, 1, "sgctl {args:?} was not refused: {out:?}");
-        out.stderr
-    }
+/// `sgctl --output json ARGS`, parsed; see [`json!`] to decode it.
+fn json_value(ctl: &Ctl, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let text = ctl.ok(&all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("sgctl {args:?}: {e}:\n{text}"))
 }
 
 /// `sgctl --output json ARGS`, decoded into the type the binding names.
 macro_rules! json {
     ($ctl:expr, $args:expr) => {{
-        let value = $ctl.json($args);
+        let value = json_value(&$ctl, $args);
         serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value:#}"))
     }};
+}
+
+/// The arguments of `sgctl rule add` for an SSH rule in sg-web, with `more`
+/// options (the remote side, a priority).
+fn add_ssh<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "rule",
+        "add",
+        "sg-web",
+        "ingress",
+        "--policy",
+        "accept",
+        "--ip-protocol",
+        "tcp",
+        "--port-range",
+        "22/22",
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
+/// The arguments of `sgctl diagnose sg0` for a TCP packet going `direction`
+/// from `src` (port `src_port`, if given) to `dst` port `dst_port`.
+fn diagnose_tcp<'a>(
+    direction: &'a str,
+    src: &'a str,
+    dst: &'a str,
+    src_port: Option<&'a str>,
+    dst_port: &'a str,
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "diagnose",
+        "sg0",
+        "--direction",
+        direction,
+        "--protocol",
+        "tcp",
+        "--src",
+        src,
+        "--dst",
+        dst,
+    ];
+    if let Some(port) = src_port {
+        args.extend(["--src-port", port]);
+    }
+    args.extend(["--dst-port", dst_port]);
+    args
 }
 
 #[test]
 fn the_verbs_against_a_running_daemon() {
     let t = Topology::pair("api").unwrap();
     let (s, c) = (t.server(), t.client());
-    let _web = TcpServer::start(s, s.v4(80)).unwrap();
-    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(s, &dirs.config(WEB)).unwrap();
-    let ctl = Ctl::new(&dirs);
+    let _srv = tcp_servers(s, &[s.v4(80), s.v4(22)]);
+    let sgd = enforce(s, &[web()]);
+    let ctl = sgd.ctl();
+    assert_eq!(ctl.socket(), api::socket_path(&sgd.dirs().runtime_dir()));
     let client = c.ipv4().to_string();
     let server = s.ipv4().to_string();
 
@@ -152,7 +116,8 @@ fn the_verbs_against_a_running_daemon() {
     );
 
     // A new group with an SSH rule for the client, joined to the interface.
-    assert_tcp_blocked(c, s.v4(22));
+    let ssh_in = |expect| probe("ssh", Tcp(22), c, s.ipv4(), expect);
+    check(&[ssh_in(DROPPED)]);
     ctl.ok(&["group", "create", "sg-admin", "--description", "admins"]);
     let added = ctl.ok(&[
         "rule",
@@ -172,7 +137,7 @@ fn the_verbs_against_a_running_daemon() {
     ]);
     assert!(added.contains("ssh"), "{added}");
     ctl.ok(&["interface", "join", "sg0", "sg-admin"]);
-    assert_tcp_allowed(c, s.v4(22));
+    check(&[ssh_in(PASS)]);
     let detail = ctl.ok(&["group", "show", "sg-admin"]);
     assert!(
         detail.contains("interfaces") && detail.contains("sg0"),
@@ -201,28 +166,13 @@ fn the_verbs_against_a_running_daemon() {
     assert!(ctl.ok(&["interface", "rules", "sg0"]).contains("ssh"));
 
     // Diagnose: the deciding rule, or the default.
-    let probe = |port: &str| -> Diagnosis {
+    let diagnose = |port: &str| -> Diagnosis {
         json!(
             ctl,
-            &[
-                "diagnose",
-                "sg0",
-                "--direction",
-                "ingress",
-                "--protocol",
-                "tcp",
-                "--src",
-                &client,
-                "--dst",
-                &server,
-                "--src-port",
-                "40000",
-                "--dst-port",
-                port,
-            ]
+            &diagnose_tcp("ingress", &client, &server, Some("40000"), port)
         )
     };
-    let ssh = probe("22");
+    let ssh = diagnose("22");
     assert_eq!(
         (
             ssh.verdict.as_str(),
@@ -231,25 +181,12 @@ fn the_verbs_against_a_running_daemon() {
         ),
         ("accept", Some("sg-admin"), Some("ssh"))
     );
-    let telnet = probe("23");
+    let telnet = diagnose("23");
     assert_eq!(
         (telnet.verdict.as_str(), telnet.decided_by.as_str()),
         ("drop", "default")
     );
-    let text = ctl.ok(&[
-        "diagnose",
-        "sg0",
-        "--direction",
-        "egress",
-        "--protocol",
-        "tcp",
-        "--src",
-        &server,
-        "--dst",
-        &client,
-        "--dst-port",
-        "25",
-    ]);
+    let text = ctl.ok(&diagnose_tcp("egress", &server, &client, None, "25"));
     assert!(text.starts_with("drop (builtin)"), "{text}");
 
     // Sessions and counters.
@@ -266,24 +203,10 @@ fn the_verbs_against_a_running_daemon() {
         ("inbound", "tcp")
     );
     assert!(web.expires_in_secs > 900, "{web:?}");
+    let port = port.to_string();
     let session_diag: Diagnosis = json!(
         ctl,
-        &[
-            "diagnose",
-            "sg0",
-            "--direction",
-            "egress",
-            "--protocol",
-            "tcp",
-            "--src",
-            &server,
-            "--dst",
-            &client,
-            "--src-port",
-            "80",
-            "--dst-port",
-            &port.to_string(),
-        ]
+        &diagnose_tcp("egress", &server, &client, Some("80"), &port)
     );
     assert_eq!(session_diag.decided_by, "session", "{session_diag:?}");
     let counters: Counters = json!(ctl, &["counters"]);
@@ -335,14 +258,12 @@ fn the_verbs_against_a_running_daemon() {
     let e = ctl.refused(&["group", "delete", "sg-admin"]);
     assert!(e.contains("bound to interface sg0"), "{e}");
     assert_eq!(ctl.run(&["rule", "add", "sg-admin"]).code, 2);
-    let gone = Ctl {
-        socket: dirs.runtime_dir().join("nothing.sock"),
-    };
+    let gone = Ctl::new(sgd.dirs().runtime_dir().join("nothing.sock"));
     assert_eq!(gone.run(&["group", "list"]).code, 3);
 
     // Leaving the group closes the port again for new connections.
     ctl.ok(&["interface", "leave", "sg0", "sg-admin"]);
-    assert_tcp_blocked(c, s.v4(22));
+    check(&[ssh_in(DROPPED)]);
     ctl.ok(&["group", "delete", "sg-admin"]);
     assert!(!ctl.ok(&["group", "list"]).contains("sg-admin"));
 }
@@ -351,43 +272,26 @@ fn the_verbs_against_a_running_daemon() {
 fn an_api_rule_opens_a_port_and_persists_across_a_restart() {
     let t = Topology::pair("apip").unwrap();
     let (s, c) = (t.server(), t.client());
-    let _web = TcpServer::start(s, s.v4(80)).unwrap();
-    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let config = dirs.config(WEB);
-    let mut sgd = Sgd::start(s, &config).unwrap();
-    let ctl = Ctl::new(&dirs);
-    let state = dirs.state_dir().join(sg_daemon::store::STATE_FILE);
+    let _srv = tcp_servers(s, &[s.v4(80), s.v4(22)]);
+    let config = groups_on(SERVER_IF, &[web()]);
+    let mut sgd = Daemon::start(s, &config).unwrap();
+    let ctl = sgd.ctl();
+    let state = sgd.dirs().state_dir().join(sg_daemon::store::STATE_FILE);
     assert!(!state.exists());
+    let ssh = |expect| probe("ssh", Tcp(22), c, s.ipv4(), expect);
+    let http = |expect| probe("http", Tcp(80), c, s.ipv4(), expect);
 
-    assert_tcp_blocked(c, s.v4(22));
-    let id = ctl.ok(&[
-        "rule",
-        "add",
-        "sg-web",
-        "ingress",
-        "--policy",
-        "accept",
-        "--ip-protocol",
-        "tcp",
-        "--port-range",
-        "22/22",
-        "--source-cidr-ip",
-        "0.0.0.0/0",
-    ]);
+    check(&[ssh(DROPPED)]);
+    let id = ctl.ok(&add_ssh(&["--source-cidr-ip", "0.0.0.0/0"]));
     assert!(id.contains("sg-web/ingress/2"), "{id}");
-    assert_tcp_allowed(c, s.v4(22));
-    assert_tcp_allowed(c, s.v4(80));
+    check(&[ssh(PASS), http(PASS)]);
     assert!(state.exists());
 
     // A restart on the same (unchanged) config file: the API's rule is
     // still in force, because the new daemon applies the persisted state
     // (the file alone would close port 22).
-    sgd.stop().unwrap();
-    drop(sgd);
-    let sgd = Sgd::start(s, &config).unwrap();
-    assert_tcp_allowed(c, s.v4(22));
-    assert_tcp_allowed(c, s.v4(80));
+    sgd.restart(s, &config).unwrap();
+    check(&[ssh(PASS), http(PASS)]);
     let groups: Vec<GroupInfo> = json!(ctl, &["group", "show", "sg-web"]);
     assert_eq!(groups[0].group.ingress.len(), 2);
     assert!(
@@ -401,94 +305,47 @@ fn an_api_rule_opens_a_port_and_persists_across_a_restart() {
     let reloaded = ctl.ok(&["reload"]);
     assert!(reloaded.contains("discarded"), "{reloaded}");
     assert!(!state.exists());
-    assert_tcp_blocked(c, s.v4(22));
-    assert_tcp_allowed(c, s.v4(80));
+    check(&[ssh(DROPPED), http(PASS)]);
 }
 
 #[test]
 fn a_bad_request_changes_nothing() {
     let t = Topology::pair("apib").unwrap();
     let (s, c) = (t.server(), t.client());
-    let _web = TcpServer::start(s, s.v4(80)).unwrap();
-    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(s, &dirs.config(WEB)).unwrap();
-    let ctl = Ctl::new(&dirs);
+    let _srv = tcp_servers(s, &[s.v4(80), s.v4(22)]);
+    let sgd = enforce(s, &[web()]);
+    let ctl = sgd.ctl();
     let before = ctl.ok(&["export"]);
 
-    let e = ctl.refused(&[
-        "rule",
-        "add",
-        "sg-web",
-        "ingress",
-        "--policy",
-        "accept",
-        "--priority",
-        "0",
-        "--ip-protocol",
-        "tcp",
-        "--port-range",
-        "22/22",
-        "--source-cidr-ip",
-        "0.0.0.0/0",
-    ]);
-    assert!(e.contains("priority") && e.contains("1..=100"), "{e}");
-    let e = ctl.refused(&[
-        "rule",
-        "add",
-        "sg-web",
-        "ingress",
-        "--policy",
-        "accept",
-        "--ip-protocol",
-        "tcp",
-        "--port-range",
-        "22/22",
-        "--source-cidr-ip",
-        "0.0.0.0/0",
-        "--source-group-id",
-        "sg-web",
-    ]);
-    assert!(e.contains("exactly one of"), "{e}");
-    let e = ctl.refused(&[
-        "rule",
-        "add",
-        "sg-web",
-        "ingress",
-        "--policy",
-        "accept",
-        "--ip-protocol",
-        "tcp",
-        "--port-range",
-        "22/22",
-        "--source-group-id",
-        "sg-nope",
-    ]);
-    assert!(e.contains("sg-nope"), "{e}");
-    let e = ctl.refused(&["rule", "remove", "sg-web", "nope"]);
-    assert!(e.contains("no rule nope"), "{e}");
-    let e = ctl.refused(&["interface", "join", "sg0", "sg-nope"]);
-    assert!(e.contains("no group sg-nope"), "{e}");
-    let e = ctl.refused(&["group", "delete", "sg-web"]);
-    assert!(e.contains("bound to interface sg0"), "{e}");
-    let e = ctl.refused(&[
-        "rule",
-        "modify",
-        "sg-web",
-        "sg-web/ingress/1",
-        "--port-range",
-        "0/80",
-    ]);
-    assert!(
-        e.contains("group sg-web ingress rule sg-web/ingress/1: port_range"),
-        "{e}"
-    );
-    let e = ctl.refused(&["group", "create", "sg-web"]);
-    assert!(e.contains("exists"), "{e}");
+    // Each request, and what the refusal must say.
+    #[rustfmt::skip]
+    let refused: [(Vec<&str>, &[&str]); 8] = [
+        (add_ssh(&["--priority", "0", "--source-cidr-ip", "0.0.0.0/0"]), &["priority", "1..=100"]),
+        (
+            add_ssh(&["--source-cidr-ip", "0.0.0.0/0", "--source-group-id", "sg-web"]),
+            &["exactly one of"],
+        ),
+        (add_ssh(&["--source-group-id", "sg-nope"]), &["sg-nope"]),
+        (vec!["rule", "remove", "sg-web", "nope"], &["no rule nope"]),
+        (vec!["interface", "join", "sg0", "sg-nope"], &["no group sg-nope"]),
+        (vec!["group", "delete", "sg-web"], &["bound to interface sg0"]),
+        (
+            vec!["rule", "modify", "sg-web", "sg-web/ingress/1", "--port-range", "0/80"],
+            &["group sg-web ingress rule sg-web/ingress/1: port_range"],
+        ),
+        (vec!["group", "create", "sg-web"], &["exists"]),
+    ];
+    for (args, says) in &refused {
+        let e = ctl.refused(args);
+        assert!(
+            says.iter().all(|part| e.contains(part)),
+            "sgctl {args:?}: {e}"
+        );
+    }
 
     // The wire protocol itself: a wrong version and a broken line are
     // answered, not fatal.
-    let mut stream = UnixStream::connect(&ctl.socket).unwrap();
+    let mut stream = UnixStream::connect(ctl.socket()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -515,8 +372,11 @@ fn a_bad_request_changes_nothing() {
             .join("\n")
     };
     assert_eq!(strip(&after), strip(&before));
-    assert_tcp_allowed(c, s.v4(80));
-    assert_tcp_blocked(c, s.v4(22));
+    #[rustfmt::skip]
+    check(&[
+        probe("http", Tcp(80), c, s.ipv4(), PASS),
+        probe("ssh",  Tcp(22), c, s.ipv4(), DROPPED),
+    ]);
 }
 
 /// A directory everyone may enter, holding a copy of `sgctl` everyone may
@@ -533,10 +393,10 @@ fn public_sgctl() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn the_socket_serves_root_only() {
     let t = Topology::pair("apir").unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(t.server(), &dirs.config(WEB)).unwrap();
-    let ctl = Ctl::new(&dirs);
-    let meta = fs::metadata(&ctl.socket).unwrap();
+    let sgd = enforce(t.server(), &[web()]);
+    let dirs = sgd.dirs();
+    let ctl = sgd.ctl();
+    let meta = fs::metadata(ctl.socket()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert_eq!(meta.uid(), 0);
     // Let anyone reach the socket's directory, so that only the socket's
@@ -551,7 +411,9 @@ fn the_socket_serves_root_only() {
 
     // An unprivileged user cannot connect at all (mode 0600).
     let mut cmd = Command::new(&bin);
-    cmd.arg("--socket").arg(&ctl.socket).args(["group", "list"]);
+    cmd.arg("--socket")
+        .arg(ctl.socket())
+        .args(["group", "list"]);
     cmd.uid(65534).gid(65534);
     let out = Ctl::run_command(cmd);
     assert_eq!(out.code, 3, "{out:?}");
@@ -571,7 +433,7 @@ fn the_socket_serves_root_only() {
     ]);
     cmd.arg(&bin)
         .arg("--socket")
-        .arg(&ctl.socket)
+        .arg(ctl.socket())
         .args(["group", "list"]);
     let out = Ctl::run_command(cmd);
     assert_eq!(out.code, 1, "{out:?}");

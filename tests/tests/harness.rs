@@ -101,6 +101,30 @@ fn assertions_name_what_they_expected() {
 }
 
 #[test]
+fn a_table_names_the_rows_that_failed() {
+    let t = Topology::pair("rows").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let failed = std::panic::catch_unwind(|| {
+        check(&[
+            probe("answered ping", Ping, c, s.ipv4(), PASS),
+            probe("closed port", Tcp(9), c, s.ipv4(), DROPPED),
+        ])
+    })
+    .expect_err("a row with another outcome than expected fails the table");
+    let message = failed.downcast_ref::<String>().unwrap();
+    assert!(message.starts_with("1 of 2 rows failed:"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "\"closed port\": tcp/9 from netns {} to 192.0.2.1: expected DROPPED, got neither \
+             (Refused)",
+            c.name()
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("answered ping"), "{message}");
+}
+
+#[test]
 fn udp_echo_and_sink() {
     let t = Topology::pair("udp").unwrap();
     let _v4 = UdpServer::start(t.server(), t.server().v4(5353)).unwrap();

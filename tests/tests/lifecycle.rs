@@ -4,6 +4,7 @@
 //! sg off for good.
 
 use std::{
+    net::{IpAddr, SocketAddr},
     process::Command,
     sync::{
         Arc,
@@ -16,33 +17,25 @@ use std::{
 use nix::{sys::signal::Signal, unistd::Pid};
 use sg_tests::*;
 
-const WEB: &str = r#"
-[[security_group]]
-id = "sg-web"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "80/80"
-  source_cidr_ip = "0.0.0.0/0"
-[[interface]]
-name = "sg0"
-security_groups = ["sg-web"]
-"#;
+/// HTTP open to everyone (IPv4), on the server's interface.
+fn web() -> Group {
+    Group::new("sg-web").rules([accept_in("tcp", "80/80", "0.0.0.0/0")])
+}
 
 #[test]
 fn enforcement_outlives_sgd_and_detach_takes_it_off() {
     let t = Topology::pair("life").unwrap();
-    let s = t.server();
-    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
-    let _web = TcpServer::start(s, s.v4(80)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let config = dirs.config(WEB);
-    let mut sgd = Sgd::start(s, &config).unwrap();
-    assert_tcp_blocked(t.client(), s.v4(22));
+    let (s, c) = (t.server(), t.client());
+    let _srv = tcp_servers(s, &[s.v4(22), s.v4(80)]);
+    let mut sgd = enforce(s, &[web()]);
+    check(&[probe("ssh", Tcp(22), c, s.ipv4(), DROPPED)]);
     sgd.stop().unwrap();
     // Down, but the pinned program still enforces the last rules.
-    assert_tcp_blocked(t.client(), s.v4(22));
-    assert_tcp_allowed(t.client(), s.v4(80));
+    #[rustfmt::skip]
+    check(&[
+        probe("ssh, sgd down",  Tcp(22), c, s.ipv4(), DROPPED),
+        probe("http, sgd down", Tcp(80), c, s.ipv4(), PASS),
+    ]);
 
     let out = Command::new("ip")
         .args(["netns", "exec", s.name()])
@@ -56,24 +49,21 @@ fn enforcement_outlives_sgd_and_detach_takes_it_off() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The kernel frees an unpinned link shortly after, not at once.
-    let open = (0..30).any(|_| {
-        tcp_connect(t.client(), s.v4(22), Duration::from_millis(100)) == Outcome::Connected
-    });
+    let open =
+        (0..30).any(|_| tcp_connect(c, s.v4(22), Duration::from_millis(100)) == Outcome::Connected);
     assert!(open, "port 22 still blocked after sgd --detach");
 }
 
 #[test]
 fn a_connection_survives_five_restarts_and_a_blocked_port_stays_blocked() {
     let t = Topology::pair("rst").unwrap();
-    let s = t.server();
-    let _web = TcpServer::start(s, s.v4(80)).unwrap();
-    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let config = dirs.config(WEB);
-    let mut sgd = Sgd::start(s, &config).unwrap();
+    let (s, c) = (t.server(), t.client());
+    let _srv = tcp_servers(s, &[s.v4(80), s.v4(22)]);
+    let config = groups_on(SERVER_IF, &[web()]);
+    let mut sgd = Daemon::start(s, &config).unwrap();
 
     // Data flows continuously over one connection while sgd restarts.
-    let mut conn = TcpConn::open(t.client(), None, s.v4(80), Duration::from_secs(2)).unwrap();
+    let mut conn = TcpConn::open(c, None, s.v4(80), Duration::from_secs(2)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let echoes = Arc::new(AtomicUsize::new(0));
     let pump = {
@@ -96,9 +86,9 @@ fn a_connection_survives_five_restarts_and_a_blocked_port_stays_blocked() {
             nix::sys::signal::kill(Pid::from_raw(sgd.pid() as i32), Signal::SIGKILL).unwrap();
             sgd.stop().unwrap(); // reaps it
         }
-        assert_tcp_blocked(t.client(), s.v4(22));
-        sgd = Sgd::start(s, &config).unwrap();
-        assert_tcp_blocked(t.client(), s.v4(22));
+        check(&[probe("ssh, sgd down", Tcp(22), c, s.ipv4(), DROPPED)]);
+        sgd.restart(s, &config).unwrap();
+        check(&[probe("ssh, sgd back", Tcp(22), c, s.ipv4(), DROPPED)]);
         assert!(
             echoes.load(Ordering::SeqCst) > before,
             "no data went through during restart {round}"
@@ -119,12 +109,12 @@ fn a_connection_survives_five_restarts_and_a_blocked_port_stays_blocked() {
 fn an_interface_that_appears_later_is_enforced_within_a_second() {
     let t = Topology::pair("hot").unwrap();
     let (s, c) = (t.server(), t.client());
-    let dirs = DaemonDirs::new().unwrap();
-    let config = dirs.config(&WEB.replace(
-        "[\"sg-web\"]",
-        "[\"sg-web\"]\n[[interface]]\nname = \"hp0\"\nsecurity_groups = [\"sg-web\"]",
-    ));
-    let sgd = Sgd::start(s, &config).unwrap();
+    let config = format!(
+        "{}{}",
+        groups_on(SERVER_IF, &[web()]),
+        interface("hp0", &["sg-web"])
+    );
+    let sgd = Daemon::start(s, &config).unwrap();
     assert!(
         sgd.log().contains("hp0"),
         "the missing interface is reported: {}",
@@ -141,43 +131,35 @@ fn an_interface_that_appears_later_is_enforced_within_a_second() {
         &["198.51.100.2/24"],
     )
     .unwrap();
-    let _ssh = TcpServer::start(s, "198.51.100.1:22".parse().unwrap()).unwrap();
-    let _web = TcpServer::start(s, "198.51.100.1:80".parse().unwrap()).unwrap();
+    let new_link: IpAddr = "198.51.100.1".parse().unwrap();
+    let _srv = tcp_servers(
+        s,
+        &[SocketAddr::new(new_link, 22), SocketAddr::new(new_link, 80)],
+    );
     thread::sleep(Duration::from_secs(1));
-    assert_tcp_blocked(c, "198.51.100.1:22".parse().unwrap());
-    assert_tcp_allowed(c, "198.51.100.1:80".parse().unwrap());
+    #[rustfmt::skip]
+    check(&[
+        probe("ssh over the new link",  Tcp(22), c, new_link, DROPPED),
+        probe("http over the new link", Tcp(80), c, new_link, PASS),
+    ]);
     assert!(sgd.log().contains("interfaces changed"), "{}", sgd.log());
 }
 
 #[test]
 fn counters_name_the_rule_that_dropped_a_connection() {
     let t = Topology::pair("ctr").unwrap();
-    let s = t.server();
-    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let with_drop = WEB.replace(
-        "[[interface]]",
-        "  [[security_group.ingress]]\n  id = \"no-ssh\"\n  policy = \"drop\"\n  ip_protocol = \"tcp\"\n  port_range = \"22/22\"\n  source_cidr_ip = \"0.0.0.0/0\"\n[[interface]]",
+    let (s, c) = (t.server(), t.client());
+    let _ssh = tcp_servers(s, &[s.v4(22)]);
+    let with_drop = web().rules([drop_in("tcp", "22/22", "0.0.0.0/0").id("no-ssh")]);
+    let config = format!(
+        "metrics_address = \"127.0.0.1:9630\"\n{}",
+        groups_on(SERVER_IF, &[with_drop])
     );
-    let config = dirs.config(&format!(
-        "metrics_address = \"127.0.0.1:9630\"\n{with_drop}"
-    ));
-    let _sgd = Sgd::start(s, &config).unwrap();
-    assert_tcp_blocked(t.client(), s.v4(22));
+    let sgd = Daemon::start(s, &config).unwrap();
+    check(&[probe("ssh", Tcp(22), c, s.ipv4(), DROPPED)]);
 
     // The drop records name the rule too (`sgctl drops`).
-    let out = Command::new(sgd_path().with_file_name("sgctl"))
-        .arg("--socket")
-        .arg(dirs.runtime_dir().join("sgd.sock"))
-        .args(["drops", "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let drops = String::from_utf8_lossy(&out.stdout);
+    let drops = sgd.ctl().ok(&["drops", "--output", "json"]);
     assert!(
         drops.contains("\"dst_port\": 22")
             && drops.contains("\"reason\": \"rule-drop\"")

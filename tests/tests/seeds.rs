@@ -7,126 +7,110 @@ use std::time::Duration;
 
 use sg_tests::*;
 
-/// The seeds' web server: HTTP and HTTPS open to everyone, v4 and v6.
-const WEB: &str = r#"
-[[security_group]]
-id = "sg-web"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "80/80"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "443/443"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "80/80"
-  source_cidr_ip = "::/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "443/443"
-  source_cidr_ip = "::/0"
-[[interface]]
-name = "sg0"
-security_groups = ["sg-web"]
-"#;
+/// The seeds' web server: HTTP and HTTPS open to everyone, v4 and v6. The
+/// first rule (HTTP from any IPv4 address) opens `first` ("80/80").
+fn web_opening(first: &str) -> String {
+    groups_on(
+        SERVER_IF,
+        &[Group::new("sg-web").rules([
+            accept_in("tcp", first, "0.0.0.0/0"),
+            accept_in("tcp", "443/443", "0.0.0.0/0"),
+            accept_in("tcp", "80/80", "::/0"),
+            accept_in("tcp", "443/443", "::/0"),
+        ])],
+    )
+}
+
+/// The seeds' web server.
+fn web() -> String {
+    web_opening("80/80")
+}
 
 #[test]
 fn web_server_opens_80_and_443_and_nothing_else() {
     let t = Topology::pair("web").unwrap();
-    let s = t.server();
-    let servers: Vec<_> = [80, 443, 22]
+    let (s, c) = (t.server(), t.client());
+    let all: Vec<_> = [80, 443, 22]
         .into_iter()
         .flat_map(|p| [s.v4(p), s.v6(p)])
-        .map(|addr| TcpServer::start(s, addr).unwrap())
         .collect();
+    let _servers = tcp_servers(s, &all);
     // Before enforcement everything is reachable (the harness is sound).
-    assert_tcp_allowed(t.client(), s.v4(22));
-    assert_ping(t.client(), s.ipv4().into(), true);
+    #[rustfmt::skip]
+    check(&[
+        probe("ssh, without sgd",  Tcp(22), c, s.ipv4(), PASS),
+        probe("ping, without sgd", Ping,    c, s.ipv4(), PASS),
+    ]);
 
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(s, &dirs.config(WEB)).unwrap();
-    for port in [80, 443] {
-        assert_tcp_allowed(t.client(), s.v4(port));
-        assert_tcp_allowed(t.client(), s.v6(port));
-        tcp_echo(t.client(), s.v4(port), b"GET / HTTP/1.0\r\n\r\n").unwrap();
-    }
-    assert_tcp_blocked(t.client(), s.v4(22));
-    assert_tcp_blocked(t.client(), s.v6(22));
-    assert_ping(t.client(), s.ipv4().into(), false);
-    assert_ping(t.client(), s.ipv6().into(), false);
-    drop(servers);
+    let _sgd = Daemon::start(s, &web()).unwrap();
+    #[rustfmt::skip]
+    check(&[
+        probe("http",          Tcp(80),      c, s.ipv4(), PASS),
+        probe("http, v6",      Tcp(80),      c, s.ipv6(), PASS),
+        probe("http request",  TcpEcho(80),  c, s.ipv4(), PASS),
+        probe("https",         Tcp(443),     c, s.ipv4(), PASS),
+        probe("https, v6",     Tcp(443),     c, s.ipv6(), PASS),
+        probe("https request", TcpEcho(443), c, s.ipv4(), PASS),
+        probe("ssh",           Tcp(22),      c, s.ipv4(), DROPPED),
+        probe("ssh, v6",       Tcp(22),      c, s.ipv6(), DROPPED),
+        probe("ping",          Ping,         c, s.ipv4(), DROPPED),
+        probe("ping, v6",      Ping,         c, s.ipv6(), DROPPED),
+    ]);
 }
 
 #[test]
 fn ssh_from_one_client_address_only() {
     let t = Topology::lan("ssh", 2).unwrap();
     let s = t.server();
-    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let config = format!(
-        r#"
-[[security_group]]
-id = "sg-admin"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "22/22"
-  source_cidr_ip = "{}"
-[[interface]]
-name = "sg0"
-security_groups = ["sg-admin"]
-"#,
-        t.client().ipv4()
-    );
-    let _sgd = Sgd::start(s, &dirs.config(&config)).unwrap();
-    assert_tcp_allowed(t.client(), s.v4(22));
-    assert_tcp_blocked(t.client2(), s.v4(22));
+    let _ssh = tcp_servers(s, &[s.v4(22)]);
+    let admin = Group::new("sg-admin").rules([accept_in("tcp", "22/22", t.client().ipv4())]);
+    let _sgd = enforce(s, &[admin]);
+    #[rustfmt::skip]
+    check(&[
+        probe("from the admin's address", Tcp(22), t.client(),  s.ipv4(), PASS),
+        probe("from another address",     Tcp(22), t.client2(), s.ipv4(), DROPPED),
+    ]);
 }
 
 #[test]
 fn outbound_connections_and_their_replies_pass() {
     let t = Topology::pair("out").unwrap();
-    let s = t.server();
-    let c = t.client();
-    let _remote = TcpServer::start(c, c.v4(8080)).unwrap();
-    let _remote6 = TcpServer::start(c, c.v6(8080)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(s, &dirs.config(WEB)).unwrap();
+    let (s, c) = (t.server(), t.client());
+    let _remote = tcp_servers(c, &[c.v4(8080), c.v6(8080)]);
+    let _sgd = Daemon::start(s, &web()).unwrap();
 
     // No inbound rule covers the client's replies; the session does.
-    tcp_echo(s, c.v4(8080), b"hello over v4").unwrap();
-    tcp_echo(s, c.v6(8080), b"hello over v6").unwrap();
-    assert_ping(s, c.ipv4().into(), true);
-    assert_ping(s, c.ipv6().into(), true);
+    #[rustfmt::skip]
+    check(&[
+        probe("out",      TcpEcho(8080), s, c.ipv4(), PASS),
+        probe("out, v6",  TcpEcho(8080), s, c.ipv6(), PASS),
+        probe("ping",     Ping,          s, c.ipv4(), PASS),
+        probe("ping, v6", Ping,          s, c.ipv6(), PASS),
+    ]);
     // The client cannot open the same port towards the server.
-    let _inbound = TcpServer::start(s, s.v4(8080)).unwrap();
-    assert_tcp_blocked(c, s.v4(8080));
+    let _inbound = tcp_servers(s, &[s.v4(8080)]);
+    #[rustfmt::skip]
+    check(&[probe("the same port inbound", Tcp(8080), c, s.ipv4(), DROPPED)]);
 }
 
 #[test]
 fn unsolicited_udp_is_dropped_and_replies_are_delivered() {
     let t = Topology::pair("udp").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     let sink = UdpSink::start(s, s.v4(5353)).unwrap();
-    let _echo = UdpServer::start(c, c.v4(5353)).unwrap();
-    let _echo6 = UdpServer::start(c, c.v6(5353)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(s, &dirs.config(WEB)).unwrap();
+    let _echo = udp_servers(c, &[c.v4(5353), c.v6(5353)]);
+    let _sgd = Daemon::start(s, &web()).unwrap();
 
     udp_send(c, None, s.v4(5353), b"unsolicited").unwrap();
     assert!(
         sink.wait_for(1, Duration::from_millis(500)).is_empty(),
         "an unsolicited datagram reached the server"
     );
-    assert_udp(s, c.v4(5353), true);
-    assert_udp(s, c.v6(5353), true);
+    #[rustfmt::skip]
+    check(&[
+        probe("a question and its answer",     Udp(5353), s, c.ipv4(), PASS),
+        probe("a question and its answer, v6", Udp(5353), s, c.ipv6(), PASS),
+    ]);
     // Sent from the server's sink socket, the reply comes back to it.
     sink.send_to(c.v4(5353), b"question").unwrap();
     assert_eq!(sink.wait_for(1, Duration::from_secs(2)).len(), 1);
@@ -135,42 +119,47 @@ fn unsolicited_udp_is_dropped_and_replies_are_delivered() {
 #[test]
 fn sighup_applies_a_new_file_and_keeps_the_old_rules_on_a_bad_one() {
     let t = Topology::pair("hup").unwrap();
-    let s = t.server();
-    let _ssh = TcpServer::start(s, s.v4(22)).unwrap();
-    let _web = TcpServer::start(s, s.v4(80)).unwrap();
-    let dirs = DaemonDirs::new().unwrap();
-    let mut sgd = Sgd::start(s, &dirs.config(WEB)).unwrap();
-    assert_tcp_blocked(t.client(), s.v4(22));
+    let (s, c) = (t.server(), t.client());
+    let _srv = tcp_servers(s, &[s.v4(22), s.v4(80)]);
+    let mut sgd = Daemon::start(s, &web()).unwrap();
+    check(&[probe("ssh", Tcp(22), c, s.ipv4(), DROPPED)]);
 
-    let with_ssh = WEB.replace(
-        "\"80/80\"\n  source_cidr_ip = \"0.0.0.0/0\"",
-        "\"22/22\"\n  source_cidr_ip = \"0.0.0.0/0\"",
-    );
-    sgd.write_config(&dirs.config(&with_ssh)).unwrap();
-    sgd.reload().unwrap();
-    assert_tcp_allowed(t.client(), s.v4(22));
-    assert_tcp_blocked(t.client(), s.v4(80));
+    // The rule that opened 80 opens 22 instead.
+    let with_ssh = web_opening("22/22");
+    #[rustfmt::skip]
+    let rows = [
+        probe("ssh, now open",    Tcp(22), c, s.ipv4(), PASS),
+        probe("http, now closed", Tcp(80), c, s.ipv4(), DROPPED),
+    ];
+    sgd.reload_with(&with_ssh).unwrap();
+    check(&rows);
 
-    sgd.write_config(&dirs.config(&with_ssh.replace("policy = \"accept\"", "policy = \"allow\"")))
+    sgd.reload_with(&with_ssh.replace("policy = \"accept\"", "policy = \"allow\""))
         .unwrap();
-    sgd.reload().unwrap();
     assert!(sgd.log().contains("reload refused"), "{}", sgd.log());
-    assert_tcp_allowed(t.client(), s.v4(22));
-    assert_tcp_blocked(t.client(), s.v4(80));
+    check(&rows);
 }
 
 #[test]
 fn check_reports_every_problem_and_changes_nothing() {
-    let (ok, out) = sgd_check(WEB);
+    let (ok, out) = sgd_check(&web());
     assert!(ok, "{out}");
-    let bad = WEB
+    let bad = web()
         .replacen("policy = \"accept\"", "policy = \"allow\"", 1)
         .replacen("port_range = \"443/443\"", "port_range = \"443/80\"", 1);
     let (ok, out) = sgd_check(&bad);
     assert!(!ok);
     assert!(out.contains("2 problems"), "{out}");
+    // Where the bad policy is: line and column (of its value), from 1.
+    let (line, column) = bad
+        .lines()
+        .enumerate()
+        .find_map(|(n, l)| l.find("\"allow\"").map(|col| (n + 1, col + 1)))
+        .unwrap();
     assert!(
-        out.contains(":5:12: security_group[0].ingress[0].policy"),
+        out.contains(&format!(
+            ":{line}:{column}: security_group[0].ingress[0].policy"
+        )),
         "{out}"
     );
     assert!(

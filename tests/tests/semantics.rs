@@ -2,99 +2,27 @@
 //! focused test per rule of the spec, in the style of Neutron's fullstack
 //! security-group tests: every test builds its own namespaces and config,
 //! starts `sgd` where the protected interface lives and judges connections
-//! only by what gets through. Blocked means dropped, so a blocked probe
-//! times out (after [`DEFAULT_TIMEOUT`], one second).
+//! only by what gets through, in a table of probes ([`check`]). Blocked
+//! means dropped, so a DROPPED probe gets no answer within
+//! [`DEFAULT_TIMEOUT`] (one second).
 //!
 //! The server's interface is `sg0` (192.0.2.1, 2001:db8::1); clients are
 //! 192.0.2.2.. and 2001:db8::2.. Only documentation addresses are used, plus
 //! the metadata address 100.100.100.200 inside a client namespace.
 
-use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use sg_tests::*;
 
-// ---------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------
+/// `ip` as an address.
+fn ip(ip: &str) -> IpAddr {
+    ip.parse().expect("an IP address")
+}
 
 /// `ip:port` as a socket address (IPv6 without brackets is fine: `"2001:db8::1"`).
 fn sa(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse::<IpAddr>().expect("an IP address"), port)
-}
-
-/// Asserts the outcome of a TCP handshake from `ns` (from `src` if given).
-#[track_caller]
-fn assert_tcp_outcome(ns: &Netns, src: Option<SocketAddr>, dst: SocketAddr, expected: Outcome) {
-    let got = tcp_connect_from(ns, src, dst, DEFAULT_TIMEOUT);
-    assert!(
-        got == expected,
-        "TCP from netns {} ({}) to {dst}: expected {expected:?}, got {got:?}",
-        ns.name(),
-        src.map_or("any source".to_owned(), |s| s.to_string()),
-    );
-}
-
-/// The wildcard address of `dst`'s family, port 0.
-fn unspecified(dst: SocketAddr) -> SocketAddr {
-    let any: IpAddr = if dst.is_ipv4() {
-        Ipv4Addr::UNSPECIFIED.into()
-    } else {
-        Ipv6Addr::UNSPECIFIED.into()
-    };
-    SocketAddr::new(any, 0)
-}
-
-/// Sends a datagram of `len` bytes from `ns` to a UDP echo server at `dst`
-/// and says whether the whole datagram came back within `timeout`.
-fn udp_echo_len(ns: &Netns, dst: SocketAddr, len: usize, timeout: Duration) -> bool {
-    let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-    let socket = ns
-        .run_in(|| UdpSocket::bind(unspecified(dst)))
-        .expect("UDP socket in the client namespace");
-    socket.send_to(&payload, dst).expect("UDP send");
-    let deadline = Instant::now() + timeout;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        socket.set_read_timeout(Some(left)).unwrap();
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) if from == dst && buf[..n] == payload[..] => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-}
-
-/// Sends one datagram from a connected UDP socket in `ns` to `dst`, where
-/// nothing listens, and says whether the peer's ICMP port unreachable came
-/// back (the socket's next `recv` fails with ECONNREFUSED) within
-/// [`DEFAULT_TIMEOUT`].
-fn udp_refused(ns: &Netns, dst: SocketAddr) -> bool {
-    let socket = ns
-        .run_in(|| UdpSocket::bind(unspecified(dst)))
-        .expect("UDP socket");
-    socket.connect(dst).expect("UDP connect");
-    socket.set_read_timeout(Some(DEFAULT_TIMEOUT)).unwrap();
-    socket.send(b"is anybody there?").expect("UDP send");
-    let mut buf = [0u8; 64];
-    match socket.recv(&mut buf) {
-        Err(e) => e.kind() == ErrorKind::ConnectionRefused,
-        Ok(_) => panic!("a datagram came back from {dst}, where nothing should listen"),
-    }
-}
-
-/// Starts a TCP echo server on each of `addrs` in `ns`.
-fn tcp_servers(ns: &Netns, addrs: &[SocketAddr]) -> Vec<TcpServer> {
-    addrs
-        .iter()
-        .map(|a| TcpServer::start(ns, *a).unwrap())
-        .collect()
+    SocketAddr::new(self::ip(ip), port)
 }
 
 // ---------------------------------------------------------------------------
@@ -108,50 +36,23 @@ fn tcp_servers(ns: &Netns, addrs: &[SocketAddr]) -> Vec<TcpServer> {
 #[test]
 fn priority_decides_between_accept_and_drop() {
     let t = Topology::pair("prio").unwrap();
-    let s = t.server();
+    let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v4(8000), s.v4(8001)]);
-    let dirs = DaemonDirs::new().unwrap();
     // In each pair the weaker rule comes first in the file.
-    let _sgd = Sgd::start(
+    let _sgd = enforce(
         s,
-        &dirs.config(
-            r#"
-[[security_group]]
-id = "sg-prio"
-  [[security_group.ingress]]
-  policy = "accept"
-  priority = 2
-  ip_protocol = "tcp"
-  port_range = "8000/8000"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "drop"
-  priority = 1
-  ip_protocol = "tcp"
-  port_range = "8000/8000"
-  source_cidr_ip = "192.0.2.0/24"
-
-  [[security_group.ingress]]
-  policy = "drop"
-  priority = 2
-  ip_protocol = "all"
-  port_range = "-1/-1"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  priority = 1
-  ip_protocol = "tcp"
-  port_range = "8001/8001"
-  source_cidr_ip = "192.0.2.2"
-[[interface]]
-name = "sg0"
-security_groups = ["sg-prio"]
-"#,
-        ),
-    )
-    .unwrap();
-    assert_tcp_blocked(t.client(), s.v4(8000));
-    assert_tcp_allowed(t.client(), s.v4(8001));
+        &[Group::new("sg-prio").rules([
+            accept_in("tcp", "8000/8000", "0.0.0.0/0").priority(2),
+            drop_in("tcp", "8000/8000", "192.0.2.0/24").priority(1),
+            drop_in("all", "-1/-1", "0.0.0.0/0").priority(2),
+            accept_in("tcp", "8001/8001", "192.0.2.2").priority(1),
+        ])],
+    );
+    #[rustfmt::skip]
+    check(&[
+        probe("drop at 1 beats accept at 2", Tcp(8000), c, s.ipv4(), DROPPED),
+        probe("accept at 1 beats drop at 2", Tcp(8001), c, s.ipv4(), PASS),
+    ]);
 }
 
 /// SPEC §3.2: at equal priority a drop comes before an accept, also when
@@ -159,50 +60,24 @@ security_groups = ["sg-prio"]
 #[test]
 fn drop_wins_at_equal_priority() {
     let t = Topology::pair("tie").unwrap();
-    let s = t.server();
+    let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v4(8000), s.v4(8001), s.v6(8000)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(
+    let _sgd = enforce(
         s,
-        &dirs.config(
-            r#"
-[[security_group]]
-id = "sg-tie"
-  [[security_group.ingress]]
-  policy = "accept"
-  priority = 5
-  ip_protocol = "tcp"
-  port_range = "8000/8001"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  priority = 5
-  ip_protocol = "tcp"
-  port_range = "8000/8001"
-  source_cidr_ip = "::/0"
-  [[security_group.ingress]]
-  policy = "drop"
-  priority = 5
-  ip_protocol = "tcp"
-  port_range = "8000/8000"
-  source_cidr_ip = "192.0.2.2/32"
-  [[security_group.ingress]]
-  policy = "drop"
-  priority = 5
-  ip_protocol = "tcp"
-  port_range = "8000/8000"
-  source_cidr_ip = "2001:db8::/64"
-[[interface]]
-name = "sg0"
-security_groups = ["sg-tie"]
-"#,
-        ),
-    )
-    .unwrap();
-    assert_tcp_blocked(t.client(), s.v4(8000));
-    assert_tcp_blocked(t.client(), s.v6(8000));
-    // The accept itself works where no drop of its priority matches.
-    assert_tcp_allowed(t.client(), s.v4(8001));
+        &[Group::new("sg-tie").rules([
+            accept_in("tcp", "8000/8001", "0.0.0.0/0").priority(5),
+            accept_in("tcp", "8000/8001", "::/0").priority(5),
+            drop_in("tcp", "8000/8000", "192.0.2.2/32").priority(5),
+            drop_in("tcp", "8000/8000", "2001:db8::/64").priority(5),
+        ])],
+    );
+    #[rustfmt::skip]
+    check(&[
+        probe("drop and accept at 5",     Tcp(8000), c, s.ipv4(), DROPPED),
+        probe("drop and accept at 5, v6", Tcp(8000), c, s.ipv6(), DROPPED),
+        // The accept itself works where no drop of its priority matches.
+        probe("accept at 5 alone",        Tcp(8001), c, s.ipv4(), PASS),
+    ]);
 }
 
 /// SPEC §3.1/§3.2: the groups bound to one interface are merged into one
@@ -211,67 +86,31 @@ security_groups = ["sg-tie"]
 #[test]
 fn groups_bound_to_one_interface_are_merged() {
     let t = Topology::pair("merge").unwrap();
-    let s = t.server();
+    let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v4(80), s.v4(8080), s.v4(9000), s.v4(9001), s.v4(22)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(
+    let _sgd = enforce(
         s,
-        &dirs.config(
-            r#"
-[[security_group]]
-id = "sg-a"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "80/80"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  priority = 10
-  ip_protocol = "tcp"
-  port_range = "9000/9000"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "drop"
-  priority = 10
-  ip_protocol = "tcp"
-  port_range = "9001/9001"
-  source_cidr_ip = "0.0.0.0/0"
-
-[[security_group]]
-id = "sg-b"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "drop"
-  priority = 10
-  ip_protocol = "tcp"
-  port_range = "9000/9000"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  priority = 10
-  ip_protocol = "tcp"
-  port_range = "9001/9001"
-  source_cidr_ip = "0.0.0.0/0"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-a", "sg-b"]
-"#,
-        ),
-    )
-    .unwrap();
-    assert_tcp_allowed(t.client(), s.v4(80));
-    assert_tcp_allowed(t.client(), s.v4(8080));
-    // Accept in the first group, drop in the second: drop.
-    assert_tcp_blocked(t.client(), s.v4(9000));
-    // Drop in the first group, accept in the second: drop.
-    assert_tcp_blocked(t.client(), s.v4(9001));
-    assert_tcp_blocked(t.client(), s.v4(22));
+        &[
+            Group::new("sg-a").rules([
+                accept_in("tcp", "80/80", "0.0.0.0/0"),
+                accept_in("tcp", "9000/9000", "0.0.0.0/0").priority(10),
+                drop_in("tcp", "9001/9001", "0.0.0.0/0").priority(10),
+            ]),
+            Group::new("sg-b").rules([
+                accept_in("tcp", "8080/8080", "0.0.0.0/0"),
+                drop_in("tcp", "9000/9000", "0.0.0.0/0").priority(10),
+                accept_in("tcp", "9001/9001", "0.0.0.0/0").priority(10),
+            ]),
+        ],
+    );
+    #[rustfmt::skip]
+    check(&[
+        probe("accept of the first group",  Tcp(80),   c, s.ipv4(), PASS),
+        probe("accept of the second group", Tcp(8080), c, s.ipv4(), PASS),
+        probe("accept first, drop second",  Tcp(9000), c, s.ipv4(), DROPPED),
+        probe("drop first, accept second",  Tcp(9001), c, s.ipv4(), DROPPED),
+        probe("no rule",                    Tcp(22),   c, s.ipv4(), DROPPED),
+    ]);
 }
 
 // ---------------------------------------------------------------------------
@@ -287,35 +126,18 @@ fn group_reference_admits_members_only() {
     let s = t.server();
     let (member, stranger) = (t.client(), t.client2());
     let _srv = tcp_servers(s, &[s.v4(5432), s.v6(5432), s.v4(22)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let config = format!(
-        r#"
-[[security_group]]
-id = "sg-app"
-members = ["{}", "{}"]
-
-[[security_group]]
-id = "sg-db"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "5432/5432"
-  source_group_id = "sg-app"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-db"]
-"#,
-        member.ipv4(),
-        member.ipv6()
-    );
-    let _sgd = Sgd::start(s, &dirs.config(&config)).unwrap();
-    assert_tcp_allowed(member, s.v4(5432));
-    assert_tcp_allowed(member, s.v6(5432));
-    // The member of sg-app is not a member of sg-db: only 5432 is open.
-    assert_tcp_blocked(member, s.v4(22));
-    assert_tcp_blocked(stranger, s.v4(5432));
-    assert_tcp_blocked(stranger, s.v6(5432));
+    let app = Group::new("sg-app").members([member.ipv4().to_string(), member.ipv6().to_string()]);
+    let db = Group::new("sg-db").rules([accept_in("tcp", "5432/5432", "sg-app")]);
+    let _sgd = Daemon::start(s, &format!("{app}{db}{}", interface(SERVER_IF, &["sg-db"]))).unwrap();
+    #[rustfmt::skip]
+    check(&[
+        probe("member",               Tcp(5432), member,   s.ipv4(), PASS),
+        probe("member, v6",           Tcp(5432), member,   s.ipv6(), PASS),
+        // The member of sg-app is not a member of sg-db: only 5432 is open.
+        probe("member, another port", Tcp(22),   member,   s.ipv4(), DROPPED),
+        probe("stranger",             Tcp(5432), stranger, s.ipv4(), DROPPED),
+        probe("stranger, v6",         Tcp(5432), stranger, s.ipv6(), DROPPED),
+    ]);
 }
 
 /// SPEC §3.4 (basic default): with `inner_access_policy = "accept"` a member
@@ -327,30 +149,22 @@ fn inner_access_accept_admits_members_on_any_port() {
     let s = t.server();
     let (member, stranger) = (t.client(), t.client2());
     let _srv = tcp_servers(s, &[s.v4(22), s.v4(5000), s.v6(22)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let config = format!(
-        r#"
-[[security_group]]
-id = "sg-app"
-type = "basic"
-inner_access_policy = "accept"
-members = ["{}", "{}"]
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-app"]
-"#,
-        member.ipv4(),
-        member.ipv6()
+    let _sgd = enforce(
+        s,
+        &[Group::basic("sg-app")
+            .inner_access("accept")
+            .members([member.ipv4().to_string(), member.ipv6().to_string()])],
     );
-    let _sgd = Sgd::start(s, &dirs.config(&config)).unwrap();
-    assert_tcp_allowed(member, s.v4(22));
-    assert_tcp_allowed(member, s.v4(5000));
-    assert_tcp_allowed(member, s.v6(22));
-    assert_ping(member, s.ipv4().into(), true);
-    assert_tcp_blocked(stranger, s.v4(22));
-    assert_tcp_blocked(stranger, s.v6(22));
-    assert_ping(stranger, s.ipv4().into(), false);
+    #[rustfmt::skip]
+    check(&[
+        probe("member",               Tcp(22),   member,   s.ipv4(), PASS),
+        probe("member, another port", Tcp(5000), member,   s.ipv4(), PASS),
+        probe("member, v6",           Tcp(22),   member,   s.ipv6(), PASS),
+        probe("member",               Ping,      member,   s.ipv4(), PASS),
+        probe("stranger",             Tcp(22),   stranger, s.ipv4(), DROPPED),
+        probe("stranger, v6",         Tcp(22),   stranger, s.ipv6(), DROPPED),
+        probe("stranger",             Ping,      stranger, s.ipv4(), DROPPED),
+    ]);
 }
 
 /// SPEC §3.4: a group in internal isolation (`inner_access_policy =
@@ -362,30 +176,20 @@ fn inner_access_drop_isolates_members() {
     let s = t.server();
     let (member, stranger) = (t.client(), t.client2());
     let _srv = tcp_servers(s, &[s.v4(22), s.v4(80)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let config = format!(
-        r#"
-[[security_group]]
-id = "sg-iso"
-inner_access_policy = "drop"
-members = ["{}"]
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "80/80"
-  source_group_id = "sg-iso"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-iso"]
-"#,
-        member.ipv4()
+    let _sgd = enforce(
+        s,
+        &[Group::new("sg-iso")
+            .inner_access("drop")
+            .members([member.ipv4()])
+            .rules([accept_in("tcp", "80/80", "sg-iso")])],
     );
-    let _sgd = Sgd::start(s, &dirs.config(&config)).unwrap();
-    assert_tcp_blocked(member, s.v4(22));
-    assert_ping(member, s.ipv4().into(), false);
-    assert_tcp_allowed(member, s.v4(80));
-    assert_tcp_blocked(stranger, s.v4(80));
+    #[rustfmt::skip]
+    check(&[
+        probe("member, no rule",           Tcp(22), member,   s.ipv4(), DROPPED),
+        probe("member, no rule",           Ping,    member,   s.ipv4(), DROPPED),
+        probe("member, by the group rule", Tcp(80), member,   s.ipv4(), PASS),
+        probe("stranger",                  Tcp(80), stranger, s.ipv4(), DROPPED),
+    ]);
 }
 
 /// SPEC §3.4: with several bound groups, the intra-group default is granted
@@ -397,31 +201,23 @@ fn inner_access_is_granted_by_any_accepting_bound_group() {
     let s = t.server();
     let (isolated, open, both) = (&t.clients()[0], &t.clients()[1], &t.clients()[2]);
     let _srv = tcp_servers(s, &[s.v4(22)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let config = format!(
-        r#"
-[[security_group]]
-id = "sg-iso"
-inner_access_policy = "drop"
-members = ["{iso}", "{both}"]
-
-[[security_group]]
-id = "sg-open"
-inner_access_policy = "accept"
-members = ["{open}", "{both}"]
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-iso", "sg-open"]
-"#,
-        iso = isolated.ipv4(),
-        open = open.ipv4(),
-        both = both.ipv4(),
+    let _sgd = enforce(
+        s,
+        &[
+            Group::new("sg-iso")
+                .inner_access("drop")
+                .members([isolated.ipv4(), both.ipv4()]),
+            Group::new("sg-open")
+                .inner_access("accept")
+                .members([open.ipv4(), both.ipv4()]),
+        ],
     );
-    let _sgd = Sgd::start(s, &dirs.config(&config)).unwrap();
-    assert_tcp_allowed(open, s.v4(22));
-    assert_tcp_allowed(both, s.v4(22));
-    assert_tcp_blocked(isolated, s.v4(22));
+    #[rustfmt::skip]
+    check(&[
+        probe("member of the open group",     Tcp(22), open,     s.ipv4(), PASS),
+        probe("member of both groups",        Tcp(22), both,     s.ipv4(), PASS),
+        probe("member of the isolated group", Tcp(22), isolated, s.ipv4(), DROPPED),
+    ]);
 }
 
 // ---------------------------------------------------------------------------
@@ -433,35 +229,26 @@ security_groups = ["sg-iso", "sg-open"]
 #[test]
 fn enterprise_without_rules_drops_both_ways() {
     let t = Topology::pair("entdef").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v4(22), s.v6(22)]);
     let _remote = tcp_servers(c, &[c.v4(8080), c.v6(8080)]);
     // The harness is sound: everything passes before enforcement.
-    assert_tcp_allowed(c, s.v4(22));
-    assert_tcp_allowed(s, c.v4(8080));
+    #[rustfmt::skip]
+    check(&[
+        probe("in, without sgd",  Tcp(22),   c, s.ipv4(), PASS),
+        probe("out, without sgd", Tcp(8080), s, c.ipv4(), PASS),
+    ]);
 
-    let dirs = DaemonDirs::new().unwrap();
-    let config = format!(
-        r#"
-[[security_group]]
-id = "sg-ent"
-type = "enterprise"
-members = ["{}"]
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-ent"]
-"#,
-        c.ipv4()
-    );
-    let _sgd = Sgd::start(s, &dirs.config(&config)).unwrap();
-    assert_tcp_blocked(c, s.v4(22));
-    assert_tcp_blocked(c, s.v6(22));
-    assert_tcp_outcome(s, None, c.v4(8080), Outcome::TimedOut);
-    assert_tcp_outcome(s, None, c.v6(8080), Outcome::TimedOut);
-    assert_ping(s, c.ipv4().into(), false);
-    assert_udp(s, c.v4(8080), false);
+    let _sgd = enforce(s, &[Group::enterprise("sg-ent").members([c.ipv4()])]);
+    #[rustfmt::skip]
+    check(&[
+        probe("in from a member",     Tcp(22),   c, s.ipv4(), DROPPED),
+        probe("in from a member, v6", Tcp(22),   c, s.ipv6(), DROPPED),
+        probe("out",                  Tcp(8080), s, c.ipv4(), DROPPED),
+        probe("out, v6",              Tcp(8080), s, c.ipv6(), DROPPED),
+        probe("out",                  Ping,      s, c.ipv4(), DROPPED),
+        probe("out",                  Udp(8080), s, c.ipv4(), DROPPED),
+    ]);
 }
 
 /// SPEC §3.4 (enterprise): an egress accept rule opens exactly what it
@@ -470,39 +257,22 @@ security_groups = ["sg-ent"]
 #[test]
 fn enterprise_egress_rule_opens_outbound() {
     let t = Topology::pair("entout").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     let _remote = tcp_servers(c, &[c.v4(8080), c.v4(8081), c.v6(8080)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(
+    let _sgd = enforce(
         s,
-        &dirs.config(
-            r#"
-[[security_group]]
-id = "sg-ent"
-type = "enterprise"
-  [[security_group.egress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  dest_cidr_ip = "192.0.2.0/24"
-  [[security_group.egress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  dest_cidr_ip = "2001:db8::/64"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-ent"]
-"#,
-        ),
-    )
-    .unwrap();
-    tcp_echo(s, c.v4(8080), b"out through the rule").unwrap();
-    tcp_echo(s, c.v6(8080), b"out through the rule, v6").unwrap();
-    assert_tcp_outcome(s, None, c.v4(8081), Outcome::TimedOut);
-    assert_ping(s, c.ipv4().into(), false);
+        &[Group::enterprise("sg-ent").rules([
+            accept_out("tcp", "8080/8080", "192.0.2.0/24"),
+            accept_out("tcp", "8080/8080", "2001:db8::/64"),
+        ])],
+    );
+    #[rustfmt::skip]
+    check(&[
+        probe("out through the rule",     TcpEcho(8080), s, c.ipv4(), PASS),
+        probe("out through the rule, v6", TcpEcho(8080), s, c.ipv6(), PASS),
+        probe("out, another port",        Tcp(8081),     s, c.ipv4(), DROPPED),
+        probe("out",                      Ping,          s, c.ipv4(), DROPPED),
+    ]);
 }
 
 // ---------------------------------------------------------------------------
@@ -529,49 +299,36 @@ fn prefix_lists_and_port_lists() {
             s.v4(8080),
         ],
     );
-    let dirs = DaemonDirs::new().unwrap();
-    let config = format!(
-        r#"
-[[prefix_list]]
-id = "pl-admin"
-max_entries = 4
-entries = ["{}/32", "{}/128", "203.0.113.0/24"]
-
-[[port_list]]
-id = "prl-web"
-max_entries = 4
-entries = ["80/80", "8000/8001"]
-
-[[security_group]]
-id = "sg-lists"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "22/22"
-  source_prefix_list_id = "pl-admin"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range_list_id = "prl-web"
-  source_cidr_ip = "0.0.0.0/0"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-lists"]
-"#,
-        trusted.ipv4(),
-        trusted.ipv6()
+    let admins = prefix_list(
+        "pl-admin",
+        4,
+        [
+            format!("{}/32", trusted.ipv4()),
+            format!("{}/128", trusted.ipv6()),
+            "203.0.113.0/24".to_owned(),
+        ],
     );
-    let _sgd = Sgd::start(s, &dirs.config(&config)).unwrap();
-    assert_tcp_allowed(trusted, s.v4(22));
-    assert_tcp_allowed(trusted, s.v6(22));
-    assert_tcp_blocked(other, s.v4(22));
-    assert_tcp_blocked(other, s.v6(22));
-    for port in [80, 8000, 8001] {
-        assert_tcp_allowed(other, s.v4(port));
-    }
-    assert_tcp_blocked(other, s.v4(8002));
-    assert_tcp_blocked(other, s.v4(8080));
+    let web = port_list("prl-web", 4, &["80/80", "8000/8001"]);
+    let rules = groups_on(
+        SERVER_IF,
+        &[Group::new("sg-lists").rules([
+            accept_in("tcp", "22/22", "pl-admin"),
+            accept_in("tcp", "prl-web", "0.0.0.0/0"),
+        ])],
+    );
+    let _sgd = Daemon::start(s, &format!("{admins}{web}{rules}")).unwrap();
+    #[rustfmt::skip]
+    check(&[
+        probe("in the prefix list",          Tcp(22),   trusted, s.ipv4(), PASS),
+        probe("in the prefix list, v6",      Tcp(22),   trusted, s.ipv6(), PASS),
+        probe("outside the prefix list",     Tcp(22),   other,   s.ipv4(), DROPPED),
+        probe("outside the prefix list, v6", Tcp(22),   other,   s.ipv6(), DROPPED),
+        probe("in the port list",            Tcp(80),   other,   s.ipv4(), PASS),
+        probe("in the port list",            Tcp(8000), other,   s.ipv4(), PASS),
+        probe("in the port list",            Tcp(8001), other,   s.ipv4(), PASS),
+        probe("outside the port list",       Tcp(8002), other,   s.ipv4(), DROPPED),
+        probe("outside the port list",       Tcp(8080), other,   s.ipv4(), DROPPED),
+    ]);
 }
 
 /// SPEC §2 (5-tuple extras): an ingress rule's `dest_cidr_ip` names the
@@ -580,36 +337,26 @@ security_groups = ["sg-lists"]
 #[test]
 fn five_tuple_ingress_dest_cidr_ip_selects_the_local_address() {
     let t = Topology::pair("5tdst").unwrap();
-    let s = t.server();
+    let (s, c) = (t.server(), t.client());
     s.ip(&["addr", "add", "192.0.2.100/24", "dev", SERVER_IF])
         .unwrap();
     let _srv = tcp_servers(s, &[sa("0.0.0.0", 8080)]);
-    assert_tcp_allowed(t.client(), sa("192.0.2.100", 8080));
-    assert_tcp_allowed(t.client(), s.v4(8080));
+    #[rustfmt::skip]
+    check(&[
+        probe("second address, without sgd", Tcp(8080), c, ip("192.0.2.100"), PASS),
+        probe("first address, without sgd",  Tcp(8080), c, s.ipv4(),          PASS),
+    ]);
 
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(
+    let _sgd = enforce(
         s,
-        &dirs.config(
-            r#"
-[[security_group]]
-id = "sg-5t"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  source_cidr_ip = "0.0.0.0/0"
-  dest_cidr_ip = "192.0.2.100/32"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-5t"]
-"#,
-        ),
-    )
-    .unwrap();
-    assert_tcp_allowed(t.client(), sa("192.0.2.100", 8080));
-    assert_tcp_blocked(t.client(), s.v4(8080));
+        &[Group::new("sg-5t")
+            .rules([accept_in("tcp", "8080/8080", "0.0.0.0/0").local("192.0.2.100/32")])],
+    );
+    #[rustfmt::skip]
+    check(&[
+        probe("the rule's local address", Tcp(8080), c, ip("192.0.2.100"), PASS),
+        probe("another local address",    Tcp(8080), c, s.ipv4(),          DROPPED),
+    ]);
 }
 
 /// SPEC §2 (5-tuple extras): `source_port_range` admits a client only when
@@ -618,44 +365,24 @@ security_groups = ["sg-5t"]
 #[test]
 fn five_tuple_source_port_range() {
     let t = Topology::pair("5tsport").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v4(8080), s.v6(8080)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(
+    let _sgd = enforce(
         s,
-        &dirs.config(
-            r#"
-[[security_group]]
-id = "sg-5t"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  source_port_range = "40000/40099"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  source_port_range = "40000/40099"
-  source_cidr_ip = "::/0"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-5t"]
-"#,
-        ),
-    )
-    .unwrap();
-    let v4 = |port| Some(SocketAddr::new(c.ipv4().into(), port));
-    let v6 = |port| Some(SocketAddr::new(c.ipv6().into(), port));
-    assert_tcp_outcome(c, v4(40000), s.v4(8080), Outcome::Connected);
-    assert_tcp_outcome(c, v4(40099), s.v4(8080), Outcome::Connected);
-    assert_tcp_outcome(c, v6(40001), s.v6(8080), Outcome::Connected);
-    assert_tcp_outcome(c, v4(39999), s.v4(8080), Outcome::TimedOut);
-    assert_tcp_outcome(c, v4(40100), s.v4(8080), Outcome::TimedOut);
-    assert_tcp_outcome(c, v6(41001), s.v6(8080), Outcome::TimedOut);
+        &[Group::new("sg-5t").rules([
+            accept_in("tcp", "8080/8080", "0.0.0.0/0").source_ports("40000/40099"),
+            accept_in("tcp", "8080/8080", "::/0").source_ports("40000/40099"),
+        ])],
+    );
+    #[rustfmt::skip]
+    check(&[
+        probe("lowest source port",       Tcp(8080), (c, c.v4(40000)), s.ipv4(), PASS),
+        probe("highest source port",      Tcp(8080), (c, c.v4(40099)), s.ipv4(), PASS),
+        probe("source port in range, v6", Tcp(8080), (c, c.v6(40001)), s.ipv6(), PASS),
+        probe("just below the range",     Tcp(8080), (c, c.v4(39999)), s.ipv4(), DROPPED),
+        probe("just above the range",     Tcp(8080), (c, c.v4(40100)), s.ipv4(), DROPPED),
+        probe("above the range, v6",      Tcp(8080), (c, c.v6(41001)), s.ipv6(), DROPPED),
+    ]);
 }
 
 // ---------------------------------------------------------------------------
@@ -671,43 +398,34 @@ security_groups = ["sg-5t"]
 #[test]
 fn ipv6_with_neighbour_discovery_and_no_icmpv6_rule() {
     let t = Topology::pair("v6nd").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v6(80), s.v6(22)]);
     let _remote = tcp_servers(c, &[c.v6(8080)]);
-    let config = r#"
-[[security_group]]
-id = "sg-v6"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "80/80"
-  source_cidr_ip = "::/0"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-v6"]
-"#;
+    let config = groups_on(
+        SERVER_IF,
+        &[Group::new("sg-v6").rules([accept_in("tcp", "80/80", "::/0")])],
+    );
     let flush = || {
         for ns in [s as &Netns, c] {
             ns.ip(&["-6", "neigh", "flush", "all"]).unwrap();
         }
     };
-    let dirs = DaemonDirs::new().unwrap();
-    let mut sgd = Sgd::start(s, &dirs.config(config)).unwrap();
+    let mut sgd = Daemon::start(s, &config).unwrap();
     // Inbound solicitation from the client, outbound advertisement.
     flush();
-    tcp_echo(c, s.v6(80), b"over v6").unwrap();
+    check(&[probe("in over v6", TcpEcho(80), c, s.ipv6(), PASS)]);
     // Outbound solicitation from the server, inbound advertisement.
     flush();
-    tcp_echo(s, c.v6(8080), b"out over v6").unwrap();
+    check(&[probe("out over v6", TcpEcho(8080), s, c.ipv6(), PASS)]);
     flush();
-    assert_tcp_blocked(c, s.v6(22));
-    assert_ping(c, s.ipv6().into(), false);
+    #[rustfmt::skip]
+    check(&[
+        probe("in over v6, no rule", Tcp(22), c, s.ipv6(), DROPPED),
+        probe("in over v6, no rule", Ping,    c, s.ipv6(), DROPPED),
+    ]);
 
-    sgd.stop().unwrap();
     let no_nd = format!("builtin_neighbor_discovery = false\n{config}");
-    let _sgd = Sgd::start(s, &dirs.config(&no_nd)).unwrap();
+    sgd.restart(s, &no_nd).unwrap();
     flush();
     let got = tcp_connect(c, s.v6(80), DEFAULT_TIMEOUT);
     assert!(
@@ -723,135 +441,25 @@ security_groups = ["sg-v6"]
 #[test]
 fn related_icmp_error_is_delivered() {
     let t = Topology::pair("relicmp").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     // The harness is sound: the error comes back without sgd.
-    assert!(
-        udp_refused(s, c.v4(9000)),
-        "no port unreachable without sgd"
-    );
-    assert!(
-        udp_refused(s, c.v6(9000)),
-        "no IPv6 port unreachable without sgd"
-    );
+    #[rustfmt::skip]
+    check(&[
+        probe("port unreachable, without sgd",     UdpToClosed(9000), s, c.ipv4(), PASS),
+        probe("port unreachable, without sgd, v6", UdpToClosed(9000), s, c.ipv6(), PASS),
+    ]);
 
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(
+    let _sgd = enforce(
         s,
-        &dirs.config(
-            r#"
-[[security_group]]
-id = "sg-web"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "80/80"
-  source_cidr_ip = "0.0.0.0/0"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-web"]
-"#,
-        ),
-    )
-    .unwrap();
-    // ICMP is not otherwise admitted.
-    assert_ping(c, s.ipv4().into(), false);
-    assert!(
-        udp_refused(s, c.v4(9001)),
-        "the ICMP port unreachable for the server's UDP session was dropped"
+        &[Group::new("sg-web").rules([accept_in("tcp", "80/80", "0.0.0.0/0")])],
     );
-    assert!(
-        udp_refused(s, c.v6(9001)),
-        "the ICMPv6 port unreachable for the server's UDP session was dropped"
-    );
-}
-
-/// The server, a router and a far host:
-/// `S sg0 (192.0.2.1, 2001:db8::1) -- R (192.0.2.254 | 198.51.100.254) --
-/// F f0 (198.51.100.2, 2001:db8:1::2)`, with MTU 1500 on the server's link
-/// and 1280 on the far one. F's route back advertises an MSS for a 1500-byte
-/// path, so the server's full-sized segments need PMTUD: the router answers
-/// them with ICMP "fragmentation needed" / ICMPv6 "packet too big".
-struct NarrowPath {
-    server: Netns,
-    router: Netns,
-    far: Netns,
-}
-
-impl NarrowPath {
-    fn new(label: &str) -> NarrowPath {
-        let server = Netns::new(&format!("{label}-s")).unwrap();
-        let router = Netns::new(&format!("{label}-r")).unwrap();
-        let far = Netns::new(&format!("{label}-f")).unwrap();
-        veth_pair(
-            &server,
-            SERVER_IF,
-            &["192.0.2.1/24", "2001:db8::1/64"],
-            &router,
-            "r0",
-            &["192.0.2.254/24", "2001:db8::fe/64"],
-        )
-        .unwrap();
-        veth_pair(
-            &router,
-            "r1",
-            &["198.51.100.254/24", "2001:db8:1::fe/64"],
-            &far,
-            "f0",
-            &["198.51.100.2/24", "2001:db8:1::2/64"],
-        )
-        .unwrap();
-        router.ip(&["link", "set", "r1", "mtu", "1280"]).unwrap();
-        far.ip(&["link", "set", "f0", "mtu", "1280"]).unwrap();
-        router
-            .exec(&[
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
-                "net.ipv6.conf.all.forwarding=1",
-            ])
-            .unwrap();
-        server
-            .ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.254"])
-            .unwrap();
-        server
-            .ip(&[
-                "-6",
-                "route",
-                "add",
-                "2001:db8:1::/64",
-                "via",
-                "2001:db8::fe",
-            ])
-            .unwrap();
-        far.ip(&[
-            "route",
-            "add",
-            "192.0.2.0/24",
-            "via",
-            "198.51.100.254",
-            "advmss",
-            "1460",
-        ])
-        .unwrap();
-        far.ip(&[
-            "-6",
-            "route",
-            "add",
-            "2001:db8::/64",
-            "via",
-            "2001:db8:1::fe",
-            "advmss",
-            "1440",
-        ])
-        .unwrap();
-        NarrowPath {
-            server,
-            router,
-            far,
-        }
-    }
+    #[rustfmt::skip]
+    check(&[
+        // ICMP is not otherwise admitted.
+        probe("unrelated ICMP",               Ping,              c, s.ipv4(), DROPPED),
+        probe("related port unreachable",     UdpToClosed(9001), s, c.ipv4(), PASS),
+        probe("related port unreachable, v6", UdpToClosed(9001), s, c.ipv6(), PASS),
+    ]);
 }
 
 /// SPEC §3.7 (PMTUD built-in): ICMP "fragmentation needed" and ICMPv6
@@ -860,36 +468,20 @@ impl NarrowPath {
 /// succeeds. The rules admit only TCP 8080 from the far host.
 #[test]
 fn pmtud_from_a_router_no_rule_allows() {
-    let p = NarrowPath::new("pmtud");
+    let p = NarrowPath::new("pmtud").unwrap();
     let s = &p.server;
     let _srv = tcp_servers(s, &[sa("192.0.2.1", 8080), sa("2001:db8::1", 8080)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(
+    let _sgd = enforce(
         s,
-        &dirs.config(
-            r#"
-[[security_group]]
-id = "sg-far"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  source_cidr_ip = "198.51.100.2/32"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  source_cidr_ip = "2001:db8:1::2/128"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-far"]
-"#,
-        ),
-    )
-    .unwrap();
-    // The router is not admitted by any rule.
-    assert_tcp_outcome(&p.router, None, sa("192.0.2.1", 8080), Outcome::TimedOut);
+        &[Group::new("sg-far").rules([
+            accept_in("tcp", "8080/8080", "198.51.100.2/32"),
+            accept_in("tcp", "8080/8080", "2001:db8:1::2/128"),
+        ])],
+    );
+    #[rustfmt::skip]
+    check(&[
+        probe("the router, which no rule admits", Tcp(8080), &p.router, ip("192.0.2.1"), DROPPED),
+    ]);
     let payload: Vec<u8> = (0..48 * 1024).map(|i| (i % 253) as u8).collect();
     for (dst, far_addr) in [
         (sa("192.0.2.1", 8080), "198.51.100.2"),
@@ -915,72 +507,42 @@ security_groups = ["sg-far"]
 #[test]
 fn metadata_is_reachable_despite_drop_all_egress() {
     let t = Topology::pair("meta").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     c.ip(&["addr", "add", "100.100.100.200/32", "dev", CLIENT_IF])
         .unwrap();
     s.ip(&["route", "add", "100.100.100.200/32", "dev", SERVER_IF])
         .unwrap();
-    let metadata = sa("100.100.100.200", 80);
-    let _srv = tcp_servers(c, &[metadata, c.v4(80)]);
-    assert_tcp_allowed(s, metadata);
+    let metadata = ip("100.100.100.200");
+    let _srv = tcp_servers(c, &[SocketAddr::new(metadata, 80), c.v4(80)]);
+    #[rustfmt::skip]
+    check(&[probe("metadata, without sgd", Tcp(80), s, metadata, PASS)]);
 
-    let locked = r#"
-[[security_group]]
-id = "sg-locked"
-  [[security_group.egress]]
-  policy = "drop"
-  priority = 1
-  ip_protocol = "all"
-  port_range = "-1/-1"
-  dest_cidr_ip = "0.0.0.0/0"
-"#;
-    let binding = "\n[[interface]]\nname = \"sg0\"\nsecurity_groups = [\"sg-locked\"]\n";
-    let dirs = DaemonDirs::new().unwrap();
-    let mut sgd = Sgd::start(s, &dirs.config(&format!("{locked}{binding}"))).unwrap();
-    tcp_echo(s, metadata, b"GET /latest/meta-data/ HTTP/1.0\r\n\r\n").unwrap();
-    assert_tcp_outcome(s, None, c.v4(80), Outcome::TimedOut);
-
-    let both = format!(
-        r#"{locked}
-  [[security_group.ingress]]
-  policy = "drop"
-  priority = 1
-  ip_protocol = "all"
-  port_range = "-1/-1"
-  source_cidr_ip = "0.0.0.0/0"
-{binding}"#
-    );
-    sgd.write_config(&dirs.config(&both)).unwrap();
-    sgd.reload().unwrap();
-    tcp_echo(s, metadata, b"GET /latest/meta-data/ HTTP/1.0\r\n\r\n").unwrap();
-    assert_tcp_outcome(s, None, c.v4(80), Outcome::TimedOut);
+    let drop_all_out = drop_out("all", "-1/-1", "0.0.0.0/0").priority(1);
+    let drop_all_in = drop_in("all", "-1/-1", "0.0.0.0/0").priority(1);
+    let locked = |rules: Vec<Rule>| groups_on(SERVER_IF, &[Group::new("sg-locked").rules(rules)]);
+    #[rustfmt::skip]
+    let rows = [
+        probe("metadata",                    TcpEcho(80), s, metadata, PASS),
+        probe("the same host's own address", Tcp(80),     s, c.ipv4(), DROPPED),
+    ];
+    let mut sgd = Daemon::start(s, &locked(vec![drop_all_out.clone()])).unwrap();
+    check(&rows);
+    sgd.reload_with(&locked(vec![drop_all_out, drop_all_in]))
+        .unwrap();
+    check(&rows);
 }
 
-/// An egress group that accepts everything, IPv4 and IPv6.
-const ACCEPT_ALL_OUT: &str = r#"
-[[security_group]]
-id = "sg-mail"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "25/25"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.egress]]
-  policy = "accept"
-  ip_protocol = "all"
-  port_range = "-1/-1"
-  dest_cidr_ip = "0.0.0.0/0"
-  [[security_group.egress]]
-  policy = "accept"
-  ip_protocol = "all"
-  port_range = "-1/-1"
-  dest_cidr_ip = "::/0"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-mail"]
-"#;
+/// An egress group that accepts everything, IPv4 and IPv6, and inbound 25.
+fn accept_all_out() -> String {
+    groups_on(
+        SERVER_IF,
+        &[Group::new("sg-mail").rules([
+            accept_in("tcp", "25/25", "0.0.0.0/0"),
+            accept_out("all", "-1/-1", "0.0.0.0/0"),
+            accept_out("all", "-1/-1", "::/0"),
+        ])],
+    )
+}
 
 /// SPEC §3.8: outbound TCP to port 25 is dropped by default even when an
 /// egress rule accepts everything (IPv4 and IPv6); 465 passes; inbound 25 is
@@ -988,17 +550,18 @@ security_groups = ["sg-mail"]
 #[test]
 fn smtp_egress_is_blocked_by_default() {
     let t = Topology::pair("smtp").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     let _remote = tcp_servers(c, &[c.v4(25), c.v6(25), c.v4(465), c.v6(465)]);
     let _srv = tcp_servers(s, &[s.v4(25)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(s, &dirs.config(ACCEPT_ALL_OUT)).unwrap();
-    assert_tcp_outcome(s, None, c.v4(25), Outcome::TimedOut);
-    assert_tcp_outcome(s, None, c.v6(25), Outcome::TimedOut);
-    tcp_echo(s, c.v4(465), b"EHLO").unwrap();
-    tcp_echo(s, c.v6(465), b"EHLO").unwrap();
-    assert_tcp_allowed(c, s.v4(25));
+    let _sgd = Daemon::start(s, &accept_all_out()).unwrap();
+    #[rustfmt::skip]
+    check(&[
+        probe("smtp out",           Tcp(25),      s, c.ipv4(), DROPPED),
+        probe("smtp out, v6",       Tcp(25),      s, c.ipv6(), DROPPED),
+        probe("submission out",     TcpEcho(465), s, c.ipv4(), PASS),
+        probe("submission out, v6", TcpEcho(465), s, c.ipv6(), PASS),
+        probe("smtp in",            Tcp(25),      c, s.ipv4(), PASS),
+    ]);
 }
 
 /// SPEC §3.8: with `block_smtp_egress = false` outbound TCP to port 25
@@ -1006,15 +569,16 @@ fn smtp_egress_is_blocked_by_default() {
 #[test]
 fn smtp_egress_allowed_when_switched_off() {
     let t = Topology::pair("smtpoff").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     let _remote = tcp_servers(c, &[c.v4(25), c.v6(25), c.v4(465)]);
-    let dirs = DaemonDirs::new().unwrap();
-    let config = format!("block_smtp_egress = false\n{ACCEPT_ALL_OUT}");
-    let _sgd = Sgd::start(s, &dirs.config(&config)).unwrap();
-    tcp_echo(s, c.v4(25), b"EHLO").unwrap();
-    tcp_echo(s, c.v6(25), b"EHLO").unwrap();
-    tcp_echo(s, c.v4(465), b"EHLO").unwrap();
+    let config = format!("block_smtp_egress = false\n{}", accept_all_out());
+    let _sgd = Daemon::start(s, &config).unwrap();
+    #[rustfmt::skip]
+    check(&[
+        probe("smtp out",       TcpEcho(25),  s, c.ipv4(), PASS),
+        probe("smtp out, v6",   TcpEcho(25),  s, c.ipv6(), PASS),
+        probe("submission out", TcpEcho(465), s, c.ipv4(), PASS),
+    ]);
 }
 
 // ---------------------------------------------------------------------------
@@ -1028,55 +592,28 @@ fn smtp_egress_allowed_when_switched_off() {
 #[test]
 fn session_survives_rule_removal_and_ends_on_a_matching_drop() {
     let t = Topology::pair("sess").unwrap();
-    let s = t.server();
-    let c = t.client();
+    let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v4(8080)]);
-    let group = |rules: &str| {
-        format!(
-            "\n[[security_group]]\nid = \"sg-db\"\n{rules}\n[[interface]]\nname = \"sg0\"\nsecurity_groups = [\"sg-db\"]\n"
-        )
-    };
-    let accept = r#"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  source_cidr_ip = "0.0.0.0/0"
-"#;
-    let unrelated_drop = r#"
-  [[security_group.ingress]]
-  policy = "drop"
-  ip_protocol = "tcp"
-  port_range = "9090/9090"
-  source_cidr_ip = "0.0.0.0/0"
-"#;
-    let matching_drop = r#"
-  [[security_group.ingress]]
-  policy = "drop"
-  ip_protocol = "tcp"
-  port_range = "8080/8080"
-  source_cidr_ip = "192.0.2.2/32"
-"#;
-    let dirs = DaemonDirs::new().unwrap();
-    let mut sgd = Sgd::start(s, &dirs.config(&group(accept))).unwrap();
+    let db = |rules: Vec<Rule>| groups_on(SERVER_IF, &[Group::new("sg-db").rules(rules)]);
+    let accept = accept_in("tcp", "8080/8080", "0.0.0.0/0");
+    let unrelated_drop = drop_in("tcp", "9090/9090", "0.0.0.0/0");
+    let matching_drop = drop_in("tcp", "8080/8080", "192.0.2.2/32");
+
+    let mut sgd = Daemon::start(s, &db(vec![accept])).unwrap();
     let mut conn = TcpConn::open(c, None, s.v4(8080), DEFAULT_TIMEOUT).unwrap();
     conn.echo(b"admitted by the rule").unwrap();
 
-    sgd.write_config(&dirs.config(&group(""))).unwrap();
-    sgd.reload().unwrap();
+    sgd.reload_with(&db(vec![])).unwrap();
     conn.echo(b"still there after the rule went")
         .expect("the established session ended when its rule was removed");
-    assert_tcp_blocked(c, s.v4(8080));
+    #[rustfmt::skip]
+    check(&[probe("a new connection", Tcp(8080), c, s.ipv4(), DROPPED)]);
 
-    sgd.write_config(&dirs.config(&group(unrelated_drop)))
-        .unwrap();
-    sgd.reload().unwrap();
+    sgd.reload_with(&db(vec![unrelated_drop])).unwrap();
     conn.echo(b"a drop rule for another port")
         .expect("a drop rule that does not match the session ended it");
 
-    sgd.write_config(&dirs.config(&group(matching_drop)))
-        .unwrap();
-    sgd.reload().unwrap();
+    sgd.reload_with(&db(vec![matching_drop])).unwrap();
     assert!(
         conn.echo(b"now dropped").is_err(),
         "the session survived an explicit drop rule that matches it"
@@ -1090,134 +627,57 @@ fn session_survives_rule_removal_and_ends_on_a_matching_drop() {
 #[test]
 fn fragmented_udp_follows_the_first_fragment() {
     let t = Topology::pair("frag").unwrap();
-    let s = t.server();
-    let c = t.client();
-    let _echo: Vec<_> = [s.v4(7000), s.v6(7000), s.v4(7001), s.v6(7001)]
-        .into_iter()
-        .map(|a| UdpServer::start(s, a).unwrap())
-        .collect();
-    assert!(
-        udp_echo_len(c, s.v4(7001), 3000, DEFAULT_TIMEOUT),
-        "no echo of a fragmented datagram without sgd"
-    );
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(
+    let (s, c) = (t.server(), t.client());
+    let _echo = udp_servers(s, &[s.v4(7000), s.v6(7000), s.v4(7001), s.v6(7001)]);
+    #[rustfmt::skip]
+    check(&[probe("fragmented, without sgd", UdpBytes(7001, 3000), c, s.ipv4(), PASS)]);
+    let _sgd = enforce(
         s,
-        &dirs.config(
-            r#"
-[[security_group]]
-id = "sg-udp"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "udp"
-  port_range = "7000/7000"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "udp"
-  port_range = "7000/7000"
-  source_cidr_ip = "::/0"
-
-[[interface]]
-name = "sg0"
-security_groups = ["sg-udp"]
-"#,
-        ),
-    )
-    .unwrap();
-    // Unfragmented, the rule works.
-    assert!(udp_echo_len(c, s.v4(7000), 100, DEFAULT_TIMEOUT));
-    assert!(
-        udp_echo_len(c, s.v4(7000), 3000, DEFAULT_TIMEOUT),
-        "a fragmented IPv4 datagram to an open port was not delivered"
+        &[Group::new("sg-udp").rules([
+            accept_in("udp", "7000/7000", "0.0.0.0/0"),
+            accept_in("udp", "7000/7000", "::/0"),
+        ])],
     );
-    assert!(
-        udp_echo_len(c, s.v6(7000), 3000, DEFAULT_TIMEOUT),
-        "a fragmented IPv6 datagram to an open port was not delivered"
-    );
-    assert!(
-        !udp_echo_len(c, s.v4(7001), 3000, DEFAULT_TIMEOUT),
-        "a fragmented IPv4 datagram to a closed port was delivered"
-    );
-    assert!(
-        !udp_echo_len(c, s.v6(7001), 3000, DEFAULT_TIMEOUT),
-        "a fragmented IPv6 datagram to a closed port was delivered"
-    );
+    #[rustfmt::skip]
+    check(&[
+        probe("unfragmented, open port",     UdpBytes(7000, 100),  c, s.ipv4(), PASS),
+        probe("fragmented, open port",       UdpBytes(7000, 3000), c, s.ipv4(), PASS),
+        probe("fragmented, open port, v6",   UdpBytes(7000, 3000), c, s.ipv6(), PASS),
+        probe("fragmented, closed port",     UdpBytes(7001, 3000), c, s.ipv4(), DROPPED),
+        probe("fragmented, closed port, v6", UdpBytes(7001, 3000), c, s.ipv6(), DROPPED),
+    ]);
 }
 
 // ---------------------------------------------------------------------------
 // §2 (interface binding), hypervisor mode
 // ---------------------------------------------------------------------------
 
-/// A hypervisor: a "host" namespace with a bridge `br0` and, for each
-/// instance, a namespace whose `eth0` is joined by a veth to a port `vm-X`
-/// of the bridge. `sgd` runs in the host namespace and enforces on the
-/// `vm-X` ports (TC ingress there is the instance's outbound).
-struct Hypervisor {
-    host: Netns,
-    vms: Vec<Netns>,
-}
-
-impl Hypervisor {
-    /// One instance per `(port, address)`, address in CIDR notation.
-    fn new(label: &str, vms: &[(&str, &str)]) -> Hypervisor {
-        let host = Netns::new(&format!("{label}-h")).unwrap();
-        host.ip(&[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])
-        .unwrap();
-        host.ip(&["link", "set", "br0", "up"]).unwrap();
-        let vms = vms
-            .iter()
-            .map(|(port, addr)| {
-                let vm = Netns::new(&format!("{label}-{port}")).unwrap();
-                veth_pair(&vm, "eth0", &[addr], &host, port, &[]).unwrap();
-                host.ip(&["link", "set", port, "master", "br0"]).unwrap();
-                vm
-            })
-            .collect();
-        host.wait_link_up("br0").unwrap();
-        Hypervisor { host, vms }
-    }
+/// Instances A, B and C behind one bridge, on ports `vm-a`, `vm-b`, `vm-c`.
+fn hypervisor(label: &str) -> Hypervisor {
+    Hypervisor::new(
+        label,
+        &[
+            ("vm-a", "192.0.2.11/24"),
+            ("vm-b", "192.0.2.12/24"),
+            ("vm-c", "192.0.2.13/24"),
+        ],
+    )
+    .unwrap()
 }
 
 /// The hypervisor config: instances A and B in `sg-app` (basic, intra-group
 /// accept, with one more member 192.0.2.99 on another host), instance C in
 /// `sg-other`; every port bound in hypervisor mode with its address.
-const HYPERVISOR: &str = r#"
-[[security_group]]
-id = "sg-app"
-type = "basic"
-inner_access_policy = "accept"
-members = ["192.0.2.99"]
-
-[[security_group]]
-id = "sg-other"
-
-[[interface]]
-name = "vm-a"
-mode = "hypervisor"
-addresses = ["192.0.2.11"]
-security_groups = ["sg-app"]
-
-[[interface]]
-name = "vm-b"
-mode = "hypervisor"
-addresses = ["192.0.2.12"]
-security_groups = ["sg-app"]
-
-[[interface]]
-name = "vm-c"
-mode = "hypervisor"
-addresses = ["192.0.2.13"]
-security_groups = ["sg-other"]
-"#;
+fn hypervisor_config() -> String {
+    let app = Group::basic("sg-app")
+        .inner_access("accept")
+        .members(["192.0.2.99"]);
+    let other = Group::new("sg-other");
+    let a = interface("vm-a", &["sg-app"]).hypervisor(&["192.0.2.11"]);
+    let b = interface("vm-b", &["sg-app"]).hypervisor(&["192.0.2.12"]);
+    let c = interface("vm-c", &["sg-other"]).hypervisor(&["192.0.2.13"]);
+    format!("{app}{other}{a}{b}{c}")
+}
 
 /// SPEC §2 (hypervisor mode, anti-spoofing) and §3.4: two instances behind
 /// one bridge in one basic group reach each other on any port; a third
@@ -1226,62 +686,53 @@ security_groups = ["sg-other"]
 /// member of the group.
 #[test]
 fn hypervisor_mode_intra_group_and_anti_spoofing() {
-    let hv = Hypervisor::new(
-        "hv",
-        &[
-            ("vm-a", "192.0.2.11/24"),
-            ("vm-b", "192.0.2.12/24"),
-            ("vm-c", "192.0.2.13/24"),
-        ],
-    );
-    let (a, b, c) = (&hv.vms[0], &hv.vms[1], &hv.vms[2]);
+    let hv = hypervisor("hv");
+    let [a, b, c] = hv.vms() else { unreachable!() };
     a.ip(&["addr", "add", "192.0.2.99/24", "dev", "eth0"])
         .unwrap();
     let _srv = tcp_servers(b, &[sa("192.0.2.12", 22), sa("192.0.2.12", 5000)]);
     let _srv_a = tcp_servers(a, &[sa("192.0.2.11", 22)]);
-    let spoofed = Some(sa("192.0.2.99", 0));
+    let (a_ip, b_ip) = (ip("192.0.2.11"), ip("192.0.2.12"));
+    let spoofed = (a, sa("192.0.2.99", 0));
     // The harness is sound: everything passes before enforcement.
-    assert_tcp_outcome(a, spoofed, sa("192.0.2.12", 22), Outcome::Connected);
-    assert_tcp_allowed(c, sa("192.0.2.12", 22));
+    #[rustfmt::skip]
+    check(&[
+        probe("A as a member elsewhere, without sgd", Tcp(22), spoofed, b_ip, PASS),
+        probe("C, without sgd",                       Tcp(22), c,       b_ip, PASS),
+    ]);
 
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(&hv.host, &dirs.config(HYPERVISOR)).unwrap();
-    assert_tcp_allowed(a, sa("192.0.2.12", 22));
-    assert_tcp_allowed(a, sa("192.0.2.12", 5000));
-    assert_tcp_allowed(b, sa("192.0.2.11", 22));
-    assert_tcp_blocked(c, sa("192.0.2.12", 22));
-    assert_tcp_outcome(a, spoofed, sa("192.0.2.12", 22), Outcome::TimedOut);
-    // Its own address still works afterwards.
-    assert_tcp_outcome(
-        a,
-        Some(sa("192.0.2.11", 0)),
-        sa("192.0.2.12", 5000),
-        Outcome::Connected,
-    );
+    let _sgd = Daemon::start(hv.host(), &hypervisor_config()).unwrap();
+    #[rustfmt::skip]
+    check(&[
+        probe("A to B, same group",        Tcp(22),   a,                        b_ip, PASS),
+        probe("A to B, any port",          Tcp(5000), a,                        b_ip, PASS),
+        probe("B to A, same group",        Tcp(22),   b,                        a_ip, PASS),
+        probe("C to B, another group",     Tcp(22),   c,                        b_ip, DROPPED),
+        probe("A from a member's address", Tcp(22),   spoofed,                  b_ip, DROPPED),
+        // Its own address still works afterwards.
+        probe("A from its own address",    Tcp(5000), (a, sa("192.0.2.11", 0)), b_ip, PASS),
+    ]);
 }
 
 /// SPEC §2 (anti-spoofing): an instance outside a group cannot pose as one
 /// of its members by sending from a member's address.
 #[test]
 fn hypervisor_instance_cannot_pose_as_a_member() {
-    let hv = Hypervisor::new(
-        "hvpose",
-        &[
-            ("vm-a", "192.0.2.11/24"),
-            ("vm-b", "192.0.2.12/24"),
-            ("vm-c", "192.0.2.13/24"),
-        ],
-    );
-    let (b, c) = (&hv.vms[1], &hv.vms[2]);
+    let hv = hypervisor("hvpose");
+    let [_, b, c] = hv.vms() else { unreachable!() };
     // 192.0.2.99 is a member of sg-app that lives on another host.
     c.ip(&["addr", "add", "192.0.2.99/24", "dev", "eth0"])
         .unwrap();
     let _srv = tcp_servers(b, &[sa("192.0.2.12", 22)]);
-    let posing = Some(sa("192.0.2.99", 0));
-    assert_tcp_outcome(c, posing, sa("192.0.2.12", 22), Outcome::Connected);
+    let b_ip = ip("192.0.2.12");
+    let posing = (c, sa("192.0.2.99", 0));
+    #[rustfmt::skip]
+    check(&[probe("C as a member, without sgd", Tcp(22), posing, b_ip, PASS)]);
 
-    let dirs = DaemonDirs::new().unwrap();
-    let _sgd = Sgd::start(&hv.host, &dirs.config(HYPERVISOR)).unwrap();
-    assert_tcp_outcome(c, posing, sa("192.0.2.12", 22), Outcome::TimedOut);
-    assert_tcp_blocked(c, sa("192.0.2.12", 22));
+    let _sgd = Daemon::start(hv.host(), &hypervisor_config()).unwrap();
+    #[rustfmt::skip]
+    check(&[
+        probe("C as a member", Tcp(22), posing, b_ip, DROPPED),
+        probe("C as itself",   Tcp(22), c,      b_ip, DROPPED),
+    ]);
 }

@@ -3,42 +3,96 @@
 //! non-IP), the built-ins, the rule order, sessions, related ICMP,
 //! fragments, anti-spoofing. Nothing is attached anywhere: each test loads
 //! its own copy of the program and maps.
+//!
+//! Each test is a table of cases run in order ([`Kernel::check`]): a frame,
+//! the hook it goes through, and the reason that must decide it.
 
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::{DROP, Kernel, PASS};
-use sg_common::Reason;
-use sg_daemon::{compile::Origin, dataplane::Hook};
+use sg_common::Reason::{self, *};
+use sg_daemon::{
+    compile::Origin,
+    dataplane::Hook::{self, Egress, Ingress},
+};
 use sg_tests::frames::{self, ICMP, ICMPV6, TCP, UDP};
+use sg_tests::{Group, accept_in, accept_out, drop_in, drop_out, groups_on, interface};
 
-impl Kernel {
-    fn expect(&self, hook: Hook, frame: &[u8], reason: Reason) {
-        let v = self.run(hook, frame);
-        assert_eq!(v.reason, reason, "decided by");
-        let want = if reason.accepts() { PASS } else { DROP };
-        assert_eq!(v.code, want, "TC return code for {reason:?}");
+/// One frame through one hook, and the reason that must decide it (which
+/// also fixes the TC return code).
+struct Case {
+    what: &'static str,
+    hook: Hook,
+    frame: Vec<u8>,
+    reason: Reason,
+}
+
+/// A case: `what` is said when it fails.
+fn case(what: &'static str, hook: Hook, frame: Vec<u8>, reason: Reason) -> Case {
+    Case {
+        what,
+        hook,
+        frame,
+        reason,
     }
 }
 
-const WEB: &str = r#"
-[[security_group]]
-id = "sg-web"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "80/80"
-  source_cidr_ip = "0.0.0.0/0"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "udp"
-  port_range = "53/53"
-  source_cidr_ip = "2001:db8::/32"
-[[interface]]
-name = "lo"
-security_groups = ["sg-web"]
-"#;
+impl Kernel {
+    /// Runs every case in order, then panics naming each case that was
+    /// decided otherwise, or with a return code that does not go with its
+    /// reason.
+    #[track_caller]
+    fn check(&self, cases: &[Case]) {
+        let failures: Vec<String> = cases
+            .iter()
+            .filter_map(|c| {
+                let v = self.run(c.hook, &c.frame);
+                let code = if c.reason.accepts() { PASS } else { DROP };
+                (v.reason != c.reason || v.code != code).then(|| {
+                    format!(
+                        "  {:?} ({:?}): expected {:?} (TC code {}), got {:?} (TC code {})",
+                        c.what, c.hook, c.reason, code as i32, v.reason, v.code as i32
+                    )
+                })
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases failed:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
+    }
+}
+
+/// `groups`, bound to `lo` (what a test run's skb carries).
+fn on_lo(groups: &[Group]) -> String {
+    groups_on("lo", groups)
+}
+
+/// HTTP from anywhere (IPv4), DNS over UDP from 2001:db8::/32.
+fn web() -> Group {
+    web_opening("80/80")
+}
+
+/// [`web`] with its HTTP rule opening `ports` instead.
+fn web_opening(ports: &str) -> Group {
+    Group::new("sg-web").rules([
+        accept_in("tcp", ports, "0.0.0.0/0"),
+        accept_in("udp", "53/53", "2001:db8::/32"),
+    ])
+}
+
+/// Every outbound packet dropped by a rule, IPv4 and IPv6.
+fn locked_down() -> String {
+    on_lo(&[Group::new("sg-locked").rules([
+        drop_out("all", "-1/-1", "0.0.0.0/0").priority(1),
+        drop_out("all", "-1/-1", "::/0").priority(1),
+    ])])
+}
 
 fn v4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -50,85 +104,90 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// A TCP SYN from `src:sport` to `dst:dport`.
+fn syn(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    frames::ip_frame(ip(src), ip(dst), TCP, &frames::tcp_syn(sport, dport))
+}
+
+/// A UDP datagram from `src:sport` to `dst:dport`.
+fn udp(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    frames::ip_frame(ip(src), ip(dst), UDP, &frames::udp(sport, dport, payload))
+}
+
+/// An ICMP message (ICMPv6 between IPv6 addresses) of `kind` and `code`.
+fn icmp(src: &str, dst: &str, kind: u8, code: u8, rest: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let proto = if ip(src).is_ipv4() { ICMP } else { ICMPV6 };
+    frames::ip_frame(
+        ip(src),
+        ip(dst),
+        proto,
+        &frames::icmp(kind, code, rest, payload),
+    )
+}
+
 const CLIENT: &str = "198.51.100.7";
 const SERVER: &str = "192.0.2.1";
+const CLIENT6: &str = "2001:db8::9";
+const SERVER6: &str = "2001:db8::1";
 
 #[test]
 fn non_ip_frames_pass() {
-    let k = Kernel::new(WEB);
+    let k = Kernel::new(&on_lo(&[web()]));
     let arp = frames::arp_request(v4(CLIENT), v4(SERVER));
-    k.expect(Hook::Ingress, &arp, Reason::NotIp);
-    k.expect(Hook::Egress, &arp, Reason::NotIp);
-    // An unknown ethertype is not IP either.
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(0x88b5, &[0; 46]),
-        Reason::NotIp,
-    );
+    #[rustfmt::skip]
+    k.check(&[
+        case("ARP in",            Ingress, arp.clone(),                        NotIp),
+        case("ARP out",           Egress,  arp,                                NotIp),
+        // An unknown ethertype is not IP either.
+        case("unknown ethertype", Ingress, frames::ethernet(0x88b5, &[0; 46]), NotIp),
+    ]);
 }
 
 #[test]
 fn rules_decide_inbound_and_default_drops() {
-    let k = Kernel::new(WEB);
-    let syn = |port| frames::ip_frame(ip(CLIENT), ip(SERVER), TCP, &frames::tcp_syn(40000, port));
-    k.expect(Hook::Ingress, &syn(80), Reason::RuleAccept);
-    k.expect(Hook::Ingress, &syn(22), Reason::DefaultDrop);
-    let dns6 = frames::ip_frame(
-        ip("2001:db8::9"),
-        ip("2001:db8::1"),
-        UDP,
-        &frames::udp(5353, 53, b"q"),
-    );
-    k.expect(Hook::Ingress, &dns6, Reason::RuleAccept);
-    let dns6_outside = frames::ip_frame(
-        ip("2001:db9::9"),
-        ip("2001:db8::1"),
-        UDP,
-        &frames::udp(5353, 53, b"q"),
-    );
-    k.expect(Hook::Ingress, &dns6_outside, Reason::DefaultDrop);
-    // Outbound: basic groups accept by default.
-    let out = frames::ip_frame(ip(SERVER), ip(CLIENT), UDP, &frames::udp(40000, 9999, b"x"));
-    k.expect(Hook::Egress, &out, Reason::DefaultAccept);
+    let k = Kernel::new(&on_lo(&[web()]));
+    let dns_from = |src| udp(src, SERVER6, 5353, 53, b"q");
+    #[rustfmt::skip]
+    k.check(&[
+        case("http",               Ingress, syn(CLIENT, SERVER, 40000, 80),         RuleAccept),
+        case("ssh",                Ingress, syn(CLIENT, SERVER, 40000, 22),         DefaultDrop),
+        case("dns6",               Ingress, dns_from(CLIENT6),                      RuleAccept),
+        case("dns6, other prefix", Ingress, dns_from("2001:db9::9"),                DefaultDrop),
+        // Outbound: basic groups accept by default.
+        case("outbound",           Egress,  udp(SERVER, CLIENT, 40000, 9999, b"x"), DefaultAccept),
+    ]);
 }
 
 #[test]
 fn ipv4_options_are_skipped_by_ihl() {
-    let k = Kernel::new(WEB);
+    let k = Kernel::new(&on_lo(&[web()]));
     // Eight bytes of options whose bytes 2..4 read as port 80 if the
     // transport header were looked for at a fixed offset of 20.
     let options = [0x01, 0x01, 0x00, 0x50, 0x01, 0x01, 0x01, 0x00];
-    let to_port = |port| {
+    let with_options = |options: &[u8], sport, dport| {
         frames::ethernet(
             frames::ETH_P_IP,
             &frames::ipv4(
                 v4(CLIENT),
                 v4(SERVER),
                 TCP,
-                &options,
-                &frames::tcp_syn(40000, port),
+                options,
+                &frames::tcp_syn(sport, dport),
             ),
         )
     };
-    k.expect(Hook::Ingress, &to_port(80), Reason::RuleAccept);
-    k.expect(Hook::Ingress, &to_port(22), Reason::DefaultDrop);
-    // The maximum IHL (15 words, 40 bytes of options).
-    let max = frames::ethernet(
-        frames::ETH_P_IP,
-        &frames::ipv4(
-            v4(CLIENT),
-            v4(SERVER),
-            TCP,
-            &[1; 40],
-            &frames::tcp_syn(40001, 80),
-        ),
-    );
-    k.expect(Hook::Ingress, &max, Reason::RuleAccept);
+    #[rustfmt::skip]
+    k.check(&[
+        case("http",        Ingress, with_options(&options, 40000, 80), RuleAccept),
+        case("ssh",         Ingress, with_options(&options, 40000, 22), DefaultDrop),
+        // The maximum IHL (15 words, 40 bytes of options).
+        case("maximum IHL", Ingress, with_options(&[1; 40], 40001, 80), RuleAccept),
+    ]);
 }
 
 #[test]
 fn truncated_and_invalid_headers_are_dropped() {
-    let k = Kernel::new(WEB);
+    let k = Kernel::new(&on_lo(&[web()]));
     let good = frames::ipv4(
         v4(CLIENT),
         v4(SERVER),
@@ -136,313 +195,157 @@ fn truncated_and_invalid_headers_are_dropped() {
         &[],
         &frames::tcp_syn(40000, 80),
     );
+    let six = frames::ipv6(v6(CLIENT6), v6(SERVER6), UDP, &frames::udp(1, 53, b""));
+    let short_icmp = frames::ipv4(v4(CLIENT), v4(SERVER), ICMP, &[], &[8, 0, 0, 0]);
+    let ip4 = |packet: &[u8]| frames::ethernet(frames::ETH_P_IP, packet);
+    let ip6 = |packet: &[u8]| frames::ethernet(frames::ETH_P_IPV6, packet);
     // The kernel's test run refuses an IP ethertype with less than a fixed
     // IP header, so cut-short IP headers travel behind an 802.1Q tag.
-    k.expect(
-        Hook::Ingress,
-        &frames::vlan(frames::ETH_P_IP, &good[..12]),
-        Reason::Malformed,
-    );
-    k.expect(
-        Hook::Ingress,
-        &frames::vlan(frames::ETH_P_IP, &good[..19]),
-        Reason::Malformed,
-    );
-    // Behind the tag, a whole packet is classified as usual.
-    k.expect(
-        Hook::Ingress,
-        &frames::vlan(frames::ETH_P_IP, &good),
-        Reason::RuleAccept,
-    );
-    // TCP header cut short (10 of 20 bytes).
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IP, &good[..30]),
-        Reason::Malformed,
-    );
-    // IHL below 5.
-    let mut bad_ihl = good.clone();
-    bad_ihl[0] = 0x44;
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IP, &bad_ihl),
-        Reason::Malformed,
-    );
-    // IHL pointing past the end of the packet.
-    let mut long_ihl = good[..24].to_vec();
-    long_ihl[0] = 0x4f;
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IP, &long_ihl),
-        Reason::Malformed,
-    );
-    // Version field says 6 under an IPv4 ethertype.
-    let mut wrong_version = good.clone();
-    wrong_version[0] = 0x65;
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IP, &wrong_version),
-        Reason::Malformed,
-    );
-    // IPv6 fixed header cut short; UDP header cut short.
-    let six = frames::ipv6(
-        v6("2001:db8::9"),
-        v6("2001:db8::1"),
-        UDP,
-        &frames::udp(1, 53, b""),
-    );
-    k.expect(
-        Hook::Ingress,
-        &frames::vlan(frames::ETH_P_IPV6, &six[..30]),
-        Reason::Malformed,
-    );
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IPV6, &six[..44]),
-        Reason::Malformed,
-    );
-    // ICMP shorter than its 8-byte header.
-    let icmp = frames::ipv4(v4(CLIENT), v4(SERVER), ICMP, &[], &[8, 0, 0, 0]);
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IP, &icmp),
-        Reason::Malformed,
-    );
-    // Malformed outbound IP is dropped too.
-    k.expect(
-        Hook::Egress,
-        &frames::ethernet(frames::ETH_P_IP, &good[..30]),
-        Reason::Malformed,
-    );
+    let tagged4 = |packet: &[u8]| frames::vlan(frames::ETH_P_IP, packet);
+    let tagged6 = |packet: &[u8]| frames::vlan(frames::ETH_P_IPV6, packet);
+    let first_byte = |packet: &[u8], byte| {
+        let mut p = packet.to_vec();
+        p[0] = byte;
+        ip4(&p)
+    };
+    #[rustfmt::skip]
+    k.check(&[
+        case("IPv4 header of 12 bytes", Ingress, tagged4(&good[..12]),          Malformed),
+        case("IPv4 header of 19 bytes", Ingress, tagged4(&good[..19]),          Malformed),
+        // Behind the tag, a whole packet is classified as usual.
+        case("whole packet, tagged",    Ingress, tagged4(&good),                RuleAccept),
+        case("TCP header of 10 bytes",  Ingress, ip4(&good[..30]),              Malformed),
+        case("IHL below 5",             Ingress, first_byte(&good, 0x44),       Malformed),
+        case("IHL past the end",        Ingress, first_byte(&good[..24], 0x4f), Malformed),
+        case("version 6 in IPv4",       Ingress, first_byte(&good, 0x65),       Malformed),
+        case("IPv6 header cut short",   Ingress, tagged6(&six[..30]),           Malformed),
+        case("UDP header cut short",    Ingress, ip6(&six[..44]),               Malformed),
+        case("ICMP under 8 bytes",      Ingress, ip4(&short_icmp),              Malformed),
+        // Malformed outbound IP is dropped too.
+        case("TCP header of 10, out",   Egress,  ip4(&good[..30]),              Malformed),
+    ]);
 }
-
-const LOCKED_DOWN: &str = r#"
-[[security_group]]
-id = "sg-locked"
-  [[security_group.egress]]
-  policy = "drop"
-  priority = 1
-  ip_protocol = "all"
-  port_range = "-1/-1"
-  dest_cidr_ip = "0.0.0.0/0"
-  [[security_group.egress]]
-  policy = "drop"
-  priority = 1
-  ip_protocol = "all"
-  port_range = "-1/-1"
-  dest_cidr_ip = "::/0"
-[[interface]]
-name = "lo"
-security_groups = ["sg-locked"]
-"#;
 
 #[test]
 fn metadata_is_reachable_despite_a_drop_all_egress_rule() {
-    let k = Kernel::new(LOCKED_DOWN);
-    let metadata = ip("100.100.100.200");
-    let request = frames::ip_frame(ip(SERVER), metadata, TCP, &frames::tcp_syn(40000, 80));
-    k.expect(Hook::Egress, &request, Reason::Metadata);
-    // Its reply comes back through the session the request opened.
-    let reply = frames::ip_frame(metadata, ip(SERVER), TCP, &frames::tcp_syn(80, 40000));
-    k.expect(Hook::Ingress, &reply, Reason::Session);
-    // Anything else outbound is dropped by the rule.
-    let other = frames::ip_frame(
-        ip(SERVER),
-        ip("100.100.100.201"),
-        TCP,
-        &frames::tcp_syn(40000, 80),
-    );
-    k.expect(Hook::Egress, &other, Reason::RuleDrop);
-    // Unsolicited traffic from the metadata address is not special.
-    let unsolicited = frames::ip_frame(metadata, ip(SERVER), TCP, &frames::tcp_syn(80, 40001));
-    k.expect(Hook::Ingress, &unsolicited, Reason::DefaultDrop);
+    let k = Kernel::new(&locked_down());
+    let (metadata, next) = ("100.100.100.200", "100.100.100.201");
+    #[rustfmt::skip]
+    k.check(&[
+        case("request to metadata",  Egress,  syn(SERVER, metadata, 40000, 80), Metadata),
+        // Its reply comes back through the session the request opened.
+        case("its reply",            Ingress, syn(metadata, SERVER, 80, 40000), Session),
+        // Anything else outbound is dropped by the rule.
+        case("next address",         Egress,  syn(SERVER, next, 40000, 80),     RuleDrop),
+        // Unsolicited traffic from the metadata address is not special.
+        case("unsolicited metadata", Ingress, syn(metadata, SERVER, 80, 40001), DefaultDrop),
+    ]);
 }
 
 #[test]
 fn pmtud_messages_pass_inbound_from_anywhere() {
-    let k = Kernel::new(WEB);
-    // Fragmentation needed (type 3 code 4), from an address no rule allows.
-    let frag_needed = frames::ip_frame(
-        ip("203.0.113.1"),
-        ip(SERVER),
-        ICMP,
-        &frames::icmp(3, 4, [0, 0, 5, 0xdc], &[0; 28]),
-    );
-    k.expect(Hook::Ingress, &frag_needed, Reason::Pmtud);
-    // Port unreachable (type 3 code 3) is not PMTUD.
-    let port_unreach = frames::ip_frame(
-        ip("203.0.113.1"),
-        ip(SERVER),
-        ICMP,
-        &frames::icmp(3, 3, [0; 4], &[0; 28]),
-    );
-    k.expect(Hook::Ingress, &port_unreach, Reason::DefaultDrop);
-    // ICMPv6 packet too big (type 2); destination unreachable (1) is not.
-    let too_big = frames::ip_frame(
-        ip("2001:db8:ff::1"),
-        ip("2001:db8::1"),
-        ICMPV6,
-        &frames::icmp(2, 0, [0, 0, 5, 0], &[0; 48]),
-    );
-    k.expect(Hook::Ingress, &too_big, Reason::Pmtud);
-    let unreach6 = frames::ip_frame(
-        ip("2001:db8:ff::1"),
-        ip("2001:db8::1"),
-        ICMPV6,
-        &frames::icmp(1, 4, [0; 4], &[0; 48]),
-    );
-    k.expect(Hook::Ingress, &unreach6, Reason::DefaultDrop);
+    let k = Kernel::new(&on_lo(&[web()]));
+    // From addresses no rule allows.
+    let from_router = |kind, code, rest| icmp("203.0.113.1", SERVER, kind, code, rest, &[0; 28]);
+    let from_router6 =
+        |kind, code, rest| icmp("2001:db8:ff::1", SERVER6, kind, code, rest, &[0; 48]);
+    #[rustfmt::skip]
+    k.check(&[
+        // Fragmentation needed (type 3 code 4).
+        case("fragmentation needed", Ingress, from_router(3, 4, [0, 0, 5, 0xdc]), Pmtud),
+        // Port unreachable (type 3 code 3) is not PMTUD.
+        case("port unreachable",     Ingress, from_router(3, 3, [0; 4]),          DefaultDrop),
+        // ICMPv6 packet too big (type 2); destination unreachable (1) is not.
+        case("packet too big",       Ingress, from_router6(2, 0, [0, 0, 5, 0]),   Pmtud),
+        case("unreachable, v6",      Ingress, from_router6(1, 4, [0; 4]),         DefaultDrop),
+    ]);
 }
 
 #[test]
 fn neighbor_discovery_passes_both_ways_and_can_be_turned_off() {
-    let k = Kernel::new(LOCKED_DOWN);
-    let ns = frames::ip_frame(
-        ip("fe80::2"),
-        ip("ff02::1:ff00:1"),
-        ICMPV6,
-        &frames::icmp(135, 0, [0; 4], &[0; 16]),
-    );
-    k.expect(Hook::Ingress, &ns, Reason::NeighborDiscovery);
-    k.expect(Hook::Egress, &ns, Reason::NeighborDiscovery);
+    let solicitation = icmp("fe80::2", "ff02::1:ff00:1", 135, 0, [0; 4], &[0; 16]);
+    let k = Kernel::new(&locked_down());
+    #[rustfmt::skip]
+    k.check(&[
+        case("solicitation in",  Ingress, solicitation.clone(), NeighborDiscovery),
+        case("solicitation out", Egress,  solicitation.clone(), NeighborDiscovery),
+    ]);
 
-    let off = LOCKED_DOWN.replace(
-        "[[security_group]]",
-        "[daemon]\nbuiltin_neighbor_discovery = false\n\n[[security_group]]",
-    );
-    let k = Kernel::new(&off);
-    k.expect(Hook::Ingress, &ns, Reason::DefaultDrop);
-    k.expect(Hook::Egress, &ns, Reason::RuleDrop);
+    let k = Kernel::new(&format!(
+        "[daemon]\nbuiltin_neighbor_discovery = false\n{}",
+        locked_down()
+    ));
+    #[rustfmt::skip]
+    k.check(&[
+        case("solicitation in, built-in off",  Ingress, solicitation.clone(), DefaultDrop),
+        case("solicitation out, built-in off", Egress,  solicitation,         RuleDrop),
+    ]);
 }
 
 #[test]
 fn outbound_smtp_is_blocked_unless_switched_off() {
-    let open = r#"
-[[security_group]]
-id = "sg-open"
-  [[security_group.egress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "1/65535"
-  dest_cidr_ip = "0.0.0.0/0"
-[[interface]]
-name = "lo"
-security_groups = ["sg-open"]
-"#;
-    let smtp = frames::ip_frame(
-        ip(SERVER),
-        ip("203.0.113.25"),
-        TCP,
-        &frames::tcp_syn(40000, 25),
-    );
-    let submission = frames::ip_frame(
-        ip(SERVER),
-        ip("203.0.113.25"),
-        TCP,
-        &frames::tcp_syn(40000, 465),
-    );
-    let k = Kernel::new(open);
-    k.expect(Hook::Egress, &smtp, Reason::SmtpBlocked);
-    k.expect(Hook::Egress, &submission, Reason::RuleAccept);
+    let open = on_lo(&[Group::new("sg-open").rules([accept_out("tcp", "1/65535", "0.0.0.0/0")])]);
+    let smtp = syn(SERVER, "203.0.113.25", 40000, 25);
+    let k = Kernel::new(&open);
+    #[rustfmt::skip]
+    k.check(&[
+        case("smtp",       Egress, smtp.clone(),                            SmtpBlocked),
+        case("submission", Egress, syn(SERVER, "203.0.113.25", 40000, 465), RuleAccept),
+    ]);
 
     let k = Kernel::new(&format!("[daemon]\nblock_smtp_egress = false\n{open}"));
-    k.expect(Hook::Egress, &smtp, Reason::RuleAccept);
+    #[rustfmt::skip]
+    k.check(&[case("smtp, block switched off", Egress, smtp, RuleAccept)]);
 }
 
 #[test]
 fn sessions_let_replies_in_and_nothing_else() {
-    let k = Kernel::new(WEB);
-    let out = frames::ip_frame(
-        ip(SERVER),
-        ip("203.0.113.53"),
-        UDP,
-        &frames::udp(40000, 53, b"query"),
-    );
-    let reply = frames::ip_frame(
-        ip("203.0.113.53"),
-        ip(SERVER),
-        UDP,
-        &frames::udp(53, 40000, b"answer"),
-    );
-    let other_port = frames::ip_frame(
-        ip("203.0.113.53"),
-        ip(SERVER),
-        UDP,
-        &frames::udp(53, 40001, b"x"),
-    );
-    k.expect(Hook::Ingress, &reply, Reason::DefaultDrop);
-    k.expect(Hook::Egress, &out, Reason::DefaultAccept);
-    k.expect(Hook::Ingress, &reply, Reason::Session);
-    k.expect(Hook::Ingress, &other_port, Reason::DefaultDrop);
-    // An inbound connection the rules accept opens a session too, so the
-    // server's answer is not re-evaluated.
-    let syn = frames::ip_frame(ip(CLIENT), ip(SERVER), TCP, &frames::tcp_syn(40000, 80));
-    let syn_ack = frames::ip_frame(ip(SERVER), ip(CLIENT), TCP, &frames::tcp_syn(80, 40000));
-    k.expect(Hook::Ingress, &syn, Reason::RuleAccept);
-    k.expect(Hook::Egress, &syn_ack, Reason::Session);
+    let k = Kernel::new(&on_lo(&[web()]));
+    let dns = "203.0.113.53";
+    let reply = udp(dns, SERVER, 53, 40000, b"answer");
+    #[rustfmt::skip]
+    k.check(&[
+        case("reply, no query yet", Ingress, reply.clone(),                         DefaultDrop),
+        case("query",               Egress,  udp(SERVER, dns, 40000, 53, b"query"), DefaultAccept),
+        case("reply",               Ingress, reply,                                 Session),
+        case("reply, other port",   Ingress, udp(dns, SERVER, 53, 40001, b"x"),     DefaultDrop),
+        // An inbound connection the rules accept opens a session too, so the
+        // server's answer is not re-evaluated.
+        case("inbound http",        Ingress, syn(CLIENT, SERVER, 40000, 80),        RuleAccept),
+        case("its answer",          Egress,  syn(SERVER, CLIENT, 80, 40000),        Session),
+    ]);
 }
 
 #[test]
 fn ping_replies_follow_the_echo_identifier() {
-    let k = Kernel::new(WEB);
-    let request = frames::ip_frame(
-        ip(SERVER),
-        ip(CLIENT),
-        ICMP,
-        &frames::icmp(8, 0, [0x12, 0x34, 0, 1], b"ping"),
-    );
-    let reply = frames::ip_frame(
-        ip(CLIENT),
-        ip(SERVER),
-        ICMP,
-        &frames::icmp(0, 0, [0x12, 0x34, 0, 1], b"ping"),
-    );
-    let other_reply = frames::ip_frame(
-        ip(CLIENT),
-        ip(SERVER),
-        ICMP,
-        &frames::icmp(0, 0, [0x43, 0x21, 0, 1], b"ping"),
-    );
-    k.expect(Hook::Egress, &request, Reason::DefaultAccept);
-    k.expect(Hook::Ingress, &reply, Reason::Session);
-    k.expect(Hook::Ingress, &other_reply, Reason::DefaultDrop);
+    let k = Kernel::new(&on_lo(&[web()]));
+    // An echo request (type 8) or reply (0) with identifier `id`, sequence 1.
+    let echo = |src, dst, kind, id: [u8; 2]| icmp(src, dst, kind, 0, [id[0], id[1], 0, 1], b"ping");
+    #[rustfmt::skip]
+    k.check(&[
+        case("echo request",       Egress,  echo(SERVER, CLIENT, 8, [0x12, 0x34]), DefaultAccept),
+        case("its reply",          Ingress, echo(CLIENT, SERVER, 0, [0x12, 0x34]), Session),
+        case("another identifier", Ingress, echo(CLIENT, SERVER, 0, [0x43, 0x21]), DefaultDrop),
+    ]);
 }
 
 #[test]
 fn priority_then_drop_before_accept() {
-    let toml = r#"
-[[security_group]]
-id = "sg-a"
-  [[security_group.ingress]]
-  policy = "accept"
-  priority = 5
-  ip_protocol = "tcp"
-  port_range = "22/22"
-  source_cidr_ip = "198.51.100.0/24"
-  [[security_group.ingress]]
-  policy = "drop"
-  priority = 5
-  ip_protocol = "all"
-  port_range = "-1/-1"
-  source_cidr_ip = "198.51.100.7/32"
-  [[security_group.ingress]]
-  policy = "accept"
-  priority = 4
-  ip_protocol = "tcp"
-  port_range = "22/22"
-  source_cidr_ip = "198.51.100.8"
-[[interface]]
-name = "lo"
-security_groups = ["sg-a"]
-"#;
-    let k = Kernel::new(toml);
-    let ssh_from = |src| frames::ip_frame(ip(src), ip(SERVER), TCP, &frames::tcp_syn(40000, 22));
-    // Equal priority 5: the drop of .7 wins over the /24 accept.
-    k.expect(Hook::Ingress, &ssh_from("198.51.100.7"), Reason::RuleDrop);
-    // Priority 4 beats priority 5.
-    k.expect(Hook::Ingress, &ssh_from("198.51.100.8"), Reason::RuleAccept);
-    k.expect(Hook::Ingress, &ssh_from("198.51.100.9"), Reason::RuleAccept);
-    k.expect(Hook::Ingress, &ssh_from("203.0.113.9"), Reason::DefaultDrop);
+    let k = Kernel::new(&on_lo(&[Group::new("sg-a").rules([
+        accept_in("tcp", "22/22", "198.51.100.0/24").priority(5),
+        drop_in("all", "-1/-1", "198.51.100.7/32").priority(5),
+        accept_in("tcp", "22/22", "198.51.100.8").priority(4),
+    ])]));
+    let ssh_from = |src| syn(src, SERVER, 40000, 22);
+    #[rustfmt::skip]
+    k.check(&[
+        // Equal priority 5: the drop of .7 wins over the /24 accept.
+        case("drop and accept at 5",   Ingress, ssh_from("198.51.100.7"), RuleDrop),
+        // Priority 4 beats priority 5.
+        case("accept at 4, drop at 5", Ingress, ssh_from("198.51.100.8"), RuleAccept),
+        case("accept at 5",            Ingress, ssh_from("198.51.100.9"), RuleAccept),
+        case("no rule",                Ingress, ssh_from("203.0.113.9"),  DefaultDrop),
+    ]);
 }
 
 fn rule(group: &str, id: &str) -> Option<Origin> {
@@ -454,60 +357,44 @@ fn rule(group: &str, id: &str) -> Option<Origin> {
 
 #[test]
 fn the_deciding_rule_is_reported() {
-    let k = Kernel::new(WEB);
-    let syn = frames::ip_frame(ip(CLIENT), ip(SERVER), TCP, &frames::tcp_syn(40000, 80));
-    let v = k.run(Hook::Ingress, &syn);
-    assert_eq!(v.origin, rule("sg-web", "sg-web/ingress/1"));
-    let dns6 = frames::ip_frame(
-        ip("2001:db8::9"),
-        ip("2001:db8::1"),
-        UDP,
-        &frames::udp(5353, 53, b"q"),
-    );
-    assert_eq!(
-        k.run(Hook::Ingress, &dns6).origin,
-        rule("sg-web", "sg-web/ingress/2")
-    );
-    let closed = frames::ip_frame(ip(CLIENT), ip(SERVER), TCP, &frames::tcp_syn(40000, 22));
-    assert_eq!(k.run(Hook::Ingress, &closed).origin, None);
+    let k = Kernel::new(&on_lo(&[web()]));
+    #[rustfmt::skip]
+    let cases = [
+        (syn(CLIENT, SERVER, 40000, 80), rule("sg-web", "sg-web/ingress/1")),
+        (udp(CLIENT6, SERVER6, 5353, 53, b"q"), rule("sg-web", "sg-web/ingress/2")),
+        (syn(CLIENT, SERVER, 40000, 22), None),
+    ];
+    for (frame, origin) in cases {
+        assert_eq!(k.run(Ingress, &frame).origin, origin);
+    }
 }
 
 #[test]
 fn ipv6_extension_headers_are_walked_to_the_transport_header() {
-    let k = Kernel::new(WEB);
-    let (src, dst) = (v6("2001:db8::9"), v6("2001:db8::1"));
+    let k = Kernel::new(&on_lo(&[web()]));
+    let ip6 = |next, payload: &[u8]| {
+        frames::ethernet(
+            frames::ETH_P_IPV6,
+            &frames::ipv6(v6(CLIENT6), v6(SERVER6), next, payload),
+        )
+    };
     let dns = frames::udp(5353, 53, b"q");
-    let hbh = frames::ipv6(src, dst, 0, &frames::ipv6_hop_by_hop(UDP, &dns));
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IPV6, &hbh),
-        Reason::RuleAccept,
-    );
+    let hbh = frames::ipv6_hop_by_hop(UDP, &dns);
     // Two option headers in a row, then a port no rule opens.
     let other = frames::udp(5353, 54, b"q");
-    let two = frames::ipv6(
-        src,
-        dst,
-        0,
-        &frames::ipv6_hop_by_hop(60, &frames::ipv6_hop_by_hop(UDP, &other)),
-    );
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IPV6, &two),
-        Reason::DefaultDrop,
-    );
-    // An extension header cut short is malformed.
-    let cut = frames::ipv6(src, dst, 0, &[UDP, 0, 1]);
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IPV6, &cut),
-        Reason::Malformed,
-    );
+    let two = frames::ipv6_hop_by_hop(60, &frames::ipv6_hop_by_hop(UDP, &other));
+    #[rustfmt::skip]
+    k.check(&[
+        case("hop-by-hop, then dns",       Ingress, ip6(0, &hbh),         RuleAccept),
+        case("two headers, closed port",   Ingress, ip6(0, &two),         DefaultDrop),
+        // An extension header cut short is malformed.
+        case("extension header cut short", Ingress, ip6(0, &[UDP, 0, 1]), Malformed),
+    ]);
 }
 
 #[test]
 fn later_fragments_follow_their_first_fragment() {
-    let k = Kernel::new(WEB);
+    let k = Kernel::new(&on_lo(&[web()]));
     let (c, s) = (v4(CLIENT), v4(SERVER));
     let first = |dport, id| {
         frames::ethernet(
@@ -528,222 +415,149 @@ fn later_fragments_follow_their_first_fragment() {
             &frames::ipv4_fragment(c, s, UDP, id, 9, &[0; 64]),
         )
     };
-    // v4 53 is closed for IPv4 (the rule is IPv6-only): first dropped, the
-    // rest follows.
-    k.expect(Hook::Ingress, &first(53, 7), Reason::DefaultDrop);
-    k.expect(Hook::Ingress, &later(7), Reason::FragmentDrop);
-    // A later fragment whose first was never seen is dropped inbound.
-    k.expect(Hook::Ingress, &later(8), Reason::FragmentDrop);
-
-    let (c6, s6) = (v6("2001:db8::9"), v6("2001:db8::1"));
-    let first6 = frames::ipv6(
-        c6,
-        s6,
-        44,
-        &frames::ipv6_fragment_header(UDP, 99, 0, true, &frames::udp(40000, 53, &[0; 64])),
-    );
-    let later6 = frames::ipv6(
-        c6,
-        s6,
-        44,
-        &frames::ipv6_fragment_header(UDP, 99, 9, false, &[0; 64]),
-    );
-    k.expect(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IPV6, &first6),
-        Reason::RuleAccept,
-    );
-    let v = k.run(
-        Hook::Ingress,
-        &frames::ethernet(frames::ETH_P_IPV6, &later6),
-    );
-    assert_eq!((v.reason, v.code), (Reason::FragmentAccept, PASS));
+    let ip6_fragment = |header: &[u8]| {
+        frames::ethernet(
+            frames::ETH_P_IPV6,
+            &frames::ipv6(v6(CLIENT6), v6(SERVER6), 44, header),
+        )
+    };
+    let dns = frames::udp(40000, 53, &[0; 64]);
+    let first6 = ip6_fragment(&frames::ipv6_fragment_header(UDP, 99, 0, true, &dns));
+    let later6 = ip6_fragment(&frames::ipv6_fragment_header(UDP, 99, 9, false, &[0; 64]));
+    #[rustfmt::skip]
+    k.check(&[
+        // v4 53 is closed for IPv4 (the rule is IPv6-only): first dropped,
+        // the rest follows.
+        case("first fragment, closed port", Ingress, first(53, 7), DefaultDrop),
+        case("its later fragment",          Ingress, later(7),     FragmentDrop),
+        // A later fragment whose first was never seen is dropped inbound.
+        case("later fragment, no first",    Ingress, later(8),     FragmentDrop),
+        case("first fragment, v6",          Ingress, first6,       RuleAccept),
+    ]);
+    let v = k.run(Ingress, &later6);
+    assert_eq!((v.reason, v.code), (FragmentAccept, PASS));
     assert_eq!(v.origin, rule("sg-web", "sg-web/ingress/2"));
 }
 
 #[test]
 fn icmp_errors_about_a_session_are_related() {
-    let k = Kernel::new(WEB);
+    let k = Kernel::new(&on_lo(&[web()]));
     let remote = "203.0.113.53";
-    let out = frames::udp(40000, 53, b"query");
-    k.expect(
-        Hook::Egress,
-        &frames::ip_frame(ip(SERVER), ip(remote), UDP, &out),
-        Reason::DefaultAccept,
-    );
-    // Port unreachable quoting that datagram (IP header + 8 bytes).
-    let quote = frames::ipv4(v4(SERVER), v4(remote), UDP, &[], &out[..8]);
-    let unreachable = frames::icmp(3, 3, [0; 4], &quote);
-    k.expect(
-        Hook::Ingress,
-        &frames::ip_frame(ip(remote), ip(SERVER), ICMP, &unreachable),
-        Reason::Related,
-    );
-    // The same error about a datagram never sent is dropped.
-    let stranger = frames::udp(40001, 53, b"query");
-    let quote = frames::ipv4(v4(SERVER), v4(remote), UDP, &[], &stranger[..8]);
-    let unrelated = frames::icmp(3, 3, [0; 4], &quote);
-    k.expect(
-        Hook::Ingress,
-        &frames::ip_frame(ip(remote), ip(SERVER), ICMP, &unrelated),
-        Reason::DefaultDrop,
-    );
+    let query = frames::udp(40000, 53, b"query");
+    let query_frame = frames::ip_frame(ip(SERVER), ip(remote), UDP, &query);
+    let never_sent = frames::udp(40001, 53, b"query");
+    // Port unreachable quoting a datagram (IP header + 8 bytes).
+    let unreachable_about = |datagram: &[u8]| {
+        let quote = frames::ipv4(v4(SERVER), v4(remote), UDP, &[], &datagram[..8]);
+        icmp(remote, SERVER, 3, 3, [0; 4], &quote)
+    };
     // ICMPv6: time exceeded about an outbound TCP connection.
-    let syn = frames::tcp_syn(40000, 443);
-    k.expect(
-        Hook::Egress,
-        &frames::ip_frame(ip("2001:db8::1"), ip("2001:db8:ff::1"), TCP, &syn),
-        Reason::DefaultAccept,
-    );
-    let quote = frames::ipv6(v6("2001:db8::1"), v6("2001:db8:ff::1"), TCP, &syn[..8]);
-    let exceeded = frames::icmp(3, 0, [0; 4], &quote);
-    k.expect(
-        Hook::Ingress,
-        &frames::ip_frame(ip("2001:db8::fe"), ip("2001:db8::1"), ICMPV6, &exceeded),
-        Reason::Related,
-    );
+    let (remote6, router6) = ("2001:db8:ff::1", "2001:db8::fe");
+    let https = frames::tcp_syn(40000, 443);
+    let quote = frames::ipv6(v6(SERVER6), v6(remote6), TCP, &https[..8]);
+    let exceeded = icmp(router6, SERVER6, 3, 0, [0; 4], &quote);
+    #[rustfmt::skip]
+    k.check(&[
+        case("query",                   Egress,  query_frame,                       DefaultAccept),
+        case("unreachable about it",    Ingress, unreachable_about(&query),         Related),
+        // The same error about a datagram never sent is dropped.
+        case("unreachable, never sent", Ingress, unreachable_about(&never_sent),    DefaultDrop),
+        case("https, v6",               Egress,  syn(SERVER6, remote6, 40000, 443), DefaultAccept),
+        case("time exceeded about it",  Ingress, exceeded,                          Related),
+    ]);
 }
 
 #[test]
 fn a_new_drop_rule_ends_a_matching_session_and_nothing_else() {
-    let mut k = Kernel::new(WEB);
-    let syn = |sport| frames::ip_frame(ip(CLIENT), ip(SERVER), TCP, &frames::tcp_syn(sport, 80));
-    let reply = |dport| frames::ip_frame(ip(SERVER), ip(CLIENT), TCP, &frames::tcp_syn(80, dport));
-    k.expect(Hook::Ingress, &syn(40000), Reason::RuleAccept);
-    let udp_out = frames::ip_frame(
-        ip(SERVER),
-        ip("203.0.113.53"),
-        UDP,
-        &frames::udp(40000, 53, b"q"),
-    );
-    k.expect(Hook::Egress, &udp_out, Reason::DefaultAccept);
+    let mut k = Kernel::new(&on_lo(&[web()]));
+    let http_from = |sport| syn(CLIENT, SERVER, sport, 80);
+    let reply = || syn(SERVER, CLIENT, 80, 40000);
+    let dns = "203.0.113.53";
+    #[rustfmt::skip]
+    k.check(&[
+        case("http",      Ingress, http_from(40000),                  RuleAccept),
+        case("dns query", Egress,  udp(SERVER, dns, 40000, 53, b"q"), DefaultAccept),
+    ]);
 
     // The accept rule is removed: the session goes on, new ones are refused.
-    let without = WEB.replacen("port_range = \"80/80\"", "port_range = \"8080/8080\"", 1);
+    let without = on_lo(&[web_opening("8080/8080")]);
     k.install(&sg_daemon::config::parse(std::path::Path::new("t.toml"), &without).unwrap());
-    k.expect(Hook::Egress, &reply(40000), Reason::Session);
-    k.expect(Hook::Ingress, &syn(40001), Reason::DefaultDrop);
+    #[rustfmt::skip]
+    k.check(&[
+        case("http reply, rule gone", Egress,  reply(),          Session),
+        case("new http, rule gone",   Ingress, http_from(40001), DefaultDrop),
+    ]);
 
     // An explicit drop rule matching the session's opening packet ends it
     // at its next packet, whichever way that packet goes.
-    let with_drop = format!(
-        "{without}\n[[security_group]]\nid = \"sg-block\"\n  [[security_group.ingress]]\n  id = \"no-web\"\n  policy = \"drop\"\n  ip_protocol = \"tcp\"\n  port_range = \"80/80\"\n  source_cidr_ip = \"{CLIENT}\"\n"
-    )
-    .replace("security_groups = [\"sg-web\"]", "security_groups = [\"sg-web\", \"sg-block\"]");
+    let block = Group::new("sg-block").rules([drop_in("tcp", "80/80", CLIENT).id("no-web")]);
+    let with_drop = on_lo(&[web_opening("8080/8080"), block]);
     k.install(&sg_daemon::config::parse(std::path::Path::new("t.toml"), &with_drop).unwrap());
-    let v = k.run(Hook::Egress, &reply(40000));
-    assert_eq!((v.reason, v.code), (Reason::SessionEnded, DROP));
+    let v = k.run(Egress, &reply());
+    assert_eq!((v.reason, v.code), (SessionEnded, DROP));
     assert_eq!(v.origin, rule("sg-block", "no-web"));
-    k.expect(Hook::Egress, &reply(40000), Reason::DefaultAccept);
-    // The UDP session matches no drop rule and survives both changes.
-    let udp_back = frames::ip_frame(
-        ip("203.0.113.53"),
-        ip(SERVER),
-        UDP,
-        &frames::udp(53, 40000, b"a"),
-    );
-    k.expect(Hook::Ingress, &udp_back, Reason::Session);
+    #[rustfmt::skip]
+    k.check(&[
+        case("reply, session ended", Egress,  reply(),                           DefaultAccept),
+        // The UDP session matches no drop rule and survives both changes.
+        case("dns answer",           Ingress, udp(dns, SERVER, 53, 40000, b"a"), Session),
+    ]);
 }
 
 #[test]
 fn five_tuple_rules_match_local_address_and_source_port() {
-    let toml = r#"
-[[security_group]]
-id = "sg-5t"
-  [[security_group.ingress]]
-  id = "ssh-from-high-ports-to-one-address"
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "22/22"
-  source_port_range = "1024/65535"
-  source_cidr_ip = "0.0.0.0/0"
-  dest_cidr_ip = "192.0.2.100"
-[[interface]]
-name = "lo"
-security_groups = ["sg-5t"]
-"#;
-    let k = Kernel::new(toml);
-    let ssh = |sport, dst| frames::ip_frame(ip(CLIENT), ip(dst), TCP, &frames::tcp_syn(sport, 22));
-    k.expect(
-        Hook::Ingress,
-        &ssh(40000, "192.0.2.100"),
-        Reason::RuleAccept,
-    );
-    k.expect(
-        Hook::Ingress,
-        &ssh(1000, "192.0.2.100"),
-        Reason::DefaultDrop,
-    );
-    k.expect(Hook::Ingress, &ssh(40001, "192.0.2.1"), Reason::DefaultDrop);
+    let ssh = accept_in("tcp", "22/22", "0.0.0.0/0")
+        .id("ssh-from-high-ports-to-one-address")
+        .source_ports("1024/65535")
+        .local("192.0.2.100");
+    let k = Kernel::new(&on_lo(&[Group::new("sg-5t").rules([ssh])]));
+    let ssh = |sport, dst| syn(CLIENT, dst, sport, 22);
+    #[rustfmt::skip]
+    k.check(&[
+        case("high port to the address", Ingress, ssh(40000, "192.0.2.100"), RuleAccept),
+        case("low port to the address",  Ingress, ssh(1000, "192.0.2.100"),  DefaultDrop),
+        case("high port, other address", Ingress, ssh(40001, "192.0.2.1"),   DefaultDrop),
+    ]);
 }
 
 #[test]
 fn hypervisor_mode_swaps_directions_and_drops_spoofed_sources() {
-    let toml = r#"
-[[security_group]]
-id = "sg-vm"
-  [[security_group.ingress]]
-  policy = "accept"
-  ip_protocol = "tcp"
-  port_range = "22/22"
-  source_cidr_ip = "0.0.0.0/0"
-[[interface]]
-name = "lo"
-mode = "hypervisor"
-addresses = ["192.0.2.11", "2001:db8::11"]
-security_groups = ["sg-vm"]
-"#;
-    let k = Kernel::new(toml);
-    // TC egress of the host-side interface is the instance's inbound.
-    let to_vm = |port| {
-        frames::ip_frame(
-            ip(CLIENT),
-            ip("192.0.2.11"),
-            TCP,
-            &frames::tcp_syn(40000, port),
-        )
-    };
-    k.expect(Hook::Egress, &to_vm(22), Reason::RuleAccept);
-    k.expect(Hook::Egress, &to_vm(80), Reason::DefaultDrop);
-    // TC ingress is the instance's outbound: only from its own addresses.
-    let from_vm = |src| frames::ip_frame(ip(src), ip(CLIENT), TCP, &frames::tcp_syn(40000, 443));
-    k.expect(Hook::Ingress, &from_vm("192.0.2.11"), Reason::DefaultAccept);
-    k.expect(Hook::Ingress, &from_vm("192.0.2.99"), Reason::Spoofed);
-    let v6_out = frames::ip_frame(
-        ip("2001:db8::11"),
-        ip("2001:db8::2"),
-        UDP,
-        &frames::udp(1, 2, b""),
-    );
-    k.expect(Hook::Ingress, &v6_out, Reason::DefaultAccept);
-    // Neighbour discovery from the instance's link-local address passes.
-    let ns = frames::ip_frame(
-        ip("fe80::11"),
-        ip("ff02::1:ff00:2"),
-        ICMPV6,
-        &frames::icmp(135, 0, [0; 4], &[0; 16]),
-    );
-    k.expect(Hook::Ingress, &ns, Reason::NeighborDiscovery);
+    let vm = Group::new("sg-vm").rules([accept_in("tcp", "22/22", "0.0.0.0/0")]);
+    let port = interface("lo", &["sg-vm"]).hypervisor(&["192.0.2.11", "2001:db8::11"]);
+    let k = Kernel::new(&format!("{vm}{port}"));
+    let to_vm = |port| syn(CLIENT, "192.0.2.11", 40000, port);
+    let from_vm = |src| syn(src, CLIENT, 40000, 443);
+    let v6_out = udp("2001:db8::11", "2001:db8::2", 1, 2, b"");
+    let solicitation = icmp("fe80::11", "ff02::1:ff00:2", 135, 0, [0; 4], &[0; 16]);
+    #[rustfmt::skip]
+    k.check(&[
+        // TC egress of the host-side interface is the instance's inbound.
+        case("ssh to the instance",      Egress,  to_vm(22),             RuleAccept),
+        case("http to the instance",     Egress,  to_vm(80),             DefaultDrop),
+        // TC ingress is the instance's outbound: only from its own addresses.
+        case("out from its address",     Ingress, from_vm("192.0.2.11"), DefaultAccept),
+        case("out from another address", Ingress, from_vm("192.0.2.99"), Spoofed),
+        case("out from its v6 address",  Ingress, v6_out,                DefaultAccept),
+        // Neighbour discovery from the instance's link-local address passes.
+        case("solicitation, link-local", Ingress, solicitation,          NeighborDiscovery),
+    ]);
 }
 
 #[test]
 fn the_sweeper_frees_only_idle_sessions() {
-    let mut k = Kernel::new(WEB);
-    let out = |port| {
-        frames::ip_frame(
-            ip(SERVER),
-            ip("203.0.113.53"),
-            UDP,
-            &frames::udp(port, 53, b"q"),
-        )
-    };
-    k.expect(Hook::Egress, &out(40000), Reason::DefaultAccept);
-    k.expect(Hook::Egress, &out(40001), Reason::DefaultAccept);
+    let mut k = Kernel::new(&on_lo(&[web()]));
+    let out = |port| udp(SERVER, "203.0.113.53", port, 53, b"q");
+    #[rustfmt::skip]
+    k.check(&[
+        case("query from 40000", Egress, out(40000), DefaultAccept),
+        case("query from 40001", Egress, out(40001), DefaultAccept),
+    ]);
     assert_eq!(k.dataplane.sessions().unwrap().len(), 2);
     // Nothing is idle for an hour yet.
     assert_eq!(k.dataplane.sweep_sessions(3_600_000_000_000).unwrap(), 0);
     std::thread::sleep(std::time::Duration::from_millis(20));
-    k.expect(Hook::Egress, &out(40001), Reason::Session);
+    #[rustfmt::skip]
+    k.check(&[case("query from 40001 again", Egress, out(40001), Session)]);
     // Idle for more than 10 ms: only the one not touched since.
     assert_eq!(k.dataplane.sweep_sessions(10_000_000).unwrap(), 1);
     let left = k.dataplane.sessions().unwrap();
