@@ -64,6 +64,9 @@ impl fmt::Display for ConfigErrors {
 pub struct Problem {
     pub field: String,
     pub message: String,
+    /// Where a file locates the problem when that is not `field` itself
+    /// (e.g. the rule, for a conflict between two of its fields).
+    pub at: Option<String>,
 }
 
 impl ConfigErrors {
@@ -87,7 +90,10 @@ impl ConfigErrors {
             .into_iter()
             .map(|p| {
                 let (line, column) = match (text, &tree) {
-                    (Some(text), Some(tree)) => line_column(text, span_of(tree, &p.field).start),
+                    (Some(text), Some(tree)) => line_column(
+                        text,
+                        span_of(tree, p.at.as_deref().unwrap_or(&p.field)).start,
+                    ),
                     _ => (0, 0),
                 };
                 ConfigError {

@@ -239,6 +239,57 @@ security_groups = ["sg-web"]
         );
     }
 
+    /// Where a file shows a problem: at the value that is wrong, at the
+    /// number to change, or at the table that lacks or mixes fields.
+    #[test]
+    fn problems_point_at_what_to_change() {
+        let line_of =
+            |text: &str, needle: &str| text.lines().position(|l| l.trim() == needle).unwrap() + 1;
+        let at = |text: &str, field: &str| {
+            let errs = errors(text);
+            let e = errs
+                .iter()
+                .find(|e| e.field.ends_with(field))
+                .unwrap_or_else(|| panic!("{errs:#?}"));
+            e.line
+        };
+        // Too many entries: the max_entries to raise.
+        let text = GOOD.replace("max_entries = 5", "max_entries = 1");
+        assert_eq!(
+            at(&text, "port_list[0].entries"),
+            line_of(&text, "max_entries = 1")
+        );
+        // Two remote sides: the rule that has both.
+        let text = GOOD.replace(
+            "source_cidr_ip = \"0.0.0.0/0\"",
+            "source_cidr_ip = \"0.0.0.0/0\"\n  source_group_id = \"sg-web\"",
+        );
+        let rule = text
+            .lines()
+            .position(|l| l.contains("port_range = \"80/80\""))
+            .unwrap()
+            - 3;
+        assert_eq!(at(&text, "ingress[0].source_cidr_ip"), rule);
+        // A hypervisor binding with an empty address list: the binding.
+        let text = GOOD.replace(
+            "name = \"eth0\"",
+            "name = \"eth0\"\nmode = \"hypervisor\"\naddresses = []",
+        );
+        assert_eq!(
+            at(&text, "interface[0].addresses"),
+            line_of(&text, "[[interface]]")
+        );
+        // Too many group references: the group's id.
+        let refs: String = (0..21)
+            .map(|i| format!("\n  [[security_group.egress]]\n  id = \"r{i}\"\n  policy = \"accept\"\n  ip_protocol = \"all\"\n  dest_group_id = \"sg-web\"\n"))
+            .collect();
+        let text = format!("{GOOD}\n[[security_group]]\nid = \"sg-many\"\n{refs}");
+        assert_eq!(
+            at(&text, "security_group[1]"),
+            line_of(&text, "id = \"sg-many\"")
+        );
+    }
+
     #[test]
     fn the_rule_quota_counts_lists_at_max_entries() {
         let text = GOOD.replace("max_entries = 10", "max_entries = 999");

@@ -110,7 +110,10 @@ impl Group {
 
 /// A protocol as the file gives it: a name or an IANA number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a protocol: \"tcp\", \"udp\", \"icmp\", \"icmpv6\", \"gre\", \"all\", or a number 0..=255"
+)]
 pub enum ProtocolValue {
     Name(String),
     Number(i64),

@@ -51,8 +51,9 @@ impl Validator {
             }
         }
         if mode == BindingMode::Hypervisor && addresses.is_empty() {
-            self.error(
+            self.error_at(
                 format!("{field}.addresses"),
+                field,
                 "required in hypervisor mode: the instance's private IPs (its packets from any other source are dropped)",
             );
         }

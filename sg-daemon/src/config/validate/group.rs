@@ -61,8 +61,9 @@ impl Validator {
             .filter(|r| r.group_reference().is_some())
             .count();
         if group_refs > MAX_GROUP_REFERENCES_PER_GROUP {
-            self.error(
+            self.error_at(
                 field.to_string(),
+                format!("{field}.id"),
                 format!("{group_refs} rules reference a group; allowed: at most {MAX_GROUP_REFERENCES_PER_GROUP} per group"),
             );
         }

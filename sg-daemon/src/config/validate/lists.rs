@@ -55,8 +55,9 @@ impl Validator {
                 }
             };
             if l.entries.len() > max_entries {
-                self.error(
+                self.error_at(
                     format!("{field}.entries"),
+                    format!("{field}.max_entries"),
                     format!(
                         "{} entries exceed max_entries = {max_entries}",
                         l.entries.len()

@@ -60,6 +60,21 @@ impl Validator {
         self.problems.push(Problem {
             field: field.into(),
             message: message.into(),
+            at: None,
+        });
+    }
+
+    /// A problem of `field` that a file shows at `at`.
+    fn error_at(
+        &mut self,
+        field: impl Into<String>,
+        at: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.problems.push(Problem {
+            field: field.into(),
+            message: message.into(),
+            at: Some(at.into()),
         });
     }
 

@@ -181,8 +181,9 @@ impl Validator {
         let given = [cidr.is_some(), group.is_some(), list.is_some()];
         match (cidr, group, list) {
             _ if given.iter().filter(|g| **g).count() > 1 => {
-                self.error(
+                self.error_at(
                     format!("{field}.{side}_cidr_ip"),
+                    field,
                     format!(
                         "give exactly one of {side}_cidr_ip, {side}_group_id, {side}_prefix_list_id"
                     ),
