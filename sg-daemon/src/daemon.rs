@@ -269,9 +269,7 @@ impl Daemon {
         self.addresses = addresses;
         Ok(report)
     }
-}
 
-impl Daemon {
     /// Takes the classifier off `name` if it was enforced.
     fn stop_enforcing(&mut self, name: &str) -> anyhow::Result<()> {
         if let Some(ifindex) = self.enforced.remove(name) {
