@@ -73,6 +73,9 @@ pub struct InterfaceConfig {
 /// The interface is the host side of an instance's link: TC ingress is the
 /// instance's outbound traffic.
 pub const IFACE_HYPERVISOR: u32 = 1 << 0;
+/// The interface has no link header (TUN, WireGuard, IP tunnels): the IP
+/// header starts the frame, and `skb->protocol` says which IP it is.
+pub const IFACE_L3: u32 = 1 << 1;
 
 /// Value of `SG_TABLES`, indexed by table id.
 #[repr(C)]

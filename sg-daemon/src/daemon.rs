@@ -1,6 +1,8 @@
 //! Applying a validated config to the host: compile every bound interface
 //! first (so a config that cannot be compiled changes nothing), then switch
-//! each present interface to its new tables and attach the classifier.
+//! each present interface to its new tables and attach the classifier. An
+//! interface whose link type sg cannot parse is left alone and reported
+//! (see [`crate::linktype`]).
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -12,6 +14,7 @@ use tracing::{info, warn};
 use crate::{
     compile::{CompiledTable, Origin, build_table, compile},
     dataplane::Dataplane,
+    linktype::link_header,
     model::{Addresses, BindingMode, Config, Direction, InterfaceBinding},
     reference::Interface,
     verify::verify,
@@ -52,6 +55,9 @@ pub struct ApplyReport {
     pub enforced: Vec<String>,
     /// Bound in the config but not present on this host (yet).
     pub missing: Vec<String>,
+    /// Present, but of a link type sg cannot parse: not enforced. Each
+    /// with the reason.
+    pub unsupported: Vec<(String, String)>,
     pub released: Vec<String>,
 }
 
@@ -163,6 +169,7 @@ impl Daemon {
             .interfaces
             .iter()
             .filter_map(|b| Some((b.name.clone(), if_nametoindex(b.name.as_str()).ok()?)))
+            .filter(|(name, _)| link_header(name).is_ok())
             .collect();
         present == self.enforced
             && Addresses::resolve(config, |b| interface_addresses(&b.name)) == self.addresses
@@ -184,18 +191,25 @@ impl Daemon {
         for (binding, [inbound, outbound]) in &compiled {
             let Ok(ifindex) = if_nametoindex(binding.name.as_str()) else {
                 warn!(interface = %binding.name, "bound interface not present; enforced when it appears");
-                if let Some(gone) = self.enforced.remove(&binding.name) {
-                    // It disappeared: its links died with it.
-                    self.dataplane.uninstall(gone)?;
-                    self.dataplane.detach(&binding.name, gone)?;
-                }
+                // It disappeared: its links died with it.
+                self.stop_enforcing(&binding.name)?;
                 report.missing.push(binding.name.clone());
                 continue;
             };
-            let flags = match binding.mode {
-                BindingMode::Instance => 0,
-                BindingMode::Hypervisor => IFACE_HYPERVISOR,
+            let link = match link_header(&binding.name) {
+                Ok(link) => link,
+                Err(why) => {
+                    warn!(interface = %binding.name, "not enforced: {why}");
+                    self.stop_enforcing(&binding.name)?;
+                    report.unsupported.push((binding.name.clone(), why));
+                    continue;
+                }
             };
+            let flags = link.iface_flags()
+                | match binding.mode {
+                    BindingMode::Instance => 0,
+                    BindingMode::Hypervisor => IFACE_HYPERVISOR,
+                };
             if let Some(old) = self.enforced.get(&binding.name)
                 && *old != ifindex
             {
@@ -254,6 +268,15 @@ impl Daemon {
         }
         self.addresses = addresses;
         Ok(report)
+    }
+
+    /// Takes the classifier off `name` if it was enforced.
+    fn stop_enforcing(&mut self, name: &str) -> anyhow::Result<()> {
+        if let Some(ifindex) = self.enforced.remove(name) {
+            self.dataplane.uninstall(ifindex)?;
+            self.dataplane.detach(name, ifindex)?;
+        }
+        Ok(())
     }
 }
 

@@ -11,6 +11,8 @@
 //! - [`drops`]: records of dropped packets from the kernel, named;
 //! - [`metrics`]: the Prometheus text endpoint;
 //! - [`links`]: interface and address changes from rtnetlink (hot-plug);
+//! - [`linktype`]: an interface's link header (Ethernet, none), or why sg
+//!   refuses it;
 //! - [`daemon`]: applying a whole config to the interfaces, reloads;
 //! - [`store`]: the desired state in the file format, persisted for the API;
 //! - [`api`]: the control API on a Unix socket, used by `sgctl`.
@@ -22,6 +24,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod drops;
 pub mod links;
+pub mod linktype;
 pub mod metrics;
 pub mod model;
 pub mod reference;

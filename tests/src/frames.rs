@@ -25,10 +25,28 @@ pub fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
 
 /// An Ethernet frame with one 802.1Q tag (VLAN 7) before `ethertype`.
 pub fn vlan(ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut tagged = vec![0x00, 0x07];
-    tagged.extend_from_slice(&ethertype.to_be_bytes());
-    tagged.extend_from_slice(payload);
-    ethernet(0x8100, &tagged)
+    tagged(&[ETH_P_8021Q], 7, ethertype, payload)
+}
+
+/// 802.1Q, the VLAN tag (also the inner tag of QinQ).
+pub const ETH_P_8021Q: u16 = 0x8100;
+/// 802.1ad, the service tag (the outer tag of QinQ).
+pub const ETH_P_8021AD: u16 = 0x88a8;
+
+/// An Ethernet frame with a tag of VLAN `vid` of each type in `tags`,
+/// outermost first, before `ethertype`. VLAN 0 is a priority tag, which
+/// the kernel strips and then handles the frame as untagged.
+pub fn tagged(tags: &[u16], vid: u16, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let Some((outer, inner)) = tags.split_first() else {
+        return ethernet(ethertype, payload);
+    };
+    let mut rest = Vec::with_capacity(4 * tags.len() + payload.len());
+    for tag in inner.iter().chain([&ethertype]) {
+        rest.extend_from_slice(&vid.to_be_bytes());
+        rest.extend_from_slice(&tag.to_be_bytes());
+    }
+    rest.extend_from_slice(payload);
+    ethernet(*outer, &rest)
 }
 
 /// An IPv4 packet; `options` (a multiple of 4 bytes, at most 40) go
@@ -141,9 +159,16 @@ pub fn icmp(kind: u8, code: u8, rest: [u8; 4], payload: &[u8]) -> Vec<u8> {
 /// A whole frame for a transport payload between two addresses of the
 /// same family.
 pub fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let ethertype = if src.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 };
+    ethernet(ethertype, &ip_packet(src, dst, proto, l4))
+}
+
+/// An IP packet (no link header) for a transport payload between two
+/// addresses of the same family.
+pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => ethernet(ETH_P_IP, &ipv4(s, d, proto, &[], l4)),
-        (IpAddr::V6(s), IpAddr::V6(d)) => ethernet(ETH_P_IPV6, &ipv6(s, d, proto, l4)),
+        (IpAddr::V4(s), IpAddr::V4(d)) => ipv4(s, d, proto, &[], l4),
+        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6(s, d, proto, l4),
         _ => panic!("mixed address families: {src} -> {dst}"),
     }
 }

@@ -1,5 +1,6 @@
-//! Test harness for sg: network namespaces joined by veths, a connection
-//! tester that probes them, and a runner for the daemon.
+//! Test harness for sg: network namespaces joined by veths (or by TUN
+//! devices: L3 links, without a link header), a connection tester that
+//! probes them, and a runner for the daemon.
 //!
 //! Everything needs root (`ip netns`, `setns`, mounting a bpffs) and
 //! iproute2 and iputils-ping. Nothing is ever done in the host's own network
@@ -30,6 +31,8 @@ mod daemon;
 pub mod frames;
 mod netns;
 mod probe;
+mod tun;
+pub mod wire;
 
 pub use config::{
     Group, Interface, Rule, accept_in, accept_out, drop_in, drop_out, groups_on, interface,
@@ -49,3 +52,4 @@ pub use probe::{
     DROPPED, Expect, PASS, Ping, Probe, Source, Tcp, TcpEcho, Traffic, Udp, UdpBytes, UdpToClosed,
     check, probe,
 };
+pub use tun::{Tun, TunPair};

@@ -217,7 +217,7 @@ pub struct Host {
 impl Host {
     /// Creates the namespace `label`, for an interface `ifname` that the
     /// topology will create with host number `n` (192.0.2.n, 2001:db8::n).
-    fn new(label: &str, ifname: &'static str, n: u8) -> Result<Host> {
+    pub(crate) fn new(label: &str, ifname: &'static str, n: u8) -> Result<Host> {
         Ok(Host {
             ns: Netns::new(label)?,
             ifname,
@@ -227,7 +227,7 @@ impl Host {
     }
 
     /// The CIDRs to configure on the host's interface.
-    fn cidrs(&self) -> [String; 2] {
+    pub(crate) fn cidrs(&self) -> [String; 2] {
         [format!("{}/24", self.ipv4), format!("{}/64", self.ipv6)]
     }
 

@@ -227,6 +227,86 @@ fn truncated_and_invalid_headers_are_dropped() {
 }
 
 #[test]
+fn vlan_and_qinq_tags_are_walked_and_more_are_malformed() {
+    let k = Kernel::new(&on_lo(&[web()]));
+    let (q, ad) = (frames::ETH_P_8021Q, frames::ETH_P_8021AD);
+    let (ip4, ip6) = (frames::ETH_P_IP, frames::ETH_P_IPV6);
+    // A SYN to `dport`, inbound (from a source port of its own: each opens
+    // a session of its own) or outbound.
+    let inbound = |sport, dport| {
+        frames::ipv4(
+            v4(CLIENT),
+            v4(SERVER),
+            TCP,
+            &[],
+            &frames::tcp_syn(sport, dport),
+        )
+    };
+    let outbound = frames::ipv4(
+        v4(SERVER),
+        v4(CLIENT),
+        TCP,
+        &[],
+        &frames::tcp_syn(40000, 22),
+    );
+    let ssh6 = frames::ipv6(v6(CLIENT6), v6(SERVER6), TCP, &frames::tcp_syn(40000, 22));
+    let dns6 = frames::ipv6(v6(CLIENT6), v6(SERVER6), UDP, &frames::udp(5353, 53, b"q"));
+    let arp = frames::arp_request(v4(CLIENT), v4(SERVER))[14..].to_vec();
+    let tagged =
+        |tags: &[u16], ethertype, packet: &[u8]| frames::tagged(tags, 7, ethertype, packet);
+    #[rustfmt::skip]
+    k.check(&[
+        case("one tag, http",           Ingress, tagged(&[q], ip4, &inbound(40001, 80)),        RuleAccept),
+        case("one tag, ssh",            Ingress, tagged(&[q], ip4, &inbound(40001, 22)),        DefaultDrop),
+        case("802.1ad + 802.1Q, http",  Ingress, tagged(&[ad, q], ip4, &inbound(40002, 80)),    RuleAccept),
+        case("802.1ad + 802.1Q, ssh",   Ingress, tagged(&[ad, q], ip4, &inbound(40002, 22)),    DefaultDrop),
+        case("802.1Q + 802.1Q, http",   Ingress, tagged(&[q, q], ip4, &inbound(40003, 80)),     RuleAccept),
+        case("802.1Q + 802.1Q, ssh",    Ingress, tagged(&[q, q], ip4, &inbound(40003, 22)),     DefaultDrop),
+        case("QinQ, IPv6 dns",          Ingress, tagged(&[ad, q], ip6, &dns6),                  RuleAccept),
+        case("QinQ, IPv6 ssh",          Ingress, tagged(&[ad, q], ip6, &ssh6),                  DefaultDrop),
+        case("QinQ, outbound",          Egress,  tagged(&[ad, q], ip4, &outbound),              DefaultAccept),
+        // More tags than the parser walks: dropped, whatever they carry.
+        case("three tags, http",        Ingress, tagged(&[ad, q, q], ip4, &inbound(40004, 80)), Malformed),
+        case("three tags, IPv6",        Ingress, tagged(&[q, q, q], ip6, &dns6),                Malformed),
+        case("a third tag, 802.1ad",    Ingress, tagged(&[q, q, ad], ip4, &inbound(40005, 80)), Malformed),
+        case("three tags, outbound",    Egress,  tagged(&[ad, q, q], ip4, &outbound),           Malformed),
+        // Behind the tags, what is not IP is still not IP.
+        case("ARP behind a tag",        Ingress, tagged(&[q], frames::ETH_P_ARP, &arp),         NotIp),
+        case("ARP behind QinQ",         Ingress, tagged(&[ad, q], frames::ETH_P_ARP, &arp),     NotIp),
+        case("other type behind QinQ",  Ingress, tagged(&[ad, q], 0x88b5, &[0; 46]),            NotIp),
+    ]);
+}
+
+/// An IPv6 source whose address bytes 4..6 are 0x86dd. The test run takes
+/// `skb->protocol` from bytes 12..14 of the data, an Ethernet header's
+/// ethertype; in an IPv6 header those are bytes 4..6 of the source address.
+/// From this source an IP-only (L3) packet is IPv6 to the kernel, as a TUN
+/// device would say.
+const L3_CLIENT6: &str = "2001:db8:86dd::7";
+const L3_SERVER6: &str = "2001:db8:86dd::1";
+
+#[test]
+fn l3_devices_have_the_ip_header_at_offset_0() {
+    let web6 = Group::new("sg-web6").rules([accept_in("tcp", "80/80", "::/0")]);
+    let k = Kernel::new_l3(&on_lo(&[web6]));
+    let raw = |src, dst, dport| frames::ipv6(v6(src), v6(dst), TCP, &frames::tcp_syn(40000, dport));
+    let mut version_4 = raw(L3_CLIENT6, SERVER6, 80);
+    version_4[0] = 0x45;
+    #[rustfmt::skip]
+    k.check(&[
+        case("http",                          Ingress, raw(L3_CLIENT6, SERVER6, 80),        RuleAccept),
+        case("ssh",                           Ingress, raw(L3_CLIENT6, SERVER6, 22),        DefaultDrop),
+        case("outbound",                      Egress,  raw(L3_SERVER6, CLIENT6, 22),        DefaultAccept),
+        // The kernel says IPv6, the header says otherwise.
+        case("IPv6 by protocol, version 4",   Ingress, version_4,                           Malformed),
+        // What the kernel does not take for IP never reaches its IP stack.
+        case("not IP by protocol",            Ingress, raw(CLIENT6, SERVER6, 22),           NotIp),
+        // An Ethernet header where the IP header should be.
+        case("an Ethernet frame",             Ingress, syn(L3_CLIENT6, SERVER6, 40000, 80), Malformed),
+    ]);
+}
+
+#[test]
 fn metadata_is_reachable_despite_a_drop_all_egress_rule() {
     let k = Kernel::new(&locked_down());
     let (metadata, next) = ("100.100.100.200", "100.100.100.201");

@@ -74,6 +74,9 @@ pub(super) fn report_note(report: &ApplyReport) -> String {
             report.missing.join(", ")
         ));
     }
+    for (name, why) in &report.unsupported {
+        note.push_str(&format!("; {name} not enforced: {why}"));
+    }
     if !report.released.is_empty() {
         note.push_str(&format!(
             "; no longer bound, so no longer filtered: {}",

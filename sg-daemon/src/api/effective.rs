@@ -35,12 +35,18 @@ pub(super) fn list_interfaces(doc: &Document) -> Reply {
     Reply::Interfaces(
         doc.interface
             .iter()
-            .map(|b| InterfaceInfo {
-                name: b.name.clone(),
-                mode: b.mode.clone().unwrap_or_else(|| "instance".into()),
-                addresses: b.addresses.clone(),
-                security_groups: b.security_groups.clone(),
-                present: nix::net::if_::if_nametoindex(b.name.as_str()).is_ok(),
+            .map(|b| {
+                let present = nix::net::if_::if_nametoindex(b.name.as_str()).is_ok();
+                InterfaceInfo {
+                    name: b.name.clone(),
+                    mode: b.mode.clone().unwrap_or_else(|| "instance".into()),
+                    addresses: b.addresses.clone(),
+                    security_groups: b.security_groups.clone(),
+                    present,
+                    not_enforced: present
+                        .then(|| crate::linktype::link_header(&b.name).err())
+                        .flatten(),
+                }
             })
             .collect(),
     )

@@ -251,6 +251,10 @@ pub struct InterfaceInfo {
     pub security_groups: Vec<String>,
     /// Whether the interface exists (bindings to a missing one wait).
     pub present: bool,
+    /// Why a present interface is not enforced: its link type is one sg
+    /// cannot parse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_enforced: Option<String>,
 }
 
 /// The effective rules of an interface (SPEC §5).

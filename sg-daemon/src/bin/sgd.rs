@@ -118,6 +118,7 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
     info!(
         enforced = ?report.enforced,
         missing = ?report.missing,
+        unsupported = ?report.unsupported,
         "sgd ready"
     );
     notify(&[NotifyState::Ready]);
@@ -148,7 +149,7 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
                 while links_rx.try_recv().is_ok() {}
                 if !daemon.in_sync(store.config()) {
                     match daemon.apply(store.config()) {
-                        Ok(report) => info!(enforced = ?report.enforced, missing = ?report.missing, released = ?report.released, "interfaces changed"),
+                        Ok(report) => info!(enforced = ?report.enforced, missing = ?report.missing, unsupported = ?report.unsupported, released = ?report.released, "interfaces changed"),
                         Err(e) => error!("applying after an interface change: {e:#}"),
                     }
                     collect_at = tokio::time::Instant::now() + garbage_delay;

@@ -1,5 +1,5 @@
-//! Frame parsing into a [`Flow`]: Ethernet with one optional VLAN tag
-//! ([`ethernet`]), IPv4 with options skipped by IHL ([`ipv4`]), IPv6 with
+//! Frame parsing into a [`Flow`]: the link header ([`ethernet`]: Ethernet
+//! under at most two VLAN tags, or none on an L3 device), IPv4 with options skipped by IHL ([`ipv4`]), IPv6 with
 //! its extension headers walked, bounded ([`ipv6`]), then TCP, UDP, ICMP
 //! and ICMPv6 headers ([`l4`]); for ICMP errors also the quoted packet's
 //! addresses and ports ([`mod@quoted`]). Every read goes through
@@ -14,7 +14,7 @@ mod l4;
 mod quoted;
 
 use aya_ebpf::programs::TcContext;
-use sg_common::FAMILY_V4;
+use sg_common::{FAMILY_V4, IFACE_L3};
 
 pub use self::quoted::quoted;
 
@@ -143,17 +143,28 @@ fn load<T>(ctx: &TcContext, offset: usize) -> Option<T> {
     ctx.load::<T>(offset).ok()
 }
 
-/// Parses the frame into `out`. A separate BPF function writing into map
-/// memory: the verifier then carries no per-protocol knowledge from the
-/// parser into the decision, which keeps its state count small.
+/// Parses the frame into `out`; `iface_flags` say whether the interface
+/// has a link header (`IFACE_L3`). A separate BPF function writing into
+/// map memory: the verifier then carries no per-protocol knowledge from
+/// the parser into the decision, which keeps its state count small.
+///
+/// More VLAN tags than the parser walks make the frame malformed, never
+/// "not IP": the kernel strips priority tags (VLAN 0) and would hand an IP
+/// packet behind them to the stack.
 #[inline(never)]
-pub fn parse(ctx: &TcContext, out: &mut Flow) -> Parsed {
-    let Some((ethertype, l3)) = ethernet::ethertype(ctx) else {
-        return Parsed::NotIp;
+pub fn parse(ctx: &TcContext, out: &mut Flow, iface_flags: u32) -> Parsed {
+    let (ethertype, l3) = if iface_flags & IFACE_L3 != 0 {
+        ethernet::l3_protocol(ctx)
+    } else {
+        match ethernet::ethertype(ctx) {
+            Some(header) => header,
+            None => return Parsed::NotIp,
+        }
     };
     let flow = match ethertype {
         ethernet::ETH_P_IP => ipv4::parse_v4(ctx, l3),
         ethernet::ETH_P_IPV6 => ipv6::parse_v6(ctx, l3),
+        t if ethernet::is_tag(t) => None,
         _ => return Parsed::NotIp,
     };
     match flow {

@@ -1,12 +1,13 @@
 //! The loaded classifier under `BPF_PROG_TEST_RUN`, shared by the kernel
 //! tests: one copy of the program and its maps, a ruleset installed for
-//! ifindex 1 (`lo`, which is what a test run's skb carries), and each run's
-//! verdict with what decided, read back from `skb->cb`.
+//! ifindex 1 (`lo`, which is what a test run's skb carries), as an Ethernet
+//! or an L3 device, and each run's verdict with what decided, read back
+//! from `skb->cb`.
 
 use std::{collections::HashMap, path::Path};
 
 use aya::programs::{TestRun, TestRunOptions};
-use sg_common::{CB_REASON, CB_RULE, CB_TABLE, IFACE_HYPERVISOR, NO_RULE, Reason};
+use sg_common::{CB_REASON, CB_RULE, CB_TABLE, IFACE_HYPERVISOR, IFACE_L3, NO_RULE, Reason};
 use sg_daemon::{
     compile::{Origin, Table, build_table, compile},
     config,
@@ -38,6 +39,8 @@ pub struct Kernel {
     /// of an earlier ruleset).
     tables: HashMap<u32, Table>,
     hypervisor: bool,
+    /// Installed as an L3 device (`IFACE_L3`): no link header.
+    l3: bool,
 }
 
 impl Kernel {
@@ -51,6 +54,20 @@ impl Kernel {
         kernel
     }
 
+    /// Loads the program and installs the first binding of `toml` as an L3
+    /// device: the classifier reads the IP header at offset 0. A test run
+    /// still takes the protocol (`skb->protocol`) from bytes 12..14, where
+    /// an Ethernet header has its ethertype.
+    #[allow(dead_code)] // only the test-run tests have L3 cases
+    pub fn new_l3(toml: &str) -> Kernel {
+        let config =
+            config::parse(Path::new("testrun.toml"), toml).unwrap_or_else(|e| panic!("{e}"));
+        let mut kernel = Kernel::load(&config);
+        kernel.l3 = true;
+        kernel.install(&config);
+        kernel
+    }
+
     /// Loads the program with `config`'s daemon settings, nothing installed.
     pub fn load(config: &Config) -> Kernel {
         let dataplane = Dataplane::load(&config.daemon).expect("load the eBPF program");
@@ -58,6 +75,7 @@ impl Kernel {
             dataplane,
             tables: HashMap::new(),
             hypervisor: false,
+            l3: false,
         }
     }
 
@@ -75,7 +93,8 @@ impl Kernel {
             .map(|t| compile(t).expect("compile"))
             .collect();
         self.hypervisor = binding.mode == BindingMode::Hypervisor;
-        let flags = if self.hypervisor { IFACE_HYPERVISOR } else { 0 };
+        let flags =
+            if self.hypervisor { IFACE_HYPERVISOR } else { 0 } | if self.l3 { IFACE_L3 } else { 0 };
         // Test runs are synchronous: no packet still uses switched-out tables.
         self.dataplane.collect_garbage().unwrap();
         self.dataplane.set_global(&config.daemon).unwrap();

@@ -231,7 +231,11 @@ fn interfaces(list: &[InterfaceInfo]) -> String {
                     } else {
                         i.addresses.join(",")
                     },
-                    if i.present { "yes" } else { "no (waiting)" }.into(),
+                    match (&i.not_enforced, i.present) {
+                        (Some(why), _) => format!("yes, not enforced: {why}"),
+                        (None, true) => "yes".into(),
+                        (None, false) => "no (waiting)".into(),
+                    },
                 ]
             })
             .collect::<Vec<_>>(),
