@@ -141,28 +141,32 @@ fn port_bitmap(table: u32, dim: u8, port: u16) -> Option<&'static Bitmap> {
     SG_PORT.get(&key)
 }
 
-/// Index of the single set bit of `bit`, by binary search (BPF has no
-/// count-trailing-zeros instruction).
+/// Index of the single set bit of `bit` (BPF has no count-trailing-zeros
+/// instruction): a de Bruijn sequence times `bit` puts a distinct 6-bit
+/// pattern in the top bits for each position. Branch-free on purpose: a
+/// binary search would hand the verifier one path per bit position.
 #[inline(always)]
 fn bit_index(bit: u64) -> u32 {
-    let mut n = 0;
-    if bit & 0xffff_ffff == 0 {
-        n += 32;
-    }
-    if bit & 0x0000_ffff_0000_ffff == 0 {
-        n += 16;
-    }
-    if bit & 0x00ff_00ff_00ff_00ff == 0 {
-        n += 8;
-    }
-    if bit & 0x0f0f_0f0f_0f0f_0f0f == 0 {
-        n += 4;
-    }
-    if bit & 0x3333_3333_3333_3333 == 0 {
-        n += 2;
-    }
-    if bit & 0x5555_5555_5555_5555 == 0 {
-        n += 1;
-    }
-    n
+    let slot = (bit.wrapping_mul(DE_BRUIJN) >> 58) as usize;
+    BIT_POSITIONS[slot & 63] as u32
 }
+
+const DE_BRUIJN: u64 = 0x022f_dd63_cc95_386d;
+
+/// `BIT_POSITIONS[(1 << i) * DE_BRUIJN >> 58] == i`.
+static BIT_POSITIONS: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut filled = 0u64;
+    let mut i = 0;
+    while i < 64 {
+        let slot = ((1u64 << i).wrapping_mul(DE_BRUIJN) >> 58) as usize;
+        assert!(
+            filled & (1 << slot) == 0,
+            "DE_BRUIJN is not a de Bruijn sequence"
+        );
+        filled |= 1 << slot;
+        table[slot] = i as u8;
+        i += 1;
+    }
+    table
+};

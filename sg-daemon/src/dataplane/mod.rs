@@ -104,12 +104,7 @@ impl Dataplane {
             .load(EBPF_OBJECT)
             .context("loading the sg eBPF object")?;
         for hook in Hook::BOTH {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(hook.program())
-                .ok_or_else(|| anyhow!("program {} missing from the object", hook.program()))?
-                .try_into()?;
-            prog.load()
-                .with_context(|| format!("loading program {} (verifier)", hook.program()))?;
+            load_program(&mut ebpf, hook.program())?;
         }
         let mut dp = Dataplane {
             ebpf,
@@ -158,4 +153,23 @@ impl Dataplane {
             .map_mut(name)
             .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
     }
+}
+
+/// Loads program `name` into the kernel (the verifier runs here), logging
+/// how much of the verifier's 1M-instruction budget it took.
+fn load_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+        .try_into()?;
+    prog.load()
+        .with_context(|| format!("loading program {name} (verifier)"))?;
+    if let Some(n) = prog
+        .info()
+        .ok()
+        .and_then(|i| i.verified_instruction_count())
+    {
+        tracing::debug!(program = name, verified_instructions = n, "program loaded");
+    }
+    Ok(prog)
 }
