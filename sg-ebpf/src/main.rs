@@ -3,7 +3,8 @@
 //! area ([`work`]) and runs the stages in this order. Each stage is a
 //! separate BPF function that does nothing once an earlier one has decided:
 //!
-//! 1. parse the frame ([`parse`]); non-IP passes, malformed IP drops;
+//! 1. parse the frame ([`parse`]); non-IP passes (unless switched off,
+//!    [`builtins`]), malformed IP drops;
 //! 2. later fragments follow their first fragment ([`fragments`]);
 //! 3. anti-spoofing of hypervisor-mode instances ([`antispoof`]), then the
 //!    neighbour discovery and DHCP built-ins ([`builtins`]);
@@ -105,7 +106,7 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     w.dir = dir as u32;
     w.now = unsafe { bpf_ktime_get_boot_ns() };
     match parse::parse(ctx, &mut w.packet) {
-        Parsed::NotIp => return finish(w, Reason::NotIp, NO_RULE, 0),
+        Parsed::NotIp(ethertype) => return builtins::non_ip(w, ethertype),
         Parsed::Malformed => {
             debug!(
                 ctx,

@@ -16,7 +16,7 @@ mod quoted;
 use aya_ebpf::programs::TcContext;
 use sg_common::FAMILY_V4;
 
-pub use self::quoted::quoted;
+pub use self::{ethernet::ETH_P_ARP, quoted::quoted};
 
 /// Protocol numbers: the one table, shared with the daemon.
 pub use sg_common::proto;
@@ -133,7 +133,8 @@ impl Flow {
 }
 
 pub enum Parsed {
-    NotIp,
+    /// Not IP: the ethertype (0 if the frame is too short to say).
+    NotIp(u16),
     Malformed,
     Ip,
 }
@@ -149,12 +150,12 @@ fn load<T>(ctx: &TcContext, offset: usize) -> Option<T> {
 #[inline(never)]
 pub fn parse(ctx: &TcContext, out: &mut Flow) -> Parsed {
     let Some((ethertype, l3)) = ethernet::ethertype(ctx) else {
-        return Parsed::NotIp;
+        return Parsed::NotIp(0);
     };
     let flow = match ethertype {
         ethernet::ETH_P_IP => ipv4::parse_v4(ctx, l3),
         ethernet::ETH_P_IPV6 => ipv6::parse_v6(ctx, l3),
-        _ => return Parsed::NotIp,
+        _ => return Parsed::NotIp(ethertype),
     };
     match flow {
         Some(flow) => {
