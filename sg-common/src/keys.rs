@@ -55,6 +55,12 @@ pub const GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY: u32 = 1 << 1;
 /// Let DHCP and DHCPv6 client exchanges through (SPEC §3.7); the file's
 /// `builtin_dhcp_client`.
 pub const GLOBAL_BUILTIN_DHCP_CLIENT: u32 = 1 << 2;
+/// Let ICMPv6 redirects (type 137) through (SPEC §3.7); the file's
+/// `builtin_nd_redirects`.
+pub const GLOBAL_BUILTIN_ND_REDIRECTS: u32 = 1 << 3;
+/// Let frames that are not IP through (SPEC §3.7; ARP always passes); the
+/// file's `builtin_non_ip`.
+pub const GLOBAL_BUILTIN_NON_IP: u32 = 1 << 4;
 
 /// Value of `SG_INTERFACES`, keyed by ifindex. Replaced whole (hash map
 /// update), which is how a new ruleset is switched in atomically.
@@ -207,7 +213,10 @@ pub struct CtValue {
     pub epoch: u32,
 }
 
-/// Key of `SG_FRAGMENTS`: one datagram being fragmented.
+/// Key of `SG_FRAGMENTS`: one datagram being fragmented, named as the
+/// receiver's reassembly names it (IPv4: addresses, protocol and
+/// identification, RFC 791; IPv6: addresses and identification, RFC 8200
+/// §4.5).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FragKey {
@@ -216,6 +225,8 @@ pub struct FragKey {
     pub id: u32,
     pub src: [u8; 16],
     pub dst: [u8; 16],
+    /// IPv4: the protocol. IPv6: 0, since only the first fragment says
+    /// which upper-layer protocol follows the extension headers.
     pub proto: u8,
     pub family: u8,
     pub _pad: [u8; 2],
@@ -225,11 +236,15 @@ pub struct FragKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FragValue {
+    /// `bpf_ktime_get_boot_ns` of the first fragment: the entry is ignored
+    /// once it is older than `FRAGMENT_TIMEOUT_SECS`.
+    pub first_seen_ns: u64,
     /// The `Reason` of the first fragment.
     pub reason: u32,
     pub rule: u32,
     /// The table `rule` indexes.
     pub table: u32,
+    pub _pad: u32,
 }
 
 /// The decision left in `skb->cb` (for `BPF_PROG_TEST_RUN` and for tools
@@ -296,7 +311,7 @@ pub struct DropRecord {
 const _: () = {
     use core::mem::size_of;
     assert!(
-        MAP_LAYOUT_VERSION == 1
+        MAP_LAYOUT_VERSION == 2
             && size_of::<Bitmap>() == 128
             && size_of::<GlobalConfig>() == 16
             && size_of::<InterfaceConfig>() == 16
@@ -307,7 +322,7 @@ const _: () = {
             && size_of::<CtKey>() == 44
             && size_of::<CtValue>() == 16
             && size_of::<FragKey>() == 44
-            && size_of::<FragValue>() == 12
+            && size_of::<FragValue>() == 24
             && size_of::<RuleCounterKey>() == 8
             && size_of::<IfaceCounterKey>() == 8
             && size_of::<Counter>() == 16

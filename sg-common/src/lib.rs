@@ -40,5 +40,12 @@ pub use reason::{REASON_COUNT, Reason};
 /// Idle timeout of a tracked session (SPEC §3.5); the config may override it.
 pub const SESSION_TIMEOUT_SECS: u64 = 910;
 
+/// How long a first fragment's decision is kept for its later fragments.
+/// The fragments of one datagram travel together (the kernel's own
+/// reassembly gives up after 30 s, `net.ipv4.ipfrag_time`); a short life
+/// keeps a later datagram that reuses the identification (16 bits in
+/// IPv4) from meeting an old entry.
+pub const FRAGMENT_TIMEOUT_SECS: u64 = 5;
+
 /// The metadata service, always reachable outbound (SPEC §3.7).
 pub const METADATA_V4: [u8; 4] = [100, 100, 100, 200];

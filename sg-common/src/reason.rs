@@ -30,8 +30,10 @@ pub enum Reason {
     /// A non-first fragment whose first fragment was dropped, or unknown
     /// inbound.
     FragmentDrop = 17,
+    /// A frame that is not IP (nor ARP) while `builtin_non_ip` is off.
+    NotIpDropped = 18,
 }
-pub const REASON_COUNT: u32 = 18;
+pub const REASON_COUNT: u32 = 19;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT as usize] = [
@@ -53,6 +55,7 @@ impl Reason {
         Reason::Spoofed,
         Reason::FragmentAccept,
         Reason::FragmentDrop,
+        Reason::NotIpDropped,
     ];
 
     pub fn from_u32(v: u32) -> Option<Reason> {
@@ -69,6 +72,7 @@ impl Reason {
                 | Reason::SessionEnded
                 | Reason::Spoofed
                 | Reason::FragmentDrop
+                | Reason::NotIpDropped
         )
     }
 
@@ -92,6 +96,7 @@ impl Reason {
             Reason::Spoofed => "spoofed-source",
             Reason::FragmentAccept => "fragment-accept",
             Reason::FragmentDrop => "fragment-drop",
+            Reason::NotIpDropped => "not-ip-dropped",
         }
     }
 }

@@ -27,10 +27,15 @@ pub struct DaemonSettings {
     pub state_dir: PathBuf,
     pub runtime_dir: PathBuf,
     pub bpffs_dir: PathBuf,
-    /// Built-in: IPv6 neighbour and router discovery (ICMPv6 133..=137).
+    /// Built-in: IPv6 neighbour and router discovery and MLD (ICMPv6
+    /// 130..=136, 143).
     pub builtin_neighbor_discovery: bool,
     /// Built-in: DHCP and DHCPv6 client exchanges.
     pub builtin_dhcp_client: bool,
+    /// Built-in: ICMPv6 redirects (137); off by default.
+    pub builtin_nd_redirects: bool,
+    /// Built-in: frames that are not IP (ARP passes even when off).
+    pub builtin_non_ip: bool,
     /// Where to serve Prometheus metrics; `None` (default): nowhere.
     pub metrics_address: Option<std::net::SocketAddr>,
 }
@@ -45,6 +50,8 @@ impl Default for DaemonSettings {
             bpffs_dir: "/sys/fs/bpf/sg".into(),
             builtin_neighbor_discovery: true,
             builtin_dhcp_client: true,
+            builtin_nd_redirects: false,
+            builtin_non_ip: true,
             metrics_address: None,
         }
     }

@@ -92,6 +92,8 @@ impl Packet {
 /// Which built-in exception decided (SPEC §3.7, §3.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuiltIn {
+    /// A frame that is not IP ([`decide_not_ip`]).
+    NotIp,
     Metadata,
     Pmtud,
     NeighborDiscovery,
@@ -168,11 +170,38 @@ struct Session {
     generation: u64,
 }
 
-/// What the decision remembers between packets of one interface.
+/// A datagram, as the receiver's reassembly names its fragments: the
+/// addresses and the identification, and for IPv4 the protocol (RFC 791).
+/// IPv6 leaves the protocol out (RFC 8200 §4.5): only the first fragment
+/// says which upper-layer protocol follows the extension headers, and a
+/// later one shows only the Fragment header's next header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DatagramKey {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: Option<u8>,
+    id: u32,
+}
+
+impl DatagramKey {
+    fn of(pkt: &Packet, id: u32) -> DatagramKey {
+        DatagramKey {
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.src.is_ipv4().then_some(pkt.proto),
+            id,
+        }
+    }
+}
+
+/// What the decision remembers between packets of one interface. Time is
+/// not modelled: sessions are live (within their idle timeout) and first
+/// fragments remembered (within `sg_common::FRAGMENT_TIMEOUT_SECS`) for as long
+/// as a state is used.
 #[derive(Debug, Default)]
 pub struct State {
     sessions: HashMap<SessionKey, Session>,
-    first_fragments: HashMap<(IpAddr, IpAddr, u8, u32), Decision>,
+    first_fragments: HashMap<DatagramKey, Decision>,
     generation: u64,
 }
 
@@ -290,15 +319,34 @@ pub fn decide_by_ordered_rules(
     }
 }
 
+/// SPEC §3.7: a frame that is not IP passes while `builtin_non_ip` is on
+/// (the default). ARP (ethertype 0x0806) passes either way: IPv4 on
+/// Ethernet does not work without it, as IPv6 does not without neighbour
+/// discovery.
+pub fn decide_not_ip(config: &Config, ethertype: u16) -> Decision {
+    const ARP: u16 = 0x0806;
+    Decision::new(
+        ethertype == ARP || config.daemon.builtin_non_ip,
+        DecidedBy::BuiltIn(BuiltIn::NotIp),
+    )
+}
+
 /// Built-ins the host needs to stay on the network (SPEC §3.7): neighbour
-/// and router discovery, DHCP client exchanges.
+/// and router discovery with MLD, redirects if switched on, DHCP client
+/// exchanges.
 fn nd_dhcp_builtin(config: &Config, dir: Direction, pkt: &Packet) -> Option<BuiltIn> {
     let d = &config.daemon;
-    if d.builtin_neighbor_discovery
-        && pkt.proto == ICMPV6
-        && pkt.src.is_ipv6()
-        && pkt.icmp_type().is_some_and(|t| (133..=137).contains(&t))
-    {
+    let neighbor_discovery = match (pkt.proto, pkt.icmp_type()) {
+        // MLD query, report and done (130–132), router solicitation and
+        // advertisement, neighbour solicitation and advertisement
+        // (133–136), MLDv2 report (143): IPv6 needs them on every link,
+        // MLD also behind switches that snoop it.
+        (ICMPV6, Some(130..=136 | 143)) => d.builtin_neighbor_discovery,
+        // Redirects: only if switched on (off by default).
+        (ICMPV6, Some(137)) => d.builtin_nd_redirects,
+        _ => false,
+    };
+    if neighbor_discovery && pkt.src.is_ipv6() {
         return Some(BuiltIn::NeighborDiscovery);
     }
     if d.builtin_dhcp_client && pkt.proto == UDP {
@@ -364,7 +412,7 @@ pub fn decide(iface: &Interface, state: &mut State, dir: Direction, pkt: &Packet
     if let Fragment::First { id } = pkt.fragment {
         state
             .first_fragments
-            .insert((pkt.src, pkt.dst, pkt.proto, id), d.clone());
+            .insert(DatagramKey::of(pkt, id), d.clone());
     }
     d
 }
@@ -373,10 +421,7 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
     // SPEC §3.9: later fragments follow their first fragment; unknown ones
     // are dropped inbound and judged without ports outbound.
     if let Fragment::Later { id } = pkt.fragment {
-        match state
-            .first_fragments
-            .get(&(pkt.src, pkt.dst, pkt.proto, id))
-        {
+        match state.first_fragments.get(&DatagramKey::of(pkt, id)) {
             Some(first) => {
                 return Decision::new(
                     first.accept,
@@ -415,10 +460,16 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
     let key = session_key(pkt, dir);
     if let Some(session) = state.sessions.get(&key).cloned() {
         if session.generation != state.generation {
+            let builtin =
+                smtp_pmtud_metadata_builtin(iface.config, session.opened, &session.opening);
+            // SPEC §3.8: the SMTP block, switched on since, ends port-25
+            // sessions.
+            if builtin == Some(BuiltIn::SmtpBlocked) {
+                state.sessions.remove(&key);
+                return Decision::new(false, DecidedBy::BuiltIn(BuiltIn::SmtpBlocked));
+            }
             // Only sessions of the metadata service outlive any rule.
-            let metadata =
-                smtp_pmtud_metadata_builtin(iface.config, session.opened, &session.opening)
-                    == Some(BuiltIn::Metadata);
+            let metadata = builtin == Some(BuiltIn::Metadata);
             let recheck = decide_by_rules(iface, session.opened, &session.opening);
             if !metadata
                 && !recheck.accept
@@ -443,7 +494,10 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
     }
 
     if let Some(b) = smtp_pmtud_metadata_builtin(iface.config, dir, pkt) {
-        if b == BuiltIn::Metadata {
+        // SPEC §3.7: the metadata service's TCP, UDP and echo requests
+        // open sessions (for their replies); other protocols pass packet
+        // by packet.
+        if b == BuiltIn::Metadata && matches!(pkt.proto, TCP | UDP | ICMP) && pkt.opens_session() {
             open_session(state, &key, dir, pkt);
         }
         return Decision::new(b != BuiltIn::SmtpBlocked, DecidedBy::BuiltIn(b));

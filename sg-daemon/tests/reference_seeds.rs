@@ -741,9 +741,10 @@ fn s003_pmtud_messages_are_let_in_from_anyone() {
 }
 
 /// SPEC §3.7 (the host stays on the network; seeds silent beyond "some
-/// traffic is allowed by default"): IPv6 neighbour and router discovery and
-/// DHCP / DHCPv6 client exchanges pass an enterprise group with no rules;
-/// an operator can turn both off.
+/// traffic is allowed by default"): IPv6 neighbour and router discovery,
+/// MLD and DHCP / DHCPv6 client exchanges pass an enterprise group with no
+/// rules; an operator can turn both off. Redirects pass only when switched
+/// on.
 #[test]
 fn spec_3_7_neighbour_discovery_and_dhcp_client_are_built_in() {
     let ent = ["sg-ent type=enterprise", "eth0: sg-ent"];
@@ -756,6 +757,11 @@ fn spec_3_7_neighbour_discovery_and_dhcp_client_are_built_in() {
         "out icmp fe80::5 -> fe80::1 136/0 => accept built-in neighbor-discovery",
         "out icmp 2001:db8::5 -> ff02::1:ff00:1 135/0 => accept built-in neighbor-discovery",
         "in  icmp 2001:db8::1 -> 2001:db8::5 136/0 => accept built-in neighbor-discovery",
+        // MLD query, report, done; MLDv2 report (snooping switches).
+        "in  icmp fe80::1 -> ff02::1 130/0 => accept built-in neighbor-discovery",
+        "out icmp fe80::5 -> ff02::1:ff00:5 131/0 => accept built-in neighbor-discovery",
+        "out icmp fe80::5 -> ff02::2 132/0 => accept built-in neighbor-discovery",
+        "out icmp :: -> ff02::16 143/0 => accept built-in neighbor-discovery",
         "out udp 0.0.0.0:68 -> 255.255.255.255:67 => accept built-in dhcp-client",
         "in  udp 10.0.0.1:67 -> 255.255.255.255:68 => accept built-in dhcp-client",
         "in  udp 10.0.0.1:67 -> 10.0.0.5:68 => accept built-in dhcp-client",
@@ -770,10 +776,16 @@ fn spec_3_7_neighbour_discovery_and_dhcp_client_are_built_in() {
         "out udp 10.0.0.5:67 -> 198.51.100.10:68 => drop default",
         "in  ping 2001:db8:ff::10 -> 2001:db8::5 id 1 => drop default",
         "in  icmp 198.51.100.10 -> 10.0.0.5 134/0 => drop default",
+        // Redirects are off by default; node information is not ND.
+        "{in,out} icmp fe80::1 -> fe80::5 137/0 => drop default",
+        "in  icmp fe80::1 -> fe80::5 139/0 => drop default",
     ]);
     let daemon = "daemon builtin_neighbor_discovery=false builtin_dhcp_client=false";
     let off = host(&[&ent[..], &[daemon]].concat());
     off.check(&with_verdict(&built_in, "drop default"));
+    let redirects = host(&[&ent[..], &["daemon builtin_nd_redirects=true"]].concat());
+    redirects
+        .check(&["{in,out} icmp fe80::1 -> fe80::5 137/0 => accept built-in neighbor-discovery"]);
 }
 
 /// seed 003 (notes) and seed 002 「パブリックアクセスポート」: TCP port 25 is
@@ -992,14 +1004,13 @@ fn s003_moving_an_interface_to_another_group_keeps_its_sessions() {
 }
 
 /// seed 003 (port 25 restriction) with SPEC §3.6: a session to port 25
-/// opened while the restriction was off, then the restriction is switched
-/// on together with an explicit drop rule for TCP 25: the drop rule matches
-/// the session, so it ends.
+/// opened while the restriction is off, then an explicit drop rule for
+/// TCP 25: the drop rule matches the session, so it ends.
 #[test]
 fn spec_3_6_explicit_drop_rule_ends_a_port_25_session() {
     let before = host(&["daemon block_smtp_egress=false", "sg-mail", "eth0: sg-mail"]);
     let after = host(&[
-        "daemon block_smtp_egress=true",
+        "daemon block_smtp_egress=false",
         "sg-mail egress no-smtp drop 1 tcp 25/25 0.0.0.0/0",
         "eth0: sg-mail",
     ]);
@@ -1008,6 +1019,29 @@ fn spec_3_6_explicit_drop_rule_ends_a_port_25_session() {
     sessions.ruleset_changes_to(&after);
     sessions.check(&[
         "in tcp 192.0.2.25:25 -> 10.0.0.5:40000 => drop session-ended-by sg-mail/no-smtp",
+    ]);
+}
+
+/// SPEC §3.8 with §3.6: switching the port 25 restriction on (a reload)
+/// ends the port-25 sessions opened while it was off, at their next packet
+/// either way; other sessions go on.
+#[test]
+fn spec_3_8_switching_the_smtp_block_on_ends_port_25_sessions() {
+    let off = host(&["daemon block_smtp_egress=false", "sg-mail", "eth0: sg-mail"]);
+    let on = host(&["sg-mail", "eth0: sg-mail"]);
+    let mut sessions = Sessions::on(&off);
+    sessions.check(&[
+        "out tcp 10.0.0.5:40000 -> 192.0.2.25:25 => accept default",
+        "out tcp 10.0.0.5:40001 -> 192.0.2.25:25 => accept default",
+        "out tcp 10.0.0.5:40002 -> 192.0.2.25:465 => accept default",
+    ]);
+    sessions.ruleset_changes_to(&on);
+    sessions.check(&[
+        "in  tcp 192.0.2.25:25 -> 10.0.0.5:40000 => drop built-in smtp-blocked",
+        "in  tcp 192.0.2.25:25 -> 10.0.0.5:40000 => drop default",
+        "out tcp 10.0.0.5:40001 -> 192.0.2.25:25 => drop built-in smtp-blocked",
+        "out tcp 10.0.0.5:40001 -> 192.0.2.25:25 => drop built-in smtp-blocked",
+        "in  tcp 192.0.2.25:465 -> 10.0.0.5:40002 => accept session",
     ]);
 }
 
@@ -1024,6 +1058,25 @@ fn spec_3_6_a_drop_rule_does_not_end_a_metadata_session() {
     sessions.check(&["out tcp 10.0.0.5:40000 -> 100.100.100.200:80 => accept built-in metadata"]);
     sessions.ruleset_changes_to(&new);
     sessions.check(&["in tcp 100.100.100.200:80 -> 10.0.0.5:40000 => accept session"]);
+}
+
+/// SPEC §3.7: the metadata service's TCP, UDP and echo requests open
+/// sessions for their replies; its other protocols (GRE, ICMP other than
+/// echo) pass packet by packet and open nothing.
+#[test]
+fn spec_3_7_only_tcp_udp_and_echo_to_the_metadata_service_open_sessions() {
+    let h = host(&["sg-ent type=enterprise", "eth0: sg-ent"]);
+    h.sequence(&[
+        "out udp 10.0.0.5:40000 -> 100.100.100.200:53 => accept built-in metadata",
+        "in  udp 100.100.100.200:53 -> 10.0.0.5:40000 => accept session",
+        "out ping 10.0.0.5 -> 100.100.100.200 id 7 => accept built-in metadata",
+        "in  pong 100.100.100.200 -> 10.0.0.5 id 7 => accept session",
+        "out proto 47 10.0.0.5 -> 100.100.100.200 => accept built-in metadata",
+        "in  proto 47 100.100.100.200 -> 10.0.0.5 => drop default",
+        // Timestamp request and reply.
+        "out icmp 10.0.0.5 -> 100.100.100.200 13/0 => accept built-in metadata",
+        "in  icmp 100.100.100.200 -> 10.0.0.5 14/0 => drop default",
+    ]);
 }
 
 // ---------------------------------------------------------------------
@@ -1044,8 +1097,10 @@ fn spec_3_9_later_fragments_follow_their_first_fragment() {
         "in udp 198.51.100.10 -> 10.0.0.5 later-fragment 7 => accept fragment-of accept sg-dns/dns",
         "in udp 198.51.100.10:5000 -> 10.0.0.5:54 first-fragment 8 => drop default",
         "in udp 198.51.100.10 -> 10.0.0.5 later-fragment 8 => drop fragment-of drop default",
-        // Same id from another source is another datagram: unknown.
+        // Same id from another source, or of another protocol, is another
+        // datagram: unknown.
         "in udp 198.51.100.11 -> 10.0.0.5 later-fragment 7 => drop fragment-unknown",
+        "in proto 6 198.51.100.10 -> 10.0.0.5 later-fragment 7 => drop fragment-unknown",
         "in udp 2001:db8:ff::10 -> 2001:db8::5 later-fragment 9 => drop fragment-unknown",
         // Outbound unknown later fragment: judged without ports (basic: accept).
         "out udp 10.0.0.5 -> 198.51.100.10 later-fragment 10 => accept default",
@@ -1053,6 +1108,24 @@ fn spec_3_9_later_fragments_follow_their_first_fragment() {
         "out udp 10.0.0.5:6000 -> 192.0.2.53:53 => accept default",
         "in  udp 192.0.2.53:53 -> 10.0.0.5:6000 first-fragment 11 => accept session",
         "in  udp 192.0.2.53 -> 10.0.0.5 later-fragment 11 => accept fragment-of accept session",
+    ]);
+}
+
+/// SPEC §3.9 (IPv6, RFC 8200 §4.5): a datagram's IPv6 fragments are known
+/// by addresses and identification only. The first fragment may carry
+/// extension headers after its Fragment header (here destination options,
+/// 60), so the later ones name those as the next header, not UDP: they
+/// still follow the first fragment.
+#[test]
+fn spec_3_9_ipv6_later_fragments_follow_whatever_their_next_header() {
+    let h = host(&["sg-dns ingress dns accept 1 udp 53/53 ::/0", "eth0: sg-dns"]);
+    h.sequence(&[
+        "in udp [2001:db8:ff::10]:5000 -> [2001:db8::5]:53 first-fragment 7 => accept sg-dns/dns",
+        "in proto 60 2001:db8:ff::10 -> 2001:db8::5 later-fragment 7 => accept fragment-of accept sg-dns/dns",
+        "in udp 2001:db8:ff::10 -> 2001:db8::5 later-fragment 7 => accept fragment-of accept sg-dns/dns",
+        "in udp [2001:db8:ff::10]:5000 -> [2001:db8::5]:54 first-fragment 8 => drop default",
+        "in proto 60 2001:db8:ff::10 -> 2001:db8::5 later-fragment 8 => drop fragment-of drop default",
+        "in proto 60 2001:db8:ff::11 -> 2001:db8::5 later-fragment 7 => drop fragment-unknown",
     ]);
 }
 

@@ -18,7 +18,8 @@ use crate::{
 /// A live session passes without rule evaluation. One older than the
 /// interface's ruleset is checked once against the current rules: if an
 /// explicit drop rule matches the packet that opened it, it ends here
-/// (SPEC §3.6); otherwise it is stamped with the current epoch.
+/// (SPEC §3.6), and so does an outbound port-25 session once the SMTP
+/// block is on (SPEC §3.8); otherwise it is stamped with the current epoch.
 #[inline(never)]
 #[allow(
     clippy::needless_borrows_for_generic_args,
@@ -43,9 +44,14 @@ pub fn stage_session(w: &mut Work, iface: &InterfaceConfig) {
     if epoch != iface.epoch {
         let opening = opening_flow(&w.key, opened);
         let table = iface.tables[opened.index()];
+        let builtin = builtins::smtp_pmtud_metadata(&opening, opened, w.global_flags);
+        // The SMTP block, switched on since, ends port-25 sessions.
+        if builtin == Some(Reason::SmtpBlocked) {
+            let _ = SG_CONNTRACK.remove(&w.key);
+            return finish(w, Reason::SmtpBlocked, NO_RULE, 0);
+        }
         // Sessions the metadata built-in opened no rule can end.
-        let metadata = builtins::smtp_pmtud_metadata(&opening, opened, w.global_flags)
-            == Some(Reason::Metadata);
+        let metadata = builtin == Some(Reason::Metadata);
         if !metadata
             && let Outcome::Rule {
                 accept: false,

@@ -4,7 +4,8 @@
 //! separate BPF function that does nothing once an earlier one has decided:
 //!
 //! 1. parse the frame ([`parse`]; Ethernet or, on an L3 device, IP at
-//!    offset 0); non-IP passes, malformed IP drops;
+//!    offset 0); non-IP passes (unless switched off, [`builtins`]),
+//!    malformed IP drops;
 //! 2. later fragments follow their first fragment ([`fragments`]);
 //! 3. anti-spoofing of hypervisor-mode instances ([`antispoof`]), then the
 //!    neighbour discovery and DHCP built-ins ([`builtins`]);
@@ -106,7 +107,7 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     w.dir = dir as u32;
     w.now = unsafe { bpf_ktime_get_boot_ns() };
     match parse::parse(ctx, &mut w.packet, iface.flags) {
-        Parsed::NotIp => return finish(w, Reason::NotIp, NO_RULE, 0),
+        Parsed::NotIp(ethertype) => return builtins::non_ip(w, ethertype),
         Parsed::Malformed => {
             debug!(
                 ctx,

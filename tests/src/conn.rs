@@ -381,8 +381,12 @@ pub fn udp_echo_len(
     len: usize,
     timeout: Duration,
 ) -> bool {
-    let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-    udp_echoed(ns, src, dst, &payload, timeout)
+    udp_echoed(ns, src, dst, &echo_payload(len), timeout)
+}
+
+/// The payload of `len` bytes an echo probe sends.
+pub(crate) fn echo_payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 /// Sends `payload` from `ns` (from `src` if given) to `dst` and says whether
@@ -394,12 +398,19 @@ fn udp_echoed(
     payload: &[u8],
     timeout: Duration,
 ) -> bool {
-    let Ok(socket) = udp_socket(ns, src.unwrap_or_else(|| unspecified(dst))) else {
+    let Ok(socket) = udp_client(ns, src, dst, false) else {
         return false;
     };
-    if socket.send_to(payload, dst).is_err() {
-        return false;
-    }
+    socket.send_to(payload, dst).is_ok() && echo_came_back(&socket, dst, payload, timeout)
+}
+
+/// Whether `dst` sent `payload` back to `socket` within `timeout`.
+pub(crate) fn echo_came_back(
+    socket: &UdpSocket,
+    dst: SocketAddr,
+    payload: &[u8],
+    timeout: Duration,
+) -> bool {
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -428,7 +439,19 @@ pub fn udp_refused(
     dst: SocketAddr,
     timeout: Duration,
 ) -> Result<bool> {
-    let socket = udp_socket(ns, src.unwrap_or_else(|| unspecified(dst)))?;
+    udp_refused_with(ns, src, dst, timeout, false)
+}
+
+/// [`udp_refused`], with an IPv6 destination-options header in the
+/// datagram (which the error then quotes) if `dest_options`.
+pub(crate) fn udp_refused_with(
+    ns: &Netns,
+    src: Option<SocketAddr>,
+    dst: SocketAddr,
+    timeout: Duration,
+    dest_options: bool,
+) -> Result<bool> {
+    let socket = udp_client(ns, src, dst, dest_options)?;
     socket.connect(dst)?;
     socket.set_read_timeout(Some(timeout))?;
     socket.send(b"is anybody there?")?;
@@ -581,6 +604,46 @@ fn udp_socket(ns: &Netns, addr: SocketAddr) -> Result<UdpSocket> {
         })
         .with_context(|| format!("UDP bind {addr} in netns {}", ns.name()))?;
     Ok(socket.into())
+}
+
+/// A UDP socket in `ns` to send to `dst` from `src` (any address if
+/// `None`), with an IPv6 destination-options header if `dest_options`.
+pub(crate) fn udp_client(
+    ns: &Netns,
+    src: Option<SocketAddr>,
+    dst: SocketAddr,
+    dest_options: bool,
+) -> Result<UdpSocket> {
+    let socket = udp_socket(ns, src.unwrap_or_else(|| unspecified(dst)))?;
+    if dest_options {
+        set_dest_options(&socket).context("setting IPV6_DSTOPTS")?;
+    }
+    Ok(socket)
+}
+
+/// Makes every datagram `socket` sends carry an IPv6 destination-options
+/// header (8 bytes of padding, `IPV6_DSTOPTS`) right after the IPv6 header
+/// (Linux keeps it before the Fragment header when it fragments), which an
+/// ICMPv6 error about the datagram quotes.
+fn set_dest_options(socket: &UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Next header (the kernel fills it in), length 0 (8 bytes), PadN of 4.
+    let header: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+    // SAFETY: a valid socket and a buffer of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_DSTOPTS,
+            header.as_ptr().cast(),
+            header.len() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Connects a TCP socket created in `ns` to `dst`, bound to `src` if given.

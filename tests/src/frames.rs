@@ -1,6 +1,7 @@
 //! Hand-made Ethernet frames for `BPF_PROG_TEST_RUN`: well-formed ones and
 //! deliberately broken ones (truncated headers, bad IHL). Checksums are left
-//! zero: the classifier never reads them.
+//! zero, as the classifier never reads them, except where a real stack
+//! receives the packet ([`udp6_checksum`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -112,6 +113,18 @@ pub fn ipv6_hop_by_hop(next: u8, payload: &[u8]) -> Vec<u8> {
     h
 }
 
+/// An IPv6 destination-options header (8 bytes, PadN) in front of
+/// `payload`: the layout of hop-by-hop, told apart by the header before it
+/// (next header 60 instead of 0).
+pub fn ipv6_dest_options(next: u8, payload: &[u8]) -> Vec<u8> {
+    ipv6_hop_by_hop(next, payload)
+}
+
+/// IPv6 next-header values of the extension headers.
+pub const IPV6_HOP_BY_HOP: u8 = 0;
+pub const IPV6_FRAGMENT: u8 = 44;
+pub const IPV6_DEST_OPTIONS: u8 = 60;
+
 /// An IPv6 packet with the fixed header only.
 pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u16;
@@ -123,6 +136,32 @@ pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
     p.extend_from_slice(&dst.octets());
     p.extend_from_slice(payload);
     p
+}
+
+/// The UDP checksum of `udp` (header with a zero checksum, and payload)
+/// between two IPv6 addresses: for datagrams a real stack must accept.
+pub fn udp6_checksum(src: Ipv6Addr, dst: Ipv6Addr, udp: &[u8]) -> u16 {
+    let mut pseudo = Vec::with_capacity(40 + udp.len() + 1);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, UDP]);
+    pseudo.extend_from_slice(udp);
+    if pseudo.len() % 2 == 1 {
+        pseudo.push(0);
+    }
+    let mut sum: u32 = pseudo
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    match !(sum as u16) {
+        // Zero means "no checksum"; it is sent as all ones.
+        0 => 0xffff,
+        sum => sum,
+    }
 }
 
 /// A 20-byte TCP header with SYN set.

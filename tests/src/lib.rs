@@ -27,6 +27,7 @@
 
 mod config;
 mod conn;
+mod crafted;
 mod daemon;
 pub mod frames;
 mod netns;
@@ -43,13 +44,14 @@ pub use conn::{
     assert_tcp_allowed, assert_tcp_blocked, assert_udp, ping, tcp_connect, tcp_connect_from,
     tcp_echo, tcp_servers, udp_echo_len, udp_refused, udp_request, udp_send, udp_servers,
 };
+pub use crafted::{send_frame, udp6_echo_options_after_fragment};
 pub use daemon::{
     Ctl, CtlOut, Daemon, DaemonDirs, READY_TIMEOUT, STOP_TIMEOUT, Sgd, enforce, sgctl_path,
     sgd_check, sgd_path,
 };
 pub use netns::{CLIENT_IF, Host, Hypervisor, NarrowPath, Netns, SERVER_IF, Topology, veth_pair};
 pub use probe::{
-    DROPPED, Expect, PASS, Ping, Probe, Source, Tcp, TcpEcho, Traffic, Udp, UdpBytes, UdpToClosed,
-    check, probe,
+    DROPPED, Expect, PASS, Ping, Probe, Source, Tcp, TcpEcho, Traffic, Udp, UdpBytes,
+    UdpFragmentsOptionsAfter, UdpToClosed, UdpToClosedDestOpts, check, probe,
 };
 pub use tun::{Tun, TunPair};

@@ -22,8 +22,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::conn::{
-    DEFAULT_TIMEOUT, Outcome, TcpConn, connect, ping, udp_echo_len, udp_refused, udp_request,
+    DEFAULT_TIMEOUT, Outcome, TcpConn, connect, ping, udp_echo_len, udp_refused_with, udp_request,
 };
+use crate::crafted::udp6_echo_options_after_fragment;
 use crate::netns::{Host, Netns};
 
 /// What a row sends, with the destination port where there is one.
@@ -40,10 +41,17 @@ pub enum Traffic {
     /// MTU, 3000 bytes travel as fragments both ways). PASS: the whole echo
     /// comes back.
     UdpBytes(u16, usize),
+    /// [`UdpBytes`] over IPv6 as fragments built by hand, with a
+    /// destination-options header after the Fragment header (from the
+    /// source address the route picks: the row cannot choose one).
+    UdpFragmentsOptionsAfter(u16, usize),
     /// One datagram to a UDP port where nothing listens. PASS: the peer's
     /// ICMP port unreachable comes back (an error related to the session the
     /// datagram opened); DROPPED: nothing comes back.
     UdpToClosed(u16),
+    /// [`UdpToClosed`] over IPv6 with a destination-options header, which
+    /// the ICMPv6 error quotes.
+    UdpToClosedDestOpts(u16),
     /// One ICMP or ICMPv6 echo request. PASS: the reply comes back.
     Ping,
 }
@@ -57,7 +65,15 @@ impl fmt::Display for Traffic {
             TcpEcho(port) => write!(f, "tcp/{port} with data"),
             Udp(port) => write!(f, "udp/{port}"),
             UdpBytes(port, len) => write!(f, "udp/{port} of {len} bytes"),
+            UdpFragmentsOptionsAfter(port, len) => write!(
+                f,
+                "udp/{port} of {len} bytes, fragments with options after the fragment header"
+            ),
             UdpToClosed(port) => write!(f, "udp/{port} (closed, ICMP error back)"),
+            UdpToClosedDestOpts(port) => write!(
+                f,
+                "udp/{port} with destination options (closed, ICMP error back)"
+            ),
             Ping => f.write_str("ping"),
         }
     }
@@ -228,10 +244,21 @@ impl Probe<'_> {
             UdpBytes(port, len) => {
                 Seen::answered(udp_echo_len(ns, src, dst(port), len, DEFAULT_TIMEOUT))
             }
-            UdpToClosed(port) => match udp_refused(ns, src, dst(port), DEFAULT_TIMEOUT) {
-                Ok(refused) => Seen::answered(refused),
-                Err(e) => Seen::other(format!("{e:#}")),
-            },
+            UdpFragmentsOptionsAfter(port, len) => {
+                assert!(
+                    src.is_none(),
+                    "crafted fragments cannot choose their source"
+                );
+                let echoed = udp6_echo_options_after_fragment(ns, dst(port), len, DEFAULT_TIMEOUT);
+                Seen::answered(echoed)
+            }
+            UdpToClosed(port) | UdpToClosedDestOpts(port) => {
+                let opts = matches!(self.traffic, UdpToClosedDestOpts(_));
+                match udp_refused_with(ns, src, dst(port), DEFAULT_TIMEOUT, opts) {
+                    Ok(refused) => Seen::answered(refused),
+                    Err(e) => Seen::other(format!("{e:#}")),
+                }
+            }
             Ping => {
                 assert!(src.is_none(), "a ping probe cannot choose its source");
                 Seen::answered(ping(ns, self.to, DEFAULT_TIMEOUT))

@@ -1,18 +1,35 @@
-//! The attacker's view (issue #8): traffic the rules forbid, sent the way
-//! that used to slip past the classifier, must not get an answer. Each test
-//! shows first that the same traffic is answered without sg (or where a
-//! rule allows it), so that "no answer" means "dropped by sg".
+//! The attacker's view (issue #8): traffic built to get past the rules,
+//! and what each attempt must get.
 //!
-//! The server is `sg0` (192.0.2.1, 2001:db8::1), the attacker a client
-//! (192.0.2.2, 2001:db8::2); only documentation addresses are used.
+//! - With real traffic between namespaces: traffic the rules forbid, sent
+//!   the way that used to slip past the classifier, must not get an
+//!   answer. Each such test shows first that the same traffic is answered
+//!   without sg (or where a rule allows it), so that "no answer" means
+//!   "dropped by sg". The server is `sg0` (192.0.2.1, 2001:db8::1), the
+//!   attacker a client (192.0.2.2, 2001:db8::2).
+//! - With crafted frames through the loaded program (`BPF_PROG_TEST_RUN`,
+//!   `common`): each test a table of cases run in order.
+//!
+//! Only documentation addresses are used.
 
-use std::net::SocketAddr;
+mod common;
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use sg_tests::frames::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6};
+use common::{Kernel, case};
+use sg_common::Reason::*;
+use sg_daemon::dataplane::Hook::{Egress, Ingress};
+use sg_tests::frames::{
+    self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPV6_DEST_OPTIONS as DSTOPTS, TCP, UDP,
+};
 use sg_tests::wire::{self, PacketSocket};
 use sg_tests::*;
+
+// ---------------------------------------------------------------------------
+// Link layers: L3 devices, link types, VLAN stacks
+// ---------------------------------------------------------------------------
 
 /// SSH is not open: only HTTP is, from anywhere, IPv4 and IPv6.
 fn web() -> Group {
@@ -191,5 +208,161 @@ fn vlan_stacks_do_not_get_past_the_rules() {
         // Behind more tags than the classifier walks: dropped, whatever
         // the rules say.
         tagged("http, four tags",         FOUR,  s.v4(80), false),
+
+// ---------------------------------------------------------------------------
+// Fragments that try to slip past a port rule
+// ---------------------------------------------------------------------------
+
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 66);
+const ACCOMPLICE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 67);
+const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const ATTACKER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x66, 0, 0, 0, 0, 0x66);
+const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+/// An IPv4 fragment of datagram `id` from `src` to the server: `offset` in
+/// 8-byte units, `more` for the MF flag.
+fn fragment4(src: Ipv4Addr, proto: u8, id: u16, offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
+    let field = offset | if more { frames::IPV4_MF } else { 0 };
+    let packet = frames::ipv4_fragment(src, SERVER, proto, id, field, data);
+    frames::ethernet(frames::ETH_P_IP, &packet)
+}
+
+/// The first fragment of TCP datagram `id` from the attacker to `dport`.
+fn first_tcp(id: u16, dport: u16) -> Vec<u8> {
+    let mut data = frames::tcp_syn(40000, dport);
+    data.extend_from_slice(&[0; 64]);
+    fragment4(ATTACKER, TCP, id, 0, true, &data)
+}
+
+/// A later TCP fragment of datagram `id` from `src`, at `offset`.
+fn later_tcp(src: Ipv4Addr, id: u16, offset: u16) -> Vec<u8> {
+    fragment4(src, TCP, id, offset, false, &[0x41; 64])
+}
+
+/// An IPv6 fragment of datagram `id` from the attacker to the server; its
+/// Fragment header names `next`.
+fn fragment6(next: u8, id: u32, offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
+    let body = frames::ipv6_fragment_header(next, id, offset, more, data);
+    let packet = frames::ipv6(ATTACKER6, SERVER6, frames::IPV6_FRAGMENT, &body);
+    frames::ethernet(frames::ETH_P_IPV6, &packet)
+}
+
+/// HTTP open to everyone, v4 and v6; everything else inbound dropped.
+fn web_only() -> String {
+    groups_on(
+        "lo",
+        &[Group::new("sg-web").rules([
+            accept_in("tcp", "80/80", "0.0.0.0/0"),
+            accept_in("tcp", "80/80", "::/0"),
+            accept_out("all", "-1/-1", "0.0.0.0/0"),
+        ])],
+    )
+}
+
+/// Only the first fragment carries the ports, so later fragments follow
+/// the decision remembered for their datagram (addresses, protocol and
+/// identification for IPv4; addresses and identification for IPv6, as
+/// the receiver reassembles). An attacker tries to get later fragments of
+/// a datagram to a closed port through by borrowing an allowed
+/// datagram's decision, to rewrite an allowed first fragment's port, to
+/// hide the ports from the first fragment, or to have no first fragment
+/// at all.
+#[test]
+fn fragments_that_try_to_slip_past_a_port_rule() {
+    let k = Kernel::new(&web_only());
+    let tcp4 = |more: &[u8]| {
+        let mut data = frames::tcp_syn(40000, 22)[..4].to_vec();
+        data.extend_from_slice(more);
+        data
+    };
+    #[rustfmt::skip]
+    k.check(&[
+        // The allowed datagram, and the one to a closed port.
+        case("first fragment to 80",                   Ingress, first_tcp(100, 80),               RuleAccept),
+        case("its later fragment",                     Ingress, later_tcp(ATTACKER, 100, 9),      FragmentAccept),
+        case("first fragment to 22",                   Ingress, first_tcp(200, 22),               DefaultDrop),
+        case("its later fragments",                    Ingress, later_tcp(ATTACKER, 200, 9),      FragmentDrop),
+        // Borrowing the allowed datagram's identification from another
+        // source, or for another protocol, names another datagram.
+        case("id of the allowed one, another source",  Ingress, later_tcp(ACCOMPLICE, 100, 9),    FragmentDrop),
+        case("id of the allowed one, UDP",             Ingress, fragment4(ATTACKER, UDP, 100, 9, false, &[0; 64]), FragmentDrop),
+        // No first fragment at all.
+        case("later fragment, no first",               Ingress, later_tcp(ATTACKER, 300, 9),      FragmentDrop),
+        // Ports sit in the first 8 bytes, which only an offset-0 fragment
+        // carries; an overlapping fragment at offset 1 reaches the TCP
+        // flags at most (and the receiver drops overlaps, RFC 5722).
+        case("overlap at offset 1, allowed datagram",  Ingress, later_tcp(ATTACKER, 100, 1),      FragmentAccept),
+        // A second first fragment rewriting the allowed datagram's port is
+        // judged by its own port, and the datagram's later fragments
+        // follow that verdict from then on.
+        case("second first fragment, to 22",           Ingress, first_tcp(100, 22),               DefaultDrop),
+        case("later fragment after the rewrite",       Ingress, later_tcp(ATTACKER, 100, 9),      FragmentDrop),
+        // Tiny first fragments (RFC 1858): the whole TCP header must be in
+        // the first fragment, or it is malformed and remembered for no one.
+        case("first fragment with 4 bytes of TCP",     Ingress, fragment4(ATTACKER, TCP, 400, 0, true, &tcp4(&[])),     Malformed),
+        case("first fragment with 12 bytes of TCP",    Ingress, fragment4(ATTACKER, TCP, 401, 0, true, &tcp4(&[0; 8])), Malformed),
+        case("the rest of the tiny one",               Ingress, later_tcp(ATTACKER, 400, 1),      FragmentDrop),
+    ]);
+}
+
+/// The same attempts over IPv6, where the first fragment may carry
+/// extension headers after its Fragment header.
+#[test]
+fn ipv6_fragments_that_try_to_slip_past_a_port_rule() {
+    let k = Kernel::new(&web_only());
+    let tcp = |dport| {
+        let mut data = frames::tcp_syn(40000, dport);
+        data.extend_from_slice(&[0; 64]);
+        data
+    };
+    // Destination options between the Fragment header and TCP.
+    let first = |id, dport| {
+        fragment6(
+            DSTOPTS,
+            id,
+            0,
+            true,
+            &frames::ipv6_dest_options(TCP, &tcp(dport)),
+        )
+    };
+    let later = |next, id| fragment6(next, id, 10, false, &[0x41; 64]);
+    // The header chain ends in the first fragment without the TCP header
+    // (RFC 7112 forbids it): nothing to judge, so it is malformed.
+    let chain_cut = fragment6(DSTOPTS, 30, 0, true, &frames::ipv6_dest_options(TCP, &[]));
+    // An atomic fragment (offset 0, no more): a whole packet, judged by
+    // its own port.
+    let atomic = fragment6(TCP, 40, 0, false, &tcp(22));
+    #[rustfmt::skip]
+    k.check(&[
+        case("first fragment to 80",              Ingress, first(10, 80),      RuleAccept),
+        case("its later fragment",                Ingress, later(DSTOPTS, 10), FragmentAccept),
+        case("first fragment to 22",              Ingress, first(20, 22),      DefaultDrop),
+        case("its later fragment",                Ingress, later(DSTOPTS, 20), FragmentDrop),
+        case("its later fragment, next TCP",      Ingress, later(TCP, 20),     FragmentDrop),
+        case("later fragment, no first",          Ingress, later(DSTOPTS, 21), FragmentDrop),
+        case("header chain cut before TCP",       Ingress, chain_cut,          Malformed),
+        case("the rest of it",                    Ingress, later(DSTOPTS, 30), FragmentDrop),
+        case("atomic fragment to 22",             Ingress, atomic,             DefaultDrop),
+    ]);
+}
+
+/// Fragmenting outbound SMTP does not get around the port 25 block: the
+/// first fragment carries port 25 and is blocked, and the later ones
+/// follow it.
+#[test]
+fn fragmented_smtp_does_not_slip_past_the_block() {
+    let k = Kernel::new(&web_only());
+    let mx = Ipv4Addr::new(203, 0, 113, 25);
+    let out = |more: bool, offset, data: &[u8]| {
+        let field = offset | if more { frames::IPV4_MF } else { 0 };
+        let packet = frames::ipv4_fragment(SERVER, mx, TCP, 77, field, data);
+        frames::ethernet(frames::ETH_P_IP, &packet)
+    };
+    let mut smtp = frames::tcp_syn(40000, 25);
+    smtp.extend_from_slice(b"MAIL FROM:<spam@example.com>");
+    #[rustfmt::skip]
+    k.check(&[
+        case("first fragment to 25", Egress, out(true, 0, &smtp),       SmtpBlocked),
+        case("its later fragment",   Egress, out(false, 6, &[0x41; 64]), FragmentDrop),
     ]);
 }

@@ -3,10 +3,15 @@
 //! built-in, session, …) must be the same. Rulesets cover all field kinds
 //! (protocols, port ranges and lists, CIDRs and prefix lists v4 and v6,
 //! group references and members, 5-tuple fields, priorities with ties,
-//! basic and enterprise, instance and hypervisor mode) up to 1000 rules;
-//! packets include sessions in both directions, ICMP echo and errors,
-//! fragments, and malformed and truncated frames. A failure shrinks to a
-//! small case; past failures are kept in `proptest-regressions/`.
+//! basic and enterprise, instance and hypervisor mode, the built-ins'
+//! switches) up to 1000 rules; packets include sessions in both
+//! directions, ICMP echo and errors (quoting IPv4 options and IPv6
+//! extension headers), fragments (IPv6 ones with extension headers after
+//! the Fragment header), neighbour discovery, MLD and redirects, the
+//! metadata service, non-IP frames, and malformed and truncated frames.
+//! Halfway through a case the ruleset changes and the SMTP block flips. A
+//! failure shrinks to a small case; past failures are kept in
+//! `proptest-regressions/`.
 
 mod common;
 
@@ -168,7 +173,7 @@ fn arb_config() -> impl Strategy<Value = Config> {
             (
                 prop::collection::vec(group, n_groups),
                 prop::collection::vec(arb_addr(), 1..3),
-                any::<[bool; 3]>(),
+                any::<[bool; 5]>(),
             )
                 .prop_map(move |(groups, instance, switches)| {
                     let kind = if enterprise {
@@ -215,6 +220,8 @@ fn arb_config() -> impl Strategy<Value = Config> {
                             block_smtp_egress: switches[0],
                             builtin_neighbor_discovery: switches[1],
                             builtin_dhcp_client: switches[2],
+                            builtin_nd_redirects: switches[3],
+                            builtin_non_ip: switches[4],
                             ..DaemonSettings::default()
                         },
                         groups,
@@ -234,7 +241,12 @@ enum Probe {
     Ip(Direction, Packet, Shape),
     /// Must be dropped as malformed whatever the rules say.
     Malformed(Direction, Vec<u8>),
-    NotIp(Direction),
+    /// A frame of this ethertype, behind a VLAN tag if `tagged`.
+    NotIp {
+        dir: Direction,
+        ethertype: u16,
+        tagged: bool,
+    },
 }
 
 /// How to render an IP packet.
@@ -243,6 +255,9 @@ enum Shape {
     Plain,
     /// IPv4 with 8 bytes of options, IPv6 with a hop-by-hop header.
     WithOptions,
+    /// An IPv6 first fragment with a destination-options header after its
+    /// Fragment header (later fragments then name it as next header).
+    OptionsAfterFragment,
 }
 
 /// A flow: the endpoints and ports packets are drawn from, so that
@@ -387,29 +402,43 @@ fn arb_probe(flows: Vec<Flow>) -> impl Strategy<Value = Probe> {
                     pkt.src_port = 0;
                     pkt.dst_port = 0;
                     pkt.quoted = Some(Box::new(quoted));
-                    Probe::Ip(dir, pkt, Shape::Plain)
+                    // The quote has the options or extension headers.
+                    Probe::Ip(dir, pkt, shape)
                 }
                 8 => {
                     // First fragment, or a later one (its id shared with
-                    // earlier first fragments of the same flow).
+                    // earlier first fragments of the same flow). IPv6 first
+                    // fragments may have destination options after the
+                    // Fragment header, which later ones then name as their
+                    // next header.
                     let mut pkt = packet_of(&flow, reverse, echo_req);
+                    let after = !v4 && id & 4 != 0;
                     let id = (id % 4) as u32;
+                    let mut shape = Shape::Plain;
                     if options {
                         pkt.fragment = Fragment::First { id };
+                        if after {
+                            shape = Shape::OptionsAfterFragment;
+                        }
                     } else {
                         pkt.fragment = Fragment::Later { id };
                         pkt.src_port = 0;
                         pkt.dst_port = 0;
                         pkt.icmp = None;
+                        if after {
+                            pkt.proto = frames::IPV6_DEST_OPTIONS;
+                        }
                     }
-                    Probe::Ip(dir, pkt, Shape::Plain)
+                    Probe::Ip(dir, pkt, shape)
                 }
                 9 => {
-                    // Neighbour discovery or DHCP.
+                    // Neighbour discovery, MLD, redirects (and ICMPv6 types
+                    // next to them), or DHCP.
                     let mut pkt = packet_of(&flow, reverse, 135);
                     if !v4 && id % 2 == 0 {
+                        let kinds = [129u8, 130, 131, 132, 133, 134, 135, 136, 137, 138, 143];
                         pkt.proto = 58;
-                        pkt.icmp = Some((133 + (id % 5) as u8, 0));
+                        pkt.icmp = Some((kinds[(id / 2) as usize % kinds.len()], 0));
                         pkt.src_port = 0;
                         pkt.dst_port = 0;
                     } else {
@@ -421,14 +450,29 @@ fn arb_probe(flows: Vec<Flow>) -> impl Strategy<Value = Probe> {
                     Probe::Ip(dir, pkt, shape)
                 }
                 10 => {
-                    let mut pkt = packet_of(&flow, reverse, echo_req);
+                    // To the metadata service, or back from it: TCP, UDP,
+                    // GRE, ICMP echo and timestamp.
+                    let kinds = [echo_req, echo_rep, 13, 14];
+                    let mut pkt = packet_of(&flow, false, kinds[id as usize % 4]);
                     if v4 {
                         pkt.dst = [100, 100, 100, 200].into();
+                        if reverse {
+                            std::mem::swap(&mut pkt.src, &mut pkt.dst);
+                            std::mem::swap(&mut pkt.src_port, &mut pkt.dst_port);
+                        }
                     }
                     Probe::Ip(dir, pkt, shape)
                 }
                 11 | 12 => Probe::Malformed(dir, malformed(&flow, id)),
-                _ => Probe::NotIp(dir),
+                _ => {
+                    // ARP, LLDP, an unknown ethertype; some behind a tag.
+                    let ethertypes = [frames::ETH_P_ARP, 0x88cc, 0x88b5];
+                    Probe::NotIp {
+                        dir,
+                        ethertype: ethertypes[id as usize % 3],
+                        tagged: options,
+                    }
+                }
             }
         })
 }
@@ -444,7 +488,10 @@ fn arb_case() -> impl Strategy<Value = (Config, Vec<Probe>)> {
 
 // --------------------------------------------------------------- rendering
 
-fn l4_bytes(pkt: &Packet) -> Vec<u8> {
+/// The transport header and payload of `pkt`. An ICMP error quotes its
+/// packet: the IP headers, rendered in `quote_shape`, and the 8 bytes after
+/// them.
+fn l4_bytes(pkt: &Packet, quote_shape: Shape) -> Vec<u8> {
     match (pkt.proto, pkt.icmp) {
         (6, _) => frames::tcp_syn(pkt.src_port, pkt.dst_port),
         (17, _) => frames::udp(pkt.src_port, pkt.dst_port, b"payload"),
@@ -458,10 +505,9 @@ fn l4_bytes(pkt: &Packet) -> Vec<u8> {
             };
             let quote = match &pkt.quoted {
                 Some(q) => {
-                    let mut inner = ip_bytes(q, &l4_bytes(q), Shape::Plain);
-                    // An error quotes the IP header and 8 bytes after it.
-                    let header = if q.src.is_ipv4() { 20 } else { 40 };
-                    inner.truncate(header + 8);
+                    let quoted_l4 = l4_bytes(q, Shape::Plain);
+                    let mut inner = ip_bytes(q, &quoted_l4, quote_shape);
+                    inner.truncate(inner.len() - quoted_l4.len() + 8);
                     inner
                 }
                 None => vec![0; 8],
@@ -477,8 +523,8 @@ fn ip_bytes(pkt: &Packet, l4: &[u8], shape: Shape) -> Vec<u8> {
         (IpAddr::V4(s), IpAddr::V4(d)) => match pkt.fragment {
             Fragment::No => {
                 let options: &[u8] = match shape {
-                    Shape::Plain => &[],
                     Shape::WithOptions => &[1, 1, 1, 0, 1, 1, 1, 0],
+                    _ => &[],
                 };
                 frames::ipv4(s, d, pkt.proto, options, l4)
             }
@@ -490,21 +536,27 @@ fn ip_bytes(pkt: &Packet, l4: &[u8], shape: Shape) -> Vec<u8> {
             }
         },
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let body = match pkt.fragment {
-                Fragment::No => l4.to_vec(),
-                Fragment::First { id } => frames::ipv6_fragment_header(pkt.proto, id, 0, true, l4),
-                Fragment::Later { id } => {
+            let body = match (pkt.fragment, shape) {
+                (Fragment::No, _) => l4.to_vec(),
+                (Fragment::First { id }, Shape::OptionsAfterFragment) => {
+                    let options = frames::ipv6_dest_options(pkt.proto, l4);
+                    frames::ipv6_fragment_header(frames::IPV6_DEST_OPTIONS, id, 0, true, &options)
+                }
+                (Fragment::First { id }, _) => {
+                    frames::ipv6_fragment_header(pkt.proto, id, 0, true, l4)
+                }
+                (Fragment::Later { id }, _) => {
                     frames::ipv6_fragment_header(pkt.proto, id, 20, false, &[0; 24])
                 }
             };
             let next = if matches!(pkt.fragment, Fragment::No) {
                 pkt.proto
             } else {
-                44
+                frames::IPV6_FRAGMENT
             };
             match shape {
-                Shape::Plain => frames::ipv6(s, d, next, &body),
                 Shape::WithOptions => frames::ipv6(s, d, 0, &frames::ipv6_hop_by_hop(next, &body)),
+                _ => frames::ipv6(s, d, next, &body),
             }
         }
         _ => unreachable!("flows have one family"),
@@ -517,7 +569,15 @@ fn frame(pkt: &Packet, shape: Shape) -> Vec<u8> {
     } else {
         frames::ETH_P_IPV6
     };
-    frames::ethernet(ethertype, &ip_bytes(pkt, &l4_bytes(pkt), shape))
+    // An ICMP error is plain; the packet it quotes has the shape.
+    let (shape, quote_shape) = match pkt.quoted {
+        Some(_) => (Shape::Plain, shape),
+        None => (shape, Shape::Plain),
+    };
+    frames::ethernet(
+        ethertype,
+        &ip_bytes(pkt, &l4_bytes(pkt, quote_shape), shape),
+    )
 }
 
 /// A frame whose IP or transport header is broken.
@@ -581,6 +641,8 @@ fn rule_origin(by: &DecidedBy) -> Option<Origin> {
 fn expected(d: &reference::Decision) -> Outcome {
     use reference::BuiltIn as B;
     let reason = match &d.by {
+        DecidedBy::BuiltIn(B::NotIp) if d.accept => Reason::NotIp,
+        DecidedBy::BuiltIn(B::NotIp) => Reason::NotIpDropped,
         DecidedBy::Rule { .. } | DecidedBy::IntraGroup if d.accept => Reason::RuleAccept,
         DecidedBy::Rule { .. } | DecidedBy::IntraGroup => Reason::RuleDrop,
         DecidedBy::Default if d.accept => Reason::DefaultAccept,
@@ -604,11 +666,13 @@ fn expected(d: &reference::Decision) -> Outcome {
     Outcome { reason, origin }
 }
 
-/// The same ruleset with every third rule's policy flipped: the change
-/// made halfway through a case (SPEC §3.6: sessions survive it unless a
-/// drop rule now matches them).
+/// The same ruleset with every third rule's policy flipped, and the SMTP
+/// block flipped: the change made halfway through a case (SPEC §3.6:
+/// sessions survive it unless a drop rule now matches them; §3.8: or they
+/// go to port 25 and the block is now on).
 fn changed(config: &Config) -> Config {
     let mut config = config.clone();
+    config.daemon.block_smtp_egress = !config.daemon.block_smtp_egress;
     for group in &mut config.groups {
         for (n, rule) in group
             .ingress
@@ -666,14 +730,25 @@ fn check_case(
                     origin: None,
                 },
             ),
-            Probe::NotIp(dir) => (
-                *dir,
-                frames::arp_request([192, 0, 2, 2].into(), [192, 0, 2, 1].into()),
-                Outcome {
-                    reason: Reason::NotIp,
-                    origin: None,
-                },
-            ),
+            Probe::NotIp {
+                dir,
+                ethertype,
+                tagged,
+            } => {
+                let arp = frames::arp_request([192, 0, 2, 2].into(), [192, 0, 2, 1].into());
+                let payload = if *ethertype == frames::ETH_P_ARP {
+                    arp[14..].to_vec()
+                } else {
+                    vec![0; 46]
+                };
+                let bytes = if *tagged {
+                    frames::vlan(*ethertype, &payload)
+                } else {
+                    frames::ethernet(*ethertype, &payload)
+                };
+                let d = reference::decide_not_ip(iface.config, *ethertype);
+                (*dir, bytes, expected(&d))
+            }
         };
         let got = kernel.run(kernel.hook(dir), &bytes);
         *seen.entry(got.reason).or_default() += 1;

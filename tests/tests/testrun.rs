@@ -4,69 +4,22 @@
 //! fragments, anti-spoofing. Nothing is attached anywhere: each test loads
 //! its own copy of the program and maps.
 //!
-//! Each test is a table of cases run in order ([`Kernel::check`]): a frame,
-//! the hook it goes through, and the reason that must decide it.
+//! Each test is a table of cases run in order (`Kernel::check` of
+//! `common`): a frame, the hook it goes through, and the reason that must
+//! decide it.
 
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use common::{DROP, Kernel, PASS};
-use sg_common::Reason::{self, *};
+use common::{DROP, Kernel, PASS, case, parse};
+use sg_common::Reason::*;
 use sg_daemon::{
     compile::Origin,
     dataplane::Hook::{self, Egress, Ingress},
 };
 use sg_tests::frames::{self, ICMP, ICMPV6, TCP, UDP};
 use sg_tests::{Group, accept_in, accept_out, drop_in, drop_out, groups_on, interface};
-
-/// One frame through one hook, and the reason that must decide it (which
-/// also fixes the TC return code).
-struct Case {
-    what: &'static str,
-    hook: Hook,
-    frame: Vec<u8>,
-    reason: Reason,
-}
-
-/// A case: `what` is said when it fails.
-fn case(what: &'static str, hook: Hook, frame: Vec<u8>, reason: Reason) -> Case {
-    Case {
-        what,
-        hook,
-        frame,
-        reason,
-    }
-}
-
-impl Kernel {
-    /// Runs every case in order, then panics naming each case that was
-    /// decided otherwise, or with a return code that does not go with its
-    /// reason.
-    #[track_caller]
-    fn check(&self, cases: &[Case]) {
-        let failures: Vec<String> = cases
-            .iter()
-            .filter_map(|c| {
-                let v = self.run(c.hook, &c.frame);
-                let code = if c.reason.accepts() { PASS } else { DROP };
-                (v.reason != c.reason || v.code != code).then(|| {
-                    format!(
-                        "  {:?} ({:?}): expected {:?} (TC code {}), got {:?} (TC code {})",
-                        c.what, c.hook, c.reason, code as i32, v.reason, v.code as i32
-                    )
-                })
-            })
-            .collect();
-        assert!(
-            failures.is_empty(),
-            "{} of {} cases failed:\n{}",
-            failures.len(),
-            cases.len(),
-            failures.join("\n")
-        );
-    }
-}
 
 /// `groups`, bound to `lo` (what a test run's skb carries).
 fn on_lo(groups: &[Group]) -> String {
@@ -131,16 +84,48 @@ const CLIENT6: &str = "2001:db8::9";
 const SERVER6: &str = "2001:db8::1";
 
 #[test]
-fn non_ip_frames_pass() {
-    let k = Kernel::new(&on_lo(&[web()]));
+fn non_ip_frames_pass_unless_switched_off_and_arp_always() {
     let arp = frames::arp_request(v4(CLIENT), v4(SERVER));
+    let tagged_arp = frames::vlan(frames::ETH_P_ARP, &arp[14..]);
+    let lldp = frames::ethernet(0x88cc, &[0; 46]);
+    // An unknown ethertype (local experimental), bare and behind a tag.
+    let unknown = frames::ethernet(0x88b5, &[0; 46]);
+    let tagged_unknown = frames::vlan(0x88b5, &[0; 46]);
+    let http = syn(CLIENT, SERVER, 40000, 80);
+    // (what, frame, decided by default, decided with builtin_non_ip off)
     #[rustfmt::skip]
-    k.check(&[
-        case("ARP in",            Ingress, arp.clone(),                        NotIp),
-        case("ARP out",           Egress,  arp,                                NotIp),
-        // An unknown ethertype is not IP either.
-        case("unknown ethertype", Ingress, frames::ethernet(0x88b5, &[0; 46]), NotIp),
-    ]);
+    let rows = [
+        ("ARP",                      arp,            NotIp,      NotIp),
+        ("ARP behind a VLAN tag",    tagged_arp,     NotIp,      NotIp),
+        ("LLDP",                     lldp,           NotIp,      NotIpDropped),
+        ("unknown ethertype",        unknown,        NotIp,      NotIpDropped),
+        ("unknown ethertype, VLAN",  tagged_unknown, NotIp,      NotIpDropped),
+        // IP is decided by the rules either way.
+        ("http",                     http,           RuleAccept, RuleAccept),
+    ];
+    let on = Kernel::new(&on_lo(&[web()]));
+    let off = Kernel::new(&format!(
+        "[daemon]\nbuiltin_non_ip = false\n{}",
+        on_lo(&[web()])
+    ));
+    for (k, off) in [(on, false), (off, true)] {
+        let cases: Vec<_> = rows
+            .iter()
+            .flat_map(|(what, frame, default, switched_off)| {
+                let reason = if off { *switched_off } else { *default };
+                // Inbound only for IP: the rule opens port 80 inbound.
+                let hooks: &[Hook] = if reason == RuleAccept {
+                    &[Ingress]
+                } else {
+                    &[Ingress, Egress]
+                };
+                hooks
+                    .iter()
+                    .map(move |hook| case(what, *hook, frame.clone(), reason))
+            })
+            .collect();
+        k.check(&cases);
+    }
 }
 
 #[test]
@@ -323,6 +308,26 @@ fn metadata_is_reachable_despite_a_drop_all_egress_rule() {
 }
 
 #[test]
+fn only_tcp_udp_and_echo_to_metadata_open_sessions() {
+    let k = Kernel::new(&locked_down());
+    let metadata = "100.100.100.200";
+    let echo = |src, dst, kind| icmp(src, dst, kind, 0, [0x12, 0x34, 0, 1], b"ping");
+    let gre = |src, dst| frames::ip_frame(ip(src), ip(dst), 47, &[0; 8]);
+    #[rustfmt::skip]
+    k.check(&[
+        case("udp to metadata",        Egress,  udp(SERVER, metadata, 40000, 53, b"q"), Metadata),
+        case("its reply",              Ingress, udp(metadata, SERVER, 53, 40000, b"a"), Session),
+        case("echo request",           Egress,  echo(SERVER, metadata, 8),              Metadata),
+        case("its reply",              Ingress, echo(metadata, SERVER, 0),              Session),
+        // Other protocols pass packet by packet: nothing comes back in.
+        case("gre to metadata",        Egress,  gre(SERVER, metadata),                  Metadata),
+        case("gre from metadata",      Ingress, gre(metadata, SERVER),                  DefaultDrop),
+        case("timestamp request",      Egress,  icmp(SERVER, metadata, 13, 0, [0; 4], &[0; 12]), Metadata),
+        case("timestamp reply",        Ingress, icmp(metadata, SERVER, 14, 0, [0; 4], &[0; 12]), DefaultDrop),
+    ]);
+}
+
+#[test]
 fn pmtud_messages_pass_inbound_from_anywhere() {
     let k = Kernel::new(&on_lo(&[web()]));
     // From addresses no rule allows.
@@ -342,24 +347,47 @@ fn pmtud_messages_pass_inbound_from_anywhere() {
 }
 
 #[test]
-fn neighbor_discovery_passes_both_ways_and_can_be_turned_off() {
-    let solicitation = icmp("fe80::2", "ff02::1:ff00:1", 135, 0, [0; 4], &[0; 16]);
-    let k = Kernel::new(&locked_down());
+fn neighbor_discovery_and_mld_pass_both_ways_and_redirects_only_when_switched_on() {
+    /// Passes in the column's kernel.
+    const ND: bool = true;
+    /// Dropped: by default inbound, by the drop-all rule outbound.
+    const NO: bool = false;
+    // (what, ICMPv6 type, passes by default, with builtin_neighbor_discovery
+    // off, with builtin_nd_redirects on)
     #[rustfmt::skip]
-    k.check(&[
-        case("solicitation in",  Ingress, solicitation.clone(), NeighborDiscovery),
-        case("solicitation out", Egress,  solicitation.clone(), NeighborDiscovery),
-    ]);
-
-    let k = Kernel::new(&format!(
-        "[daemon]\nbuiltin_neighbor_discovery = false\n{}",
-        locked_down()
-    ));
-    #[rustfmt::skip]
-    k.check(&[
-        case("solicitation in, built-in off",  Ingress, solicitation.clone(), DefaultDrop),
-        case("solicitation out, built-in off", Egress,  solicitation,         RuleDrop),
-    ]);
+    let rows = [
+        ("MLD query",               130, ND, NO, ND),
+        ("MLD report",              131, ND, NO, ND),
+        ("MLD done",                132, ND, NO, ND),
+        ("router solicitation",     133, ND, NO, ND),
+        ("router advertisement",    134, ND, NO, ND),
+        ("neighbour solicitation",  135, ND, NO, ND),
+        ("neighbour advertisement", 136, ND, NO, ND),
+        ("redirect",                137, NO, NO, ND),
+        ("MLDv2 report",            143, ND, NO, ND),
+        ("node information query",  139, NO, NO, NO),
+        ("echo request",            128, NO, NO, NO),
+    ];
+    let with = |daemon: &str| Kernel::new(&format!("[daemon]\n{daemon}\n{}", locked_down()));
+    let kernels = [
+        with(""),
+        with("builtin_neighbor_discovery = false"),
+        with("builtin_nd_redirects = true"),
+    ];
+    for (column, k) in kernels.iter().enumerate() {
+        let cases: Vec<_> = rows
+            .iter()
+            .flat_map(|&(what, kind, default, nd_off, redirects_on)| {
+                let passes = [default, nd_off, redirects_on][column];
+                let message = icmp("fe80::2", "ff02::1", kind, 0, [0; 4], &[0; 16]);
+                [(Ingress, DefaultDrop), (Egress, RuleDrop)].map(|(hook, dropped)| {
+                    let reason = if passes { NeighborDiscovery } else { dropped };
+                    case(what, hook, message.clone(), reason)
+                })
+            })
+            .collect();
+        k.check(&cases);
+    }
 }
 
 #[test]
@@ -376,6 +404,32 @@ fn outbound_smtp_is_blocked_unless_switched_off() {
     let k = Kernel::new(&format!("[daemon]\nblock_smtp_egress = false\n{open}"));
     #[rustfmt::skip]
     k.check(&[case("smtp, block switched off", Egress, smtp, RuleAccept)]);
+}
+
+#[test]
+fn switching_the_smtp_block_on_ends_port_25_sessions() {
+    let open = on_lo(&[Group::new("sg-open").rules([accept_out("tcp", "1/65535", "0.0.0.0/0")])]);
+    let mut k = Kernel::new(&format!("[daemon]\nblock_smtp_egress = false\n{open}"));
+    let mx = "203.0.113.25";
+    let out = |sport, dport| syn(SERVER, mx, sport, dport);
+    let back = |sport, dport| syn(mx, SERVER, dport, sport);
+    #[rustfmt::skip]
+    k.check(&[
+        case("smtp, block off",       Egress, out(40000, 25),  RuleAccept),
+        case("smtp, block off, 2",    Egress, out(40001, 25),  RuleAccept),
+        case("submission, block off", Egress, out(40002, 465), RuleAccept),
+    ]);
+    // A reload switches the block on: the port-25 sessions end at their
+    // next packet, whichever way it goes.
+    k.install(&parse(&open));
+    #[rustfmt::skip]
+    k.check(&[
+        case("smtp answer",        Ingress, back(40000, 25),  SmtpBlocked),
+        case("smtp answer again",  Ingress, back(40000, 25),  DefaultDrop),
+        case("smtp 2, outbound",   Egress,  out(40001, 25),   SmtpBlocked),
+        case("smtp 2, again",      Egress,  out(40001, 25),   SmtpBlocked),
+        case("submission goes on", Ingress, back(40002, 465), Session),
+    ]);
 }
 
 #[test]
@@ -517,6 +571,114 @@ fn later_fragments_follow_their_first_fragment() {
     let v = k.run(Ingress, &later6);
     assert_eq!((v.reason, v.code), (FragmentAccept, PASS));
     assert_eq!(v.origin, rule("sg-web", "sg-web/ingress/2"));
+}
+
+/// An IPv6 frame from `CLIENT6` to `SERVER6` whose fixed header names
+/// `next`.
+fn ip6(next: u8, payload: &[u8]) -> Vec<u8> {
+    frames::ethernet(
+        frames::ETH_P_IPV6,
+        &frames::ipv6(v6(CLIENT6), v6(SERVER6), next, payload),
+    )
+}
+
+/// A fragment of IPv6 datagram `id` (`offset` in 8-byte units) whose
+/// Fragment header names `next`.
+fn ip6_fragment(next: u8, id: u32, offset: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+    let header = frames::ipv6_fragment_header(next, id, offset, more, payload);
+    ip6(frames::IPV6_FRAGMENT, &header)
+}
+
+#[test]
+fn ipv6_fragments_follow_a_first_fragment_with_headers_after_its_fragment_header() {
+    use frames::{IPV6_DEST_OPTIONS as DSTOPTS, ipv6_dest_options};
+    let k = Kernel::new(&on_lo(&[web()]));
+    // The first fragment: Fragment header, destination options, UDP. The
+    // later ones name destination options (60) as their next header.
+    let first = |id, dport| {
+        let dns = frames::udp(40000, dport, &[0; 64]);
+        ip6_fragment(DSTOPTS, id, 0, true, &ipv6_dest_options(UDP, &dns))
+    };
+    let later = |next, id| ip6_fragment(next, id, 10, false, &[0; 64]);
+    #[rustfmt::skip]
+    k.check(&[
+        case("first fragment, dns",          Ingress, first(1, 53),      RuleAccept),
+        case("its later fragment",           Ingress, later(DSTOPTS, 1), FragmentAccept),
+        // The receiver reassembles by addresses and identification alone.
+        case("its later fragment, next UDP", Ingress, later(UDP, 1),     FragmentAccept),
+        case("first fragment, closed port",  Ingress, first(2, 54),      DefaultDrop),
+        case("its later fragment",           Ingress, later(DSTOPTS, 2), FragmentDrop),
+        case("no first fragment",            Ingress, later(DSTOPTS, 3), FragmentDrop),
+    ]);
+    let v = k.run(Ingress, &later(DSTOPTS, 1));
+    assert_eq!(v.origin, rule("sg-web", "sg-web/ingress/2"));
+}
+
+#[test]
+fn fragment_entries_expire() {
+    let k = Kernel::new(&on_lo(&[web()]));
+    let dns = frames::udp(40000, 53, &[0; 64]);
+    let first = ip6_fragment(UDP, 5, 0, true, &dns);
+    let later = ip6_fragment(UDP, 5, 10, false, &[0; 64]);
+    let (c, s) = (v4(CLIENT), v4(SERVER));
+    let http = frames::tcp_syn(40000, 80);
+    let first4 = frames::ipv4_fragment(c, s, TCP, 6, frames::IPV4_MF, &http);
+    let later4 = frames::ipv4_fragment(c, s, TCP, 6, 10, &[0; 64]);
+    let (first4, later4) = (
+        frames::ethernet(frames::ETH_P_IP, &first4),
+        frames::ethernet(frames::ETH_P_IP, &later4),
+    );
+    #[rustfmt::skip]
+    k.check(&[
+        case("first fragment",     Ingress, first,          RuleAccept),
+        case("later fragment",     Ingress, later.clone(),  FragmentAccept),
+        case("first fragment, v4", Ingress, first4,         RuleAccept),
+        case("later fragment, v4", Ingress, later4.clone(), FragmentAccept),
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(
+        sg_common::FRAGMENT_TIMEOUT_SECS * 1000 + 300,
+    ));
+    // A later datagram reusing the identification, whose first fragment
+    // was not seen, does not inherit the old decision.
+    #[rustfmt::skip]
+    k.check(&[
+        case("later fragment, expired",     Ingress, later,  FragmentDrop),
+        case("later fragment, v4, expired", Ingress, later4, FragmentDrop),
+    ]);
+}
+
+#[test]
+fn icmpv6_errors_quoting_extension_headers_are_related() {
+    use frames::{
+        IPV6_DEST_OPTIONS as DSTOPTS, IPV6_FRAGMENT as FRAGMENT, IPV6_HOP_BY_HOP as HOP_BY_HOP,
+        ipv6_dest_options, ipv6_fragment_header, ipv6_hop_by_hop,
+    };
+    let k = Kernel::new(&on_lo(&[web()]));
+    let remote6 = "2001:db8:ff::53";
+    let query = frames::udp(40000, 53, b"query");
+    let udp8 = &query[..8];
+    let never_sent = &frames::udp(40001, 53, b"query")[..8];
+    // Port unreachable quoting our datagram: the fixed header names `next`,
+    // then `headers` (extension headers and the first 8 bytes of UDP).
+    let unreachable = |next, headers: Vec<u8>| {
+        let quote = frames::ipv6(v6(SERVER6), v6(remote6), next, &headers);
+        icmp(remote6, SERVER6, 1, 4, [0; 4], &quote)
+    };
+    let two = ipv6_hop_by_hop(DSTOPTS, &ipv6_dest_options(UDP, udp8));
+    let fragment = ipv6_fragment_header(DSTOPTS, 9, 0, true, &ipv6_dest_options(UDP, udp8));
+    let later = ipv6_fragment_header(UDP, 9, 10, false, &[0; 8]);
+    #[rustfmt::skip]
+    k.check(&[
+        case("query",                          Egress,  udp(SERVER6, remote6, 40000, 53, b"query"),     DefaultAccept),
+        case("quoting UDP",                    Ingress, unreachable(UDP, udp8.to_vec()),                Related),
+        case("quoting hop-by-hop",             Ingress, unreachable(HOP_BY_HOP, ipv6_hop_by_hop(UDP, udp8)), Related),
+        case("quoting destination options",    Ingress, unreachable(DSTOPTS, ipv6_dest_options(UDP, udp8)),  Related),
+        case("quoting two headers",            Ingress, unreachable(HOP_BY_HOP, two),                   Related),
+        case("quoting a first fragment",       Ingress, unreachable(FRAGMENT, fragment),                Related),
+        // A datagram never sent, and a later fragment (no ports), are not.
+        case("quoting a datagram never sent",  Ingress, unreachable(HOP_BY_HOP, ipv6_hop_by_hop(UDP, never_sent)), DefaultDrop),
+        case("quoting a later fragment",       Ingress, unreachable(FRAGMENT, later),                   DefaultDrop),
+    ]);
 }
 
 #[test]

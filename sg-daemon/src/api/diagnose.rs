@@ -215,7 +215,8 @@ fn explain_decision(config: &Config, d: &reference::Decision, dir: model::Direct
             let text = match b {
                 BuiltIn::Metadata => "built-in: outbound traffic to the metadata service 100.100.100.200 always passes",
                 BuiltIn::Pmtud => "built-in: inbound path-MTU discovery (ICMP fragmentation needed, ICMPv6 packet too big) always passes",
-                BuiltIn::NeighborDiscovery => "built-in: IPv6 neighbour and router discovery passes (daemon.builtin_neighbor_discovery)",
+                BuiltIn::NotIp => "built-in: frames that are not IP pass (daemon.builtin_non_ip; ARP always)",
+                BuiltIn::NeighborDiscovery => "built-in: IPv6 neighbour and router discovery and MLD pass (daemon.builtin_neighbor_discovery; redirects: daemon.builtin_nd_redirects)",
                 BuiltIn::DhcpClient => "built-in: DHCP client exchanges pass (daemon.builtin_dhcp_client)",
                 BuiltIn::SmtpBlocked => "built-in: outbound TCP to port 25 is blocked (daemon.block_smtp_egress; use 465)",
             };

@@ -48,6 +48,10 @@ pub struct Daemon {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builtin_dhcp_client: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin_nd_redirects: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin_non_ip: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_address: Option<String>,
 }
 

@@ -33,8 +33,8 @@ use aya::{
     programs::{SchedClassifier, tc::SchedClassifierLinkId},
 };
 use sg_common::{
-    AddrKey, GLOBAL_BLOCK_SMTP, GLOBAL_BUILTIN_DHCP_CLIENT, GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY,
-    GlobalConfig, MAX_TABLES, maps,
+    AddrKey, GLOBAL_BLOCK_SMTP, GLOBAL_BUILTIN_DHCP_CLIENT, GLOBAL_BUILTIN_ND_REDIRECTS,
+    GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY, GLOBAL_BUILTIN_NON_IP, GlobalConfig, MAX_TABLES, maps,
 };
 
 pub use attach::Hook;
@@ -122,16 +122,19 @@ impl Dataplane {
     }
 
     pub fn set_global(&mut self, settings: &DaemonSettings) -> anyhow::Result<()> {
-        let mut flags = 0;
-        if settings.block_smtp_egress {
-            flags |= GLOBAL_BLOCK_SMTP;
-        }
-        if settings.builtin_neighbor_discovery {
-            flags |= GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY;
-        }
-        if settings.builtin_dhcp_client {
-            flags |= GLOBAL_BUILTIN_DHCP_CLIENT;
-        }
+        let flags = [
+            (settings.block_smtp_egress, GLOBAL_BLOCK_SMTP),
+            (
+                settings.builtin_neighbor_discovery,
+                GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY,
+            ),
+            (settings.builtin_dhcp_client, GLOBAL_BUILTIN_DHCP_CLIENT),
+            (settings.builtin_nd_redirects, GLOBAL_BUILTIN_ND_REDIRECTS),
+            (settings.builtin_non_ip, GLOBAL_BUILTIN_NON_IP),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |flags, (_, bit)| flags | bit);
         let global = GlobalConfig {
             session_timeout_ns: settings.session_timeout_secs.saturating_mul(1_000_000_000),
             flags,

@@ -54,7 +54,7 @@
 //!
 //! What decides: `group/rule-id`, `default`, `intra-group`, `session`,
 //! `related`, `spoofed`, `built-in metadata|pmtud|neighbor-discovery|
-//! dhcp-client|smtp-blocked`, `session-ended-by group/rule-id`,
+//! dhcp-client|smtp-blocked|not-ip`, `session-ended-by group/rule-id`,
 //! `fragment-of VERDICT` (a later fragment judged like its first one) and
 //! `fragment-unknown` (its first fragment was not seen).
 //!
@@ -553,7 +553,8 @@ fn packet(w: &mut Words) -> Packet {
     pkt
 }
 
-static BUILT_INS: [(&str, BuiltIn); 5] = [
+static BUILT_INS: [(&str, BuiltIn); 6] = [
+    ("not-ip", BuiltIn::NotIp),
     ("metadata", BuiltIn::Metadata),
     ("pmtud", BuiltIn::Pmtud),
     ("neighbor-discovery", BuiltIn::NeighborDiscovery),

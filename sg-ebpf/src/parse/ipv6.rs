@@ -30,6 +30,19 @@ pub fn ipv6_header(ctx: &TcContext, l3: usize) -> Option<Flow> {
 #[inline(always)]
 pub fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Flow> {
     let mut flow = ipv6_header(ctx, l3)?;
+    extension_headers(ctx, &mut flow)?;
+    if flow.fragment == Fragment::Later {
+        return Some(flow);
+    }
+    parse_l4(ctx, flow)
+}
+
+/// Walks the extension headers from `flow.l4`: `flow.proto` becomes the
+/// upper-layer protocol and `flow.l4` where its header starts, or, in a
+/// later fragment, the Fragment header's next header and where the
+/// fragment's data starts. `None`: a header cut short, or too many.
+#[inline(always)]
+pub fn extension_headers(ctx: &TcContext, flow: &mut Flow) -> Option<()> {
     let mut off = flow.l4;
     for _ in 0..MAX_EXT_HEADERS {
         match flow.proto {
@@ -52,7 +65,7 @@ pub fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Flow> {
                 if offset_flags & 0xfff8 != 0 {
                     flow.fragment = Fragment::Later;
                     flow.l4 = off;
-                    return Some(flow);
+                    return Some(());
                 }
                 if offset_flags & 1 != 0 {
                     flow.fragment = Fragment::First;
@@ -60,7 +73,7 @@ pub fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Flow> {
             }
             _ => {
                 flow.l4 = off;
-                return parse_l4(ctx, flow);
+                return Some(());
             }
         }
     }

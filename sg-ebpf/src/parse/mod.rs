@@ -16,7 +16,7 @@ mod quoted;
 use aya_ebpf::programs::TcContext;
 use sg_common::{FAMILY_V4, IFACE_L3};
 
-pub use self::quoted::quoted;
+pub use self::{ethernet::ETH_P_ARP, quoted::quoted};
 
 /// Protocol numbers: the one table, shared with the daemon.
 pub use sg_common::proto;
@@ -133,7 +133,8 @@ impl Flow {
 }
 
 pub enum Parsed {
-    NotIp,
+    /// Not IP: the ethertype (0 if the frame is too short to say).
+    NotIp(u16),
     Malformed,
     Ip,
 }
@@ -158,14 +159,14 @@ pub fn parse(ctx: &TcContext, out: &mut Flow, iface_flags: u32) -> Parsed {
     } else {
         match ethernet::ethertype(ctx) {
             Some(header) => header,
-            None => return Parsed::NotIp,
+            None => return Parsed::NotIp(0),
         }
     };
     let flow = match ethertype {
         ethernet::ETH_P_IP => ipv4::parse_v4(ctx, l3),
         ethernet::ETH_P_IPV6 => ipv6::parse_v6(ctx, l3),
         t if ethernet::is_tag(t) => None,
-        _ => return Parsed::NotIp,
+        _ => return Parsed::NotIp(ethertype),
     };
     match flow {
         Some(flow) => {

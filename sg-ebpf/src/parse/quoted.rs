@@ -1,13 +1,14 @@
-//! The packet an ICMP error quotes: its IP header and the first 8 bytes of
-//! its transport header, enough to name the session it belongs to (the
-//! related stage). Quoted IPv6 extension headers are not walked.
+//! The packet an ICMP error quotes: its IP header (IPv6: with its
+//! extension headers, walked as in a packet of its own) and the first 8
+//! bytes of its transport header, enough to name the session it belongs
+//! to (the related stage).
 
 use aya_ebpf::programs::TcContext;
 
 use super::{
     Flow, Fragment,
     ipv4::ipv4_header,
-    ipv6::ipv6_header,
+    ipv6::{extension_headers, ipv6_header},
     l4::{icmp_for, is_echo},
     load, proto,
 };
@@ -30,14 +31,16 @@ pub fn quoted(ctx: &TcContext, error: &Flow, out: &mut Flow) -> bool {
 fn quoted_flow(ctx: &TcContext, error: &Flow) -> Option<Flow> {
     let l3 = error.l4 + 8;
     let mut inner = if error.is_v4() {
-        let inner = ipv4_header(ctx, l3)?;
-        if inner.fragment == Fragment::Later {
-            return None;
-        }
-        inner
+        ipv4_header(ctx, l3)?
     } else {
-        ipv6_header(ctx, l3)?
+        let mut inner = ipv6_header(ctx, l3)?;
+        extension_headers(ctx, &mut inner)?;
+        inner
     };
+    // A later fragment has no transport header to name a session by.
+    if inner.fragment == Fragment::Later {
+        return None;
+    }
     let icmp = icmp_for(inner.family);
     match inner.proto {
         proto::TCP | proto::UDP => {

@@ -2,7 +2,8 @@
 //! tests: one copy of the program and its maps, a ruleset installed for
 //! ifindex 1 (`lo`, which is what a test run's skb carries), as an Ethernet
 //! or an L3 device, and each run's verdict with what decided, read back
-//! from `skb->cb`.
+//! from `skb->cb`; tables of cases (a frame, a hook, the reason that must
+//! decide) run by [`Kernel::check`].
 
 use std::{collections::HashMap, path::Path};
 
@@ -14,6 +15,12 @@ use sg_daemon::{
     dataplane::{Dataplane, Hook},
     model::{Addresses, BindingMode, Config, Direction},
 };
+
+/// `toml` as a checked config (panics naming the problem).
+#[allow(dead_code)] // the differential test builds its configs itself
+pub fn parse(toml: &str) -> Config {
+    config::parse(Path::new("testrun.toml"), toml).unwrap_or_else(|e| panic!("{e}"))
+}
 
 pub const LOOPBACK_IFINDEX: u32 = 1;
 pub const PASS: u32 = -1i32 as u32;
@@ -47,8 +54,7 @@ impl Kernel {
     /// Loads the program and installs the first binding of `toml`.
     #[allow(dead_code)] // the differential test builds its configs itself
     pub fn new(toml: &str) -> Kernel {
-        let config =
-            config::parse(Path::new("testrun.toml"), toml).unwrap_or_else(|e| panic!("{e}"));
+        let config = parse(toml);
         let mut kernel = Kernel::load(&config);
         kernel.install(&config);
         kernel
@@ -152,5 +158,56 @@ impl Kernel {
             reason,
             origin,
         }
+    }
+}
+
+/// One frame through one hook, and the reason that must decide it (which
+/// also fixes the TC return code).
+#[allow(dead_code)] // the differential test compares with the reference instead
+pub struct Case {
+    what: &'static str,
+    hook: Hook,
+    frame: Vec<u8>,
+    reason: Reason,
+}
+
+/// A case: `what` is said when it fails.
+#[allow(dead_code)] // the differential test compares with the reference instead
+pub fn case(what: &'static str, hook: Hook, frame: Vec<u8>, reason: Reason) -> Case {
+    Case {
+        what,
+        hook,
+        frame,
+        reason,
+    }
+}
+
+impl Kernel {
+    /// Runs every case in order, then panics naming each case that was
+    /// decided otherwise, or with a return code that does not go with its
+    /// reason.
+    #[allow(dead_code)] // the differential test compares with the reference instead
+    #[track_caller]
+    pub fn check(&self, cases: &[Case]) {
+        let failures: Vec<String> = cases
+            .iter()
+            .filter_map(|c| {
+                let v = self.run(c.hook, &c.frame);
+                let code = if c.reason.accepts() { PASS } else { DROP };
+                (v.reason != c.reason || v.code != code).then(|| {
+                    format!(
+                        "  {:?} ({:?}): expected {:?} (TC code {}), got {:?} (TC code {})",
+                        c.what, c.hook, c.reason, code as i32, v.reason, v.code as i32
+                    )
+                })
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases failed:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
     }
 }

@@ -26,6 +26,8 @@ impl Validator {
             .builtin_neighbor_discovery
             .unwrap_or(d.builtin_neighbor_discovery);
         d.builtin_dhcp_client = raw.builtin_dhcp_client.unwrap_or(d.builtin_dhcp_client);
+        d.builtin_nd_redirects = raw.builtin_nd_redirects.unwrap_or(d.builtin_nd_redirects);
+        d.builtin_non_ip = raw.builtin_non_ip.unwrap_or(d.builtin_non_ip);
         if let Some(a) = &raw.metrics_address {
             match a.parse::<std::net::SocketAddr>() {
                 Ok(addr) => d.metrics_address = Some(addr),
