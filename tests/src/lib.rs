@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attach;
 mod config;
 mod conn;
 mod daemon;
@@ -31,6 +32,7 @@ pub mod frames;
 mod netns;
 mod probe;
 
+pub use attach::{Attach, TcState};
 pub use config::{
     Group, Interface, Rule, accept_in, accept_out, drop_in, drop_out, groups_on, interface,
     port_list, prefix_list,
