@@ -86,12 +86,13 @@ fn sg_program_ids(state: &TcState) -> Vec<u32> {
 
 #[test]
 fn classic_tc_replaces_its_own_filter_and_leaves_other_tools_alone() {
-    // Whether another tool's clsact qdisc and filters are there before sg
-    // starts, or come onto the qdisc sg added; either way the qdisc stays
-    // after `sgd --detach`. Each case on its own hosts, at the same time.
+    // Another tool's clsact qdisc and filters are there before sg starts,
+    // or come onto the qdisc sg added; either way the qdisc stays after
+    // `sgd --detach` (one sg added and nobody else uses goes: see
+    // lifecycle's `tc::enforcement_outlives_sgd_and_detach_takes_it_off`).
+    // Each case on its own hosts, at the same time.
     #[rustfmt::skip]
     let cases = [
-        ("nothing before sg",           false, false),
         ("another tool's filters",      true,  false),
         ("filters added on sg's qdisc", false, true),
     ];
@@ -118,7 +119,7 @@ fn tc_case(case: &str, before: bool, after: bool) {
         add_foreign_filters(s);
     }
     let others = foreign(&TcState::of(s, SERVER_IF).unwrap());
-    assert_eq!(others.is_empty(), !(before || after), "{case}");
+    assert!(!others.is_empty(), "{case}");
 
     // A restart puts the new program in the same filter.
     let config = Attach::Tc.config(&groups_on(SERVER_IF, &[ssh_only_from_the_docs()]));
@@ -137,6 +138,6 @@ fn tc_case(case: &str, before: bool, after: bool) {
     let last = TcState::of(s, SERVER_IF).unwrap();
     assert!(last.sg_filters().is_empty(), "{case}: {last:#?}");
     assert_eq!(foreign(&last), others, "{case}");
-    assert_eq!(last.clsact, before || after, "{case}: {last:#?}");
+    assert!(last.clsact, "{case}: {last:#?}");
     check(&[probe("ssh, detached", Tcp(22), c, s.ipv4(), PASS)]);
 }

@@ -54,19 +54,20 @@ fn a_connection_survives_five_restarts_and_a_blocked_port_stays_blocked(mode: At
     restarts_open_no_gap(&[mode; 6]);
 }
 
-/// Every change of mode a restart can make: TCX to classic TC and back,
-/// TCX to `auto` (TCX here), `auto` to classic TC.
+/// Every change of mode a restart can make: TCX to classic TC, classic TC
+/// to `auto` (TCX here), and back to classic TC.
 #[test]
 fn a_connection_survives_restarts_that_switch_the_attach_mode() {
     use Attach::*;
-    restarts_open_no_gap(&[Tcx, Tc, Tcx, Auto, Tc]);
+    restarts_open_no_gap(&[Tcx, Tc, Auto, Tc]);
 }
 
 /// A connection carries data all through restarts of sgd (graceful and
 /// `kill -9` in turn), each into the attach mode of its round (`modes[0]`
 /// is the first start's), while a client knocks on a blocked port without
-/// a pause: no knock ever gets through, so no restart, nor a change of
-/// mode, leaves the interface without sg's classifier for a moment.
+/// a pause, sgd up or down: no knock ever gets through, so no restart, nor
+/// a change of mode, leaves the interface without sg's classifier for a
+/// moment.
 fn restarts_open_no_gap(modes: &[Attach]) {
     let t = Topology::pair("rst").unwrap();
     let (s, c) = (t.server(), t.client());
@@ -107,7 +108,8 @@ fn restarts_open_no_gap(modes: &[Attach]) {
                 nix::sys::signal::kill(Pid::from_raw(sgd.pid() as i32), Signal::SIGKILL).unwrap();
                 sgd.stop().unwrap(); // reaps it
             }
-            check(&[probe("ssh, sgd down", Tcp(22), c, s.ipv4(), DROPPED)]);
+            // Down for a while: the knocks meet the pinned programs alone.
+            thread::sleep(Duration::from_millis(300));
             sgd.restart(s, &mode.config(&rules)).unwrap();
             mode.check_log(&sgd).unwrap();
             mode.check_kernel(&sgd, s, SERVER_IF).unwrap();
