@@ -79,7 +79,7 @@ impl Daemon {
         for ifindex in daemon.dataplane.known_ifindexes() {
             if !enforced.contains(&ifindex) {
                 daemon.dataplane.uninstall(ifindex)?;
-                daemon.dataplane.unpin_links(ifindex);
+                daemon.dataplane.release(ifindex);
                 info!(
                     ifindex,
                     "released an interface the previous daemon enforced"

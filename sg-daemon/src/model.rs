@@ -38,6 +38,8 @@ pub struct DaemonSettings {
     pub builtin_non_ip: bool,
     /// Where to serve Prometheus metrics; `None` (default): nowhere.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// How the classifier is attached to interfaces.
+    pub attach: AttachMode,
 }
 
 impl Default for DaemonSettings {
@@ -53,7 +55,38 @@ impl Default for DaemonSettings {
             builtin_nd_redirects: false,
             builtin_non_ip: true,
             metrics_address: None,
+            attach: AttachMode::Auto,
         }
+    }
+}
+
+/// `[daemon] attach`: how the classifier is hooked to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttachMode {
+    /// TCX where the kernel has it (6.6 and later), else classic TC.
+    Auto,
+    /// TCX links (kernel 6.6 and later), pinned.
+    Tcx,
+    /// A clsact qdisc and a direct-action `bpf` filter (netlink).
+    Tc,
+}
+
+impl AttachMode {
+    pub const ALL: [AttachMode; 3] = [AttachMode::Auto, AttachMode::Tcx, AttachMode::Tc];
+
+    /// The name the config file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Auto => "auto",
+            AttachMode::Tcx => "tcx",
+            AttachMode::Tc => "tc",
+        }
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::config::{Group, groups_on};
-use crate::netns::{Netns, SERVER_IF};
+use crate::netns::{Netns, SERVER_IF, run};
 
 /// How long sgd may take to send `READY=1`, at start and after a reload.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -195,6 +195,19 @@ impl Sgd {
             self.netns,
             self.log()
         )
+    }
+
+    /// Runs `sgd --config FILE --detach` on this daemon's file, in its
+    /// namespace: sg off every interface for good. Fails with sgd's output
+    /// if it fails.
+    pub fn detach(&self) -> Result<()> {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.netns])
+            .arg(sgd_path())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--detach"))?;
+        Ok(())
     }
 
     fn signal(&self, signal: Signal) -> Result<()> {

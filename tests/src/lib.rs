@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attach;
 mod config;
 mod conn;
 mod crafted;
@@ -35,6 +36,7 @@ mod probe;
 mod tun;
 pub mod wire;
 
+pub use attach::{Attach, TcState};
 pub use config::{
     Group, Interface, Rule, accept_in, accept_out, drop_in, drop_out, groups_on, interface,
     port_list, prefix_list,

@@ -208,6 +208,8 @@ fn vlan_stacks_do_not_get_past_the_rules() {
         // Behind more tags than the classifier walks: dropped, whatever
         // the rules say.
         tagged("http, four tags",         FOUR,  s.v4(80), false),
+    ]);
+}
 
 // ---------------------------------------------------------------------------
 // Fragments that try to slip past a port rule

@@ -1,15 +1,12 @@
 //! The daemon's life around enforcement: the pinned programs keep the last
 //! ruleset enforced while `sgd` is down, a restart (graceful or `kill -9`)
 //! takes over sessions and links without a gap, and `sgd --detach` takes
-//! sg off for good.
+//! sg off for good. Each holds in both attach modes (`tcx::…`, `tc::…`),
+//! and across a change of mode.
 
 use std::{
     net::{IpAddr, SocketAddr},
-    process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     thread,
     time::Duration,
 };
@@ -22,87 +19,129 @@ fn web() -> Group {
     Group::new("sg-web").rules([accept_in("tcp", "80/80", "0.0.0.0/0")])
 }
 
-#[test]
-fn enforcement_outlives_sgd_and_detach_takes_it_off() {
+in_each_attach_mode!(
+    enforcement_outlives_sgd_and_detach_takes_it_off,
+    a_connection_survives_five_restarts_and_a_blocked_port_stays_blocked,
+);
+
+fn enforcement_outlives_sgd_and_detach_takes_it_off(mode: Attach) {
     let t = Topology::pair("life").unwrap();
     let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v4(22), s.v4(80)]);
-    let mut sgd = enforce(s, &[web()]);
+    let mut sgd = mode.enforce(s, &[web()]);
     check(&[probe("ssh", Tcp(22), c, s.ipv4(), DROPPED)]);
     sgd.stop().unwrap();
-    // Down, but the pinned program still enforces the last rules.
+    // Down, but the pinned links (or the TC filters) still enforce the
+    // last rules.
+    mode.check_kernel(&sgd, s, SERVER_IF).unwrap();
     #[rustfmt::skip]
     check(&[
         probe("ssh, sgd down",  Tcp(22), c, s.ipv4(), DROPPED),
         probe("http, sgd down", Tcp(80), c, s.ipv4(), PASS),
     ]);
 
-    let out = Command::new("ip")
-        .args(["netns", "exec", s.name()])
-        .arg(sgd_path())
-        .args(["--config", &sgd.config_path().to_string_lossy(), "--detach"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sgd.detach().unwrap();
     // The kernel frees an unpinned link shortly after, not at once.
     let open =
         (0..30).any(|_| tcp_connect(c, s.v4(22), Duration::from_millis(100)) == Outcome::Connected);
     assert!(open, "port 22 still blocked after sgd --detach");
+    // Classic TC: sg's filters are gone, and so is the qdisc sg added.
+    let tc = TcState::of(s, SERVER_IF).unwrap();
+    assert!(tc.sg_filters().is_empty() && !tc.clsact, "{tc:#?}");
 }
 
+fn a_connection_survives_five_restarts_and_a_blocked_port_stays_blocked(mode: Attach) {
+    restarts_open_no_gap(&[mode; 6]);
+}
+
+/// Every change of mode a restart can make: TCX to classic TC, classic TC
+/// to `auto` (TCX here), and back to classic TC.
 #[test]
-fn a_connection_survives_five_restarts_and_a_blocked_port_stays_blocked() {
+fn a_connection_survives_restarts_that_switch_the_attach_mode() {
+    use Attach::*;
+    restarts_open_no_gap(&[Tcx, Tc, Auto, Tc]);
+}
+
+/// A connection carries data all through restarts of sgd (graceful and
+/// `kill -9` in turn), each into the attach mode of its round (`modes[0]`
+/// is the first start's), while a client knocks on a blocked port without
+/// a pause, sgd up or down: no knock ever gets through, so no restart, nor
+/// a change of mode, leaves the interface without sg's classifier for a
+/// moment.
+fn restarts_open_no_gap(modes: &[Attach]) {
     let t = Topology::pair("rst").unwrap();
     let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v4(80), s.v4(22)]);
-    let config = groups_on(SERVER_IF, &[web()]);
-    let mut sgd = Daemon::start(s, &config).unwrap();
+    let rules = groups_on(SERVER_IF, &[web()]);
+    let mut sgd = modes[0].start(s, &rules).unwrap();
 
     // Data flows continuously over one connection while sgd restarts.
     let mut conn = TcpConn::open(c, None, s.v4(80), Duration::from_secs(2)).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let echoes = Arc::new(AtomicUsize::new(0));
-    let pump = {
-        let (stop, echoes) = (stop.clone(), echoes.clone());
-        thread::spawn(move || -> anyhow::Result<()> {
+    let stop = AtomicBool::new(false);
+    let echoes = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        let pump = scope.spawn(|| -> anyhow::Result<()> {
             while !stop.load(Ordering::SeqCst) {
                 conn.echo(b"still here")?;
                 echoes.fetch_add(1, Ordering::SeqCst);
                 thread::sleep(Duration::from_millis(20));
             }
             Ok(())
-        })
-    };
+        });
+        let knocker = scope.spawn(|| {
+            let mut through = 0;
+            while !stop.load(Ordering::SeqCst) {
+                if tcp_connect(c, s.v4(22), Duration::from_millis(100)) == Outcome::Connected {
+                    through += 1;
+                }
+            }
+            through
+        });
+        // Both threads end when this scope's body does, also on a panic.
+        let _stop = StopOnDrop(&stop);
 
-    for round in 0..5 {
-        let before = echoes.load(Ordering::SeqCst);
-        if round % 2 == 0 {
-            sgd.stop().unwrap();
-        } else {
-            nix::sys::signal::kill(Pid::from_raw(sgd.pid() as i32), Signal::SIGKILL).unwrap();
-            sgd.stop().unwrap(); // reaps it
+        for (round, &mode) in modes.iter().enumerate().skip(1) {
+            let before = echoes.load(Ordering::SeqCst);
+            if round % 2 == 1 {
+                sgd.stop().unwrap();
+            } else {
+                nix::sys::signal::kill(Pid::from_raw(sgd.pid() as i32), Signal::SIGKILL).unwrap();
+                sgd.stop().unwrap(); // reaps it
+            }
+            // Down for a while: the knocks meet the pinned programs alone.
+            thread::sleep(Duration::from_millis(300));
+            sgd.restart(s, &mode.config(&rules)).unwrap();
+            mode.check_log(&sgd).unwrap();
+            mode.check_kernel(&sgd, s, SERVER_IF).unwrap();
+            assert!(
+                echoes.load(Ordering::SeqCst) > before,
+                "no data went through during restart {round} (into {mode})"
+            );
+            assert!(
+                !pump.is_finished(),
+                "the connection failed during restart {round} (into {mode})"
+            );
         }
-        check(&[probe("ssh, sgd down", Tcp(22), c, s.ipv4(), DROPPED)]);
-        sgd.restart(s, &config).unwrap();
-        check(&[probe("ssh, sgd back", Tcp(22), c, s.ipv4(), DROPPED)]);
-        assert!(
-            echoes.load(Ordering::SeqCst) > before,
-            "no data went through during restart {round}"
+        stop.store(true, Ordering::SeqCst);
+        pump.join()
+            .unwrap()
+            .expect("every echo came back over the same connection");
+        assert_eq!(
+            knocker.join().unwrap(),
+            0,
+            "connections to the blocked port got through during the restarts"
         );
-        assert!(
-            !pump.is_finished(),
-            "the connection failed during restart {round}"
-        );
-    }
-    stop.store(true, Ordering::SeqCst);
-    pump.join()
-        .unwrap()
-        .expect("every echo came back over the same connection");
+    });
     assert!(sgd.log().contains("enforced"), "{}", sgd.log());
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 #[test]

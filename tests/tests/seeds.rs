@@ -2,6 +2,10 @@
 //! the server's namespace and enforces on its veth; clients probe it the way
 //! Neutron's connection tester does. Blocked means dropped, so a blocked
 //! TCP connect times out rather than being refused.
+//!
+//! Each scenario runs once per attach mode: `tcx::…` with TCX links,
+//! `tc::…` with classic TC (a clsact qdisc and a direct-action filter, the
+//! fallback for kernels before 6.6).
 
 use std::time::Duration;
 
@@ -26,8 +30,15 @@ fn web() -> String {
     web_opening("80/80")
 }
 
-#[test]
-fn web_server_opens_80_and_443_and_nothing_else() {
+in_each_attach_mode!(
+    web_server_opens_80_and_443_and_nothing_else,
+    ssh_from_one_client_address_only,
+    outbound_connections_and_their_replies_pass,
+    unsolicited_udp_is_dropped_and_replies_are_delivered,
+    sighup_applies_a_new_file_and_keeps_the_old_rules_on_a_bad_one,
+);
+
+fn web_server_opens_80_and_443_and_nothing_else(mode: Attach) {
     let t = Topology::pair("web").unwrap();
     let (s, c) = (t.server(), t.client());
     let all: Vec<_> = [80, 443, 22]
@@ -42,7 +53,7 @@ fn web_server_opens_80_and_443_and_nothing_else() {
         probe("ping, without sgd", Ping,    c, s.ipv4(), PASS),
     ]);
 
-    let _sgd = Daemon::start(s, &web()).unwrap();
+    let _sgd = mode.start(s, &web()).unwrap();
     #[rustfmt::skip]
     check(&[
         probe("http",          Tcp(80),      c, s.ipv4(), PASS),
@@ -58,13 +69,12 @@ fn web_server_opens_80_and_443_and_nothing_else() {
     ]);
 }
 
-#[test]
-fn ssh_from_one_client_address_only() {
+fn ssh_from_one_client_address_only(mode: Attach) {
     let t = Topology::lan("ssh", 2).unwrap();
     let s = t.server();
     let _ssh = tcp_servers(s, &[s.v4(22)]);
     let admin = Group::new("sg-admin").rules([accept_in("tcp", "22/22", t.client().ipv4())]);
-    let _sgd = enforce(s, &[admin]);
+    let _sgd = mode.enforce(s, &[admin]);
     #[rustfmt::skip]
     check(&[
         probe("from the admin's address", Tcp(22), t.client(),  s.ipv4(), PASS),
@@ -72,12 +82,11 @@ fn ssh_from_one_client_address_only() {
     ]);
 }
 
-#[test]
-fn outbound_connections_and_their_replies_pass() {
+fn outbound_connections_and_their_replies_pass(mode: Attach) {
     let t = Topology::pair("out").unwrap();
     let (s, c) = (t.server(), t.client());
     let _remote = tcp_servers(c, &[c.v4(8080), c.v6(8080)]);
-    let _sgd = Daemon::start(s, &web()).unwrap();
+    let _sgd = mode.start(s, &web()).unwrap();
 
     // No inbound rule covers the client's replies; the session does.
     #[rustfmt::skip]
@@ -93,13 +102,12 @@ fn outbound_connections_and_their_replies_pass() {
     check(&[probe("the same port inbound", Tcp(8080), c, s.ipv4(), DROPPED)]);
 }
 
-#[test]
-fn unsolicited_udp_is_dropped_and_replies_are_delivered() {
+fn unsolicited_udp_is_dropped_and_replies_are_delivered(mode: Attach) {
     let t = Topology::pair("udp").unwrap();
     let (s, c) = (t.server(), t.client());
     let sink = UdpSink::start(s, s.v4(5353)).unwrap();
     let _echo = udp_servers(c, &[c.v4(5353), c.v6(5353)]);
-    let _sgd = Daemon::start(s, &web()).unwrap();
+    let _sgd = mode.start(s, &web()).unwrap();
 
     udp_send(c, None, s.v4(5353), b"unsolicited").unwrap();
     assert!(
@@ -116,12 +124,11 @@ fn unsolicited_udp_is_dropped_and_replies_are_delivered() {
     assert_eq!(sink.wait_for(1, Duration::from_secs(2)).len(), 1);
 }
 
-#[test]
-fn sighup_applies_a_new_file_and_keeps_the_old_rules_on_a_bad_one() {
+fn sighup_applies_a_new_file_and_keeps_the_old_rules_on_a_bad_one(mode: Attach) {
     let t = Topology::pair("hup").unwrap();
     let (s, c) = (t.server(), t.client());
     let _srv = tcp_servers(s, &[s.v4(22), s.v4(80)]);
-    let mut sgd = Daemon::start(s, &web()).unwrap();
+    let mut sgd = mode.start(s, &web()).unwrap();
     check(&[probe("ssh", Tcp(22), c, s.ipv4(), DROPPED)]);
 
     // The rule that opened 80 opens 22 instead.
@@ -131,11 +138,15 @@ fn sighup_applies_a_new_file_and_keeps_the_old_rules_on_a_bad_one() {
         probe("ssh, now open",    Tcp(22), c, s.ipv4(), PASS),
         probe("http, now closed", Tcp(80), c, s.ipv4(), DROPPED),
     ];
-    sgd.reload_with(&with_ssh).unwrap();
+    sgd.reload_with(&mode.config(&with_ssh)).unwrap();
     check(&rows);
 
-    sgd.reload_with(&with_ssh.replace("policy = \"accept\"", "policy = \"allow\""))
-        .unwrap();
+    sgd.reload_with(
+        &mode
+            .config(&with_ssh)
+            .replace("policy = \"accept\"", "policy = \"allow\""),
+    )
+    .unwrap();
     assert!(sgd.log().contains("reload refused"), "{}", sgd.log());
     check(&rows);
 }

@@ -18,9 +18,11 @@ struct Args {
     /// Validate the file, print every problem, and exit (non-zero if any).
     #[arg(long)]
     check: bool,
-    /// Take sg off every interface for good and exit: remove the pinned
-    /// links and maps under the file's `bpffs_dir`. (A plain stop leaves
-    /// the last ruleset enforced, so that a restart opens no gap.)
+    /// Take sg off every interface for good and exit: delete sg's classic
+    /// TC filters (and the clsact qdiscs sg added, if no other filter uses
+    /// them), and remove the pinned links and maps under the file's
+    /// `bpffs_dir`. (A plain stop leaves the last ruleset enforced, so
+    /// that a restart opens no gap.)
     #[arg(long, conflicts_with = "check")]
     detach: bool,
 }
@@ -55,7 +57,7 @@ fn main() -> ExitCode {
         return match sg_daemon::dataplane::remove_pins(&config.daemon.bpffs_dir) {
             Ok(()) => {
                 println!(
-                    "sg detached: pins under {} removed",
+                    "sg detached: TC filters and pins under {} removed",
                     config.daemon.bpffs_dir.display()
                 );
                 ExitCode::SUCCESS

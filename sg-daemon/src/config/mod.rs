@@ -310,4 +310,27 @@ security_groups = ["sg-web"]
             "{errs:#?}"
         );
     }
+
+    #[test]
+    fn attach_is_auto_tcx_or_tc() {
+        use crate::model::AttachMode;
+        let with =
+            |value: &str| GOOD.replace("[daemon]\n", &format!("[daemon]\nattach = {value:?}\n"));
+        assert_eq!(
+            parse(Path::new("sg.toml"), GOOD).unwrap().daemon.attach,
+            AttachMode::Auto
+        );
+        for mode in AttachMode::ALL {
+            let config = parse(Path::new("sg.toml"), &with(mode.name())).unwrap();
+            assert_eq!(config.daemon.attach, mode);
+        }
+        let errs = errors(&with("xdp"));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].field, "daemon.attach");
+        assert!(
+            errs[0].message.contains(r#"allowed: "auto", "tcx", "tc""#),
+            "{}",
+            errs[0].message
+        );
+    }
 }

@@ -53,6 +53,8 @@ pub struct Daemon {
     pub builtin_non_ip: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<String>,
 }
 
 /// `[[prefix_list]]` or `[[port_list]]`.

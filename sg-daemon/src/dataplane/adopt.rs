@@ -1,8 +1,9 @@
 //! Taking over from a previous daemon: the tables its interfaces still use
 //! (read back from the pinned maps), the ones it switched away from, its
 //! ruleset epoch and anti-spoofing entries, and which interfaces it had
-//! tables or links on. Its pinned links themselves are taken over one by
-//! one when the interface is attached again ([`Dataplane::attach`]).
+//! tables, links or classic TC filters on. Its pinned links and filters
+//! themselves are taken over one by one when the interface is attached
+//! again ([`Dataplane::attach`]).
 
 use std::collections::HashMap;
 
@@ -78,8 +79,8 @@ impl Dataplane {
         Ok(trie.keys().filter_map(Result::ok).collect())
     }
 
-    /// Interface indexes that have tables or pinned links, from this or an
-    /// earlier daemon.
+    /// Interface indexes that have tables, pinned links or sg's classic TC
+    /// filters, from this or an earlier daemon.
     pub fn known_ifindexes(&self) -> Vec<u32> {
         let mut out: Vec<u32> = self.installed.keys().copied().collect();
         if let Some(pins) = &self.pins {

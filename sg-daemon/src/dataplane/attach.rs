@@ -1,16 +1,23 @@
-//! The classifier on interfaces: the two TC hooks ([`Hook`]), attaching
-//! both to an interface as TCX links, pinning a new link, taking over a
-//! pinned one in place, and detaching.
+//! The classifier on interfaces: the two TC hooks ([`Hook`]), the attach
+//! mode (`[daemon] attach`: TCX, classic TC, or TCX where the kernel has
+//! it), attaching both hooks of an interface in that mode (`tcx`, `tc`),
+//! and detaching.
+//!
+//! Whatever the mode, a daemon takes over the hooks an earlier one left
+//! without a gap: in place in the same mode, and across a change of mode by
+//! attaching in the new mode first and only then removing what the old
+//! mode left (for that moment a packet may meet sg's classifier twice; both
+//! share the maps and decide alike).
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use aya::programs::{
-    SchedClassifier, TcAttachType,
-    links::{FdLink, PinnedLink},
-    tc::{SchedClassifierLink, SchedClassifierLinkId},
+    ProgramError, SchedClassifier, TcAttachType, TcError, tc::SchedClassifierLinkId,
 };
 use sg_common::programs;
+use tracing::info;
 
-use super::Dataplane;
+use super::{Dataplane, tc, tcx};
+use crate::model::AttachMode;
 
 /// The two TC hooks of the host's interface, each with its own entry
 /// point. Not a [`sg_common::Direction`]: a hook is where a packet meets
@@ -34,7 +41,7 @@ impl Hook {
         }
     }
 
-    fn attach_type(self) -> TcAttachType {
+    pub(super) fn attach_type(self) -> TcAttachType {
         match self {
             Hook::Ingress => TcAttachType::Ingress,
             Hook::Egress => TcAttachType::Egress,
@@ -42,68 +49,85 @@ impl Hook {
     }
 }
 
+/// The errno behind an aya program error, if it has one.
+pub(super) fn errno(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
+        ProgramError::NetlinkError(e) | ProgramError::TcError(TcError::NetlinkError(e)) => {
+            e.raw_os_error()
+        }
+        ProgramError::TcError(TcError::IoError(e)) | ProgramError::IOError(e) => e.raw_os_error(),
+        _ => None,
+    }
+}
+
 impl Dataplane {
-    /// Attaches both hooks of `ifname` (TCX on kernels >= 6.6). Call after
+    /// The mode interfaces are attached in: `None` until `auto` has tried
+    /// TCX on a first interface.
+    pub fn attach_mode(&self) -> Option<AttachMode> {
+        self.mode
+    }
+
+    /// Attaches both hooks of `ifname` in the attach mode. Call after
     /// `install`, so the first packet already finds its tables.
     ///
-    /// With pins, a link an earlier daemon pinned for this interface is
-    /// taken over in place (`bpf_link_update`): the hook never runs without
-    /// a program. A new link is pinned, so it outlives this process.
+    /// With pins, what an earlier daemon left on this interface is taken
+    /// over in place (a TCX link's program is updated, a TC filter's
+    /// program replaced), so the hooks never run without a program; what it
+    /// left in the other mode is removed once this mode's classifier is on.
     pub fn attach(&mut self, ifname: &str, ifindex: u32) -> anyhow::Result<()> {
         if self.links.contains_key(ifname) {
             return Ok(());
         }
-        let mut links = Vec::new();
-        for hook in Hook::BOTH {
-            match self.attach_hook(ifname, ifindex, hook) {
-                Ok(link) => links.push((hook, link)),
-                Err(e) => {
-                    for (hook, link) in links {
-                        let _ = self.program_mut(hook)?.detach(link);
-                    }
-                    return Err(e).with_context(|| format!("attaching to {ifname} {hook:?}"));
+        let (mode, held) = match self.mode {
+            Some(AttachMode::Tc) => (AttachMode::Tc, self.attach_tc(ifname, ifindex)?),
+            Some(_) => (AttachMode::Tcx, self.attach_tcx(ifname, ifindex)?),
+            None => self.attach_auto(ifname, ifindex)?,
+        };
+        if let Some(pins) = &self.pins {
+            match mode {
+                AttachMode::Tc => self.unpin_links(ifindex),
+                // Failures are logged; the old filters then run after TCX.
+                _ => {
+                    let _ = tc::remove_recorded(&pins.tc, Some(ifindex));
                 }
             }
         }
-        self.links.insert(ifname.to_owned(), links);
+        self.links.insert(ifname.to_owned(), held);
         Ok(())
     }
 
-    fn attach_hook(
+    /// `auto` on its first interface: TCX if the kernel has it, else
+    /// classic TC, for this interface and every later one.
+    fn attach_auto(
         &mut self,
         ifname: &str,
         ifindex: u32,
-        hook: Hook,
-    ) -> anyhow::Result<SchedClassifierLinkId> {
-        let pin = self.pins.as_ref().map(|p| p.link(ifindex, ifname, hook));
-        if let Some(pin) = &pin
-            && pin.exists()
-        {
-            let pinned = PinnedLink::from_pin(pin)?;
-            let link = SchedClassifierLink::try_from(FdLink::from(pinned))?;
-            return Ok(self.program_mut(hook)?.attach_to_link(link)?);
-        }
-        let prog = self.program_mut(hook)?;
-        let id = prog.attach(ifname, hook.attach_type())?;
-        if let Some(pin) = pin {
-            // The program keeps a handle; the pin keeps the link alive.
-            let link: FdLink = prog.take_link(id)?.try_into()?;
-            let pinned = link
-                .pin(&pin)
-                .with_context(|| format!("pinning {}", pin.display()))?;
-            let link = SchedClassifierLink::try_from(FdLink::from(pinned))?;
-            return Ok(self.program_mut(hook)?.attach_to_link(link)?);
-        }
-        Ok(id)
+    ) -> anyhow::Result<(AttachMode, Vec<(Hook, SchedClassifierLinkId)>)> {
+        let (mode, held, why) = match self.attach_tcx(ifname, ifindex) {
+            Ok(held) => (AttachMode::Tcx, held, "the kernel has TCX".to_owned()),
+            Err(e) if tcx::unsupported(&e) => {
+                let held = self.attach_tc(ifname, ifindex)?;
+                (
+                    AttachMode::Tc,
+                    held,
+                    format!("no TCX in this kernel ({e:#})"),
+                )
+            }
+            Err(e) => return Err(e),
+        };
+        info!("attaching with {mode} (attach = \"auto\": {why})");
+        self.mode = Some(mode);
+        Ok((mode, held))
     }
 
-    /// Takes the programs off `ifname` for good: its pinned links are
-    /// removed too.
+    /// Takes the programs off `ifname` for good, whichever mode put them
+    /// there (see [`Dataplane::release`]).
     pub fn detach(&mut self, ifname: &str, ifindex: u32) -> anyhow::Result<()> {
         for (hook, link) in self.links.remove(ifname).unwrap_or_default() {
             let _ = self.program_mut(hook)?.detach(link);
         }
-        self.unpin_links(ifindex);
+        self.release(ifindex);
         Ok(())
     }
 
@@ -112,7 +136,7 @@ impl Dataplane {
         self.links.keys().map(String::as_str)
     }
 
-    fn program_mut(&mut self, hook: Hook) -> anyhow::Result<&mut SchedClassifier> {
+    pub(super) fn program_mut(&mut self, hook: Hook) -> anyhow::Result<&mut SchedClassifier> {
         Ok(self
             .ebpf
             .program_mut(hook.program())

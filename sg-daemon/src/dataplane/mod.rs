@@ -1,6 +1,7 @@
 //! The kernel side, seen from userspace: [`Dataplane`] loads the embedded
 //! eBPF object, writes compiled tables into its maps, switches interfaces
-//! to new tables atomically and attaches the classifier to TC (TCX) hooks.
+//! to new tables atomically and attaches the classifier to TC hooks (TCX,
+//! or classic TC on kernels before 6.6).
 //!
 //! This file holds the handle itself: loading the object (with or without
 //! pins), the global settings and access to its maps. The rest is one
@@ -9,8 +10,11 @@
 //! - `pins`: the bpffs, where pins live ([`Pins`]), removing them;
 //! - `tables`: table ids, writing tables, switching an interface to new
 //!   ones (double buffering), anti-spoofing addresses, freeing old tables;
-//! - `attach`: the hooks ([`Hook`]), TCX links, pinned and replaced in
-//!   place;
+//! - `attach`: the hooks ([`Hook`]), the attach mode, attaching and
+//!   detaching in it;
+//! - `tcx`: TCX links, pinned and replaced in place;
+//! - `tc`: classic TC, a clsact qdisc and a direct-action filter, replaced
+//!   in place, and removed without touching other tools' filters;
 //! - `adopt`: taking over the tables a previous daemon left pinned;
 //! - `readers`: what the kernel reports (counters, drop records, the
 //!   kernel log);
@@ -23,6 +27,8 @@ mod pins;
 mod readers;
 mod sessions;
 mod tables;
+mod tc;
+mod tcx;
 
 use std::collections::HashMap;
 
@@ -39,8 +45,9 @@ use sg_common::{
 
 pub use attach::Hook;
 pub use pins::{Pins, remove_pins};
+pub use tc::{HANDLE as TC_HANDLE, PRIORITY as TC_PRIORITY};
 
-use crate::model::DaemonSettings;
+use crate::model::{AttachMode, DaemonSettings};
 use pins::ensure_bpffs;
 use tables::TableKeys;
 
@@ -56,7 +63,12 @@ pub struct Dataplane {
     installed: HashMap<u32, [TableKeys; 2]>,
     /// Tables switched away from; cleared at the next change.
     retired: Vec<TableKeys>,
+    /// Attached interfaces, with the links this process holds for them
+    /// (none for classic TC filters left to outlive it).
     links: HashMap<String, Vec<(Hook, SchedClassifierLinkId)>>,
+    /// The attach mode in use: `[daemon] attach`, or what `auto` chose
+    /// (`None` until it has tried a first interface).
+    mode: Option<AttachMode>,
     /// Ruleset generation; sessions remember the one they were checked
     /// against.
     epoch: u32,
@@ -82,6 +94,9 @@ impl Dataplane {
         }
         let mut dp = Self::load_with(settings, Some(pins))?;
         dp.adopt()?;
+        if let Some(mode) = dp.mode {
+            tracing::info!("attaching with {mode} (attach = \"{mode}\")");
+        }
         Ok(dp)
     }
 
@@ -114,6 +129,10 @@ impl Dataplane {
             installed: HashMap::new(),
             retired: Vec::new(),
             links: HashMap::new(),
+            mode: match settings.attach {
+                AttachMode::Auto => None,
+                mode => Some(mode),
+            },
             epoch: 0,
             instance_addrs: HashMap::new(),
         };

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::Validator;
 use crate::{
     config::{limits::SESSION_TIMEOUT_RANGE, schema},
-    model::DaemonSettings,
+    model::{AttachMode, DaemonSettings},
 };
 
 impl Validator {
@@ -34,6 +34,17 @@ impl Validator {
                 Err(_) => self.error(
                     "daemon.metrics_address",
                     format!("{a:?} is not valid; allowed: an address and port such as \"127.0.0.1:9630\" or \"[::1]:9630\""),
+                ),
+            }
+        }
+        if let Some(a) = &raw.attach {
+            match AttachMode::ALL.into_iter().find(|m| m.name() == a) {
+                Some(mode) => d.attach = mode,
+                None => self.error(
+                    "daemon.attach",
+                    format!(
+                        "{a:?} is not valid; allowed: \"auto\", \"tcx\", \"tc\" (default \"auto\")"
+                    ),
                 ),
             }
         }
