@@ -7,24 +7,25 @@
 //! microseconds.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::netns::Netns;
+use crate::udp::udp_request;
 
 /// How long a probe waits for an answer before calling the packet dropped.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often the servers' threads look at their stop flag; bounds how long
 /// dropping a server takes.
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 /// How a TCP connection attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,248 +223,6 @@ pub fn tcp_echo(ns: &Netns, dst: SocketAddr, payload: &[u8]) -> Result<()> {
     TcpConn::open(ns, None, dst, DEFAULT_TIMEOUT)?.echo(payload)
 }
 
-/// A UDP echo server in a namespace: answers each datagram with its payload,
-/// from the address it was sent to. Stops when dropped.
-#[derive(Debug)]
-pub struct UdpServer {
-    addr: SocketAddr,
-    _worker: Worker,
-}
-
-impl UdpServer {
-    /// Binds `addr` in `ns` (port 0 picks a free port) and starts echoing.
-    pub fn start(ns: &Netns, addr: SocketAddr) -> Result<UdpServer> {
-        let socket = udp_socket(ns, addr)?;
-        let addr = socket.local_addr()?;
-        let worker = Worker::spawn(format!("udp-echo {addr}"), move |stop| {
-            let mut buf = [0u8; 64 * 1024];
-            while !stop.load(Ordering::Relaxed) {
-                // An error is the read timeout that lets the loop look at
-                // `stop`: the socket is unconnected, so it reports no ICMP.
-                if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                    let _ = socket.send_to(&buf[..n], from);
-                }
-            }
-        });
-        Ok(UdpServer {
-            addr,
-            _worker: worker,
-        })
-    }
-
-    /// The address the server is bound to.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-/// Starts a UDP echo server on each of `addrs` in `ns`; panics if one
-/// cannot bind. The servers stop when the vector is dropped.
-#[track_caller]
-pub fn udp_servers(ns: &Netns, addrs: &[SocketAddr]) -> Vec<UdpServer> {
-    addrs
-        .iter()
-        .map(|a| UdpServer::start(ns, *a).unwrap_or_else(|e| panic!("{e:#}")))
-        .collect()
-}
-
-/// Datagrams a [`UdpSink`] has received, with their sources.
-pub type Datagrams = Vec<(SocketAddr, Vec<u8>)>;
-
-/// A UDP socket in a namespace that records every datagram it receives and
-/// answers none, so a test can check that something was (not) delivered.
-/// Its socket can also send ([`UdpSink::send_to`]), which makes it one end of
-/// a UDP session whose replies it then records.
-#[derive(Debug)]
-pub struct UdpSink {
-    socket: Arc<UdpSocket>,
-    received: Arc<(Mutex<Datagrams>, Condvar)>,
-    _worker: Worker,
-}
-
-impl UdpSink {
-    /// Binds `addr` in `ns` (port 0 picks a free port) and starts recording.
-    pub fn start(ns: &Netns, addr: SocketAddr) -> Result<UdpSink> {
-        let socket = Arc::new(udp_socket(ns, addr)?);
-        let received = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let worker = {
-            let (socket, received) = (Arc::clone(&socket), Arc::clone(&received));
-            Worker::spawn(format!("udp-sink {addr}"), move |stop| {
-                let mut buf = [0u8; 64 * 1024];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                        let (list, arrived) = &*received;
-                        list.lock().unwrap().push((from, buf[..n].to_vec()));
-                        arrived.notify_all();
-                    }
-                }
-            })
-        };
-        Ok(UdpSink {
-            socket,
-            received,
-            _worker: worker,
-        })
-    }
-
-    /// The address the sink is bound to.
-    pub fn addr(&self) -> SocketAddr {
-        self.socket
-            .local_addr()
-            .expect("a bound socket has a local address")
-    }
-
-    /// Everything received so far.
-    pub fn received(&self) -> Datagrams {
-        self.received.0.lock().unwrap().clone()
-    }
-
-    /// Waits until at least `n` datagrams have arrived or `timeout` passed,
-    /// and returns what has arrived. To check that nothing arrives, wait for
-    /// one and expect none: `assert!(sink.wait_for(1, t).is_empty())`.
-    pub fn wait_for(&self, n: usize, timeout: Duration) -> Datagrams {
-        let (list, arrived) = &*self.received;
-        let list = arrived
-            .wait_timeout_while(list.lock().unwrap(), timeout, |l| l.len() < n)
-            .unwrap()
-            .0;
-        list.clone()
-    }
-
-    /// Sends `payload` to `dst` from the sink's own address.
-    pub fn send_to(&self, dst: SocketAddr, payload: &[u8]) -> Result<()> {
-        self.socket
-            .send_to(payload, dst)
-            .with_context(|| format!("UDP send from {} to {dst}", self.addr()))?;
-        Ok(())
-    }
-}
-
-/// Sends one datagram from `ns` (from `src` if given) to an echo server at
-/// `dst`, and says whether the echo came back within `timeout`.
-pub fn udp_request(
-    ns: &Netns,
-    src: Option<SocketAddr>,
-    dst: SocketAddr,
-    timeout: Duration,
-) -> bool {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let payload = format!(
-        "sg-tests {} {}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    );
-    udp_echoed(ns, src, dst, payload.as_bytes(), timeout)
-}
-
-/// Sends one datagram from `ns` (from `src` if given) to `dst`.
-pub fn udp_send(
-    ns: &Netns,
-    src: Option<SocketAddr>,
-    dst: SocketAddr,
-    payload: &[u8],
-) -> Result<()> {
-    let socket = udp_socket(ns, src.unwrap_or_else(|| unspecified(dst)))?;
-    socket
-        .send_to(payload, dst)
-        .with_context(|| format!("UDP send from netns {} to {dst}", ns.name()))?;
-    Ok(())
-}
-
-/// Sends a datagram of `len` bytes from `ns` (from `src` if given) to a UDP
-/// echo server at `dst` and says whether the whole datagram came back within
-/// `timeout`. Over a 1500-byte MTU a `len` of 3000 travels as fragments,
-/// both ways.
-pub fn udp_echo_len(
-    ns: &Netns,
-    src: Option<SocketAddr>,
-    dst: SocketAddr,
-    len: usize,
-    timeout: Duration,
-) -> bool {
-    udp_echoed(ns, src, dst, &echo_payload(len), timeout)
-}
-
-/// The payload of `len` bytes an echo probe sends.
-pub(crate) fn echo_payload(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
-
-/// Sends `payload` from `ns` (from `src` if given) to `dst` and says whether
-/// `dst` sent it back within `timeout`.
-fn udp_echoed(
-    ns: &Netns,
-    src: Option<SocketAddr>,
-    dst: SocketAddr,
-    payload: &[u8],
-    timeout: Duration,
-) -> bool {
-    let Ok(socket) = udp_client(ns, src, dst, false) else {
-        return false;
-    };
-    socket.send_to(payload, dst).is_ok() && echo_came_back(&socket, dst, payload, timeout)
-}
-
-/// Whether `dst` sent `payload` back to `socket` within `timeout`.
-pub(crate) fn echo_came_back(
-    socket: &UdpSocket,
-    dst: SocketAddr,
-    payload: &[u8],
-    timeout: Duration,
-) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
-            return false;
-        }
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) if from == dst && buf[..n] == *payload => return true,
-            // Not the echo of this datagram: keep waiting for it.
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-}
-
-/// Sends one datagram from a connected UDP socket in `ns` (bound to `src` if
-/// given) to `dst`, where nothing listens, and waits up to `timeout` for the
-/// peer's ICMP port unreachable: `Ok(true)` when it came back (the socket's
-/// next `recv` fails with ECONNREFUSED), `Ok(false)` when nothing came, an
-/// error when something else happened (a datagram came back, another error).
-pub fn udp_refused(
-    ns: &Netns,
-    src: Option<SocketAddr>,
-    dst: SocketAddr,
-    timeout: Duration,
-) -> Result<bool> {
-    udp_refused_with(ns, src, dst, timeout, false)
-}
-
-/// [`udp_refused`], with an IPv6 destination-options header in the
-/// datagram (which the error then quotes) if `dest_options`.
-pub(crate) fn udp_refused_with(
-    ns: &Netns,
-    src: Option<SocketAddr>,
-    dst: SocketAddr,
-    timeout: Duration,
-    dest_options: bool,
-) -> Result<bool> {
-    let socket = udp_client(ns, src, dst, dest_options)?;
-    socket.connect(dst)?;
-    socket.set_read_timeout(Some(timeout))?;
-    socket.send(b"is anybody there?")?;
-    let mut buf = [0u8; 64];
-    match socket.recv(&mut buf) {
-        Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(true),
-        Err(e) if is_timeout(&e) => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("UDP receive from {dst}")),
-        Ok(_) => bail!("a datagram came back from {dst}, where nothing should listen"),
-    }
-}
-
 /// Pings `dst` once from `ns` with iputils `ping` and says whether the echo
 /// reply came back within `timeout`.
 pub fn ping(ns: &Netns, dst: IpAddr, timeout: Duration) -> bool {
@@ -544,13 +303,13 @@ fn answered(yes: bool) -> &'static str {
 
 /// A background thread with a stop flag, stopped and joined on drop.
 #[derive(Debug)]
-struct Worker {
+pub(crate) struct Worker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Worker {
-    fn spawn(name: String, f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Worker {
+    pub(crate) fn spawn(name: String, f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Worker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = thread::Builder::new()
@@ -577,7 +336,7 @@ impl Drop for Worker {
 /// IPv6-only, so that a test can run an IPv4 and an IPv6 server on one port;
 /// address reuse lets a test bind a port that an earlier one left in
 /// TIME_WAIT.
-fn bind(ns: &Netns, addr: SocketAddr, ty: Type) -> io::Result<Socket> {
+pub(crate) fn bind(ns: &Netns, addr: SocketAddr, ty: Type) -> io::Result<Socket> {
     ns.run_in(|| {
         let protocol = if ty == Type::STREAM {
             Protocol::TCP
@@ -592,58 +351,6 @@ fn bind(ns: &Netns, addr: SocketAddr, ty: Type) -> io::Result<Socket> {
         socket.bind(&SockAddr::from(addr))?;
         Ok(socket)
     })
-}
-
-/// A UDP socket in `ns` bound to `addr`, with a read timeout of [`POLL`] so
-/// that server loops can notice their stop flag.
-fn udp_socket(ns: &Netns, addr: SocketAddr) -> Result<UdpSocket> {
-    let socket = bind(ns, addr, Type::DGRAM)
-        .and_then(|s| {
-            s.set_read_timeout(Some(POLL))?;
-            Ok(s)
-        })
-        .with_context(|| format!("UDP bind {addr} in netns {}", ns.name()))?;
-    Ok(socket.into())
-}
-
-/// A UDP socket in `ns` to send to `dst` from `src` (any address if
-/// `None`), with an IPv6 destination-options header if `dest_options`.
-pub(crate) fn udp_client(
-    ns: &Netns,
-    src: Option<SocketAddr>,
-    dst: SocketAddr,
-    dest_options: bool,
-) -> Result<UdpSocket> {
-    let socket = udp_socket(ns, src.unwrap_or_else(|| unspecified(dst)))?;
-    if dest_options {
-        set_dest_options(&socket).context("setting IPV6_DSTOPTS")?;
-    }
-    Ok(socket)
-}
-
-/// Makes every datagram `socket` sends carry an IPv6 destination-options
-/// header (8 bytes of padding, `IPV6_DSTOPTS`) right after the IPv6 header
-/// (Linux keeps it before the Fragment header when it fragments), which an
-/// ICMPv6 error about the datagram quotes.
-fn set_dest_options(socket: &UdpSocket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // Next header (the kernel fills it in), length 0 (8 bytes), PadN of 4.
-    let header: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
-    // SAFETY: a valid socket and a buffer of the length given.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_DSTOPTS,
-            header.as_ptr().cast(),
-            header.len() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Connects a TCP socket created in `ns` to `dst`, bound to `src` if given.
@@ -664,7 +371,7 @@ pub(crate) fn connect(
 }
 
 /// The wildcard address of `dst`'s family, port 0.
-fn unspecified(dst: SocketAddr) -> SocketAddr {
+pub(crate) fn unspecified(dst: SocketAddr) -> SocketAddr {
     let ip: IpAddr = if dst.is_ipv4() {
         std::net::Ipv4Addr::UNSPECIFIED.into()
     } else {
@@ -674,6 +381,6 @@ fn unspecified(dst: SocketAddr) -> SocketAddr {
 }
 
 /// Whether `e` is what a socket timeout looks like (EAGAIN or ETIMEDOUT).
-fn is_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }

@@ -12,9 +12,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::conn::{echo_came_back, echo_payload, udp_client};
 use crate::frames::{self, IPV6_DEST_OPTIONS, IPV6_FRAGMENT, UDP};
 use crate::netns::Netns;
+use crate::udp::{echo_came_back, echo_payload, udp_client};
 
 /// Bytes of the fragmentable part per fragment (a multiple of 8).
 const FRAGMENT_DATA: usize = 1232;

@@ -34,6 +34,7 @@ pub mod frames;
 mod netns;
 mod probe;
 mod tun;
+mod udp;
 pub mod wire;
 
 pub use attach::{Attach, TcState};
@@ -42,9 +43,8 @@ pub use config::{
     port_list, prefix_list,
 };
 pub use conn::{
-    DEFAULT_TIMEOUT, Datagrams, Outcome, TcpConn, TcpServer, UdpServer, UdpSink, assert_ping,
-    assert_tcp_allowed, assert_tcp_blocked, assert_udp, ping, tcp_connect, tcp_connect_from,
-    tcp_echo, tcp_servers, udp_echo_len, udp_refused, udp_request, udp_send, udp_servers,
+    DEFAULT_TIMEOUT, Outcome, TcpConn, TcpServer, assert_ping, assert_tcp_allowed,
+    assert_tcp_blocked, assert_udp, ping, tcp_connect, tcp_connect_from, tcp_echo, tcp_servers,
 };
 pub use crafted::{send_frame, udp6_echo_options_after_fragment};
 pub use daemon::{
@@ -57,3 +57,6 @@ pub use probe::{
     UdpFragmentsOptionsAfter, UdpToClosed, UdpToClosedDestOpts, check, probe,
 };
 pub use tun::{Tun, TunPair};
+pub use udp::{
+    Datagrams, UdpServer, UdpSink, udp_echo_len, udp_refused, udp_request, udp_send, udp_servers,
+};

@@ -21,11 +21,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::conn::{
-    DEFAULT_TIMEOUT, Outcome, TcpConn, connect, ping, udp_echo_len, udp_refused_with, udp_request,
-};
+use crate::conn::{DEFAULT_TIMEOUT, Outcome, TcpConn, connect, ping};
 use crate::crafted::udp6_echo_options_after_fragment;
 use crate::netns::{Host, Netns};
+use crate::udp::{udp_echo_len, udp_refused_with, udp_request};
 
 /// What a row sends, with the destination port where there is one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
