@@ -7,7 +7,7 @@
 /// directory named after it, so a daemon with another layout never reads
 /// them; bump it with every layout change (`keys.rs` refuses to compile
 /// when a key or value changes size and this is not bumped).
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 pub const GLOBAL: &str = "SG_GLOBAL";
 pub const INTERFACES: &str = "SG_INTERFACES";

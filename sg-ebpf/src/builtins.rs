@@ -55,7 +55,7 @@ pub fn stage_smtp_pmtud_metadata(w: &mut Work, iface: &InterfaceConfig) {
     let dir = w.direction();
     if let Some(reason) = smtp_pmtud_metadata(&w.packet, dir, w.global_flags) {
         if reason == Reason::Metadata {
-            open_session(&w.key, w.now, dir, iface.epoch);
+            open_session(w, iface.epoch);
         }
         finish(w, reason, NO_RULE, 0);
     }

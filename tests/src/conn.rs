@@ -24,7 +24,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often the servers' threads look at their stop flag; bounds how long
 /// dropping a server takes.
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 /// How a TCP connection attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,15 +54,7 @@ impl TcpServer {
     /// connection on its own thread so that open connections do not block
     /// new ones.
     pub fn start(ns: &Netns, addr: SocketAddr) -> Result<TcpServer> {
-        let listener: TcpListener = bind(ns, addr, Type::STREAM)
-            .and_then(|s| {
-                s.listen(128)?;
-                // On Linux SO_RCVTIMEO also bounds accept(), which lets the
-                // accept loop notice the stop flag.
-                s.set_read_timeout(Some(POLL))?;
-                Ok(s.into())
-            })
-            .with_context(|| format!("TCP listen on {addr} in netns {}", ns.name()))?;
+        let listener = listen(ns, addr)?;
         let addr = listener.local_addr()?;
         let worker = Worker::spawn(format!("tcp-echo {addr}"), move |stop| {
             let mut conns: Vec<JoinHandle<()>> = Vec::new();
@@ -94,6 +86,19 @@ impl TcpServer {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+}
+
+/// A TCP listener on `addr` in `ns` whose `accept` returns every
+/// [`POLL`], so that an accept loop notices its stop flag.
+pub(crate) fn listen(ns: &Netns, addr: SocketAddr) -> Result<TcpListener> {
+    bind(ns, addr, Type::STREAM)
+        .and_then(|s| {
+            s.listen(128)?;
+            // On Linux SO_RCVTIMEO also bounds accept().
+            s.set_read_timeout(Some(POLL))?;
+            Ok(s.into())
+        })
+        .with_context(|| format!("TCP listen on {addr} in netns {}", ns.name()))
 }
 
 /// Starts a TCP echo server on each of `addrs` in `ns`; panics if one
@@ -521,13 +526,13 @@ fn answered(yes: bool) -> &'static str {
 
 /// A background thread with a stop flag, stopped and joined on drop.
 #[derive(Debug)]
-struct Worker {
+pub(crate) struct Worker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Worker {
-    fn spawn(name: String, f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Worker {
+    pub(crate) fn spawn(name: String, f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Worker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = thread::Builder::new()
@@ -611,6 +616,6 @@ fn unspecified(dst: SocketAddr) -> SocketAddr {
 }
 
 /// Whether `e` is what a socket timeout looks like (EAGAIN or ETIMEDOUT).
-fn is_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }

@@ -30,6 +30,7 @@ mod daemon;
 pub mod frames;
 mod netns;
 mod probe;
+mod push;
 
 pub use config::{
     Group, Interface, Rule, accept_in, accept_out, drop_in, drop_out, groups_on, interface,
@@ -49,3 +50,4 @@ pub use probe::{
     DROPPED, Expect, PASS, Ping, Probe, Source, Tcp, TcpEcho, Traffic, Udp, UdpBytes, UdpToClosed,
     check, probe,
 };
+pub use push::{PushClient, Pusher};

@@ -138,7 +138,7 @@ impl Dataplane {
             flags |= GLOBAL_BUILTIN_DHCP_CLIENT;
         }
         let global = GlobalConfig {
-            session_timeout_ns: settings.session_timeout_secs.saturating_mul(1_000_000_000),
+            timeouts: settings.session_timeouts(),
             flags,
             _pad: 0,
         };
