@@ -41,10 +41,53 @@ impl Bitmap {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct GlobalConfig {
-    pub session_timeout_ns: u64,
+    pub timeouts: SessionTimeouts,
     /// `GLOBAL_*` bits.
     pub flags: u32,
     pub _pad: u32,
+}
+
+/// How long a session lives without a packet, by its state (SPEC §3.5,
+/// §3.6), in ns. The kernel checks these deadlines itself; the daemon's
+/// sweeper and views use the same function ([`SessionTimeouts::expired`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    /// Established TCP, and every other protocol: `session_timeout_secs`.
+    pub established_ns: u64,
+    /// Half-open TCP (no answer yet): `syn_timeout_secs`.
+    pub half_open_ns: u64,
+    /// Closed TCP (RST, or FIN both ways): `tcp_closed_timeout_secs`.
+    pub closed_ns: u64,
+}
+
+impl SessionTimeouts {
+    pub const DEFAULT: SessionTimeouts = SessionTimeouts {
+        established_ns: crate::SESSION_TIMEOUT_SECS * 1_000_000_000,
+        half_open_ns: crate::SYN_TIMEOUT_SECS * 1_000_000_000,
+        closed_ns: crate::TCP_CLOSED_TIMEOUT_SECS * 1_000_000_000,
+    };
+
+    /// How long a session in `state` (`SESSION_*`) lives idle. (An ended
+    /// session does not expire: see `CtValue::ended`.)
+    #[inline(always)]
+    pub fn idle_ns(&self, state: u8) -> u64 {
+        match state {
+            SESSION_HALF_OPEN => self.half_open_ns,
+            SESSION_CLOSED => self.closed_ns,
+            _ => self.established_ns,
+        }
+    }
+
+    /// Whether a session in `state` last seen at `last_seen_ns` has
+    /// expired at `now_ns` (boot time): the kernel then treats it as
+    /// absent, and the sweeper frees it. A packet on another CPU may have
+    /// stamped it after `now_ns` was read: that is "just seen", not
+    /// expired (saturating, not wrapping).
+    #[inline(always)]
+    pub fn expired(&self, state: u8, last_seen_ns: u64, now_ns: u64) -> bool {
+        now_ns.saturating_sub(last_seen_ns) > self.idle_ns(state)
+    }
 }
 
 /// Drop outbound TCP to port 25 (SPEC §3.8).
@@ -211,7 +254,30 @@ pub struct CtValue {
     pub opened: u32,
     /// The interface's ruleset epoch the session was last checked against.
     pub epoch: u32,
+    /// `SESSION_*`: where the connection is in its life.
+    pub state: u8,
+    /// TCP: bit `1 << Direction` for each direction a FIN went in.
+    pub fin: u8,
+    /// 1: ended by an explicit drop rule (SPEC §3.6). Every packet of it is
+    /// dropped, both ways, while a drop rule matches the packet that
+    /// opened it; it does not expire. When no drop rule matches it any
+    /// more it goes, and the flow is judged afresh. Only the kernel's
+    /// session stage sets it, apart from `state`, so that a packet passing
+    /// on another CPU at that moment cannot write it back.
+    pub ended: u8,
+    pub _pad: [u8; 5],
 }
+
+/// A session of a protocol other than TCP (UDP, ICMP echo, ...): lives
+/// `session_timeout_secs` idle.
+pub const SESSION_OPEN: u8 = 0;
+/// TCP, opened, no packet from the other side yet: `syn_timeout_secs`.
+pub const SESSION_HALF_OPEN: u8 = 1;
+/// TCP, the other side answered: `session_timeout_secs`.
+pub const SESSION_ESTABLISHED: u8 = 2;
+/// TCP, RST seen or FIN seen both ways: `tcp_closed_timeout_secs`. A SYN
+/// on its ports is a new connection, judged by the rules.
+pub const SESSION_CLOSED: u8 = 3;
 
 /// Key of `SG_FRAGMENTS`: one datagram being fragmented, named as the
 /// receiver's reassembly names it (IPv4: addresses, protocol and
@@ -313,14 +379,14 @@ const _: () = {
     assert!(
         MAP_LAYOUT_VERSION == 2
             && size_of::<Bitmap>() == 128
-            && size_of::<GlobalConfig>() == 16
+            && size_of::<GlobalConfig>() == 32
             && size_of::<InterfaceConfig>() == 16
             && size_of::<TableInfo>() == 144
             && size_of::<ProtoKey>() == 8
             && size_of::<AddrKey>() == 24
             && size_of::<PortKey>() == 7
             && size_of::<CtKey>() == 44
-            && size_of::<CtValue>() == 16
+            && size_of::<CtValue>() == 24
             && size_of::<FragKey>() == 44
             && size_of::<FragValue>() == 24
             && size_of::<RuleCounterKey>() == 8

@@ -37,8 +37,15 @@ pub use maps::{
 };
 pub use reason::{REASON_COUNT, Reason};
 
-/// Idle timeout of a tracked session (SPEC §3.5); the config may override it.
+/// Idle timeout of a tracked session (SPEC §3.5), and of an established
+/// TCP connection; the config may override it (`session_timeout_secs`).
 pub const SESSION_TIMEOUT_SECS: u64 = 910;
+/// Idle timeout of a half-open TCP session, opened and not answered
+/// (SPEC §3.6); `syn_timeout_secs`.
+pub const SYN_TIMEOUT_SECS: u64 = 60;
+/// Idle timeout of a closed TCP session (RST, or FIN both ways), long
+/// enough for the last ACK and retransmitted FINs; `tcp_closed_timeout_secs`.
+pub const TCP_CLOSED_TIMEOUT_SECS: u64 = 10;
 
 /// How long a first fragment's decision is kept for its later fragments.
 /// The fragments of one datagram travel together (the kernel's own

@@ -7,6 +7,12 @@ pub const UDP: u8 = 17;
 pub const GRE: u8 = 47;
 pub const ICMPV6: u8 = 58;
 
+/// TCP header flags (byte 13 of the header) that sessions follow.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
 /// IPv6 extension headers the kernel walks (next-header values).
 pub const HOPOPTS: u8 = 0;
 pub const ROUTING: u8 = 43;

@@ -118,6 +118,29 @@ impl Daemon {
         Ok(())
     }
 
+    /// Frees expired sessions, and ended ones that no drop rule of
+    /// `config` ends any more (see [`Dataplane::sweep_sessions`]); those of
+    /// interfaces no longer enforced are no longer ended either.
+    pub fn sweep_sessions(&mut self, config: &Config) -> anyhow::Result<usize> {
+        let (enforced, addresses) = (&self.enforced, &self.addresses);
+        let still_ended = |key: &sg_common::CtKey, value: &sg_common::CtValue| {
+            let binding = config
+                .interfaces
+                .iter()
+                .find(|b| enforced.get(&b.name) == Some(&key.ifindex));
+            binding.is_some_and(|binding| {
+                let iface = Interface {
+                    config,
+                    binding,
+                    addresses,
+                };
+                crate::sessions::stays_ended(&iface, key, value)
+            })
+        };
+        self.dataplane
+            .sweep_sessions(&config.daemon.session_timeouts(), still_ended)
+    }
+
     /// The name of an enforced interface.
     pub fn interface_name(&self, ifindex: u32) -> Option<String> {
         self.enforced

@@ -7,6 +7,8 @@
 //! - [`reference`]: the decision of SPEC §3, plainly, as the yardstick;
 //! - [`verify`]: compiled tables against the reference before applying;
 //! - [`dataplane`]: loading the eBPF program, writing maps, attaching;
+//! - [`sessions`]: the kernel's sessions in the daemon's terms (state,
+//!   liveness, opening packet, what keeps an ended one ended);
 //! - [`clock`]: now on the kernel's clock (`CLOCK_BOOTTIME`);
 //! - [`drops`]: records of dropped packets from the kernel, named;
 //! - [`metrics`]: the Prometheus text endpoint;
@@ -28,5 +30,6 @@ pub mod linktype;
 pub mod metrics;
 pub mod model;
 pub mod reference;
+pub mod sessions;
 pub mod store;
 pub mod verify;

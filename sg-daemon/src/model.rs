@@ -22,7 +22,12 @@ impl Config {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonSettings {
+    /// Idle timeout of sessions, and of established TCP connections.
     pub session_timeout_secs: u64,
+    /// Idle timeout of half-open TCP sessions (no answer yet).
+    pub syn_timeout_secs: u64,
+    /// Idle timeout of closed TCP sessions (RST, or FIN both ways).
+    pub tcp_closed_timeout_secs: u64,
     pub block_smtp_egress: bool,
     pub state_dir: PathBuf,
     pub runtime_dir: PathBuf,
@@ -46,6 +51,8 @@ impl Default for DaemonSettings {
     fn default() -> Self {
         DaemonSettings {
             session_timeout_secs: sg_common::SESSION_TIMEOUT_SECS,
+            syn_timeout_secs: sg_common::SYN_TIMEOUT_SECS,
+            tcp_closed_timeout_secs: sg_common::TCP_CLOSED_TIMEOUT_SECS,
             block_smtp_egress: true,
             state_dir: "/var/lib/sg".into(),
             runtime_dir: "/run/sg".into(),
@@ -56,6 +63,18 @@ impl Default for DaemonSettings {
             builtin_non_ip: true,
             metrics_address: None,
             attach: AttachMode::Auto,
+        }
+    }
+}
+
+impl DaemonSettings {
+    /// The idle timeouts by session state, as the kernel reads them.
+    pub fn session_timeouts(&self) -> sg_common::SessionTimeouts {
+        let ns = |secs: u64| secs.saturating_mul(1_000_000_000);
+        sg_common::SessionTimeouts {
+            established_ns: ns(self.session_timeout_secs),
+            half_open_ns: ns(self.syn_timeout_secs),
+            closed_ns: ns(self.tcp_closed_timeout_secs),
         }
     }
 }

@@ -11,12 +11,12 @@ use std::{collections::HashMap, net::IpAddr};
 use ipnet::IpNet;
 
 use crate::model::{
-    Addresses, BindingMode, Config, Direction, GroupType, InterfaceBinding, Peer, Policy,
-    PortRange, Protocol, Rule,
+    Addresses, BindingMode, Config, DaemonSettings, Direction, GroupType, InterfaceBinding, Peer,
+    Policy, PortRange, Protocol, Rule,
 };
 
-/// Protocol numbers, from the one protocol table.
-pub use sg_common::proto::{ICMP, ICMPV6, TCP, UDP};
+/// Protocol numbers and TCP flags, from the one protocol table.
+pub use sg_common::proto::{ICMP, ICMPV6, TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, UDP};
 
 /// A parsed packet, as one interface sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub struct Packet {
     pub dst_port: u16,
     /// ICMP or ICMPv6 type and code.
     pub icmp: Option<(u8, u8)>,
+    /// TCP flags (`TCP_SYN`, `TCP_ACK`, `TCP_FIN`, `TCP_RST`); 0 otherwise.
+    pub tcp_flags: u8,
     pub fragment: Fragment,
     /// The packet an ICMP error quotes, when the quote names one.
     pub quoted: Option<Box<Packet>>,
@@ -86,6 +88,15 @@ impl Packet {
             ICMPV6 => self.icmp_type() == Some(128),
             _ => true,
         }
+    }
+
+    fn has_flag(&self, flag: u8) -> bool {
+        self.proto == TCP && self.tcp_flags & flag != 0
+    }
+
+    /// A TCP connection attempt: SYN without ACK.
+    fn is_connection_attempt(&self) -> bool {
+        self.has_flag(TCP_SYN) && !self.has_flag(TCP_ACK)
     }
 }
 
@@ -168,6 +179,60 @@ struct Session {
     opened: Direction,
     /// The ruleset generation it was last checked against.
     generation: u64,
+    phase: Phase,
+    /// TCP: the directions a FIN went in.
+    fin: Vec<Direction>,
+    /// When its last packet passed (or was dropped, once ended), seconds.
+    last_seen: u64,
+}
+
+/// Where a session is in its life (SPEC §3.5, §3.6). A TCP session
+/// follows the connection; each phase has its idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not TCP: `session_timeout_secs`.
+    Open,
+    /// TCP, and the other side has not answered yet: `syn_timeout_secs`.
+    HalfOpen,
+    /// TCP, both sides have sent: `session_timeout_secs`.
+    Established,
+    /// TCP after a RST, or a FIN each way: `tcp_closed_timeout_secs`.
+    Closed,
+    /// An explicit drop rule matches its opening packet (SPEC §3.6): no
+    /// packet of it passes, either way, while one does. It does not
+    /// expire.
+    Ended,
+}
+
+impl Session {
+    /// Whether it went without a packet for longer than its phase allows.
+    fn expired(&self, d: &DaemonSettings, now: u64) -> bool {
+        let limit = match self.phase {
+            Phase::Open | Phase::Established => d.session_timeout_secs,
+            Phase::HalfOpen => d.syn_timeout_secs,
+            Phase::Closed => d.tcp_closed_timeout_secs,
+            Phase::Ended => return false,
+        };
+        now - self.last_seen > limit
+    }
+
+    /// A packet in `dir` passed: TCP follows the connection. A RST, or a
+    /// FIN each way, closes it; any packet of the side that did not open
+    /// it establishes it.
+    fn follow(&mut self, dir: Direction, pkt: &Packet, now: u64) {
+        self.last_seen = now;
+        if pkt.proto != TCP || self.phase == Phase::Closed {
+            return;
+        }
+        if pkt.has_flag(TCP_FIN) && !self.fin.contains(&dir) {
+            self.fin.push(dir);
+        }
+        if pkt.has_flag(TCP_RST) || self.fin.len() == 2 {
+            self.phase = Phase::Closed;
+        } else if dir != self.opened {
+            self.phase = Phase::Established;
+        }
+    }
 }
 
 /// A datagram, as the receiver's reassembly names its fragments: the
@@ -203,12 +268,19 @@ pub struct State {
     sessions: HashMap<SessionKey, Session>,
     first_fragments: HashMap<DatagramKey, Decision>,
     generation: u64,
+    /// The clock sessions expire by, seconds.
+    now: u64,
 }
 
 impl State {
     /// The interface's rules or bindings changed (SPEC §3.6).
     pub fn ruleset_changed(&mut self) {
         self.generation += 1;
+    }
+
+    /// `secs` seconds pass without a packet.
+    pub fn wait(&mut self, secs: u64) {
+        self.now += secs;
     }
 }
 
@@ -458,37 +530,15 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
 
     // SPEC §3.5 and §3.6: sessions.
     let key = session_key(pkt, dir);
-    if let Some(session) = state.sessions.get(&key).cloned() {
-        if session.generation != state.generation {
-            let builtin =
-                smtp_pmtud_metadata_builtin(iface.config, session.opened, &session.opening);
-            // SPEC §3.8: the SMTP block, switched on since, ends port-25
-            // sessions.
-            if builtin == Some(BuiltIn::SmtpBlocked) {
-                state.sessions.remove(&key);
-                return Decision::new(false, DecidedBy::BuiltIn(BuiltIn::SmtpBlocked));
-            }
-            // Only sessions of the metadata service outlive any rule.
-            let metadata = builtin == Some(BuiltIn::Metadata);
-            let recheck = decide_by_rules(iface, session.opened, &session.opening);
-            if !metadata
-                && !recheck.accept
-                && let DecidedBy::Rule { group, id } = recheck.by
-            {
-                state.sessions.remove(&key);
-                return Decision::new(false, DecidedBy::SessionEnded { group, id });
-            }
-            if let Some(s) = state.sessions.get_mut(&key) {
-                s.generation = state.generation;
-            }
-        }
-        return Decision::new(true, DecidedBy::Session);
+    if let Some(d) = decide_by_session(iface, state, &key, dir, pkt) {
+        return d;
     }
+    // SPEC §3.5: errors quoting a live session (not expired, not ended).
     if pkt.is_icmp_error()
         && let Some(quoted) = &pkt.quoted
-        && state
-            .sessions
-            .contains_key(&session_key(quoted, dir.reverse()))
+        && let Some(s) = state.sessions.get(&session_key(quoted, dir.reverse()))
+        && s.phase != Phase::Ended
+        && !s.expired(&iface.config.daemon, state.now)
     {
         return Decision::new(true, DecidedBy::Related);
     }
@@ -509,11 +559,100 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
     d
 }
 
+/// What ends a session opened in `opened` by `opening`, checked when the
+/// rules change and at every packet of an ended session: the SMTP block,
+/// switched on since, ends outbound port-25 sessions (SPEC §3.8); an
+/// explicit drop rule matching the opening packet ends any other (SPEC
+/// §3.6). Sessions of the metadata service outlive any rule.
+pub fn ending(iface: &Interface, opened: Direction, opening: &Packet) -> Option<DecidedBy> {
+    if smtp_pmtud_metadata_builtin(iface.config, opened, opening) == Some(BuiltIn::SmtpBlocked) {
+        return Some(DecidedBy::BuiltIn(BuiltIn::SmtpBlocked));
+    }
+    ending_rule(iface, opened, opening).map(|(group, id)| DecidedBy::SessionEnded { group, id })
+}
+
+/// The explicit drop rule that ends a session opened in `opened` by
+/// `opening` (SPEC §3.6), as (group, rule id). Sessions of the metadata
+/// service outlive any rule.
+pub fn ending_rule(
+    iface: &Interface,
+    opened: Direction,
+    opening: &Packet,
+) -> Option<(String, String)> {
+    if smtp_pmtud_metadata_builtin(iface.config, opened, opening) == Some(BuiltIn::Metadata) {
+        return None;
+    }
+    match decide_by_rules(iface, opened, opening) {
+        Decision {
+            accept: false,
+            by: DecidedBy::Rule { group, id },
+        } => Some((group, id)),
+        _ => None,
+    }
+}
+
+/// SPEC §3.5, §3.6: a live session passes the packet without the rules,
+/// unless the rules changed since it was last checked and an explicit drop
+/// rule (or the SMTP block, §3.8) now matches the packet that opened it:
+/// then it ends, and stays ended (every packet dropped, both ways) while
+/// that holds.
+/// `None`: no session decides; the packet is judged as a new one (also a
+/// SYN on the ports of a closed TCP connection, and the packets of an
+/// ended session that no drop rule matches any more).
+fn decide_by_session(
+    iface: &Interface,
+    state: &mut State,
+    key: &SessionKey,
+    dir: Direction,
+    pkt: &Packet,
+) -> Option<Decision> {
+    let (now, generation) = (state.now, state.generation);
+    let session = state.sessions.get_mut(key)?;
+    if session.expired(&iface.config.daemon, now)
+        || (session.phase == Phase::Closed && pkt.is_connection_attempt())
+    {
+        return None;
+    }
+    if session.phase == Phase::Ended || session.generation != generation {
+        if let Some(by) = ending(iface, session.opened, &session.opening) {
+            session.phase = Phase::Ended;
+            session.generation = generation;
+            session.last_seen = now;
+            return Some(Decision::new(false, by));
+        }
+        if session.phase == Phase::Ended {
+            state.sessions.remove(key);
+            return None;
+        }
+        session.generation = generation;
+    }
+    session.follow(dir, pkt, now);
+    Some(Decision::new(true, DecidedBy::Session))
+}
+
+/// An accepted packet opens its session (replacing an expired or closed
+/// one). A TCP session starts half-open, whatever the flags of its first
+/// packet: a connection picked up mid-stream is established once the
+/// other side answers. A TCP reset ends a connection: it opens nothing.
 fn open_session(state: &mut State, key: &SessionKey, dir: Direction, pkt: &Packet) {
+    if pkt.has_flag(TCP_RST) {
+        return;
+    }
     let session = Session {
         opening: pkt.clone(),
         opened: dir,
         generation: state.generation,
+        phase: if pkt.proto == TCP {
+            Phase::HalfOpen
+        } else {
+            Phase::Open
+        },
+        fin: if pkt.has_flag(TCP_FIN) {
+            vec![dir]
+        } else {
+            Vec::new()
+        },
+        last_seen: state.now,
     };
     state.sessions.insert(key.clone(), session);
 }

@@ -145,6 +145,7 @@ fn samples(iface: &Interface, dir: Direction) -> Vec<Packet> {
             src_port: ports[(n / 3) % ports.len()],
             dst_port: ports[n % ports.len()],
             icmp: None,
+            tcp_flags: 0,
             fragment: Fragment::No,
             quoted: None,
         });

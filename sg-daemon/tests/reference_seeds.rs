@@ -931,7 +931,7 @@ fn spec_3_5_icmp_errors_about_a_tracked_session_are_related() {
 /// seed 003 notes 「ルール動作が変更されない限り…確立されたセッションに影響
 /// しません」 and SPEC §3.6: removing the rule keeps the established session
 /// (new connections are dropped); a new explicit drop rule matching it ends
-/// the session at its next packet.
+/// the session at its next packet, and it stays ended both ways.
 #[test]
 fn s003_rule_changes_keep_sessions_unless_a_drop_rule_matches() {
     let old = host(&[
@@ -957,9 +957,163 @@ fn s003_rule_changes_keep_sessions_unless_a_drop_rule_matches() {
     sessions.ruleset_changes_to(&blocked);
     sessions.check(&[
         "in tcp 198.51.100.10:50000 -> 10.0.0.5:80 => drop session-ended-by sg-web/block-client-net",
-        // The session is gone: the rule decides from now on.
-        "in tcp 198.51.100.10:50000 -> 10.0.0.5:80 => drop sg-web/block-client-net",
+        // The session stays ended, both ways: the server's replies (which
+        // the basic egress default would accept) do not open it again.
+        "in  tcp 198.51.100.10:50000 -> 10.0.0.5:80 ACK => drop session-ended-by sg-web/block-client-net",
+        "out tcp 10.0.0.5:80 -> 198.51.100.10:50000 ACK => drop session-ended-by sg-web/block-client-net",
     ]);
+}
+
+/// SPEC §3.6 「no packet of it passes either way while that rule stays
+/// (neither side can reopen it)」: a server pushing to a client whose
+/// session a drop rule ended stays cut off however long it keeps pushing;
+/// ICMP errors about the ended session are not related traffic. Once the
+/// drop rule is gone, the flow is judged afresh like any new one.
+#[test]
+fn spec_3_6_an_ended_session_stays_ended_while_its_drop_rule_stays() {
+    let open = host(&[
+        "sg-web ingress http accept 2 tcp 80/80 0.0.0.0/0",
+        "eth0: sg-web",
+    ]);
+    let blocked = host(&[
+        "sg-web ingress http   accept 2 tcp 80/80 0.0.0.0/0",
+        "sg-web ingress client drop   1 all -1/-1 198.51.100.10",
+        "eth0: sg-web",
+    ]);
+    let blocked_too = host(&[
+        "sg-web ingress http   accept 2 tcp 80/80 0.0.0.0/0",
+        "sg-web ingress client drop   1 all -1/-1 198.51.100.10",
+        "sg-web ingress dns    accept 3 udp 53/53 0.0.0.0/0",
+        "eth0: sg-web",
+    ]);
+    let mut sessions = Sessions::on(&open);
+    sessions.check(&[
+        "in  tcp 198.51.100.10:50000 -> 10.0.0.5:80 SYN => accept sg-web/http",
+        "out tcp 10.0.0.5:80 -> 198.51.100.10:50000 SYN+ACK => accept session",
+        "out tcp 10.0.0.5:80 -> 198.51.100.10:50000 PSH+ACK => accept session",
+    ]);
+    sessions.ruleset_changes_to(&blocked);
+    sessions.check(&[
+        "out tcp 10.0.0.5:80 -> 198.51.100.10:50000 PSH+ACK => drop session-ended-by sg-web/client",
+        "out tcp 10.0.0.5:80 -> 198.51.100.10:50000 PSH+ACK => drop session-ended-by sg-web/client",
+        "in  tcp 198.51.100.10:50000 -> 10.0.0.5:80 ACK => drop session-ended-by sg-web/client",
+        "in  icmp 198.51.100.10 -> 10.0.0.5 3/3 quoting tcp 10.0.0.5:80 -> 198.51.100.10:50000 => drop sg-web/client",
+        "out icmp 10.0.0.5 -> 198.51.100.10 3/3 quoting tcp 198.51.100.10:50000 -> 10.0.0.5:80 => accept default",
+    ]);
+    // Ended sessions do not expire; another change that keeps the drop
+    // rule keeps them ended.
+    sessions.wait(100_000);
+    sessions.ruleset_changes_to(&blocked_too);
+    sessions.check(&[
+        "out tcp 10.0.0.5:80 -> 198.51.100.10:50000 PSH+ACK => drop session-ended-by sg-web/client",
+    ]);
+    // The drop rule goes: the flow is judged afresh (the basic egress
+    // default opens a session, which the client's answer establishes).
+    sessions.ruleset_changes_to(&open);
+    sessions.check(&[
+        "out tcp 10.0.0.5:80 -> 198.51.100.10:50000 PSH+ACK => accept default",
+        "in  tcp 198.51.100.10:50000 -> 10.0.0.5:80 ACK => accept session",
+    ]);
+}
+
+/// SPEC §3.6 「TCP sessions follow the connection」: a half-open session
+/// (no answer yet) lives `syn_timeout_secs`, an established one
+/// `session_timeout_secs`, a closed one (RST, or FIN both ways)
+/// `tcp_closed_timeout_secs`; a new SYN on a closed connection's ports is
+/// judged by the rules.
+#[test]
+fn spec_3_6_tcp_sessions_follow_the_connection() {
+    let h = host(&["sg-a", "eth0: sg-a"]);
+    let d = &h.config.daemon;
+    assert_eq!(
+        (
+            d.syn_timeout_secs,
+            d.tcp_closed_timeout_secs,
+            d.session_timeout_secs
+        ),
+        (60, 10, 910)
+    );
+    let out = |port: u16, flags: &str, verdict: &str| {
+        format!("out tcp 10.0.0.5:{port} -> 198.51.100.10:443 {flags} => {verdict}")
+    };
+    let reply = |port: u16, flags: &str, verdict: &str| {
+        format!("in tcp 198.51.100.10:443 -> 10.0.0.5:{port} {flags} => {verdict}")
+    };
+    let (new, session) = ("accept default", "accept session");
+    let mut s = Sessions::on(&h);
+    // Half-open: nobody answers for 61 s.
+    s.check(&[out(40000, "SYN", new)]);
+    s.wait(59);
+    s.check(&[out(40001, "SYN", new)]);
+    s.wait(2);
+    s.check(&[
+        reply(40000, "SYN+ACK", "drop default"),
+        reply(40001, "SYN+ACK", session),
+    ]);
+    // Established: lives 910 s idle.
+    s.wait(909);
+    s.check(&[reply(40001, "ACK", session)]);
+    s.wait(911);
+    s.check(&[reply(40001, "ACK", "drop default")]);
+
+    // Closed by a RST (either way), or by a FIN each way: 10 s more.
+    for (port, closing) in [
+        (40010, vec![out(40010, "RST", session)]),
+        (40011, vec![reply(40011, "RST+ACK", session)]),
+        (
+            40012,
+            vec![
+                out(40012, "FIN+ACK", session),
+                reply(40012, "FIN+ACK", session),
+            ],
+        ),
+    ] {
+        s.check(&[out(port, "SYN", new), reply(port, "SYN+ACK", session)]);
+        s.check(&closing);
+        s.check(&[reply(port, "ACK", session)]);
+        s.wait(11);
+        s.check(&[reply(port, "ACK", "drop default")]);
+    }
+    // A FIN one way only leaves it established.
+    s.check(&[
+        out(40020, "SYN", new),
+        reply(40020, "SYN+ACK", session),
+        out(40020, "FIN+ACK", session),
+    ]);
+    s.wait(11);
+    s.check(&[reply(40020, "ACK", session)]);
+
+    // A SYN on the ports of a closed connection is a new connection: the
+    // rules judge it (inbound: dropped by default).
+    s.check(&[
+        out(40030, "SYN", new),
+        reply(40030, "SYN+ACK", session),
+        out(40030, "RST", session),
+        reply(40030, "SYN", "drop default"),
+        reply(40030, "ACK", session),
+    ]);
+}
+
+/// How a TCP packet without a session is treated (README, "How a packet
+/// is decided"): the rules judge it whatever its flags, and an accepted
+/// one opens a half-open session (a connection picked up mid-stream, for
+/// instance after its session expired, is established once the other
+/// side answers); a RST opens nothing.
+#[test]
+fn spec_3_6_tcp_without_a_session_is_judged_by_the_rules() {
+    let h = host(&["sg-a", "eth0: sg-a"]);
+    let mut s = Sessions::on(&h);
+    s.check(&[
+        "in  tcp 198.51.100.10:443 -> 10.0.0.5:40000 ACK => drop default",
+        "out tcp 10.0.0.5:40000 -> 198.51.100.10:443 ACK => accept default",
+        "in  tcp 198.51.100.10:443 -> 10.0.0.5:40000 ACK => accept session",
+        "out tcp 10.0.0.5:40001 -> 198.51.100.10:443 RST => accept default",
+        "in  tcp 198.51.100.10:443 -> 10.0.0.5:40001 ACK => drop default",
+    ]);
+    // Picked up mid-stream and not answered: half-open, 60 s.
+    s.check(&["out tcp 10.0.0.5:40002 -> 198.51.100.10:443 ACK => accept default"]);
+    s.wait(61);
+    s.check(&["in tcp 198.51.100.10:443 -> 10.0.0.5:40002 ACK => drop default"]);
 }
 
 /// seed 003 notes, same sentence: 「ルール動作が変更されない限り」 — when the

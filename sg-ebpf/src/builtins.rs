@@ -80,7 +80,7 @@ pub fn stage_smtp_pmtud_metadata(w: &mut Work, iface: &InterfaceConfig) {
     let dir = w.direction();
     if let Some(reason) = smtp_pmtud_metadata(&w.packet, dir, w.global_flags) {
         if reason == Reason::Metadata && opens_metadata_session(&w.packet) {
-            open_session(&w.key, w.now, dir, iface.epoch);
+            open_session(w, iface.epoch);
         }
         finish(w, reason, NO_RULE, 0);
     }

@@ -1,11 +1,21 @@
-//! Sessions (SPEC §3.6): the key of a packet's session, opening and
+//! Sessions (SPEC §3.5, §3.6): the key of a packet's session, opening and
 //! refreshing a session, and the session stage. A session is keyed by
 //! interface, protocol, family, local and remote address and port (ICMP
-//! echo: the identifier in both ports), so both directions share it. The
-//! kernel checks the idle deadline itself; after a ruleset change a session
-//! is checked once against the new explicit drop rules.
+//! echo: the identifier in both ports), so both directions share it.
+//!
+//! A TCP session follows the connection: half-open until the other side
+//! answers, established, closed after a RST or a FIN each way; each state
+//! has its idle timeout (`SessionTimeouts`), which the kernel checks
+//! itself. After a ruleset change a session is checked once against the
+//! new explicit drop rules; one that a drop rule matches is ended: it
+//! stays as an ended entry that drops every packet of the flow, both ways,
+//! while a drop rule still matches it, so neither side can open it again.
 
-use sg_common::{CtKey, CtValue, Direction, InterfaceConfig, NO_RULE, Reason};
+use sg_common::{
+    CtKey, CtValue, Direction, InterfaceConfig, NO_RULE, Reason, SESSION_CLOSED,
+    SESSION_ESTABLISHED, SESSION_HALF_OPEN, SESSION_OPEN,
+    proto::{TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
 
 use crate::{
     builtins,
@@ -16,10 +26,15 @@ use crate::{
 };
 
 /// A live session passes without rule evaluation. One older than the
-/// interface's ruleset is checked once against the current rules: if an
-/// explicit drop rule matches the packet that opened it, it ends here
-/// (SPEC §3.6), and so does an outbound port-25 session once the SMTP
-/// block is on (SPEC §3.8); otherwise it is stamped with the current epoch.
+/// interface's ruleset, or ended, is checked against the current rules: if
+/// an explicit drop rule matches the packet that opened it (or, for an
+/// outbound port-25 session, the SMTP block is on), the packet is dropped
+/// and the session stays ended (SPEC §3.6, §3.8); an ended session that
+/// nothing ends any more goes, and the packet is judged afresh.
+///
+/// Every field of the entry is read afresh where it is tested, so that
+/// the verifier does not carry what one test learnt into the rule check,
+/// which it would then walk once for every state an entry can be in.
 #[inline(never)]
 #[allow(
     clippy::needless_borrows_for_generic_args,
@@ -29,42 +44,103 @@ pub fn stage_session(w: &mut Work, iface: &InterfaceConfig) {
     let Some(session) = SG_CONNTRACK.get_ptr_mut(&w.key) else {
         return;
     };
+    // SAFETY: the entry stays valid under RCU while the program runs.
+    let session = unsafe { &mut *session };
     // The kernel checks the idle deadline itself: an expired entry is as
-    // good as absent, whatever userspace does.
-    let (last_seen, epoch, opened) = unsafe {
-        (
-            (*session).last_seen_ns,
-            (*session).epoch,
-            Direction::from_raw((*session).opened),
-        )
-    };
-    if w.now.wrapping_sub(last_seen) > w.timeout_ns {
+    // good as absent, whatever userspace does. A SYN on the ports of a
+    // closed connection opens a new one: the rules judge it. An ended
+    // session does not expire.
+    if fresh(&session.ended) == 0
+        && (expired(w, session)
+            || (fresh(&session.state) == SESSION_CLOSED && is_syn(w.packet.tcp_flags())))
+    {
         return;
     }
-    if epoch != iface.epoch {
-        let opening = opening_flow(&w.key, opened);
-        let table = iface.tables[opened.index()];
-        let builtin = builtins::smtp_pmtud_metadata(&opening, opened, w.global_flags);
-        // The SMTP block, switched on since, ends port-25 sessions.
-        if builtin == Some(Reason::SmtpBlocked) {
-            let _ = SG_CONNTRACK.remove(&w.key);
-            return finish(w, Reason::SmtpBlocked, NO_RULE, 0);
+    if fresh(&session.ended) != 0 || fresh(&session.epoch) != iface.epoch {
+        let opened = Direction::from_raw(fresh(&session.opened));
+        if let Some((reason, rule)) = ending(w, iface, opened) {
+            session.ended = 1;
+            session.epoch = iface.epoch;
+            session.last_seen_ns = w.now;
+            return finish(w, reason, rule, iface.tables[opened.index()]);
         }
-        // Sessions the metadata built-in opened no rule can end.
-        let metadata = builtin == Some(Reason::Metadata);
-        if !metadata
-            && let Outcome::Rule {
-                accept: false,
-                index,
-            } = policy::classify(table, &opening, opened)
-        {
+        if fresh(&session.ended) != 0 {
             let _ = SG_CONNTRACK.remove(&w.key);
-            return finish(w, Reason::SessionEnded, index, table);
+            return;
         }
-        unsafe { (*session).epoch = iface.epoch };
+        session.epoch = iface.epoch;
     }
-    unsafe { (*session).last_seen_ns = w.now };
+    follow(session, w);
     finish(w, Reason::Session, NO_RULE, 0);
+}
+
+/// A fresh load of a field of a session entry.
+#[inline(always)]
+fn fresh<T: Copy>(field: &T) -> T {
+    // SAFETY: a plain read of an initialised field of a map value.
+    unsafe { core::ptr::read_volatile(field) }
+}
+
+/// Whether the session has been idle for longer than its state allows.
+#[inline(never)]
+fn expired(w: &Work, session: &CtValue) -> bool {
+    w.timeouts
+        .expired(fresh(&session.state), fresh(&session.last_seen_ns), w.now)
+}
+
+/// What ends the session, as the reason and the deciding rule: the SMTP
+/// block for an outbound port-25 session, or the explicit drop rule of the
+/// current ruleset that matches the packet that opened it.
+#[inline(always)]
+fn ending(w: &Work, iface: &InterfaceConfig, opened: Direction) -> Option<(Reason, u32)> {
+    let opening = opening_flow(&w.key, opened);
+    match builtins::smtp_pmtud_metadata(&opening, opened, w.global_flags) {
+        // The SMTP block, switched on since, ends port-25 sessions.
+        Some(Reason::SmtpBlocked) => return Some((Reason::SmtpBlocked, NO_RULE)),
+        // Sessions the metadata built-in opened no rule can end.
+        Some(Reason::Metadata) => return None,
+        _ => {}
+    }
+    match policy::classify(iface.tables[opened.index()], &opening, opened) {
+        Outcome::Rule {
+            accept: false,
+            index,
+        } => Some((Reason::SessionEnded, index)),
+        _ => None,
+    }
+}
+
+/// A packet passed through the session: it refreshes it, and a TCP
+/// session follows the connection. The state is written only when it
+/// changes.
+#[inline(never)]
+fn follow(session: &mut CtValue, w: &Work) {
+    session.last_seen_ns = w.now;
+    if w.packet.proto() != TCP || fresh(&session.state) == SESSION_CLOSED {
+        return;
+    }
+    let flags = w.packet.tcp_flags();
+    let dir = w.direction() as u8;
+    // The FIN flag is bit 0: it becomes the bit of the direction.
+    session.fin |= (flags & TCP_FIN) << dir;
+    if flags & TCP_RST != 0 || fresh(&session.fin) == 0b11 {
+        session.state = SESSION_CLOSED;
+    } else if dir as u32 != fresh(&session.opened) && fresh(&session.state) == SESSION_HALF_OPEN {
+        session.state = SESSION_ESTABLISHED;
+    }
+}
+
+/// A TCP connection attempt: SYN without ACK.
+#[inline(always)]
+fn is_syn(flags: u8) -> bool {
+    flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+}
+
+/// Whether the session in `session` is live at `w.now`: not expired and
+/// not ended (related ICMP).
+#[inline(always)]
+pub fn live(w: &Work, session: &CtValue) -> bool {
+    fresh(&session.ended) == 0 && !expired(w, session)
 }
 
 /// The session key of `flow` going in direction `dir` on `ifindex`.
@@ -86,17 +162,36 @@ pub fn session_key(ifindex: u32, flow: &Flow, dir: Direction) -> CtKey {
     }
 }
 
-/// Opens (or refreshes) the session `key`, opened in direction `dir`
-/// under ruleset `epoch`.
+/// Opens the session of the packet in `w` (replacing an expired or closed
+/// entry), under ruleset `epoch`. TCP starts half-open, whatever the
+/// flags of the first packet (a connection picked up mid-stream is
+/// established once the other side answers too); a RST opens nothing.
 #[inline(always)]
-pub fn open_session(key: &CtKey, now: u64, dir: Direction, epoch: u32) {
+#[allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "`w.key` is in map memory: by value it would be copied to the stack first"
+)]
+pub fn open_session(w: &Work, epoch: u32) {
+    let flags = w.packet.tcp_flags();
+    if flags & TCP_RST != 0 {
+        return;
+    }
+    let dir = w.direction() as u8;
     let value = CtValue {
-        last_seen_ns: now,
+        last_seen_ns: w.now,
         opened: dir as u32,
         epoch,
+        state: if w.packet.proto() == TCP {
+            SESSION_HALF_OPEN
+        } else {
+            SESSION_OPEN
+        },
+        fin: (flags & TCP_FIN) << dir,
+        ended: 0,
+        _pad: [0; 5],
     };
     // A full table evicts the least recently used session (LRU map).
-    let _ = SG_CONNTRACK.insert(key, value, 0);
+    let _ = SG_CONNTRACK.insert(&w.key, value, 0);
 }
 
 /// The packet that opened a session, rebuilt from its key.

@@ -10,8 +10,8 @@
 //! 3. anti-spoofing of hypervisor-mode instances ([`antispoof`]), then the
 //!    neighbour discovery and DHCP built-ins ([`builtins`]);
 //! 4. a live session in `SG_CONNTRACK` passes without rule evaluation
-//!    (re-checked once against new explicit drop rules after a change)
-//!    ([`conntrack`]);
+//!    (re-checked once against new explicit drop rules after a change;
+//!    one they ended drops its packets both ways) ([`conntrack`]);
 //! 5. ICMP errors quoting a session pass as related ([`related`]);
 //! 6. the SMTP, PMTUD and metadata built-ins ([`builtins`]);
 //! 7. the interface's compiled ruleset, or its default ([`policy`]);
@@ -117,9 +117,9 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
         }
         Parsed::Ip => {}
     }
-    (w.global_flags, w.timeout_ns) = match SG_GLOBAL.get(0) {
-        Some(g) => (g.flags, g.session_timeout_ns),
-        None => (0, sg_common::SESSION_TIMEOUT_SECS * 1_000_000_000),
+    (w.global_flags, w.timeouts) = match SG_GLOBAL.get(0) {
+        Some(g) => (g.flags, g.timeouts),
+        None => (0, sg_common::SessionTimeouts::DEFAULT),
     };
     w.key = conntrack::session_key(ifindex, &w.packet, dir);
 

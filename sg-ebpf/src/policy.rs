@@ -37,10 +37,22 @@ pub fn stage_rules(w: &mut Work, iface: &InterfaceConfig) {
         Outcome::Default { accept: true } => (Reason::DefaultAccept, NO_RULE),
         Outcome::Default { accept: false } => (Reason::DefaultDrop, NO_RULE),
     };
-    if reason.accepts() && w.packet.opens_session() {
-        open_session(&w.key, w.now, dir, iface.epoch);
-    }
     finish(w, reason, rule, table);
+    open_if_accepted(w, iface.epoch);
+}
+
+/// An accepted packet opens (or refreshes) its session. The decision is
+/// read back from the work area: the verifier then walks this once, not
+/// once for every way [`classify`] can end (which tripled the program's
+/// verification cost).
+#[inline(never)]
+fn open_if_accepted(w: &Work, epoch: u32) {
+    // SAFETY: a plain read of the work area's own field.
+    let reason = unsafe { core::ptr::read_volatile(&w.reason) };
+    let accepted = reason == Reason::RuleAccept as u32 || reason == Reason::DefaultAccept as u32;
+    if accepted && w.packet.opens_session() {
+        open_session(w, epoch);
+    }
 }
 
 pub enum Outcome {

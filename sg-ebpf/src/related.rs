@@ -1,12 +1,13 @@
 //! Related ICMP (SPEC §3.5): an ICMP error whose quoted packet belongs to a
-//! live session passes without rule evaluation, as it reports on traffic
-//! already admitted. The quote is parsed only here ([`parse::quoted`]).
+//! live session (not expired, not ended) passes without rule evaluation,
+//! as it reports on traffic already admitted. The quote is parsed only
+//! here ([`parse::quoted`]).
 
 use aya_ebpf::programs::TcContext;
 use sg_common::{NO_RULE, Reason};
 
 use crate::{
-    conntrack::session_key,
+    conntrack::{live, session_key},
     maps::SG_CONNTRACK,
     parse,
     work::{Work, finish},
@@ -21,7 +22,7 @@ pub fn stage_related(ctx: &TcContext, w: &mut Work) {
     // The quoted packet went the other way.
     let key = session_key(w.ifindex, &w.quoted, w.direction().reverse());
     if let Some(session) = SG_CONNTRACK.get_ptr(key)
-        && w.now.wrapping_sub(unsafe { (*session).last_seen_ns }) <= w.timeout_ns
+        && live(w, unsafe { &*session })
     {
         finish(w, Reason::Related, NO_RULE, 0);
     }

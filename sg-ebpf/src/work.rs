@@ -3,7 +3,7 @@
 //! the parser and every stage can be separate BPF functions that read the
 //! packet from it and write the decision into it.
 
-use sg_common::{CtKey, Direction, Reason};
+use sg_common::{CtKey, Direction, Reason, SessionTimeouts};
 
 use crate::parse::Flow;
 
@@ -24,8 +24,8 @@ pub struct Work {
     pub key: CtKey,
     /// Boot time of the decision, ns.
     pub now: u64,
-    /// The session idle timeout, ns.
-    pub timeout_ns: u64,
+    /// How long sessions live idle, by state.
+    pub timeouts: SessionTimeouts,
     /// `GLOBAL_*` bits.
     pub global_flags: u32,
     pub ifindex: u32,

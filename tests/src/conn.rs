@@ -55,15 +55,7 @@ impl TcpServer {
     /// connection on its own thread so that open connections do not block
     /// new ones.
     pub fn start(ns: &Netns, addr: SocketAddr) -> Result<TcpServer> {
-        let listener: TcpListener = bind(ns, addr, Type::STREAM)
-            .and_then(|s| {
-                s.listen(128)?;
-                // On Linux SO_RCVTIMEO also bounds accept(), which lets the
-                // accept loop notice the stop flag.
-                s.set_read_timeout(Some(POLL))?;
-                Ok(s.into())
-            })
-            .with_context(|| format!("TCP listen on {addr} in netns {}", ns.name()))?;
+        let listener = listen(ns, addr)?;
         let addr = listener.local_addr()?;
         let worker = Worker::spawn(format!("tcp-echo {addr}"), move |stop| {
             let mut conns: Vec<JoinHandle<()>> = Vec::new();
@@ -95,6 +87,19 @@ impl TcpServer {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+}
+
+/// A TCP listener on `addr` in `ns` whose `accept` returns every
+/// [`POLL`], so that an accept loop notices its stop flag.
+pub(crate) fn listen(ns: &Netns, addr: SocketAddr) -> Result<TcpListener> {
+    bind(ns, addr, Type::STREAM)
+        .and_then(|s| {
+            s.listen(128)?;
+            // On Linux SO_RCVTIMEO also bounds accept().
+            s.set_read_timeout(Some(POLL))?;
+            Ok(s.into())
+        })
+        .with_context(|| format!("TCP listen on {addr} in netns {}", ns.name()))
 }
 
 /// Starts a TCP echo server on each of `addrs` in `ns`; panics if one

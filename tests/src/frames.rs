@@ -164,13 +164,24 @@ pub fn udp6_checksum(src: Ipv6Addr, dst: Ipv6Addr, udp: &[u8]) -> u16 {
     }
 }
 
+/// TCP header flags, for [`tcp`].
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const ACK: u8 = 0x10;
+
 /// A 20-byte TCP header with SYN set.
 pub fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
+    tcp(sport, dport, SYN)
+}
+
+/// A 20-byte TCP header with `flags` (`SYN | ACK`, ...).
+pub fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     let mut h = Vec::with_capacity(20);
     h.extend_from_slice(&sport.to_be_bytes());
     h.extend_from_slice(&dport.to_be_bytes());
     h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // seq, ack
-    h.extend_from_slice(&[0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]); // offset 5, SYN
+    h.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]); // offset 5
     h
 }
 

@@ -33,6 +33,7 @@ mod daemon;
 pub mod frames;
 mod netns;
 mod probe;
+mod push;
 mod tun;
 mod udp;
 pub mod wire;
@@ -60,3 +61,4 @@ pub use tun::{Tun, TunPair};
 pub use udp::{
     Datagrams, UdpServer, UdpSink, udp_echo_len, udp_refused, udp_request, udp_send, udp_servers,
 };
+pub use push::{PushClient, Pusher};

@@ -199,8 +199,12 @@ fn the_verbs_against_a_running_daemon() {
         .find(|x| x.local_port == 80 && x.remote_port == port)
         .unwrap_or_else(|| panic!("no session of {port} -> 80 in {sessions:?}"));
     assert_eq!(
-        (web.opened.as_str(), web.protocol.as_str()),
-        ("inbound", "tcp")
+        (
+            web.opened.as_str(),
+            web.protocol.as_str(),
+            web.state.as_str()
+        ),
+        ("inbound", "tcp", "established")
     );
     assert!(web.expires_in_secs > 900, "{web:?}");
     let port = port.to_string();

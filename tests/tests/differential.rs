@@ -5,12 +5,15 @@
 //! group references and members, 5-tuple fields, priorities with ties,
 //! basic and enterprise, instance and hypervisor mode, the built-ins'
 //! switches) up to 1000 rules; packets include sessions in both
-//! directions, ICMP echo and errors (quoting IPv4 options and IPv6
-//! extension headers), fragments (IPv6 ones with extension headers after
-//! the Fragment header), neighbour discovery, MLD and redirects, the
-//! metadata service, non-IP frames, and malformed and truncated frames.
-//! Halfway through a case the ruleset changes and the SMTP block flips. A
-//! failure shrinks to a small case; past failures are kept in
+//! directions, TCP with every mix of SYN, ACK, FIN and RST (half-open,
+//! established and closed sessions), ICMP echo and errors (quoting IPv4
+//! options and IPv6 extension headers), fragments (IPv6 ones with
+//! extension headers after the Fragment header), neighbour discovery, MLD
+//! and redirects, the metadata service, non-IP frames, and malformed and
+//! truncated frames. Halfway through a case the ruleset changes, the SMTP
+//! block flips, and a drop rule for one flow comes in: its sessions end,
+//! and their later packets, both ways, must be dropped. A failure shrinks
+//! to a small case; past failures are kept in
 //! `proptest-regressions/`.
 
 mod common;
@@ -222,6 +225,10 @@ fn arb_config() -> impl Strategy<Value = Config> {
                             builtin_dhcp_client: switches[2],
                             builtin_nd_redirects: switches[3],
                             builtin_non_ip: switches[4],
+                            // No session expires during a case (the
+                            // reference's clock stands still).
+                            syn_timeout_secs: 3600,
+                            tcp_closed_timeout_secs: 3600,
                             ..DaemonSettings::default()
                         },
                         groups,
@@ -308,7 +315,23 @@ fn icmp_of(addr: IpAddr) -> u8 {
     if addr.is_ipv4() { 1 } else { 58 }
 }
 
-/// The packet of `flow` from side a (or b when `reverse`).
+/// TCP flags of generated packets: connection attempts and answers, data,
+/// FINs and resets, so that sessions go through every state.
+fn arb_tcp_flags() -> impl Strategy<Value = u8> {
+    use reference::{TCP_ACK as A, TCP_FIN as F, TCP_RST as R, TCP_SYN as S};
+    prop_oneof![
+        4 => Just(S),
+        2 => Just(S | A),
+        4 => Just(A),
+        2 => Just(F | A),
+        1 => Just(F),
+        1 => Just(R),
+        1 => Just(R | A),
+    ]
+}
+
+/// The packet of `flow` from side a (or b when `reverse`); TCP packets
+/// are SYNs.
 fn packet_of(flow: &Flow, reverse: bool, icmp_type: u8) -> Packet {
     let (src, dst, sp, dp) = if reverse {
         (flow.b, flow.a, flow.pb, flow.pa)
@@ -322,6 +345,7 @@ fn packet_of(flow: &Flow, reverse: bool, icmp_type: u8) -> Packet {
         src_port: 0,
         dst_port: 0,
         icmp: None,
+        tcp_flags: 0,
         fragment: Fragment::No,
         quoted: None,
     };
@@ -329,6 +353,9 @@ fn packet_of(flow: &Flow, reverse: bool, icmp_type: u8) -> Packet {
         6 | 17 => {
             pkt.src_port = sp;
             pkt.dst_port = dp;
+            if flow.proto == 6 {
+                pkt.tcp_flags = reference::TCP_SYN;
+            }
         }
         1 | 58 => {
             pkt.icmp = Some((icmp_type, 0));
@@ -353,8 +380,9 @@ fn arb_probe(flows: Vec<Flow>) -> impl Strategy<Value = Probe> {
         0u8..14,
         any::<u16>(),
         any::<bool>(),
+        arb_tcp_flags(),
     )
-        .prop_map(|(flow, dir, reverse, variant, id, options)| {
+        .prop_map(|(flow, dir, reverse, variant, id, options, flags)| {
             let shape = if options {
                 Shape::WithOptions
             } else {
@@ -365,7 +393,13 @@ fn arb_probe(flows: Vec<Flow>) -> impl Strategy<Value = Probe> {
             let echo_rep = if v4 { 0 } else { 129 };
             match variant {
                 // Mostly plain packets of the flow, both ways.
-                0..=5 => Probe::Ip(dir, packet_of(&flow, reverse, echo_req), shape),
+                0..=5 => {
+                    let mut pkt = packet_of(&flow, reverse, echo_req);
+                    if pkt.proto == 6 {
+                        pkt.tcp_flags = flags;
+                    }
+                    Probe::Ip(dir, pkt, shape)
+                }
                 6 => {
                     let flow = Flow {
                         proto: icmp_of(flow.a),
@@ -477,13 +511,21 @@ fn arb_probe(flows: Vec<Flow>) -> impl Strategy<Value = Probe> {
         })
 }
 
-fn arb_case() -> impl Strategy<Value = (Config, Vec<Probe>)> {
-    (arb_config(), prop::collection::vec(arb_flow(), 1..12)).prop_flat_map(|(config, flows)| {
-        (
-            Just(config),
-            prop::collection::vec(arb_probe(flows), PACKETS),
-        )
-    })
+/// A ruleset, the change made halfway, and the packets.
+fn arb_case() -> impl Strategy<Value = (Config, Config, Vec<Probe>)> {
+    (
+        arb_config(),
+        prop::collection::vec(arb_flow(), 1..12),
+        prop_oneof![Just(Direction::Ingress), Just(Direction::Egress)],
+    )
+        .prop_flat_map(|(config, flows, ending)| {
+            let second = changed(&config, &flows[0], ending);
+            (
+                Just(config),
+                Just(second),
+                prop::collection::vec(arb_probe(flows), PACKETS),
+            )
+        })
 }
 
 // --------------------------------------------------------------- rendering
@@ -493,7 +535,7 @@ fn arb_case() -> impl Strategy<Value = (Config, Vec<Probe>)> {
 /// them.
 fn l4_bytes(pkt: &Packet, quote_shape: Shape) -> Vec<u8> {
     match (pkt.proto, pkt.icmp) {
-        (6, _) => frames::tcp_syn(pkt.src_port, pkt.dst_port),
+        (6, _) => frames::tcp(pkt.src_port, pkt.dst_port, pkt.tcp_flags),
         (17, _) => frames::udp(pkt.src_port, pkt.dst_port, b"payload"),
         (1 | 58, Some((kind, code))) => {
             let echo = matches!(kind, 0 | 8 | 128 | 129);
@@ -666,13 +708,26 @@ fn expected(d: &reference::Decision) -> Outcome {
     Outcome { reason, origin }
 }
 
-/// The same ruleset with every third rule's policy flipped, and the SMTP
-/// block flipped: the change made halfway through a case (SPEC §3.6:
-/// sessions survive it unless a drop rule now matches them; §3.8: or they
-/// go to port 25 and the block is now on).
-fn changed(config: &Config) -> Config {
+/// The same ruleset with every third rule's policy flipped, the SMTP block
+/// flipped, and a priority-1 drop rule in direction `ending` for the
+/// addresses of `flow`: the change made halfway through a case (SPEC §3.6:
+/// sessions survive it unless a drop rule now matches them; the sessions
+/// of `flow` opened in `ending` end, and stay ended both ways; §3.8: so do
+/// outbound port-25 sessions once the block is on).
+fn changed(config: &Config, flow: &Flow, ending: Direction) -> Config {
     let mut config = config.clone();
     config.daemon.block_smtp_egress = !config.daemon.block_smtp_egress;
+    let block = Rule {
+        id: "sg-0/block-flow".into(),
+        policy: Policy::Drop,
+        priority: 1,
+        protocol: Protocol::All,
+        ports: vec![PortRange::ANY],
+        source_ports: PortRange::ANY,
+        peer: Peer::Cidrs(vec![IpNet::from(flow.a), IpNet::from(flow.b)]),
+        local: None,
+        description: String::new(),
+    };
     for group in &mut config.groups {
         for (n, rule) in group
             .ingress
@@ -688,19 +743,41 @@ fn changed(config: &Config) -> Config {
             }
         }
     }
+    let first = &mut config.groups[0];
+    match ending {
+        Direction::Ingress => first.ingress.push(block),
+        Direction::Egress => first.egress.push(block),
+    }
     config
+}
+
+/// A session, whichever way its packets go.
+fn flow_of(pkt: &Packet) -> (u8, [(IpAddr, u16); 2]) {
+    let mut ends = [(pkt.src, pkt.src_port), (pkt.dst, pkt.dst_port)];
+    ends.sort();
+    (pkt.proto, ends)
+}
+
+/// What the generator reached: decisions by reason, and how many ended
+/// sessions had packets dropped both ways after the change.
+#[derive(Default)]
+struct Seen {
+    reasons: HashMap<Reason, usize>,
+    ended_both_ways: usize,
 }
 
 fn check_case(
     kernel: &mut Kernel,
     config: &Config,
+    second: &Config,
     probes: &[Probe],
-    seen: &mut HashMap<Reason, usize>,
+    seen: &mut Seen,
 ) -> Result<(), TestCaseError> {
     kernel.dataplane.flush_sessions().unwrap();
     kernel.install(config);
     let addresses = Addresses::resolve(config, |_| Vec::new());
-    let second = changed(config);
+    // Per ended session, the directions its packets were dropped in.
+    let mut ended: HashMap<_, Vec<Direction>> = HashMap::new();
     let mut iface = Interface {
         config,
         binding: &config.interfaces[0],
@@ -709,10 +786,10 @@ fn check_case(
     let mut state = reference::State::default();
     for (n, probe) in probes.iter().enumerate() {
         if n == probes.len() / 2 {
-            kernel.install(&second);
+            kernel.install(second);
             state.ruleset_changed();
             iface = Interface {
-                config: &second,
+                config: second,
                 binding: &second.interfaces[0],
                 addresses: &addresses,
             };
@@ -720,6 +797,12 @@ fn check_case(
         let (dir, bytes, want) = match probe {
             Probe::Ip(dir, pkt, shape) => {
                 let d = reference::decide(&iface, &mut state, *dir, pkt);
+                if let DecidedBy::SessionEnded { .. } = d.by {
+                    let ways = ended.entry(flow_of(pkt)).or_default();
+                    if !ways.contains(dir) {
+                        ways.push(*dir);
+                    }
+                }
                 (*dir, frame(pkt, *shape), expected(&d))
             }
             Probe::Malformed(dir, bytes) => (
@@ -751,7 +834,7 @@ fn check_case(
             }
         };
         let got = kernel.run(kernel.hook(dir), &bytes);
-        *seen.entry(got.reason).or_default() += 1;
+        *seen.reasons.entry(got.reason).or_default() += 1;
         let code = if want.reason.accepts() { PASS } else { DROP };
         prop_assert_eq!(
             (
@@ -767,6 +850,7 @@ fn check_case(
             probe
         );
     }
+    seen.ended_both_ways += ended.values().filter(|ways| ways.len() == 2).count();
     Ok(())
 }
 
@@ -780,7 +864,7 @@ fn kernel_decides_like_the_reference() {
         interfaces: Vec::new(),
     };
     let kernel = RefCell::new(Kernel::load(&first));
-    let seen = RefCell::new(HashMap::new());
+    let seen = RefCell::new(Seen::default());
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: RULESETS,
         failure_persistence: Some(Box::new(
@@ -789,10 +873,11 @@ fn kernel_decides_like_the_reference() {
         source_file: Some(file!()),
         ..ProptestConfig::default()
     });
-    let result = runner.run(&arb_case(), |(config, probes)| {
+    let result = runner.run(&arb_case(), |(config, second, probes)| {
         check_case(
             &mut kernel.borrow_mut(),
             &config,
+            &second,
             &probes,
             &mut seen.borrow_mut(),
         )
@@ -803,13 +888,18 @@ fn kernel_decides_like_the_reference() {
     // The generator must reach every kind of decision, or the agreement
     // above proves less than it seems.
     let seen = seen.into_inner();
-    eprintln!("decisions compared, by reason: {seen:?}");
+    eprintln!("decisions compared, by reason: {:?}", seen.reasons);
     for reason in Reason::ALL {
         if reason != Reason::Unbound {
             assert!(
-                seen.contains_key(&reason),
+                seen.reasons.contains_key(&reason),
                 "no generated packet was decided by {reason:?}"
             );
         }
     }
+    eprintln!("ended sessions dropped both ways: {}", seen.ended_both_ways);
+    assert!(
+        seen.ended_both_ways > 0,
+        "no ended session had packets both ways after the change"
+    );
 }

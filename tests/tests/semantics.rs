@@ -11,7 +11,7 @@
 //! the metadata address 100.100.100.200 inside a client namespace.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sg_daemon::api::{Counters, serde_json};
 use sg_tests::*;
@@ -704,6 +704,61 @@ fn session_survives_rule_removal_and_ends_on_a_matching_drop() {
         conn.echo(b"now dropped").is_err(),
         "the session survived an explicit drop rule that matches it"
     );
+}
+
+/// SPEC §3.6 「no packet of it passes either way while that rule stays
+/// (neither side can reopen it)」: a server pushes a line every 100 ms to
+/// a connected client; a reload brings a priority-1 drop rule for the
+/// client's address. The client stops receiving at once and for good:
+/// the server's pushes (which the basic egress default would accept) do
+/// not open the session again, and `sgctl sessions` shows it ended.
+#[test]
+fn a_drop_rule_cuts_off_a_pushing_server_for_good() {
+    let t = Topology::pair("push").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let pusher = Pusher::start(s, s.v4(7000), Duration::from_millis(100)).unwrap();
+    let open = accept_in("tcp", "7000/7000", "0.0.0.0/0").priority(2);
+    let block = drop_in("all", "-1/-1", c.ipv4()).priority(1);
+    let push = |rules: Vec<Rule>| groups_on(SERVER_IF, &[Group::new("sg-push").rules(rules)]);
+    let mut sgd = Daemon::start(s, &push(vec![open.clone()])).unwrap();
+    let client = PushClient::connect(c, pusher.addr()).unwrap();
+    assert!(
+        client.wait_for(5, Duration::from_secs(3)),
+        "the client got {} lines before the drop rule",
+        client.lines()
+    );
+
+    sgd.reload_with(&push(vec![open, block])).unwrap();
+    let written = pusher.written();
+    let later = client.lines_later_than(
+        Instant::now(),
+        Duration::from_millis(300),
+        Duration::from_secs(3),
+    );
+    assert_eq!(
+        later, 0,
+        "lines arrived after the drop rule: the session came back"
+    );
+    assert!(
+        pusher.written() >= written + 20,
+        "the server stopped writing ({} lines before the rule, {} now)",
+        written,
+        pusher.written()
+    );
+    let port = client.local_addr().port().to_string();
+    let sessions = sgd.ctl().ok(&["sessions", "--interface", SERVER_IF]);
+    let flow: Vec<&str> = sessions.lines().filter(|l| l.contains(&port)).collect();
+    assert!(
+        flow.len() == 1 && flow[0].contains("ended"),
+        "the session is not (only) ended:\n{sessions}"
+    );
+    let (server, client_ip) = (s.ipv4().to_string(), c.ipv4().to_string());
+    #[rustfmt::skip]
+    let diagnosis = sgd.ctl().ok(&[
+        "diagnose", SERVER_IF, "--direction", "egress", "--protocol", "tcp",
+        "--src", &server, "--src-port", "7000", "--dst", &client_ip, "--dst-port", &port,
+    ]);
+    assert!(diagnosis.starts_with("drop (session-ended"), "{diagnosis}");
 }
 
 /// SPEC §3.9 (fragments): a 3000-byte UDP datagram over a 1500-byte MTU

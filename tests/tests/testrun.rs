@@ -13,7 +13,10 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::{DROP, Kernel, PASS, case, parse};
-use sg_common::Reason::*;
+use sg_common::{
+    Reason::{self, *},
+    SessionTimeouts,
+};
 use sg_daemon::{
     compile::Origin,
     dataplane::Hook::{self, Egress, Ingress},
@@ -60,6 +63,11 @@ fn ip(s: &str) -> IpAddr {
 /// A TCP SYN from `src:sport` to `dst:dport`.
 fn syn(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
     frames::ip_frame(ip(src), ip(dst), TCP, &frames::tcp_syn(sport, dport))
+}
+
+/// A TCP segment with `flags` from `src:sport` to `dst:dport`.
+fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    frames::ip_frame(ip(src), ip(dst), TCP, &frames::tcp(sport, dport, flags))
 }
 
 /// A UDP datagram from `src:sport` to `dst:dport`.
@@ -740,9 +748,195 @@ fn a_new_drop_rule_ends_a_matching_session_and_nothing_else() {
     assert_eq!(v.origin, rule("sg-block", "no-web"));
     #[rustfmt::skip]
     k.check(&[
-        case("reply, session ended", Egress,  reply(),                           DefaultAccept),
+        // It stays ended, both ways (the egress default does not open it
+        // again).
+        case("reply, session ended",  Egress,  reply(),                           SessionEnded),
+        case("client, session ended", Ingress, http_from(40000),                  SessionEnded),
         // The UDP session matches no drop rule and survives both changes.
-        case("dns answer",           Ingress, udp(dns, SERVER, 53, 40000, b"a"), Session),
+        case("dns answer",            Ingress, udp(dns, SERVER, 53, 40000, b"a"), Session),
+    ]);
+}
+
+/// SPEC §3.6: a server pushing data to a client whose session a drop rule
+/// ended: every later segment is dropped both ways, also after another
+/// ruleset change that keeps the drop rule, and ICMP errors about it are
+/// not related; the sweeper keeps the ended entry while the rule stays.
+/// Once the drop rule is gone the flow is judged afresh.
+#[test]
+fn an_ended_session_stays_ended_both_ways_while_its_drop_rule_stays() {
+    use frames::{ACK, SYN};
+    let push = || tcp(SERVER, CLIENT, 80, 40000, ACK | 0x08);
+    let client_ack = || tcp(CLIENT, SERVER, 40000, 80, ACK);
+    let mut k = Kernel::new(&on_lo(&[web()]));
+    #[rustfmt::skip]
+    k.check(&[
+        case("connect",     Ingress, tcp(CLIENT, SERVER, 40000, 80, SYN),       RuleAccept),
+        case("accept",      Egress,  tcp(SERVER, CLIENT, 80, 40000, SYN | ACK), Session),
+        case("push",        Egress,  push(),                                    Session),
+        case("client acks", Ingress, client_ack(),                              Session),
+    ]);
+    let install = |k: &mut Kernel, groups: &[Group]| {
+        let toml = on_lo(groups);
+        k.install(&sg_daemon::config::parse(std::path::Path::new("t.toml"), &toml).unwrap());
+    };
+    let block = || Group::new("sg-block").rules([drop_in("all", "-1/-1", CLIENT).id("client")]);
+    install(&mut k, &[web(), block()]);
+    // The server's port unreachable about the client's segment (a quote of
+    // the IP header and 8 bytes).
+    let quote = frames::ipv4(
+        v4(CLIENT),
+        v4(SERVER),
+        TCP,
+        &[],
+        &frames::tcp(40000, 80, ACK)[..8],
+    );
+    let unreachable = icmp(SERVER, CLIENT, 3, 3, [0; 4], &quote);
+    #[rustfmt::skip]
+    let ended = [
+        case("push, ended",        Egress,  push(),       SessionEnded),
+        case("push again",         Egress,  push(),       SessionEnded),
+        case("client acks, ended", Ingress, client_ack(), SessionEnded),
+        // Not related to a live session: the basic egress default.
+        case("unreachable about it", Egress, unreachable, DefaultAccept),
+    ];
+    k.check(&ended);
+    let state = |k: &Kernel| {
+        let sessions = k.dataplane.sessions().unwrap();
+        let (_, v) = sessions
+            .iter()
+            .find(|(key, _)| key.remote_port == 40000)
+            .unwrap();
+        (v.ended, v.state)
+    };
+    assert_eq!(state(&k), (1, sg_common::SESSION_ESTABLISHED));
+    let timeouts = SessionTimeouts::DEFAULT;
+    let swept = k.dataplane.sweep_sessions(&timeouts, |_, _| true).unwrap();
+    assert_eq!(swept, 0, "an ended session was swept while its rule stays");
+
+    // Another change that keeps the drop rule keeps it ended.
+    let other = Group::new("sg-other").rules([accept_in("udp", "53/53", "0.0.0.0/0")]);
+    install(&mut k, &[web(), block(), other]);
+    k.check(&ended[..3]);
+
+    // Without the drop rule the flow is new: the egress default opens a
+    // session that the client's answer establishes.
+    install(&mut k, &[web()]);
+    #[rustfmt::skip]
+    k.check(&[
+        case("push, rule gone",        Egress,  push(),       DefaultAccept),
+        case("client acks, rule gone", Ingress, client_ack(), Session),
+    ]);
+    assert_eq!(state(&k), (0, sg_common::SESSION_ESTABLISHED));
+}
+
+/// An ended session the sweeper is told no drop rule ends any more is
+/// freed; one it is told is still ended stays.
+#[test]
+fn the_sweeper_frees_ended_sessions_only_when_their_rule_is_gone() {
+    let mut k = Kernel::new(&on_lo(&[web()]));
+    #[rustfmt::skip]
+    k.check(&[case("connect", Ingress, syn(CLIENT, SERVER, 40000, 80), RuleAccept)]);
+    let blocked = on_lo(&[
+        web(),
+        Group::new("sg-block").rules([drop_in("all", "-1/-1", CLIENT)]),
+    ]);
+    k.install(&sg_daemon::config::parse(std::path::Path::new("t.toml"), &blocked).unwrap());
+    #[rustfmt::skip]
+    k.check(&[case("ended", Egress, syn(SERVER, CLIENT, 80, 40000), SessionEnded)]);
+    let timeouts = SessionTimeouts::DEFAULT;
+    assert_eq!(
+        k.dataplane.sweep_sessions(&timeouts, |_, _| true).unwrap(),
+        0
+    );
+    assert_eq!(
+        k.dataplane.sweep_sessions(&timeouts, |_, _| false).unwrap(),
+        1
+    );
+    assert!(k.dataplane.sessions().unwrap().is_empty());
+}
+
+/// SPEC §3.6: TCP sessions follow the connection, each state with its
+/// idle timeout, which the kernel checks itself. With `syn_timeout_secs`
+/// and `tcp_closed_timeout_secs` at 1 s: after 1.5 s idle a half-open
+/// session (no answer), and one closed by a RST or by a FIN each way, are
+/// gone, while established ones (`session_timeout_secs`, 910 s) are not.
+/// A RST opens nothing; a connection picked up mid-stream (an ACK) starts
+/// half-open; a SYN on a closed connection's ports is judged by the rules.
+#[test]
+fn tcp_sessions_follow_the_connection_with_a_timeout_per_state() {
+    use frames::{ACK, FIN, RST, SYN};
+    use sg_common::{SESSION_CLOSED, SESSION_ESTABLISHED, SESSION_HALF_OPEN};
+    let config = format!(
+        "[daemon]\nsyn_timeout_secs = 1\ntcp_closed_timeout_secs = 1\n{}",
+        on_lo(&[web()])
+    );
+    let mut k = Kernel::new(&config);
+    let remote = "203.0.113.80";
+    let out = |port, flags| tcp(SERVER, remote, port, 443, flags);
+    let reply = |port, flags| tcp(remote, SERVER, 443, port, flags);
+    #[rustfmt::skip]
+    k.check(&[
+        case("half-open: SYN",            Egress,  out(40001, SYN),             DefaultAccept),
+        case("established: SYN",         Egress,  out(40002, SYN),             DefaultAccept),
+        case("established: SYN+ACK",      Ingress, reply(40002, SYN | ACK),     Session),
+        case("RST: SYN",                  Egress,  out(40003, SYN),             DefaultAccept),
+        case("RST: SYN+ACK",              Ingress, reply(40003, SYN | ACK),     Session),
+        case("RST: RST",                  Egress,  out(40003, RST),             Session),
+        case("RST: last ACK",             Ingress, reply(40003, ACK),           Session),
+        case("FINs: SYN",                 Egress,  out(40004, SYN),             DefaultAccept),
+        case("FINs: SYN+ACK",             Ingress, reply(40004, SYN | ACK),     Session),
+        case("FINs: FIN out",             Egress,  out(40004, FIN | ACK),       Session),
+        case("FINs: FIN in",              Ingress, reply(40004, FIN | ACK),     Session),
+        case("one FIN: SYN",              Egress,  out(40005, SYN),             DefaultAccept),
+        case("one FIN: SYN+ACK",          Ingress, reply(40005, SYN | ACK),     Session),
+        case("one FIN: FIN out",          Egress,  out(40005, FIN | ACK),       Session),
+        case("mid-stream ACK",            Egress,  out(40006, ACK),             DefaultAccept),
+        case("RST alone",                 Egress,  out(40007, RST),             DefaultAccept),
+        case("RST alone: answer",         Ingress, reply(40007, ACK),           DefaultDrop),
+        case("reused: SYN",               Egress,  out(40008, SYN),             DefaultAccept),
+        case("reused: SYN+ACK",           Ingress, reply(40008, SYN | ACK),     Session),
+        case("reused: RST in",            Ingress, reply(40008, RST),           Session),
+        case("reused: new SYN in",        Ingress, reply(40008, SYN),           DefaultDrop),
+        case("reused: ACK in",            Ingress, reply(40008, ACK),           Session),
+    ]);
+    let states: Vec<(u16, u8)> = {
+        let mut s: Vec<_> = k
+            .dataplane
+            .sessions()
+            .unwrap()
+            .into_iter()
+            .map(|(key, v)| (key.local_port, v.state))
+            .collect();
+        s.sort();
+        s
+    };
+    #[rustfmt::skip]
+    assert_eq!(states, [
+        (40001, SESSION_HALF_OPEN), (40002, SESSION_ESTABLISHED), (40003, SESSION_CLOSED),
+        (40004, SESSION_CLOSED), (40005, SESSION_ESTABLISHED), (40006, SESSION_HALF_OPEN),
+        (40008, SESSION_CLOSED),
+    ]);
+
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The sweeper frees what the kernel no longer uses, by the same
+    // timeouts.
+    let timeouts = SessionTimeouts {
+        half_open_ns: 1_000_000_000,
+        closed_ns: 1_000_000_000,
+        ..SessionTimeouts::DEFAULT
+    };
+    assert_eq!(
+        k.dataplane.sweep_sessions(&timeouts, |_, _| true).unwrap(),
+        5
+    );
+    #[rustfmt::skip]
+    k.check(&[
+        case("half-open, expired",      Ingress, reply(40001, SYN | ACK), DefaultDrop),
+        case("established, idle 1.5 s", Ingress, reply(40002, ACK),       Session),
+        case("closed by RST, expired",  Ingress, reply(40003, ACK),       DefaultDrop),
+        case("closed by FINs, expired", Ingress, reply(40004, ACK),       DefaultDrop),
+        case("one FIN, idle 1.5 s",     Ingress, reply(40005, ACK),       Session),
+        case("mid-stream, unanswered",  Ingress, reply(40006, ACK),       DefaultDrop),
     ]);
 }
 
@@ -795,13 +989,18 @@ fn the_sweeper_frees_only_idle_sessions() {
         case("query from 40001", Egress, out(40001), DefaultAccept),
     ]);
     assert_eq!(k.dataplane.sessions().unwrap().len(), 2);
+    let idle_for = |ns| SessionTimeouts {
+        established_ns: ns,
+        ..SessionTimeouts::DEFAULT
+    };
     // Nothing is idle for an hour yet.
-    assert_eq!(k.dataplane.sweep_sessions(3_600_000_000_000).unwrap(), 0);
+    let sweep = |k: &mut Kernel, ns| k.dataplane.sweep_sessions(&idle_for(ns), |_, _| true);
+    assert_eq!(sweep(&mut k, 3_600_000_000_000).unwrap(), 0);
     std::thread::sleep(std::time::Duration::from_millis(20));
     #[rustfmt::skip]
     k.check(&[case("query from 40001 again", Egress, out(40001), Session)]);
     // Idle for more than 10 ms: only the one not touched since.
-    assert_eq!(k.dataplane.sweep_sessions(10_000_000).unwrap(), 1);
+    assert_eq!(sweep(&mut k, 10_000_000).unwrap(), 1);
     let left = k.dataplane.sessions().unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].0.local_port, 40001);

@@ -1,9 +1,7 @@
 //! `Diagnose`: what the rules (or a live session, or a built-in) decide for
 //! a described packet, and why.
 
-use std::net::IpAddr;
-
-use sg_common::{CtKey, CtValue};
+use sg_common::{CtKey, CtValue, SESSION_CLOSED};
 
 use super::{
     Diagnosis, Direction, Probe, Reply,
@@ -12,6 +10,7 @@ use super::{
 use crate::{
     model::{self, Addresses, Config},
     reference::{self, BuiltIn, DecidedBy, Fragment, Interface, Packet},
+    sessions,
 };
 
 pub(super) fn diagnose(
@@ -43,6 +42,12 @@ pub(super) fn diagnose(
         src_port: probe.src_port,
         dst_port: probe.dst_port,
         icmp,
+        // A TCP probe is a connection attempt.
+        tcp_flags: if proto == reference::TCP {
+            reference::TCP_SYN
+        } else {
+            0
+        },
         fragment: Fragment::No,
         quoted: None,
     };
@@ -64,38 +69,28 @@ pub(super) fn diagnose(
     if !before_sessions
         && let Some(live) = live_sessions
         && let Ok(ifindex) = nix::net::if_::if_nametoindex(b.name.as_str())
-        && let Some(found) = find_session(live, ifindex, &pkt, probe.direction, config)
+        && let Some((key, value)) = find_session(live, ifindex, &pkt, dir)
+        && let Some(diagnosis) = session_diagnosis(&iface, key, value, proto)
     {
-        return Ok(Reply::Diagnosis(session_diagnosis(&iface, found)));
+        return Ok(Reply::Diagnosis(diagnosis));
     }
     Ok(Reply::Diagnosis(explain_decision(config, &fresh, dir)))
 }
 
-struct FoundSession {
-    opened: Direction,
-    idle_secs: u64,
-    opening: Packet,
-}
-
-fn find_session(
-    live: &[(CtKey, CtValue)],
+/// The kernel's entry for `pkt`'s session, live or not.
+fn find_session<'a>(
+    live: &'a [(CtKey, CtValue)],
     ifindex: u32,
     pkt: &Packet,
     dir: Direction,
-    config: &Config,
-) -> Option<FoundSession> {
+) -> Option<&'a (CtKey, CtValue)> {
     let (local, remote, local_port, remote_port) = match dir {
         Direction::Ingress => (pkt.dst, pkt.src, pkt.dst_port, pkt.src_port),
         Direction::Egress => (pkt.src, pkt.dst, pkt.src_port, pkt.dst_port),
     };
     let (family, local_bytes) = sg_common::addr::to_bytes(local);
     let (_, remote_bytes) = sg_common::addr::to_bytes(remote);
-    let now = crate::clock::boot_time_ns();
-    let timeout_ns = config
-        .daemon
-        .session_timeout_secs
-        .saturating_mul(1_000_000_000);
-    let (_, value) = live.iter().find(|(k, v)| {
+    live.iter().find(|(k, _)| {
         k.ifindex == ifindex
             && k.proto == pkt.proto
             && k.family == family
@@ -103,65 +98,60 @@ fn find_session(
             && k.remote == remote_bytes
             && k.local_port == local_port
             && k.remote_port == remote_port
-            && now.wrapping_sub(v.last_seen_ns) <= timeout_ns
-    })?;
-    let opened = Direction::from_raw(value.opened);
-    let (src, dst, src_port, dst_port) = match opened {
-        Direction::Ingress => (remote, local, remote_port, local_port),
-        Direction::Egress => (local, remote, local_port, remote_port),
-    };
-    let icmp = match pkt.proto {
-        reference::ICMP => Some((8, 0)),
-        reference::ICMPV6 => Some((128, 0)),
-        _ => None,
-    };
-    Some(FoundSession {
-        opened,
-        idle_secs: now.wrapping_sub(value.last_seen_ns) / 1_000_000_000,
-        opening: Packet {
-            src,
-            dst,
-            proto: pkt.proto,
-            src_port,
-            dst_port,
-            icmp,
-            fragment: Fragment::No,
-            quoted: None,
-        },
     })
 }
 
-/// A live session passes the packet, unless an explicit drop rule now
-/// matches the packet that opened it (SPEC §3.6): then it ends.
-fn session_diagnosis(iface: &Interface, s: FoundSession) -> Diagnosis {
-    let opened = s.opened;
-    let metadata = IpAddr::from(sg_common::METADATA_V4);
-    let is_metadata = opened == model::Direction::Egress && s.opening.dst == metadata;
-    let recheck = reference::decide_by_rules(iface, opened, &s.opening);
-    let way = bound_name(opened);
-    if !is_metadata
-        && !recheck.accept
-        && let DecidedBy::Rule { group, id } = recheck.by
-    {
-        return Diagnosis {
-            verdict: "drop".into(),
-            decided_by: "session-ended".into(),
-            explanation: format!(
-                "a tracked session (opened {way}) exists, but drop rule {id} of group {group} matches the packet that opened it: the session ends at this packet"
-            ),
-            group: Some(group),
-            rule: Some(id),
-        };
+/// What the session decides (SPEC §3.5, §3.6): a live one passes the
+/// packet, unless an explicit drop rule now matches the packet that opened
+/// it (then it ends); an ended one drops it while such a rule stays.
+/// `None`: the session does not decide (expired, closed under a new TCP
+/// connection attempt, or ended by a rule that is gone).
+fn session_diagnosis(
+    iface: &Interface,
+    key: &CtKey,
+    value: &CtValue,
+    proto: u8,
+) -> Option<Diagnosis> {
+    let now = crate::clock::boot_time_ns();
+    let ended = value.ended != 0;
+    if !ended && !sessions::is_live(value, &iface.config.daemon.session_timeouts(), now) {
+        return None;
     }
-    Diagnosis {
-        verdict: "accept".into(),
-        decided_by: "session".into(),
-        group: None,
-        rule: None,
-        explanation: format!(
-            "a tracked session (opened {way}, idle {} s) passes it without rule evaluation",
-            s.idle_secs
-        ),
+    // The probe of a TCP port is a SYN: on a closed connection's ports it
+    // opens a new one.
+    if value.state == SESSION_CLOSED && proto == reference::TCP {
+        return None;
+    }
+    let way = bound_name(Direction::from_raw(value.opened));
+    let state = sessions::state_name(value);
+    match (sessions::ended_by(iface, key, value), ended) {
+        (Some((group, id)), _) => {
+            let what = if ended {
+                "was ended by"
+            } else {
+                "ends at this packet: it matches"
+            };
+            Some(Diagnosis {
+                verdict: "drop".into(),
+                decided_by: "session-ended".into(),
+                explanation: format!(
+                    "a tracked session (opened {way}) {what} drop rule {id} of group {group}, which matches the packet that opened it; no packet of it passes either way while the rule stays"
+                ),
+                group: Some(group),
+                rule: Some(id),
+            })
+        }
+        (None, true) => None,
+        (None, false) => Some(Diagnosis {
+            verdict: "accept".into(),
+            decided_by: "session".into(),
+            group: None,
+            rule: None,
+            explanation: format!(
+                "a tracked session (opened {way}, {state}, idle {} s) passes it without rule evaluation",
+                now.saturating_sub(value.last_seen_ns) / 1_000_000_000
+            ),
+        }),
     }
 }
 

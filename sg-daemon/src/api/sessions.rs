@@ -1,4 +1,5 @@
-//! The tracked sessions of the kernel's session table: listed, or flushed.
+//! The tracked sessions of the kernel's session table, with their state
+//! and how long each has left: listed, or flushed.
 
 use tracing::info;
 
@@ -24,7 +25,7 @@ pub(super) fn sessions(
         None => None,
     };
     let now = crate::clock::boot_time_ns();
-    let timeout = config.daemon.session_timeout_secs;
+    let timeouts = config.daemon.session_timeouts();
     let mut out: Vec<SessionInfo> = dp
         .sessions()
         .map_err(|e| format!("reading the sessions: {e:#}"))?
@@ -40,8 +41,9 @@ pub(super) fn sessions(
                 remote: sg_common::addr::from_bytes(k.family, &k.remote).to_string(),
                 remote_port: k.remote_port,
                 opened: bound_name(Direction::from_raw(v.opened)).into(),
+                state: crate::sessions::state_name(&v).into(),
                 idle_secs: idle,
-                expires_in_secs: timeout.saturating_sub(idle),
+                expires_in_secs: crate::sessions::expires_in_secs(&v, &timeouts, now),
             }
         })
         .collect();

@@ -319,9 +319,14 @@ pub struct SessionInfo {
     pub remote_port: u16,
     /// `inbound` or `outbound`: the direction of its first packet.
     pub opened: String,
+    /// `open` (not TCP), `half-open`, `established`, `closed` (TCP), or
+    /// `ended` (by a drop rule: its packets are dropped both ways).
+    #[serde(default)]
+    pub state: String,
     pub idle_secs: u64,
-    /// Seconds until it expires without traffic; 0 when expired (and
-    /// waiting to be evicted).
+    /// Seconds until it expires without traffic (by its state's timeout);
+    /// 0 when expired (and waiting to be evicted), and when ended (it stays
+    /// while a drop rule matches it).
     pub expires_in_secs: u64,
 }
 

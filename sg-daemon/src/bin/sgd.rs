@@ -174,8 +174,7 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
                 let _ = scrape.send(text);
             }
             _ = sweep.tick() => {
-                let timeout_ns = store.config().daemon.session_timeout_secs.saturating_mul(1_000_000_000);
-                match daemon.dataplane_mut().sweep_sessions(timeout_ns) {
+                match daemon.sweep_sessions(store.config()) {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(freed = n, "expired sessions swept"),
                     Err(e) => tracing::warn!("sweeping sessions: {e:#}"),

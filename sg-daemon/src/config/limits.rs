@@ -16,7 +16,8 @@ pub const MAX_GROUP_REFERENCES_PER_GROUP: usize = 20;
 pub const PRIORITY_RANGE: RangeInclusive<i64> = 1..=100;
 /// Entries of a prefix list or a port list (`max_entries`).
 pub const LIST_ENTRIES_RANGE: RangeInclusive<usize> = 1..=MAX_RULES_PER_INTERFACE;
-/// `session_timeout_secs`: up to a week.
+/// `session_timeout_secs`, `syn_timeout_secs`, `tcp_closed_timeout_secs`:
+/// up to a week.
 pub const SESSION_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=86_400 * 7;
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
 pub const MAX_IFNAME_LEN: usize = 15;

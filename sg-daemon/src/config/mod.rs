@@ -187,6 +187,42 @@ security_groups = ["sg-web"]
     }
 
     #[test]
+    fn session_timeouts_are_checked_with_their_defaults() {
+        let config = parse(Path::new("sg.toml"), GOOD).unwrap();
+        let d = &config.daemon;
+        assert_eq!((d.syn_timeout_secs, d.tcp_closed_timeout_secs), (60, 10));
+        let set = GOOD.replace(
+            "session_timeout_secs = 910",
+            "session_timeout_secs = 600\nsyn_timeout_secs = 5\ntcp_closed_timeout_secs = 2",
+        );
+        let d = parse(Path::new("sg.toml"), &set).unwrap().daemon;
+        let secs = (
+            d.session_timeout_secs,
+            d.syn_timeout_secs,
+            d.tcp_closed_timeout_secs,
+        );
+        assert_eq!(secs, (600, 5, 2));
+        let bad = GOOD.replace(
+            "session_timeout_secs = 910",
+            "syn_timeout_secs = 0\ntcp_closed_timeout_secs = -3",
+        );
+        let errs = errors(&bad);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        for (field, default) in [("syn_timeout_secs", 60), ("tcp_closed_timeout_secs", 10)] {
+            let e = errs
+                .iter()
+                .find(|e| e.field == format!("daemon.{field}"))
+                .unwrap_or_else(|| panic!("no error for {field}: {errs:#?}"));
+            assert!(
+                e.message.contains("allowed: 1..=604800 seconds")
+                    && e.message.contains(&format!("default {default}")),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_errors() {
         let errs = errors(&GOOD.replace("block_smtp_egress", "block_smtp"));
         assert_eq!(errs.len(), 1);

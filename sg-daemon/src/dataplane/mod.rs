@@ -155,7 +155,7 @@ impl Dataplane {
         .filter(|(on, _)| *on)
         .fold(0, |flags, (_, bit)| flags | bit);
         let global = GlobalConfig {
-            session_timeout_ns: settings.session_timeout_secs.saturating_mul(1_000_000_000),
+            timeouts: settings.session_timeouts(),
             flags,
             _pad: 0,
         };

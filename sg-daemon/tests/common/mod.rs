@@ -50,7 +50,10 @@
 //!   both "ports" carry the identifier;
 //! * after a packet: `first-fragment ID`, `later-fragment ID` (a later
 //!   fragment has no transport header: write its addresses without ports),
-//!   `quoting PACKET` (an ICMP error quoting that packet).
+//!   `quoting PACKET` (an ICMP error quoting that packet);
+//! * after a TCP packet, its flags: `SYN`, `SYN+ACK`, `ACK`, `FIN+ACK`,
+//!   `RST`, … (`+`-joined, any of SYN, ACK, FIN, RST, PSH); without them a
+//!   TCP packet is a SYN.
 //!
 //! What decides: `group/rule-id`, `default`, `intra-group`, `session`,
 //! `related`, `spoofed`, `built-in metadata|pmtud|neighbor-discovery|
@@ -61,7 +64,8 @@
 //! A `{a,b,c}` in a row stands for one row per alternative, as in a shell.
 //! [`Host::check`] runs each row alone, with fresh session state;
 //! [`Host::sequence`] and [`Sessions`] run rows in order and keep the
-//! sessions (one state per interface) from row to row. A failing table
+//! sessions (one state per interface) from row to row; [`Sessions::wait`]
+//! lets time pass between rows (sessions expire). A failing table
 //! reports every row that failed, with what it got.
 
 use std::{
@@ -314,6 +318,14 @@ impl<'h> Sessions<'h> {
         self.host = host;
         self.states.values_mut().for_each(State::ruleset_changed);
     }
+
+    /// `secs` seconds pass without a packet, on every interface.
+    #[allow(dead_code)] // not every table test waits
+    pub fn wait(&mut self, secs: u64) {
+        for ifname in self.host.config.interfaces.iter().map(|b| &b.name) {
+            self.states.entry(ifname.clone()).or_default().wait(secs);
+        }
+    }
 }
 
 #[track_caller]
@@ -497,6 +509,11 @@ fn packet(w: &mut Words) -> Packet {
         src_port,
         dst_port,
         icmp: None,
+        tcp_flags: if proto == reference::TCP {
+            reference::TCP_SYN
+        } else {
+            0
+        },
         fragment: Fragment::No,
         quoted: None,
     };
@@ -547,10 +564,29 @@ fn packet(w: &mut Words) -> Packet {
                 w.next(word);
                 pkt.quoted = Some(Box::new(packet(w)));
             }
+            flags if pkt.proto == reference::TCP && tcp_flags(flags).is_some() => {
+                w.next(word);
+                pkt.tcp_flags = tcp_flags(flags).unwrap_or_default();
+            }
             _ => break,
         }
     }
     pkt
+}
+
+/// `SYN+ACK` and the like as TCP flags.
+fn tcp_flags(word: &str) -> Option<u8> {
+    word.split('+').try_fold(0, |flags, name| {
+        let flag = match name {
+            "SYN" => reference::TCP_SYN,
+            "ACK" => reference::TCP_ACK,
+            "FIN" => reference::TCP_FIN,
+            "RST" => reference::TCP_RST,
+            "PSH" => 0x08,
+            _ => return None,
+        };
+        Some(flags | flag)
+    })
 }
 
 static BUILT_INS: [(&str, BuiltIn); 6] = [

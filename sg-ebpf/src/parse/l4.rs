@@ -1,5 +1,6 @@
-//! Transport headers: TCP and UDP ports, ICMP and ICMPv6 type and code,
-//! and the identifier of an ICMP echo, which stands in for both ports.
+//! Transport headers: TCP and UDP ports, TCP flags, ICMP and ICMPv6 type
+//! and code, and the identifier of an ICMP echo, which stands in for both
+//! ports.
 
 use aya_ebpf::programs::TcContext;
 use sg_common::FAMILY_V4;
@@ -42,6 +43,9 @@ pub fn parse_l4(ctx: &TcContext, mut flow: Flow) -> Option<Flow> {
             load::<u8>(ctx, l4 + header - 1)?;
             flow.src_port = u16::from_be(load::<u16>(ctx, l4)?);
             flow.dst_port = u16::from_be(load::<u16>(ctx, l4 + 2)?);
+            if flow.proto == proto::TCP {
+                flow.tcp_flags = load::<u8>(ctx, l4 + 13)?;
+            }
         }
         p if p == icmp => {
             let [icmp_type, icmp_code] = load::<[u8; 2]>(ctx, l4)?;

@@ -45,6 +45,8 @@ pub struct Flow {
     pub dst_port: u16,
     pub icmp_type: u8,
     pub icmp_code: u8,
+    /// TCP flags (`proto::TCP_*`); 0 for other protocols.
+    pub tcp_flags: u8,
     pub fragment: Fragment,
     /// IPv4 identification or IPv6 fragment identification.
     pub frag_id: u32,
@@ -77,6 +79,7 @@ impl Flow {
         dst_port: u16,
         icmp_type: u8,
         icmp_code: u8,
+        tcp_flags: u8,
         fragment: Fragment,
     );
 
@@ -189,6 +192,7 @@ pub fn empty_flow(family: u8, proto: u8) -> Flow {
         dst_port: 0,
         icmp_type: 0,
         icmp_code: 0,
+        tcp_flags: 0,
         fragment: Fragment::No,
         frag_id: 0,
         l4: 0,

@@ -304,6 +304,7 @@ fn sessions(list: &[SessionInfo]) -> String {
             "LOCAL",
             "REMOTE",
             "OPENED",
+            "STATE",
             "IDLE",
             "EXPIRES IN",
         ],
@@ -323,11 +324,12 @@ fn sessions(list: &[SessionInfo]) -> String {
                     at(&s.local, s.local_port),
                     at(&s.remote, s.remote_port),
                     s.opened.clone(),
+                    s.state.clone(),
                     format!("{}s", s.idle_secs),
-                    if s.expires_in_secs == 0 {
-                        "expired".into()
-                    } else {
-                        format!("{}s", s.expires_in_secs)
+                    match (s.state.as_str(), s.expires_in_secs) {
+                        ("ended", _) => "while the drop rule stays".into(),
+                        (_, 0) => "expired".into(),
+                        (_, secs) => format!("{secs}s"),
                     },
                 ]
             })

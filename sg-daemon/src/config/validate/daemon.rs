@@ -12,12 +12,34 @@ impl Validator {
     pub(super) fn daemon(&mut self, raw: Option<&schema::Daemon>) -> DaemonSettings {
         let mut d = DaemonSettings::default();
         let Some(raw) = raw else { return d };
-        if let Some(t) = raw.session_timeout_secs {
+        for (value, name, slot) in [
+            (
+                raw.session_timeout_secs,
+                "session_timeout_secs",
+                &mut d.session_timeout_secs,
+            ),
+            (
+                raw.syn_timeout_secs,
+                "syn_timeout_secs",
+                &mut d.syn_timeout_secs,
+            ),
+            (
+                raw.tcp_closed_timeout_secs,
+                "tcp_closed_timeout_secs",
+                &mut d.tcp_closed_timeout_secs,
+            ),
+        ] {
+            let Some(t) = value else { continue };
+            let default = *slot;
             match u64::try_from(t) {
-                Ok(secs) if SESSION_TIMEOUT_RANGE.contains(&secs) => d.session_timeout_secs = secs,
+                Ok(secs) if SESSION_TIMEOUT_RANGE.contains(&secs) => *slot = secs,
                 _ => self.error(
-                    "daemon.session_timeout_secs",
-                    format!("{t} is out of range; allowed: 1..=604800 seconds (default 910)"),
+                    format!("daemon.{name}"),
+                    format!(
+                        "{t} is out of range; allowed: {}..={} seconds (default {default})",
+                        SESSION_TIMEOUT_RANGE.start(),
+                        SESSION_TIMEOUT_RANGE.end()
+                    ),
                 ),
             }
         }
