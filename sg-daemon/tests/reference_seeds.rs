@@ -1192,7 +1192,8 @@ fn spec_3_8_switching_the_smtp_block_on_ends_port_25_sessions() {
     sessions.ruleset_changes_to(&on);
     sessions.check(&[
         "in  tcp 192.0.2.25:25 -> 10.0.0.5:40000 => drop built-in smtp-blocked",
-        "in  tcp 192.0.2.25:25 -> 10.0.0.5:40000 => drop default",
+        // It stays ended, both ways, while the block is on.
+        "in  tcp 192.0.2.25:25 -> 10.0.0.5:40000 => drop built-in smtp-blocked",
         "out tcp 10.0.0.5:40001 -> 192.0.2.25:25 => drop built-in smtp-blocked",
         "out tcp 10.0.0.5:40001 -> 192.0.2.25:25 => drop built-in smtp-blocked",
         "in  tcp 192.0.2.25:465 -> 10.0.0.5:40002 => accept session",

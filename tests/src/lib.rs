@@ -57,8 +57,8 @@ pub use probe::{
     DROPPED, Expect, PASS, Ping, Probe, Source, Tcp, TcpEcho, Traffic, Udp, UdpBytes,
     UdpFragmentsOptionsAfter, UdpToClosed, UdpToClosedDestOpts, check, probe,
 };
+pub use push::{PushClient, Pusher};
 pub use tun::{Tun, TunPair};
 pub use udp::{
     Datagrams, UdpServer, UdpSink, udp_echo_len, udp_refused, udp_request, udp_send, udp_servers,
 };
-pub use push::{PushClient, Pusher};

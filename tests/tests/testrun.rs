@@ -13,10 +13,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::{DROP, Kernel, PASS, case, parse};
-use sg_common::{
-    Reason::{self, *},
-    SessionTimeouts,
-};
+use sg_common::{Reason::*, SessionTimeouts};
 use sg_daemon::{
     compile::Origin,
     dataplane::Hook::{self, Egress, Ingress},
@@ -428,12 +425,12 @@ fn switching_the_smtp_block_on_ends_port_25_sessions() {
         case("submission, block off", Egress, out(40002, 465), RuleAccept),
     ]);
     // A reload switches the block on: the port-25 sessions end at their
-    // next packet, whichever way it goes.
+    // next packet, whichever way it goes, and stay ended both ways.
     k.install(&parse(&open));
     #[rustfmt::skip]
     k.check(&[
         case("smtp answer",        Ingress, back(40000, 25),  SmtpBlocked),
-        case("smtp answer again",  Ingress, back(40000, 25),  DefaultDrop),
+        case("smtp answer again",  Ingress, back(40000, 25),  SmtpBlocked),
         case("smtp 2, outbound",   Egress,  out(40001, 25),   SmtpBlocked),
         case("smtp 2, again",      Egress,  out(40001, 25),   SmtpBlocked),
         case("submission goes on", Ingress, back(40002, 465), Session),
