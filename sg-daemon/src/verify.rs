@@ -147,6 +147,7 @@ fn samples(iface: &Interface, dir: Direction) -> Vec<Packet> {
             icmp: None,
             fragment: Fragment::No,
             quoted: None,
+            nd_target: None,
         });
     }
     out

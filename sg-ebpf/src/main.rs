@@ -4,7 +4,9 @@
 //! separate BPF function that does nothing once an earlier one has decided:
 //!
 //! 1. parse the frame ([`parse`]; Ethernet or, on an L3 device, IP at
-//!    offset 0); non-IP passes, malformed IP drops;
+//!    offset 0); what a hypervisor-mode instance sends is checked on the
+//!    link first (source MAC, ARP, neighbour discovery: [`antispoof`]);
+//!    then non-IP passes, malformed IP drops;
 //! 2. later fragments follow their first fragment ([`fragments`]);
 //! 3. anti-spoofing of hypervisor-mode instances ([`antispoof`]), then the
 //!    neighbour discovery and DHCP built-ins ([`builtins`]);
@@ -105,8 +107,17 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     w.ifindex = ifindex;
     w.dir = dir as u32;
     w.now = unsafe { bpf_ktime_get_boot_ns() };
-    match parse::parse(ctx, &mut w.packet, iface.flags) {
-        Parsed::NotIp => return finish(w, Reason::NotIp, NO_RULE, 0),
+    let kind = parse::parse(ctx, &mut w.packet, iface.flags);
+    if hypervisor && dir == Direction::Egress && kind != Parsed::Malformed {
+        antispoof::stage_link(ctx, w, iface, kind);
+    }
+    match kind {
+        Parsed::NotIp | Parsed::Arp => {
+            if !done(w) {
+                finish(w, Reason::NotIp, NO_RULE, 0);
+            }
+            return;
+        }
         Parsed::Malformed => {
             debug!(
                 ctx,
@@ -122,7 +133,9 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     };
     w.key = conntrack::session_key(ifindex, &w.packet, dir);
 
-    fragments::stage_fragment(w);
+    if !done(w) {
+        fragments::stage_fragment(w);
+    }
     if !done(w) {
         builtins::stage_antispoof_nd_dhcp(w, iface);
     }

@@ -45,6 +45,7 @@ pub(super) fn diagnose(
         icmp,
         fragment: Fragment::No,
         quoted: None,
+        nd_target: None,
     };
     let addresses = Addresses::resolve(config, |b| crate::daemon::interface_addresses(&b.name));
     let iface = Interface {
@@ -127,6 +128,7 @@ fn find_session(
             icmp,
             fragment: Fragment::No,
             quoted: None,
+            nd_target: None,
         },
     })
 }
@@ -225,7 +227,7 @@ fn explain_decision(config: &Config, d: &reference::Decision, dir: model::Direct
             "spoofed",
             None,
             None,
-            "the source is not one of the instance's addresses (hypervisor mode anti-spoofing)"
+            "the source is not one of the instance's addresses, or the packet advertises another's address or a route (hypervisor mode anti-spoofing)"
                 .to_owned(),
         ),
         other => ("other", None, None, format!("{other:?}")),

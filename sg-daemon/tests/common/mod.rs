@@ -50,7 +50,8 @@
 //!   both "ports" carry the identifier;
 //! * after a packet: `first-fragment ID`, `later-fragment ID` (a later
 //!   fragment has no transport header: write its addresses without ports),
-//!   `quoting PACKET` (an ICMP error quoting that packet).
+//!   `quoting PACKET` (an ICMP error quoting that packet), `target ADDR`
+//!   (the target address of a neighbour solicitation or advertisement).
 //!
 //! What decides: `group/rule-id`, `default`, `intra-group`, `session`,
 //! `related`, `spoofed`, `built-in metadata|pmtud|neighbor-discovery|
@@ -499,6 +500,7 @@ fn packet(w: &mut Words) -> Packet {
         icmp: None,
         fragment: Fragment::No,
         quoted: None,
+        nd_target: None,
     };
     let v4 = src.is_ipv4();
     pkt.icmp = match kind {
@@ -546,6 +548,11 @@ fn packet(w: &mut Words) -> Packet {
             "quoting" => {
                 w.next(word);
                 pkt.quoted = Some(Box::new(packet(w)));
+            }
+            "target" => {
+                w.next(word);
+                let word = w.next("a target address");
+                pkt.nd_target = Some(word.parse().unwrap_or_else(|_| w.bad("an address", word)));
             }
             _ => break,
         }
