@@ -126,6 +126,11 @@ pub const IFACE_HYPERVISOR: u32 = 1 << 0;
 /// header starts the frame, and `skb->protocol` says which IP it is.
 pub const IFACE_L3: u32 = 1 << 1;
 
+/// Value of `SG_INSTANCE_MACS`, keyed by ifindex: the Ethernet source
+/// address a hypervisor-mode instance is pinned to (its binding's `mac`).
+/// No entry: any source MAC.
+pub type InstanceMac = [u8; 6];
+
 /// Value of `SG_TABLES`, indexed by table id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

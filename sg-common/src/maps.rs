@@ -18,6 +18,7 @@ pub const PORT: &str = "SG_PORT";
 pub const CONNTRACK: &str = "SG_CONNTRACK";
 pub const FRAGMENTS: &str = "SG_FRAGMENTS";
 pub const INSTANCE_ADDRS: &str = "SG_INSTANCE_ADDRS";
+pub const INSTANCE_MACS: &str = "SG_INSTANCE_MACS";
 pub const RULE_COUNTERS: &str = "SG_RULE_COUNTERS";
 pub const IFACE_COUNTERS: &str = "SG_IFACE_COUNTERS";
 pub const DROPS: &str = "SG_DROPS";
@@ -25,7 +26,7 @@ pub const STATS: &str = "SG_STATS";
 
 /// The maps that hold state and outlive a daemon (pinned): everything
 /// but per-run scratch space.
-pub const PINNED: [&str; 12] = [
+pub const PINNED: [&str; 13] = [
     RULE_COUNTERS,
     IFACE_COUNTERS,
     GLOBAL,
@@ -37,6 +38,7 @@ pub const PINNED: [&str; 12] = [
     CONNTRACK,
     FRAGMENTS,
     INSTANCE_ADDRS,
+    INSTANCE_MACS,
     STATS,
 ];
 

@@ -240,12 +240,12 @@ impl Daemon {
                 self.dataplane.uninstall(*old)?;
                 self.dataplane.detach(&binding.name, *old)?;
             }
-            let spoof_guard = match binding.mode {
-                BindingMode::Instance => &[][..],
-                BindingMode::Hypervisor => addresses.instance(&binding.name),
+            let (spoof_guard, mac) = match binding.mode {
+                BindingMode::Instance => (&[][..], None),
+                BindingMode::Hypervisor => (addresses.instance(&binding.name), binding.mac),
             };
             self.dataplane
-                .set_instance_addresses(ifindex, spoof_guard)?;
+                .set_instance_addresses(ifindex, spoof_guard, mac)?;
             self.dataplane
                 .install(ifindex, flags, [inbound, outbound])
                 .with_context(|| format!("installing the rules of {}", binding.name))?;

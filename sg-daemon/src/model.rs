@@ -261,6 +261,8 @@ pub struct InterfaceBinding {
     /// Group ids in binding order (1..=10).
     pub security_groups: Vec<String>,
     pub addresses: Vec<IpAddr>,
+    /// Hypervisor mode: the source MAC the instance is pinned to.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Addresses known on this host: who is a member of which group, and each

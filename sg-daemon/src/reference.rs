@@ -5,6 +5,13 @@
 //!
 //! Nothing here is shared with `compile.rs`: the merge, the order and the
 //! matching are written again, plainly, from the SPEC.
+//!
+//! Packets are IP packets. What a hypervisor-mode instance says on the
+//! link below IP (its source MAC, ARP) is not modelled: that check depends
+//! on no rule, session or built-in, only on the binding's `addresses` and
+//! `mac`, and it is tested on crafted frames (`tests/tests/testrun.rs`)
+//! and real traffic (`tests/tests/attacks.rs`). Neighbour discovery is IP
+//! and is modelled, down to the target address an advertisement claims.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -35,6 +42,9 @@ pub struct Packet {
     pub fragment: Fragment,
     /// The packet an ICMP error quotes, when the quote names one.
     pub quoted: Option<Box<Packet>>,
+    /// The target address of an ICMPv6 neighbour solicitation or
+    /// advertisement: the address it asks about or claims.
+    pub nd_target: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -524,6 +534,12 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
     {
         return Decision::new(false, DecidedBy::Spoofed);
     }
+    if iface.binding.mode == BindingMode::Hypervisor
+        && dir == Direction::Egress
+        && poses_on_the_link(iface, pkt)
+    {
+        return Decision::new(false, DecidedBy::Spoofed);
+    }
     if let Some(b) = nd_dhcp {
         return Decision::new(true, DecidedBy::BuiltIn(b));
     }
@@ -557,6 +573,30 @@ fn decide_packet(iface: &Interface, state: &mut State, dir: Direction, pkt: &Pac
         open_session(state, &key, dir, pkt);
     }
     d
+}
+
+/// Neighbour discovery by which a hypervisor-mode instance would pose as
+/// a router or as another instance, whatever the built-ins and rules say:
+/// router advertisements and redirects (RA guard), and neighbour
+/// advertisements whose target is neither one of its addresses nor
+/// link-local (its link-local addresses are not configured; no group
+/// grants them anything). A later fragment carries no ICMPv6 header.
+fn poses_on_the_link(iface: &Interface, pkt: &Packet) -> bool {
+    if pkt.proto != ICMPV6 || !pkt.src.is_ipv6() || matches!(pkt.fragment, Fragment::Later { .. }) {
+        return false;
+    }
+    let own = |target: &IpAddr| {
+        matches!(target, IpAddr::V6(t) if t.is_unicast_link_local())
+            || iface
+                .addresses
+                .instance(&iface.binding.name)
+                .contains(target)
+    };
+    match pkt.icmp_type() {
+        Some(134 | 137) => true,
+        Some(136) => !pkt.nd_target.as_ref().is_some_and(own),
+        _ => false,
+    }
 }
 
 /// What ends a session opened in `opened` by `opening`, checked when the

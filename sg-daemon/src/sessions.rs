@@ -66,6 +66,7 @@ pub fn opening(key: &CtKey, value: &CtValue) -> (Direction, Packet) {
         tcp_flags: if key.proto == TCP { TCP_SYN } else { 0 },
         fragment: Fragment::No,
         quoted: None,
+        nd_target: None,
     };
     (opened, packet)
 }

@@ -343,6 +343,7 @@ security_groups = ["sg-web", "sg-db"]
 name = "tap-vm7"
 mode = "hypervisor"
 addresses = ["198.51.100.7", "2001:db8:7::7"]
+mac = "02:00:00:00:00:07"
 security_groups = ["sg-ent"]
 "#;
 

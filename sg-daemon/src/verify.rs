@@ -148,6 +148,7 @@ fn samples(iface: &Interface, dir: Direction) -> Vec<Packet> {
             tcp_flags: 0,
             fragment: Fragment::No,
             quoted: None,
+            nd_target: None,
         });
     }
     out

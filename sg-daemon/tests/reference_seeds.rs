@@ -1350,3 +1350,36 @@ fn spec_2_hypervisor_built_ins_do_not_bypass_anti_spoofing() {
         "tap-vm1: out icmp 2001:db8::12 -> ff02::1 136/0 => drop spoofed",
     ]);
 }
+
+/// SPEC §2 (anti-spoofing) for neighbour discovery: from its own address, an
+/// instance may advertise only its own addresses (or a link-local one,
+/// which is not configured) and may not act as a router (RA guard): a
+/// neighbour advertisement for another instance's address, a router
+/// advertisement or a redirect would attract the other instances' traffic.
+/// Inbound, and in instance mode, neighbour discovery stays a built-in.
+#[test]
+fn spec_2_hypervisor_instances_cannot_claim_addresses_or_act_as_routers() {
+    let na = |src: &str, target: &str| format!("icmp {src} -> ff02::1 136/0 target {target}");
+    let rows = [
+        format!("tap-vm1: out {} => accept built-in neighbor-discovery", na("2001:db8::11", "2001:db8::11")),
+        format!("tap-vm1: out {} => accept built-in neighbor-discovery", na("fe80::11", "fe80::11")),
+        format!("tap-vm1: out {} => drop spoofed", na("2001:db8::11", "2001:db8::12")),
+        format!("tap-vm1: out {} => drop spoofed", na("fe80::11", "2001:db8::12")),
+        // An advertisement that claims nothing claims nothing of its own.
+        "tap-vm1: out icmp 2001:db8::11 -> ff02::1 136/0 => drop spoofed".to_owned(),
+        "tap-vm1: out icmp fe80::11 -> ff02::1 134/0 => drop spoofed".to_owned(),
+        "tap-vm1: out icmp fe80::11 -> 2001:db8::12 137/0 => drop spoofed".to_owned(),
+        // Solicitations ask; they claim nothing.
+        "tap-vm1: out icmp 2001:db8::11 -> ff02::1:ff00:12 135/0 target 2001:db8::12 => accept built-in neighbor-discovery".to_owned(),
+        "tap-vm1: out icmp fe80::11 -> ff02::2 133/0 => accept built-in neighbor-discovery".to_owned(),
+        // The router's advertisements and redirects reach the instance.
+        "tap-vm1: in  icmp fe80::1 -> ff02::1 134/0 => accept built-in neighbor-discovery".to_owned(),
+        "tap-vm1: in  icmp fe80::1 -> 2001:db8::11 137/0 => accept built-in neighbor-discovery".to_owned(),
+    ];
+    hypervisor().check(&rows);
+    // An instance-mode host may be a router.
+    host(&["sg-web", "eth0: sg-web"]).check(&[
+        "out icmp fe80::1 -> ff02::1 134/0 => accept built-in neighbor-discovery",
+        "out icmp 2001:db8::1 -> ff02::1 136/0 target 2001:db8::99 => accept built-in neighbor-discovery",
+    ]);
+}

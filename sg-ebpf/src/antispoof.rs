@@ -1,15 +1,30 @@
-//! Anti-spoofing of hypervisor-mode instances (outbound only): an instance
-//! sends only from its own addresses, which the daemon lists in
-//! `SG_INSTANCE_ADDRS`; its neighbour discovery and DHCP may also come from
-//! the unspecified or a link-local address, which no group grants anything
-//! to. Applied, before those built-ins, by
-//! [`crate::builtins::stage_antispoof_nd_dhcp`].
+//! Anti-spoofing of hypervisor-mode instances (outbound only). An instance
+//! may say only who it is:
+//!
+//! - on the link ([`stage_link`], right after parsing, for every frame):
+//!   from its pinned source MAC, if its binding has one
+//!   (`SG_INSTANCE_MACS`); ARP only as the sender of one of its addresses
+//!   (or 0.0.0.0: an RFC 5227 probe, which no cache learns from) and,
+//!   with a pinned MAC, only with that MAC as sender hardware address; no
+//!   router advertisements or redirects (RA guard); neighbour
+//!   advertisements only for its own addresses or a link-local one, and,
+//!   with a pinned MAC, neighbour discovery link-layer address options
+//!   only with that MAC;
+//! - in IP ([`spoofed`], applied by
+//!   [`crate::builtins::stage_antispoof_nd_dhcp`]): only from its own
+//!   addresses, which the daemon lists in `SG_INSTANCE_ADDRS`; its
+//!   neighbour discovery and DHCP may also come from the unspecified or a
+//!   link-local address, which no group grants anything to.
 
-use sg_common::{DIM_LOCAL, Direction, IFACE_HYPERVISOR, InterfaceConfig};
+use aya_ebpf::programs::TcContext;
+use sg_common::{
+    DIM_LOCAL, Direction, FAMILY_V4, IFACE_HYPERVISOR, IFACE_L3, InterfaceConfig, NO_RULE, Reason,
+};
 
 use crate::{
-    maps::{SG_INSTANCE_ADDRS, addr_key},
-    parse::Flow,
+    maps::{SG_INSTANCE_ADDRS, SG_INSTANCE_MACS, addr_key},
+    parse::{Flow, Fragment, Parsed, arp, empty_flow, nd, proto},
+    work::{Work, finish},
 };
 
 /// Whether `flow`, going in direction `dir` on `iface`, is a
@@ -25,8 +40,92 @@ pub fn spoofed(
 ) -> bool {
     iface.flags & IFACE_HYPERVISOR != 0
         && dir == Direction::Egress
-        && !is_instance_address(ifindex, flow)
+        && !is_instance_address(ifindex, flow, &flow.src)
         && !(nd_dhcp && is_unspecified_or_link_local(flow))
+}
+
+/// What a hypervisor-mode instance says about itself on the link: its
+/// source MAC, its ARP and its neighbour discovery (see the module
+/// comment). Called for the instance's outbound frames of every `kind`
+/// but malformed ones; drops with `Reason::Spoofed`, or `Reason::Malformed`
+/// for ARP that is not IPv4 over Ethernet.
+#[inline(never)]
+pub fn stage_link(ctx: &TcContext, w: &mut Work, iface: &InterfaceConfig, kind: Parsed) {
+    let mac = if iface.flags & IFACE_L3 == 0 {
+        unsafe { SG_INSTANCE_MACS.get(w.ifindex) }.copied()
+    } else {
+        None
+    };
+    let source_ok = match mac {
+        // The source MAC, whatever the frame carries (VLAN tags included).
+        Some(mac) => ctx.load::<[u8; 6]>(6).ok() == Some(mac),
+        None => true,
+    };
+    let spoofed = match kind {
+        Parsed::Arp => match arp::arp(ctx, w.packet.l4) {
+            Some(a) => {
+                // The drop record shows the sender and target addresses.
+                w.packet.src[..4].copy_from_slice(&a.spa);
+                w.packet.dst[..4].copy_from_slice(&a.tpa);
+                !source_ok || mac.is_some_and(|m| a.sha != m) || !arp_sender_ok(w)
+            }
+            None => return finish(w, Reason::Malformed, NO_RULE, 0),
+        },
+        Parsed::Ip => !source_ok || nd_spoofed(ctx, &w.packet, w.ifindex, mac.as_ref()),
+        _ => {
+            if !source_ok {
+                // Not IP: no addresses to record.
+                w.packet = empty_flow(FAMILY_V4, 0);
+            }
+            !source_ok
+        }
+    };
+    if spoofed {
+        finish(w, Reason::Spoofed, NO_RULE, 0);
+    }
+}
+
+/// An ARP sender address may be the instance's own, or 0.0.0.0 (an RFC
+/// 5227 probe: duplicate address detection, DHCP's check of an offered
+/// address; no neighbour cache learns from it).
+#[inline(always)]
+fn arp_sender_ok(w: &Work) -> bool {
+    let flow = &w.packet;
+    flow.src[..4] == [0, 0, 0, 0] || is_instance_address(w.ifindex, flow, &flow.src)
+}
+
+/// Router advertisements and redirects (RA guard), neighbour
+/// advertisements for an address that is neither one of the instance's nor
+/// link-local, and, with a pinned `mac`, neighbour discovery whose
+/// link-layer address options name another MAC. A later fragment carries
+/// no ICMPv6 header; receivers ignore fragmented neighbour discovery (RFC
+/// 6980), and a first fragment is checked like a whole message.
+#[inline(always)]
+fn nd_spoofed(ctx: &TcContext, flow: &Flow, ifindex: u32, mac: Option<&[u8; 6]>) -> bool {
+    if flow.proto() != proto::ICMPV6 || flow.is_v4() || flow.fragment() == Fragment::Later {
+        return false;
+    }
+    let kind = flow.icmp_type();
+    let l4 = flow.l4;
+    let options_ok =
+        |kind| mac.is_none_or(|m| nd::link_addresses_are(ctx, nd::options(kind, l4), m));
+    match kind {
+        nd::ROUTER_ADVERTISEMENT | nd::REDIRECT => true,
+        nd::NEIGHBOR_ADVERTISEMENT => {
+            let target_ok = match nd::target(ctx, l4) {
+                Some(t) => is_link_local(&t) || is_instance_address(ifindex, flow, &t),
+                None => false,
+            };
+            !target_ok || !options_ok(kind)
+        }
+        nd::ROUTER_SOLICITATION | nd::NEIGHBOR_SOLICITATION => !options_ok(kind),
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn is_link_local(addr: &[u8; 16]) -> bool {
+    addr[0] == 0xfe && addr[1] & 0xc0 == 0x80
 }
 
 #[inline(always)]
@@ -34,13 +133,14 @@ fn is_unspecified_or_link_local(flow: &Flow) -> bool {
     if flow.is_v4() {
         flow.src[..4] == [0, 0, 0, 0]
     } else {
-        flow.src == [0; 16] || (flow.src[0] == 0xfe && flow.src[1] & 0xc0 == 0x80)
+        flow.src == [0; 16] || is_link_local(&flow.src)
     }
 }
 
+/// Whether `addr` (of `flow`'s family) is one of the instance's addresses.
 #[inline(always)]
-fn is_instance_address(ifindex: u32, flow: &Flow) -> bool {
+fn is_instance_address(ifindex: u32, flow: &Flow, addr: &[u8; 16]) -> bool {
     SG_INSTANCE_ADDRS
-        .get(addr_key(ifindex, DIM_LOCAL, flow, &flow.src))
+        .get(addr_key(ifindex, DIM_LOCAL, flow, addr))
         .is_some()
 }

@@ -4,8 +4,10 @@
 //! separate BPF function that does nothing once an earlier one has decided:
 //!
 //! 1. parse the frame ([`parse`]; Ethernet or, on an L3 device, IP at
-//!    offset 0); non-IP passes (unless switched off, [`builtins`]),
-//!    malformed IP drops;
+//!    offset 0); what a hypervisor-mode instance sends is checked on the
+//!    link first (source MAC, ARP, neighbour discovery: [`antispoof`]);
+//!    then non-IP passes (unless switched off, [`builtins`]), malformed IP
+//!    drops;
 //! 2. later fragments follow their first fragment ([`fragments`]);
 //! 3. anti-spoofing of hypervisor-mode instances ([`antispoof`]), then the
 //!    neighbour discovery and DHCP built-ins ([`builtins`]);
@@ -106,8 +108,14 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     w.ifindex = ifindex;
     w.dir = dir as u32;
     w.now = unsafe { bpf_ktime_get_boot_ns() };
-    match parse::parse(ctx, &mut w.packet, iface.flags) {
+    let kind = parse::parse(ctx, &mut w.packet, iface.flags);
+    if hypervisor && dir == Direction::Egress && kind != Parsed::Malformed {
+        antispoof::stage_link(ctx, w, iface, kind);
+    }
+    match kind {
+        Parsed::NotIp(_) | Parsed::Arp if done(w) => return,
         Parsed::NotIp(ethertype) => return builtins::non_ip(w, ethertype),
+        Parsed::Arp => return builtins::non_ip(w, parse::ETH_P_ARP),
         Parsed::Malformed => {
             debug!(
                 ctx,
@@ -123,7 +131,9 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     };
     w.key = conntrack::session_key(ifindex, &w.packet, dir);
 
-    fragments::stage_fragment(w);
+    if !done(w) {
+        fragments::stage_fragment(w);
+    }
     if !done(w) {
         builtins::stage_antispoof_nd_dhcp(w, iface);
     }

@@ -12,9 +12,9 @@ use aya_ebpf::{
 use sg_common::{
     ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CONNTRACK_ENTRIES, Counter, CtKey, CtValue,
     DROP_RING_BYTES, FRAGMENT_ENTRIES, FragKey, FragValue, GlobalConfig, IFACE_COUNTER_ENTRIES,
-    INSTANCE_ADDR_ENTRIES, IfaceCounterKey, InterfaceConfig, MAX_INTERFACES, MAX_TABLES,
-    PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT, RULE_COUNTER_ENTRIES,
-    RuleCounterKey, TableInfo,
+    INSTANCE_ADDR_ENTRIES, IfaceCounterKey, InstanceMac, InterfaceConfig, MAX_INTERFACES,
+    MAX_TABLES, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT,
+    RULE_COUNTER_ENTRIES, RuleCounterKey, TableInfo,
 };
 
 use crate::{parse::Flow, work::Work};
@@ -63,6 +63,12 @@ pub static SG_PORT: LpmTrie<PortKey, Bitmap> = LpmTrie::with_max_entries(PORT_TR
 #[map]
 pub static SG_INSTANCE_ADDRS: LpmTrie<AddrKey, u8> =
     LpmTrie::with_max_entries(INSTANCE_ADDR_ENTRIES, 0);
+
+/// Hypervisor-mode instances' pinned source MACs, by ifindex (no entry:
+/// not pinned). NO_PREALLOC: an update swaps the whole value.
+#[map]
+pub static SG_INSTANCE_MACS: HashMap<u32, InstanceMac> =
+    HashMap::with_max_entries(MAX_INTERFACES, BPF_F_NO_PREALLOC);
 
 // --- State, written by the program -----------------------------------------
 

@@ -246,6 +246,7 @@ pub struct Interface {
     name: String,
     groups: Vec<String>,
     hypervisor_addresses: Option<Vec<String>>,
+    mac: Option<String>,
 }
 
 /// Binds interface `name` to `groups`, in this order (instance mode).
@@ -254,6 +255,7 @@ pub fn interface(name: &str, groups: &[&str]) -> Interface {
         name: name.to_owned(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         hypervisor_addresses: None,
+        mac: None,
     }
 }
 
@@ -263,6 +265,12 @@ impl Interface {
         self.hypervisor_addresses = Some(addresses.iter().map(|a| a.to_string()).collect());
         self
     }
+
+    /// `mac`: the instance's source MAC, pinned (hypervisor mode).
+    pub fn mac(mut self, mac: &str) -> Interface {
+        self.mac = Some(mac.to_owned());
+        self
+    }
 }
 
 impl Display for Interface {
@@ -270,6 +278,9 @@ impl Display for Interface {
         writeln!(f, "\n[[interface]]\nname = {:?}", self.name)?;
         if let Some(addresses) = &self.hypervisor_addresses {
             writeln!(f, "mode = \"hypervisor\"\naddresses = {addresses:?}")?;
+        }
+        if let Some(mac) = &self.mac {
+            writeln!(f, "mac = {mac:?}")?;
         }
         writeln!(f, "security_groups = {:?}", self.groups)
     }

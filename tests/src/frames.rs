@@ -18,7 +18,7 @@ pub const ICMPV6: u8 = 58;
 pub fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + payload.len());
     f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]); // destination MAC
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02]); // source MAC
+    f.extend_from_slice(&SOURCE_MAC);
     f.extend_from_slice(&ethertype.to_be_bytes());
     f.extend_from_slice(payload);
     f
@@ -223,12 +223,63 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
     }
 }
 
-/// An ARP request frame (not IP).
+/// The source MAC of [`ethernet`] frames.
+pub const SOURCE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// An ARP request frame (not IP) from [`SOURCE_MAC`].
 pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let mut p = vec![0, 1, 0x08, 0, 6, 4, 0, 1];
-    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
-    p.extend_from_slice(&sender.octets());
-    p.extend_from_slice(&[0; 6]);
-    p.extend_from_slice(&target.octets());
-    ethernet(ETH_P_ARP, &p)
+    ethernet(
+        ETH_P_ARP,
+        &arp(ARP_REQUEST, SOURCE_MAC, sender, [0; 6], target),
+    )
+}
+
+pub const ARP_REQUEST: u16 = 1;
+pub const ARP_REPLY: u16 = 2;
+
+/// An ARP packet for IPv4 over Ethernet (no link header): operation `op`,
+/// sender MAC and address, target MAC and address. A gratuitous one has
+/// the same sender and target address.
+pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) -> Vec<u8> {
+    let mut p = vec![0, 1, 0x08, 0, 6, 4];
+    p.extend_from_slice(&op.to_be_bytes());
+    p.extend_from_slice(&sha);
+    p.extend_from_slice(&spa.octets());
+    p.extend_from_slice(&tha);
+    p.extend_from_slice(&tpa.octets());
+    p
+}
+
+pub const ND_ROUTER_SOLICITATION: u8 = 133;
+pub const ND_ROUTER_ADVERTISEMENT: u8 = 134;
+pub const ND_NEIGHBOR_SOLICITATION: u8 = 135;
+pub const ND_NEIGHBOR_ADVERTISEMENT: u8 = 136;
+pub const ND_REDIRECT: u8 = 137;
+/// Neighbour discovery options: source and target link-layer address.
+pub const ND_OPT_SOURCE_MAC: u8 = 1;
+pub const ND_OPT_TARGET_MAC: u8 = 2;
+
+/// An ICMPv6 neighbour advertisement (no IP header) claiming `target`,
+/// with the override flag and, when given, a target link-layer address
+/// option.
+pub fn neighbor_advertisement(target: Ipv6Addr, mac: Option<[u8; 6]>) -> Vec<u8> {
+    let options: Vec<(u8, [u8; 6])> = mac.map(|m| (ND_OPT_TARGET_MAC, m)).into_iter().collect();
+    neighbor_message(ND_NEIGHBOR_ADVERTISEMENT, [0x20, 0, 0, 0], target, &options)
+}
+
+/// An ICMPv6 neighbour solicitation or advertisement (no IP header):
+/// `kind`, the 4 bytes of flags, `target`, then link-layer address
+/// options (kind, MAC).
+pub fn neighbor_message(
+    kind: u8,
+    flags: [u8; 4],
+    target: Ipv6Addr,
+    options: &[(u8, [u8; 6])],
+) -> Vec<u8> {
+    let mut body = target.octets().to_vec();
+    for (option, mac) in options {
+        body.extend_from_slice(&[*option, 1]);
+        body.extend_from_slice(mac);
+    }
+    icmp(kind, 0, flags, &body)
 }

@@ -1,15 +1,16 @@
 //! Hand-made frames on a real link, the attacker's way: a packet socket
 //! that sends whole Ethernet frames (VLAN tags and all) out of an
-//! interface and watches what comes back, and TCP SYNs with valid
-//! checksums, so that the peer's stack answers them if they reach it.
+//! interface and watches what comes back, TCP SYNs and neighbour discovery
+//! with valid checksums, so that the peer's stack takes them if they reach
+//! it, and what a namespace's neighbour cache holds.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::frames::{self, TCP};
+use crate::frames::{self, ICMPV6, TCP};
 use crate::netns::Netns;
 
 /// A packet socket bound to one interface: every frame in and out of it.
@@ -90,18 +91,31 @@ impl PacketSocket {
 /// The MAC address of `ifname` in `ns`.
 pub fn mac_of(ns: &Netns, ifname: &str) -> Result<[u8; 6]> {
     let out = ns.ip(&["-o", "link", "show", "dev", ifname])?;
-    let text = out
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .with_context(|| format!("no MAC address in {out}"))?;
-    let bytes: Vec<u8> = text
+    mac_after(&out, "link/ether").with_context(|| format!("no MAC address in {out}"))
+}
+
+/// The MAC address `ns`'s neighbour cache holds for `addr` on `ifname`
+/// (`ip neigh`), if it holds one.
+pub fn neighbour_mac(ns: &Netns, ifname: &str, addr: IpAddr) -> Result<Option<[u8; 6]>> {
+    let out = ns.ip(&["neigh", "show", &addr.to_string(), "dev", ifname])?;
+    Ok(mac_after(&out, "lladdr"))
+}
+
+/// The MAC address written after the word `label` in `text`.
+fn mac_after(text: &str, label: &str) -> Option<[u8; 6]> {
+    let mac = text.split_whitespace().skip_while(|w| *w != label).nth(1)?;
+    let bytes: Vec<u8> = mac
         .split(':')
         .map(|b| u8::from_str_radix(b, 16))
-        .collect::<Result<_, _>>()?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("not a MAC address: {text}"))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    bytes.try_into().ok()
+}
+
+/// `mac` as `ip` and the config write it: `02:00:00:00:00:07`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    let bytes: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    bytes.join(":")
 }
 
 /// Puts `dst` and `src` into the MAC fields of an Ethernet `frame`.
@@ -115,20 +129,7 @@ pub fn address(mut frame: Vec<u8>, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
 /// header, its checksums valid.
 pub fn tcp_syn(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let mut tcp = frames::tcp_syn(src.port(), dst.port());
-    let len = tcp.len() as u32;
-    let pseudo: Vec<u8> = match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            [&s.octets()[..], &d.octets(), &[0, TCP, 0, len as u8]].concat()
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => [
-            &s.octets()[..],
-            &d.octets(),
-            &len.to_be_bytes(),
-            &[0, 0, 0, TCP],
-        ]
-        .concat(),
-        _ => panic!("mixed address families: {src} -> {dst}"),
-    };
+    let pseudo = pseudo_header(src.ip(), dst.ip(), TCP, tcp.len());
     let sum = checksum(&[&pseudo, &tcp]);
     tcp[16..18].copy_from_slice(&sum.to_be_bytes());
     let mut packet = frames::ip_packet(src.ip(), dst.ip(), TCP, &tcp);
@@ -137,6 +138,40 @@ pub fn tcp_syn(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
         packet[10..12].copy_from_slice(&header.to_be_bytes());
     }
     packet
+}
+
+/// An ICMPv6 neighbour discovery message `body` from `src` to `dst`, its
+/// checksum filled in and with the hop limit of 255 that receivers
+/// require: an IPv6 packet without a link header.
+pub fn neighbor_discovery(src: Ipv6Addr, dst: Ipv6Addr, mut body: Vec<u8>) -> Vec<u8> {
+    let pseudo = pseudo_header(src.into(), dst.into(), ICMPV6, body.len());
+    let sum = checksum(&[&pseudo, &body]);
+    body[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut packet = frames::ipv6(src, dst, ICMPV6, &body);
+    packet[7] = 255;
+    packet
+}
+
+/// The pseudo-header that the checksum of a `proto` segment of `len` bytes
+/// from `src` to `dst` (one family) covers.
+fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> Vec<u8> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => [
+            &s.octets()[..],
+            &d.octets(),
+            &[0, proto],
+            &(len as u16).to_be_bytes(),
+        ]
+        .concat(),
+        (IpAddr::V6(s), IpAddr::V6(d)) => [
+            &s.octets()[..],
+            &d.octets(),
+            &(len as u32).to_be_bytes(),
+            &[0, 0, 0, proto],
+        ]
+        .concat(),
+        _ => panic!("mixed address families: {src} -> {dst}"),
+    }
 }
 
 /// The Internet checksum of `parts` laid end to end (each of even length
@@ -157,18 +192,8 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 /// Whether the untagged Ethernet `frame` is a TCP segment from `from` to
 /// `to`: an answer to a SYN from `to` (a SYN-ACK or a reset).
 pub fn is_tcp(frame: &[u8], from: SocketAddr, to: SocketAddr) -> bool {
-    let ethertype = frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]]));
-    let (src, dst, l4) = match (ethertype, from.ip()) {
-        (Some(frames::ETH_P_IP), IpAddr::V4(_)) if frame.len() >= 34 && frame[23] == TCP => {
-            let ihl = usize::from(frame[14] & 0x0f) * 4;
-            let ip = |at: usize| IpAddr::from(<[u8; 4]>::try_from(&frame[at..at + 4]).unwrap());
-            (ip(26), ip(30), 14 + ihl)
-        }
-        (Some(frames::ETH_P_IPV6), IpAddr::V6(_)) if frame.len() >= 54 && frame[20] == TCP => {
-            let ip = |at: usize| IpAddr::from(<[u8; 16]>::try_from(&frame[at..at + 16]).unwrap());
-            (ip(22), ip(38), 54)
-        }
-        _ => return false,
+    let Some((src, dst, TCP, l4)) = ip_header(frame) else {
+        return false;
     };
     let Some(ports) = frame.get(l4..l4 + 4) else {
         return false;
@@ -177,4 +202,27 @@ pub fn is_tcp(frame: &[u8], from: SocketAddr, to: SocketAddr) -> bool {
         && dst == to.ip()
         && u16::from_be_bytes([ports[0], ports[1]]) == from.port()
         && u16::from_be_bytes([ports[2], ports[3]]) == to.port()
+}
+
+/// The destination address of the untagged Ethernet `frame`, if it is IP.
+pub fn ip_destination(frame: &[u8]) -> Option<IpAddr> {
+    ip_header(frame).map(|(_, dst, _, _)| dst)
+}
+
+/// The source, destination, protocol and transport header offset of the
+/// untagged Ethernet `frame`, if it is IP (IPv6 without extension headers).
+fn ip_header(frame: &[u8]) -> Option<(IpAddr, IpAddr, u8, usize)> {
+    let ethertype = frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]]));
+    match ethertype {
+        Some(frames::ETH_P_IP) if frame.len() >= 34 => {
+            let ihl = usize::from(frame[14] & 0x0f) * 4;
+            let ip = |at: usize| IpAddr::from(<[u8; 4]>::try_from(&frame[at..at + 4]).unwrap());
+            Some((ip(26), ip(30), frame[23], 14 + ihl))
+        }
+        Some(frames::ETH_P_IPV6) if frame.len() >= 54 => {
+            let ip = |at: usize| IpAddr::from(<[u8; 16]>::try_from(&frame[at..at + 16]).unwrap());
+            Some((ip(22), ip(38), frame[20], 54))
+        }
+        _ => None,
+    }
 }

@@ -6,7 +6,9 @@
 //!   answer. Each such test shows first that the same traffic is answered
 //!   without sg (or where a rule allows it), so that "no answer" means
 //!   "dropped by sg". The server is `sg0` (192.0.2.1, 2001:db8::1), the
-//!   attacker a client (192.0.2.2, 2001:db8::2).
+//!   attacker a client (192.0.2.2, 2001:db8::2); on a hypervisor, the
+//!   attacker is instance A (192.0.2.11, 2001:db8::11), its victim B (.12,
+//!   ::12) and the others C (.13, ::13).
 //! - With crafted frames through the loaded program (`BPF_PROG_TEST_RUN`,
 //!   `common`): each test a table of cases run in order.
 //!
@@ -14,7 +16,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,8 @@ use common::{Kernel, case};
 use sg_common::Reason::*;
 use sg_daemon::dataplane::Hook::{Egress, Ingress};
 use sg_tests::frames::{
-    self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPV6_DEST_OPTIONS as DSTOPTS, TCP, UDP,
+    self, ARP_REPLY, ARP_REQUEST, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+    IPV6_DEST_OPTIONS as DSTOPTS, TCP, UDP,
 };
 use sg_tests::wire::{self, PacketSocket};
 use sg_tests::*;
@@ -433,4 +436,254 @@ fn session_resurrection() {
             .all(|l| l.contains("ended")),
         "{sessions}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Hypervisor mode: one instance posing as another on the link
+// ---------------------------------------------------------------------------
+
+/// Instances A (the attacker), B (its victim) and C (the others, whose
+/// neighbour cache A would poison) behind one bridge, each on `eth0` with
+/// 192.0.2.1X/24 and 2001:db8::1X/64, on bridge ports `vm-a`, `vm-b`,
+/// `vm-c`.
+fn instances(label: &str) -> Hypervisor {
+    let hv = Hypervisor::new(
+        label,
+        &[
+            ("vm-a", "192.0.2.11/24"),
+            ("vm-b", "192.0.2.12/24"),
+            ("vm-c", "192.0.2.13/24"),
+        ],
+    )
+    .unwrap();
+    for (vm, addr) in hv
+        .vms()
+        .iter()
+        .zip(["2001:db8::11", "2001:db8::12", "2001:db8::13"])
+    {
+        vm.ip(&["addr", "add", &format!("{addr}/64"), "dev", "eth0", "nodad"])
+            .unwrap();
+    }
+    hv
+}
+
+/// The three instances in one group, so that they reach each other, each
+/// port in hypervisor mode with its instance's addresses, and with its
+/// instance's MAC pinned when `macs` are given (A, B, C).
+fn instances_config(macs: Option<[[u8; 6]; 3]>) -> String {
+    let mut toml = Group::basic("sg-app").inner_access("accept").to_string();
+    for (n, port) in ["vm-a", "vm-b", "vm-c"].into_iter().enumerate() {
+        let (v4, v6) = (
+            format!("192.0.2.1{}", n + 1),
+            format!("2001:db8::1{}", n + 1),
+        );
+        let mut binding = interface(port, &["sg-app"]).hypervisor(&[&v4, &v6]);
+        if let Some(macs) = macs {
+            binding = binding.mac(&wire::mac_text(macs[n]));
+        }
+        toml += &binding.to_string();
+    }
+    toml
+}
+
+/// Each instance's MAC (A, B, C).
+fn macs_of(hv: &Hypervisor) -> [[u8; 6]; 3] {
+    let mac = |vm| wire::mac_of(vm, "eth0").unwrap();
+    let [a, b, c] = hv.vms() else { unreachable!() };
+    [mac(a), mac(b), mac(c)]
+}
+
+/// What A's attempt to take B's traffic did: whether the others' view of
+/// where B is moved to A (C's neighbour cache entry for B's address, or the
+/// bridge's forwarding entry for B's MAC), and whether C's next packet to B
+/// reached A.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Effect {
+    moved_to_a: bool,
+    traffic_to_a: bool,
+}
+
+const TAKEN: Effect = Effect {
+    moved_to_a: true,
+    traffic_to_a: true,
+};
+const NOTHING: Effect = Effect {
+    moved_to_a: false,
+    traffic_to_a: false,
+};
+
+/// One attempt of A on B's traffic: what it is, B's address that C then
+/// sends to, the frame A sends (given the three MACs), and whether the
+/// bridge's view (B's MAC) or C's neighbour cache (B's address) is the
+/// target.
+struct Attempt {
+    what: &'static str,
+    b: IpAddr,
+    frame: fn([[u8; 6]; 3]) -> Vec<u8>,
+    target: Target,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    NeighbourCache,
+    BridgeFdb,
+}
+
+/// Makes `attempt` after C has just talked to B, and says what it did.
+fn attempt(hv: &Hypervisor, attempt: &Attempt) -> Effect {
+    let [a, _, c] = hv.vms() else { unreachable!() };
+    let macs = macs_of(hv);
+    let [a_mac, b_mac, _] = macs;
+    c.ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
+    assert!(
+        ping(c, attempt.b, Duration::from_secs(2)),
+        "{}: C reaches B first",
+        attempt.what
+    );
+    assert_eq!(
+        wire::neighbour_mac(c, "eth0", attempt.b).unwrap(),
+        Some(b_mac),
+        "{}: C has learnt B's MAC",
+        attempt.what
+    );
+    // ARP ignores a second answer within a second (its locktime).
+    std::thread::sleep(Duration::from_millis(1100));
+    let socket = PacketSocket::open(a, "eth0").unwrap();
+    for _ in 0..3 {
+        socket.send(&(attempt.frame)(macs)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let moved_to_a = match attempt.target {
+        Target::NeighbourCache => wire::neighbour_mac(c, "eth0", attempt.b).unwrap() == Some(a_mac),
+        Target::BridgeFdb => fdb_port(hv, b_mac).as_deref() == Some("vm-a"),
+    };
+    let _ = ping(c, attempt.b, Duration::from_secs(1));
+    let traffic_to_a = socket.wait_for(Duration::from_millis(500), |f| {
+        wire::ip_destination(f) == Some(attempt.b)
+    });
+    Effect {
+        moved_to_a,
+        traffic_to_a,
+    }
+}
+
+/// The bridge port behind which the host's bridge forwards to `mac`.
+fn fdb_port(hv: &Hypervisor, mac: [u8; 6]) -> Option<String> {
+    let fdb = hv
+        .host()
+        .exec(&["bridge", "fdb", "show", "br", "br0"])
+        .unwrap();
+    let mac = wire::mac_text(mac);
+    let line = fdb
+        .lines()
+        .find(|l| l.starts_with(&mac) && !l.contains("permanent"))?;
+    let port = line.split_whitespace().skip_while(|w| *w != "dev").nth(1)?;
+    Some(port.to_owned())
+}
+
+/// Makes every attempt and panics naming each whose effect was not
+/// `expected`.
+#[track_caller]
+fn check_attempts(hv: &Hypervisor, when: &str, attempts: &[Attempt], expected: Effect) {
+    let failures: Vec<String> = attempts
+        .iter()
+        .filter_map(|a| {
+            let got = attempt(hv, a);
+            (got != expected).then(|| format!("  {}: expected {expected:?}, got {got:?}", a.what))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{when}: {} of {} attempts failed:\n{}",
+        failures.len(),
+        attempts.len(),
+        failures.join("\n")
+    );
+}
+
+const B_V4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 12));
+const B_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x12));
+const BROADCAST: [u8; 6] = [0xff; 6];
+/// The Ethernet address of ff02::1, all IPv6 nodes.
+const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+
+/// A gratuitous ARP from A, announcing B's address at A's MAC.
+fn gratuitous_arp_for_b([a_mac, _, _]: [[u8; 6]; 3]) -> Vec<u8> {
+    let b = std::net::Ipv4Addr::new(192, 0, 2, 12);
+    let arp = frames::arp(ARP_REQUEST, a_mac, b, [0; 6], b);
+    wire::address(frames::ethernet(ETH_P_ARP, &arp), BROADCAST, a_mac)
+}
+
+/// An unsolicited neighbour advertisement from A's own address, with the
+/// override flag, announcing B's address at A's MAC.
+fn advertisement_for_b([a_mac, _, _]: [[u8; 6]; 3]) -> Vec<u8> {
+    let IpAddr::V6(b) = B_V6 else { unreachable!() };
+    let na = frames::neighbor_advertisement(b, Some(a_mac));
+    let a = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11);
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let packet = wire::neighbor_discovery(a, all_nodes, na);
+    wire::address(frames::ethernet(ETH_P_IPV6, &packet), ALL_NODES_MAC, a_mac)
+}
+
+/// An ARP reply for A's own address, sent from B's MAC: the bridge learns
+/// that B's MAC is behind A's port.
+fn frame_from_b_mac([a_mac, b_mac, _]: [[u8; 6]; 3]) -> Vec<u8> {
+    let a = std::net::Ipv4Addr::new(192, 0, 2, 11);
+    let arp = frames::arp(ARP_REPLY, a_mac, a, [0; 6], a);
+    wire::address(frames::ethernet(ETH_P_ARP, &arp), BROADCAST, b_mac)
+}
+
+/// Issue #8: instance A announces B's addresses, by gratuitous ARP and by
+/// an unsolicited neighbour advertisement (from its own address, which IP
+/// anti-spoofing lets by). Without sg, C's neighbour cache takes A's MAC
+/// for B and C's traffic to B goes to A. With sg, A's claims are dropped
+/// at its port: C's cache keeps B's MAC and its traffic reaches B.
+#[test]
+fn an_instance_cannot_claim_another_instances_address() {
+    let hv = instances("claim");
+    let attempts = [
+        Attempt {
+            what: "gratuitous ARP for B's address",
+            b: B_V4,
+            frame: gratuitous_arp_for_b,
+            target: Target::NeighbourCache,
+        },
+        Attempt {
+            what: "neighbour advertisement for B's address",
+            b: B_V6,
+            frame: advertisement_for_b,
+            target: Target::NeighbourCache,
+        },
+    ];
+    check_attempts(&hv, "without sg", &attempts, TAKEN);
+    let _sgd = Daemon::start(hv.host(), &instances_config(None)).unwrap();
+    check_attempts(&hv, "with sg", &attempts, NOTHING);
+}
+
+/// Issue #8: instance A sends a frame from B's MAC (an ARP reply for its
+/// own address, which address anti-spoofing lets by): the bridge then
+/// forwards B's frames to A. With each instance's `mac` pinned, the frame
+/// is dropped at A's port and B's traffic stays B's; A's own traffic, from
+/// its own MAC, still passes.
+#[test]
+fn a_pinned_mac_keeps_an_instance_from_taking_anothers_frames() {
+    let hv = instances("mac");
+    let attempts = [Attempt {
+        what: "a frame from B's MAC",
+        b: B_V4,
+        frame: frame_from_b_mac,
+        target: Target::BridgeFdb,
+    }];
+    let mut sgd = Daemon::start(hv.host(), &instances_config(None)).unwrap();
+    check_attempts(&hv, "sg without mac", &attempts, TAKEN);
+    sgd.reload_with(&instances_config(Some(macs_of(&hv))))
+        .unwrap();
+    check_attempts(&hv, "sg with mac", &attempts, NOTHING);
+    let [a, _, _] = hv.vms() else { unreachable!() };
+    #[rustfmt::skip]
+    check(&[
+        probe("A to B, from its own MAC", Ping, a, B_V4, PASS),
+        probe("A to B v6",                Ping, a, B_V6, PASS),
+    ]);
 }

@@ -8,8 +8,9 @@
 //! directions, TCP with every mix of SYN, ACK, FIN and RST (half-open,
 //! established and closed sessions), ICMP echo and errors (quoting IPv4
 //! options and IPv6 extension headers), fragments (IPv6 ones with
-//! extension headers after the Fragment header), neighbour discovery, MLD
-//! and redirects, the metadata service, non-IP frames, and malformed and
+//! extension headers after the Fragment header), neighbour discovery
+//! (advertisements claiming an instance's address or another's), MLD and
+//! redirects, the metadata service, non-IP frames, and malformed and
 //! truncated frames. Halfway through a case the ruleset changes, the SMTP
 //! block flips, and a drop rule for one flow comes in: its sessions end,
 //! and their later packets, both ways, must be dropped. A failure shrinks
@@ -217,6 +218,7 @@ fn arb_config() -> impl Strategy<Value = Config> {
                         },
                         security_groups: groups.iter().map(|g| g.id.clone()).collect(),
                         addresses: instance.clone(),
+                        mac: None,
                     };
                     Config {
                         daemon: DaemonSettings {
@@ -348,6 +350,7 @@ fn packet_of(flow: &Flow, reverse: bool, icmp_type: u8) -> Packet {
         tcp_flags: 0,
         fragment: Fragment::No,
         quoted: None,
+        nd_target: None,
     };
     match flow.proto {
         6 | 17 => {
@@ -471,10 +474,19 @@ fn arb_probe(flows: Vec<Flow>) -> impl Strategy<Value = Probe> {
                     let mut pkt = packet_of(&flow, reverse, 135);
                     if !v4 && id % 2 == 0 {
                         let kinds = [129u8, 130, 131, 132, 133, 134, 135, 136, 137, 138, 143];
+                        let kind = kinds[(id / 2) as usize % kinds.len()];
                         pkt.proto = 58;
-                        pkt.icmp = Some((kinds[(id / 2) as usize % kinds.len()], 0));
+                        pkt.icmp = Some((kind, 0));
                         pkt.src_port = 0;
                         pkt.dst_port = 0;
+                        // Solicitations and advertisements name a target:
+                        // one of the flow's addresses (sometimes an
+                        // instance's), a link-local one, or none (cut
+                        // short).
+                        if matches!(kind, 135 | 136) {
+                            pkt.nd_target = [Some(flow.a), Some(flow.b), Some(LINK_LOCAL), None]
+                                [(id / 5 % 4) as usize];
+                        }
                     } else {
                         let (c, s) = if v4 { (68, 67) } else { (546, 547) };
                         pkt.proto = 17;
@@ -511,6 +523,9 @@ fn arb_probe(flows: Vec<Flow>) -> impl Strategy<Value = Probe> {
         })
 }
 
+/// A link-local address, as neighbour discovery uses.
+const LINK_LOCAL: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x11));
+
 /// A ruleset, the change made halfway, and the packets.
 fn arb_case() -> impl Strategy<Value = (Config, Config, Vec<Probe>)> {
     (
@@ -545,14 +560,15 @@ fn l4_bytes(pkt: &Packet, quote_shape: Shape) -> Vec<u8> {
             } else {
                 [0; 4]
             };
-            let quote = match &pkt.quoted {
-                Some(q) => {
+            let quote = match (&pkt.quoted, pkt.nd_target) {
+                (Some(q), _) => {
                     let quoted_l4 = l4_bytes(q, Shape::Plain);
                     let mut inner = ip_bytes(q, &quoted_l4, quote_shape);
                     inner.truncate(inner.len() - quoted_l4.len() + 8);
                     inner
                 }
-                None => vec![0; 8],
+                (None, Some(IpAddr::V6(target))) => target.octets().to_vec(),
+                _ => vec![0; 8],
             };
             frames::icmp(kind, code, rest, &quote)
         }
@@ -818,7 +834,11 @@ fn check_case(
                 ethertype,
                 tagged,
             } => {
-                let arp = frames::arp_request([192, 0, 2, 2].into(), [192, 0, 2, 1].into());
+                // An ARP probe (sender 0.0.0.0) is not IP everywhere. ARP
+                // with a sender address is checked on hypervisor
+                // interfaces, below what the reference models (see
+                // testrun.rs, attacks.rs).
+                let arp = frames::arp_request([0, 0, 0, 0].into(), [192, 0, 2, 1].into());
                 let payload = if *ethertype == frames::ETH_P_ARP {
                     arp[14..].to_vec()
                 } else {

@@ -18,7 +18,7 @@ use sg_daemon::{
     compile::Origin,
     dataplane::Hook::{self, Egress, Ingress},
 };
-use sg_tests::frames::{self, ICMP, ICMPV6, TCP, UDP};
+use sg_tests::frames::{self, ETH_P_ARP, ICMP, ICMPV6, TCP, UDP};
 use sg_tests::{Group, accept_in, accept_out, drop_in, drop_out, groups_on, interface};
 
 /// `groups`, bound to `lo` (what a test run's skb carries).
@@ -973,6 +973,198 @@ fn hypervisor_mode_swaps_directions_and_drops_spoofed_sources() {
         case("out from its v6 address",  Ingress, v6_out,                DefaultAccept),
         // Neighbour discovery from the instance's link-local address passes.
         case("solicitation, link-local", Ingress, solicitation,          NeighborDiscovery),
+    ]);
+}
+
+/// An instance behind `lo` in hypervisor mode, 192.0.2.11 and
+/// 2001:db8::11, in a group that admits SSH; `extra` goes into its
+/// `[[interface]]` table (a `mac`), `daemon` before everything.
+fn instance(daemon: &str, mac: Option<&str>) -> Kernel {
+    let vm = Group::new("sg-vm").rules([accept_in("tcp", "22/22", "0.0.0.0/0")]);
+    let mut port = interface("lo", &["sg-vm"]).hypervisor(&["192.0.2.11", "2001:db8::11"]);
+    if let Some(mac) = mac {
+        port = port.mac(mac);
+    }
+    Kernel::new(&format!("{daemon}{vm}{port}"))
+}
+
+/// Another instance's MAC, and the broadcast address.
+const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
+const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// An ARP frame from [`frames::SOURCE_MAC`]: `op`, sender address `spa`
+/// (sender MAC `sha`), target address `tpa`.
+fn arp(op: u16, sha: [u8; 6], spa: &str, tpa: &str) -> Vec<u8> {
+    frames::ethernet(ETH_P_ARP, &frames::arp(op, sha, v4(spa), [0; 6], v4(tpa)))
+}
+
+/// `frame` with `mac` as its Ethernet source.
+fn from_mac(frame: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
+    sg_tests::wire::address(frame, BROADCAST, mac)
+}
+
+/// An ICMPv6 neighbour discovery message `body` from `src` to `dst`.
+fn nd(src: &str, dst: &str, body: Vec<u8>) -> Vec<u8> {
+    frames::ip_frame(ip(src), ip(dst), ICMPV6, &body)
+}
+
+/// Issue #8: an instance answers ARP, or announces itself, only for its own
+/// addresses: ARP (replies, requests, gratuitous ARP, behind VLAN tags
+/// too) whose sender address is another's would move that address's
+/// traffic to it. A probe from 0.0.0.0 (RFC 5227: duplicate address
+/// detection, DHCP checking an offer) claims nothing and passes. ARP to the
+/// instance, and on instance-mode interfaces, is not checked.
+#[test]
+fn hypervisor_instances_arp_only_for_their_own_addresses() {
+    use frames::{ARP_REPLY, ARP_REQUEST, SOURCE_MAC as MAC};
+    let k = instance("", None);
+    let claim = |spa| arp(ARP_REPLY, MAC, spa, "192.0.2.1");
+    let gratuitous = |spa| arp(ARP_REQUEST, MAC, spa, spa);
+    let tagged = |tags: &[u16], spa| {
+        let payload = frames::arp(ARP_REPLY, MAC, v4(spa), [0; 6], v4("192.0.2.1"));
+        frames::tagged(tags, 7, ETH_P_ARP, &payload)
+    };
+    let mut ipv6_arp = frames::arp(ARP_REQUEST, MAC, v4("192.0.2.11"), [0; 6], v4("192.0.2.1"));
+    ipv6_arp[2..4].copy_from_slice(&0x86ddu16.to_be_bytes());
+    let truncated = frames::ethernet(ETH_P_ARP, &claim("192.0.2.11")[14..14 + 20]);
+    #[rustfmt::skip]
+    k.check(&[
+        case("request from its address",       Ingress, arp(ARP_REQUEST, MAC, "192.0.2.11", "192.0.2.1"), NotIp),
+        case("reply from its address",         Ingress, claim("192.0.2.11"),        NotIp),
+        case("gratuitous, its address",        Ingress, gratuitous("192.0.2.11"),   NotIp),
+        case("probe from 0.0.0.0",             Ingress, arp(ARP_REQUEST, MAC, "0.0.0.0", "192.0.2.12"), NotIp),
+        case("reply for another instance",     Ingress, claim("192.0.2.12"),        Spoofed),
+        case("gratuitous, another's address",  Ingress, gratuitous("192.0.2.12"),   Spoofed),
+        case("request from another address",  Ingress, arp(ARP_REQUEST, MAC, "192.0.2.12", "192.0.2.1"), Spoofed),
+        case("reply for another, VLAN tag",    Ingress, tagged(&[frames::ETH_P_8021Q], "192.0.2.12"), Spoofed),
+        case("reply for another, QinQ",        Ingress, tagged(&[frames::ETH_P_8021AD, frames::ETH_P_8021Q], "192.0.2.12"), Spoofed),
+        case("reply for itself, QinQ",         Ingress, tagged(&[frames::ETH_P_8021AD, frames::ETH_P_8021Q], "192.0.2.11"), NotIp),
+        // Not IPv4 over Ethernet, or cut short: nothing an instance needs.
+        case("ARP for another protocol",       Ingress, frames::ethernet(ETH_P_ARP, &ipv6_arp), Malformed),
+        case("ARP cut short",                  Ingress, truncated,                  Malformed),
+        // To the instance: not its claim.
+        case("reply for another, inbound",     Egress,  claim("192.0.2.12"),        NotIp),
+    ]);
+    let host = Kernel::new(&on_lo(&[web()]));
+    #[rustfmt::skip]
+    host.check(&[
+        case("instance mode, any sender",      Ingress, claim("192.0.2.12"),        NotIp),
+        case("instance mode, outbound",        Egress,  claim("192.0.2.12"),        NotIp),
+    ]);
+}
+
+/// Issue #8: an instance advertises only its own addresses (or a
+/// link-local one: its link-local addresses are not configured, and DHCPv6
+/// and the router reach it there) and is no router: router advertisements
+/// and redirects from it are dropped (RA guard), whatever
+/// `builtin_neighbor_discovery` says. The router's reach the instance.
+#[test]
+fn hypervisor_instances_advertise_only_their_own_addresses_and_are_no_routers() {
+    let na = |src, target| {
+        nd(
+            src,
+            "ff02::1",
+            frames::neighbor_advertisement(v6(target), None),
+        )
+    };
+    let ra = |src| {
+        nd(
+            src,
+            "ff02::1",
+            frames::icmp(134, 0, [64, 0, 0x07, 0x08], &[0; 8]),
+        )
+    };
+    let redirect = |src| {
+        let body = [v6("2001:db8::1").octets(), v6("2001:db8::12").octets()].concat();
+        nd(src, "2001:db8::11", frames::icmp(137, 0, [0; 4], &body))
+    };
+    let ns = |target| {
+        let body = frames::neighbor_message(135, [0; 4], v6(target), &[]);
+        nd("2001:db8::11", "ff02::1:ff00:12", body)
+    };
+    let cut_short = nd(
+        "2001:db8::11",
+        "ff02::1",
+        frames::icmp(136, 0, [0x20, 0, 0, 0], &[0; 8]),
+    );
+    // With the built-in off, the rules decide what anti-spoofing lets by
+    // (and link-local sources are left to the built-in alone).
+    let cases = |builtin: bool| {
+        let (out, link_local, inbound) = if builtin {
+            (NeighborDiscovery, NeighborDiscovery, NeighborDiscovery)
+        } else {
+            (DefaultAccept, Spoofed, DefaultDrop)
+        };
+        #[rustfmt::skip]
+        let cases = vec![
+            case("NA, its address",                Ingress, na("2001:db8::11", "2001:db8::11"), out),
+            case("NA, its link-local address",     Ingress, na("fe80::11", "fe80::11"),         link_local),
+            case("NA, another's address",          Ingress, na("2001:db8::11", "2001:db8::12"), Spoofed),
+            case("NA, another's, from link-local", Ingress, na("fe80::11", "2001:db8::12"),     Spoofed),
+            case("NA without a target",            Ingress, cut_short.clone(),                  Spoofed),
+            case("router advertisement",           Ingress, ra("fe80::11"),                     Spoofed),
+            case("redirect",                       Ingress, redirect("fe80::11"),               Spoofed),
+            case("solicitation for another",       Ingress, ns("2001:db8::12"),                 out),
+            case("RA from the router",             Egress,  ra("fe80::1"),                      inbound),
+            case("redirect from the router",       Egress,  redirect("fe80::1"),                inbound),
+        ];
+        cases
+    };
+    instance("", None).check(&cases(true));
+    instance("[daemon]\nbuiltin_neighbor_discovery = false\n", None).check(&cases(false));
+}
+
+/// Issue #8: with `mac` set, the instance's frames (IP, ARP or any other)
+/// come from that MAC, its ARP names it as sender, and its neighbour
+/// discovery names no other link-layer address; otherwise they are
+/// dropped. Frames to the instance come from any MAC.
+#[test]
+fn a_pinned_mac_is_the_only_one_an_instance_may_use() {
+    use frames::{
+        ARP_REPLY, ND_OPT_SOURCE_MAC as SLLA, ND_OPT_TARGET_MAC as TLLA, SOURCE_MAC as MAC,
+    };
+    let k = instance("", Some("02:00:00:00:00:02"));
+    let out = syn("192.0.2.11", CLIENT, 40000, 443);
+    let arp_own = arp(ARP_REPLY, MAC, "192.0.2.11", "192.0.2.1");
+    let other_ethertype = frames::ethernet(0x88b5, &[0; 46]);
+    let na = |options: &[(u8, [u8; 6])]| {
+        let body = frames::neighbor_message(136, [0x20, 0, 0, 0], v6("2001:db8::11"), options);
+        nd("2001:db8::11", "ff02::1", body)
+    };
+    let ns = |options: &[(u8, [u8; 6])]| {
+        let body = frames::neighbor_message(135, [0; 4], v6("2001:db8::12"), options);
+        nd("2001:db8::11", "ff02::1:ff00:12", body)
+    };
+    let rs = |mac: [u8; 6]| {
+        let option = [&[SLLA, 1][..], &mac].concat();
+        nd("fe80::11", "ff02::2", frames::icmp(133, 0, [0; 4], &option))
+    };
+    #[rustfmt::skip]
+    k.check(&[
+        case("IP from its MAC",                Ingress, out.clone(),                               DefaultAccept),
+        case("IP from another MAC",            Ingress, from_mac(out.clone(), OTHER_MAC),          Spoofed),
+        case("ARP from its MAC",               Ingress, arp_own.clone(),                           NotIp),
+        case("ARP from another MAC",           Ingress, from_mac(arp_own, OTHER_MAC),              Spoofed),
+        case("ARP naming another MAC",         Ingress, arp(ARP_REPLY, OTHER_MAC, "192.0.2.11", "192.0.2.1"), Spoofed),
+        case("other frame from its MAC",       Ingress, other_ethertype.clone(),                   NotIp),
+        case("other frame from another MAC",   Ingress, from_mac(other_ethertype, OTHER_MAC),      Spoofed),
+        case("NA naming its MAC",              Ingress, na(&[(TLLA, MAC)]),                        NeighborDiscovery),
+        case("NA naming no MAC",               Ingress, na(&[]),                                   NeighborDiscovery),
+        case("NA naming another MAC",          Ingress, na(&[(TLLA, OTHER_MAC)]),                  Spoofed),
+        case("NA naming it second",            Ingress, na(&[(TLLA, MAC), (SLLA, OTHER_MAC)]),     Spoofed),
+        case("NA with five options",           Ingress, na(&[(TLLA, MAC); 5]),                     Spoofed),
+        case("NS naming its MAC",              Ingress, ns(&[(SLLA, MAC)]),                        NeighborDiscovery),
+        case("NS naming another MAC",          Ingress, ns(&[(SLLA, OTHER_MAC)]),                  Spoofed),
+        case("RS naming its MAC",              Ingress, rs(MAC),                                   NeighborDiscovery),
+        case("RS naming another MAC",          Ingress, rs(OTHER_MAC),                             Spoofed),
+        // To the instance: from the router's MAC, or anyone's.
+        case("ssh to the instance",            Egress,  from_mac(syn(CLIENT, "192.0.2.11", 40000, 22), OTHER_MAC), RuleAccept),
+    ]);
+    // Without a pinned MAC, any source MAC.
+    #[rustfmt::skip]
+    instance("", None).check(&[
+        case("IP from another MAC, no pin",    Ingress, from_mac(out, OTHER_MAC),                  DefaultAccept),
+        case("NA naming another MAC, no pin",  Ingress, na(&[(TLLA, OTHER_MAC)]),                  NeighborDiscovery),
     ]);
 }
 

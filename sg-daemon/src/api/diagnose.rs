@@ -50,6 +50,7 @@ pub(super) fn diagnose(
         },
         fragment: Fragment::No,
         quoted: None,
+        nd_target: None,
     };
     let addresses = Addresses::resolve(config, |b| crate::daemon::interface_addresses(&b.name));
     let iface = Interface {
@@ -216,7 +217,7 @@ fn explain_decision(config: &Config, d: &reference::Decision, dir: model::Direct
             "spoofed",
             None,
             None,
-            "the source is not one of the instance's addresses (hypervisor mode anti-spoofing)"
+            "the source is not one of the instance's addresses, or the packet advertises another's address or a route (hypervisor mode anti-spoofing)"
                 .to_owned(),
         ),
         other => ("other", None, None, format!("{other:?}")),

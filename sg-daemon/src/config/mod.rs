@@ -5,7 +5,7 @@
 //!   and the API;
 //! - `validate/`: the checks, one module per object;
 //! - `limits`: the SPEC §4 limits and the rule quota;
-//! - `values`: addresses, port ranges and protocols as written;
+//! - `values`: addresses, port ranges, protocols and MACs as written;
 //! - `errors`: problems with their field path, located in the file.
 //!
 //! Every problem found is reported, each naming the file, line, column,
@@ -324,6 +324,37 @@ security_groups = ["sg-web"]
             at(&text, "security_group[1]"),
             line_of(&text, "id = \"sg-many\"")
         );
+    }
+
+    /// `mac` pins a hypervisor-mode instance's source MAC: a unicast MAC,
+    /// in hypervisor mode only; each problem names the field and what is
+    /// allowed.
+    #[test]
+    fn a_binding_mac_is_a_unicast_mac_in_hypervisor_mode() {
+        let with = |mode: &str, mac: &str| {
+            GOOD.replace(
+                "name = \"eth0\"",
+                &format!("name = \"eth0\"\n{mode}addresses = [\"192.0.2.7\"]\nmac = \"{mac}\""),
+            )
+        };
+        let hypervisor = "mode = \"hypervisor\"\n";
+        let config = parse(Path::new("sg.toml"), &with(hypervisor, "02:00:00:0A:bc:07")).unwrap();
+        assert_eq!(config.interfaces[0].mac, Some([2, 0, 0, 0x0a, 0xbc, 7]));
+        let no_mac = parse(Path::new("sg.toml"), GOOD).unwrap();
+        assert_eq!(no_mac.interfaces[0].mac, None);
+        for (mode, mac, says) in [
+            (hypervisor, "02:00:00:00:07", "six hexadecimal bytes"),
+            (hypervisor, "02-00-00-00-00-07", "six hexadecimal bytes"),
+            (hypervisor, "02:00:00:00:00:7", "six hexadecimal bytes"),
+            (hypervisor, "01:00:5e:00:00:01", "a unicast MAC"),
+            (hypervisor, "00:00:00:00:00:00", "a unicast MAC"),
+            ("", "02:00:00:00:00:07", "only with mode = \"hypervisor\""),
+        ] {
+            let errs = errors(&with(mode, mac));
+            assert_eq!(errs.len(), 1, "{mac}: {errs:#?}");
+            assert_eq!(errs[0].field, "interface[0].mac", "{mac}");
+            assert!(errs[0].message.contains(says), "{mac}: {}", errs[0].message);
+        }
     }
 
     #[test]

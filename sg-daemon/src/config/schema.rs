@@ -218,6 +218,9 @@ pub struct Binding {
     pub mode: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// Hypervisor mode: the instance's source MAC, `"02:00:00:00:00:07"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
     pub security_groups: Vec<String>,
 }
 

@@ -1,4 +1,5 @@
-//! The file's value syntaxes: addresses and CIDRs, port ranges, protocols.
+//! The file's value syntaxes: addresses and CIDRs, port ranges, protocols,
+//! MAC addresses.
 
 use std::net::IpAddr;
 
@@ -15,6 +16,21 @@ pub fn parse_cidr(s: &str) -> Option<IpNet> {
         return Some(net.trunc());
     }
     s.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+/// A MAC address: six hexadecimal bytes separated by colons
+/// (`02:00:00:00:00:07`, either case).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.trim().split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 /// `"start/end"` with 1 <= start <= end <= 65535.

@@ -1,9 +1,9 @@
 //! Compiled tables in the kernel's maps: the table-id allocator, writing a
 //! table under a free id, switching an interface to new tables
 //! ([`Dataplane::install`]) and freeing the tables it was switched away
-//! from. The anti-spoofing addresses of an interface live here too: like
-//! its tables they are entries keyed by the interface, written at each
-//! apply and removed with it.
+//! from. The anti-spoofing addresses and MAC of an interface live here
+//! too: like its tables they are entries keyed by the interface, written
+//! at each apply and removed with it.
 //!
 //! Double buffering: a ruleset change writes complete new tables under
 //! fresh table ids, then replaces the interface's `SG_INTERFACES` entry in
@@ -22,7 +22,8 @@ use aya::{
     },
 };
 use sg_common::{
-    AddrKey, Bitmap, DIM_LOCAL, InterfaceConfig, MAX_TABLES, PortKey, ProtoKey, TableInfo, maps,
+    AddrKey, Bitmap, DIM_LOCAL, InstanceMac, InterfaceConfig, MAX_TABLES, PortKey, ProtoKey,
+    TableInfo, maps,
 };
 
 use super::Dataplane;
@@ -109,7 +110,7 @@ impl Dataplane {
         if let Some(old) = self.installed.remove(&ifindex) {
             self.retired.extend(old);
         }
-        self.set_instance_addresses(ifindex, &[])
+        self.set_instance_addresses(ifindex, &[], None)
     }
 
     fn write_table(&mut self, table: &CompiledTable) -> anyhow::Result<TableKeys> {
@@ -180,9 +181,25 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Sets the addresses a hypervisor-mode instance may send from; an
-    /// empty list removes them (instance mode).
-    pub fn set_instance_addresses(&mut self, ifindex: u32, addrs: &[IpAddr]) -> anyhow::Result<()> {
+    /// Sets the addresses a hypervisor-mode instance may send from and the
+    /// source MAC it is pinned to, if any; an empty list and `None` remove
+    /// them (instance mode).
+    pub fn set_instance_addresses(
+        &mut self,
+        ifindex: u32,
+        addrs: &[IpAddr],
+        mac: Option<InstanceMac>,
+    ) -> anyhow::Result<()> {
+        let mut macs: BpfHashMap<_, u32, InstanceMac> =
+            BpfHashMap::try_from(self.map(maps::INSTANCE_MACS)?)?;
+        match mac {
+            Some(mac) => macs
+                .insert(ifindex, mac, 0)
+                .context("writing SG_INSTANCE_MACS")?,
+            None => {
+                let _ = macs.remove(&ifindex);
+            }
+        }
         let keys: Vec<Key<AddrKey>> = addrs
             .iter()
             .map(|a| {

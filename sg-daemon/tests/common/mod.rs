@@ -50,7 +50,8 @@
 //!   both "ports" carry the identifier;
 //! * after a packet: `first-fragment ID`, `later-fragment ID` (a later
 //!   fragment has no transport header: write its addresses without ports),
-//!   `quoting PACKET` (an ICMP error quoting that packet);
+//!   `quoting PACKET` (an ICMP error quoting that packet), `target ADDR`
+//!   (the target address of a neighbour solicitation or advertisement);
 //! * after a TCP packet, its flags: `SYN`, `SYN+ACK`, `ACK`, `FIN+ACK`,
 //!   `RST`, … (`+`-joined, any of SYN, ACK, FIN, RST, PSH); without them a
 //!   TCP packet is a SYN.
@@ -516,6 +517,7 @@ fn packet(w: &mut Words) -> Packet {
         },
         fragment: Fragment::No,
         quoted: None,
+        nd_target: None,
     };
     let v4 = src.is_ipv4();
     pkt.icmp = match kind {
@@ -563,6 +565,11 @@ fn packet(w: &mut Words) -> Packet {
             "quoting" => {
                 w.next(word);
                 pkt.quoted = Some(Box::new(packet(w)));
+            }
+            "target" => {
+                w.next(word);
+                let word = w.next("a target address");
+                pkt.nd_target = Some(word.parse().unwrap_or_else(|_| w.bad("an address", word)));
             }
             flags if pkt.proto == reference::TCP && tcp_flags(flags).is_some() => {
                 w.next(word);

@@ -6,11 +6,16 @@
 //! `bpf_skb_load_bytes` (`TcContext::load`), which checks bounds against
 //! the whole skb, so a truncated header is a failed load and never an
 //! out-of-bounds read.
+//!
+//! ARP ([`mod@arp`]) and neighbour discovery ([`nd`]) are read further only
+//! by anti-spoofing, on what hypervisor-mode instances send.
 
+pub mod arp;
 mod ethernet;
 mod ipv4;
 mod ipv6;
 mod l4;
+pub mod nd;
 mod quoted;
 
 use aya_ebpf::programs::TcContext;
@@ -51,7 +56,7 @@ pub struct Flow {
     /// IPv4 identification or IPv6 fragment identification.
     pub frag_id: u32,
     /// Offset of the transport header (ICMP errors: where the quote starts
-    /// is 8 bytes further).
+    /// is 8 bytes further; ARP: of the ARP header).
     pub l4: usize,
 }
 
@@ -135,9 +140,13 @@ impl Flow {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Parsed {
     /// Not IP: the ethertype (0 if the frame is too short to say).
     NotIp(u16),
+    /// ARP on an Ethernet link: not IP, but anti-spoofing reads it; the
+    /// flow holds only where its header starts (`l4`).
+    Arp,
     Malformed,
     Ip,
 }
@@ -169,6 +178,11 @@ pub fn parse(ctx: &TcContext, out: &mut Flow, iface_flags: u32) -> Parsed {
         ethernet::ETH_P_IP => ipv4::parse_v4(ctx, l3),
         ethernet::ETH_P_IPV6 => ipv6::parse_v6(ctx, l3),
         t if ethernet::is_tag(t) => None,
+        ethernet::ETH_P_ARP if iface_flags & IFACE_L3 == 0 => {
+            *out = empty_flow(FAMILY_V4, 0);
+            out.l4 = l3;
+            return Parsed::Arp;
+        }
         _ => return Parsed::NotIp(ethertype),
     };
     match flow {

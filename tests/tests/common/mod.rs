@@ -105,7 +105,11 @@ impl Kernel {
         self.dataplane.collect_garbage().unwrap();
         self.dataplane.set_global(&config.daemon).unwrap();
         self.dataplane
-            .set_instance_addresses(LOOPBACK_IFINDEX, addresses.instance(&binding.name))
+            .set_instance_addresses(
+                LOOPBACK_IFINDEX,
+                addresses.instance(&binding.name),
+                binding.mac,
+            )
             .unwrap();
         self.dataplane
             .install(LOOPBACK_IFINDEX, flags, [&compiled[0], &compiled[1]])

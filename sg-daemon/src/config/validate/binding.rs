@@ -1,5 +1,5 @@
-//! `[[interface]]`: the interface name, the mode and instance addresses,
-//! and its groups: present, listed once, of one type, and within the
+//! `[[interface]]`: the interface name, the mode, instance addresses and
+//! MAC, and its groups: present, listed once, of one type, and within the
 //! per-interface limits of SPEC §4.
 
 use std::{collections::HashSet, net::IpAddr};
@@ -9,6 +9,7 @@ use crate::{
     config::{
         limits::{MAX_GROUPS_PER_INTERFACE, MAX_IFNAME_LEN, MAX_RULES_PER_INTERFACE, rule_quota},
         schema::{Binding, Document},
+        values::parse_mac,
     },
     model::{BindingMode, InterfaceBinding, SecurityGroup},
 };
@@ -57,13 +58,44 @@ impl Validator {
                 "required in hypervisor mode: the instance's private IPs (its packets from any other source are dropped)",
             );
         }
+        let mac = b
+            .mac
+            .as_deref()
+            .and_then(|text| self.binding_mac(text, mode, field));
         self.bound_groups(b, field, groups, doc, refs);
         InterfaceBinding {
             name: name.clone(),
             mode,
             security_groups: b.security_groups.clone(),
             addresses,
+            mac,
         }
+    }
+
+    /// `mac`: the instance's source MAC, a unicast address, in hypervisor
+    /// mode only.
+    fn binding_mac(&mut self, text: &str, mode: BindingMode, field: &str) -> Option<[u8; 6]> {
+        let field = format!("{field}.mac");
+        if mode != BindingMode::Hypervisor {
+            self.error(
+                field,
+                "only with mode = \"hypervisor\": it pins the source MAC of the instance behind the interface",
+            );
+            return None;
+        }
+        let example = "such as \"02:00:00:00:00:07\"";
+        match parse_mac(text) {
+            Some(mac) if mac[0] & 1 == 0 && mac != [0; 6] => return Some(mac),
+            Some(_) => self.error(
+                field,
+                format!("{text:?} is a multicast or all-zero MAC; allowed: a unicast MAC (lowest bit of the first byte clear), {example}"),
+            ),
+            None => self.error(
+                field,
+                format!("{text:?} is not a MAC address; allowed: six hexadecimal bytes separated by colons, {example}"),
+            ),
+        }
+        None
     }
 
     /// The binding's groups exist, are listed once, are of one type, and
