@@ -1372,9 +1372,10 @@ fn spec_2_hypervisor_instances_cannot_claim_addresses_or_act_as_routers() {
         // Solicitations ask; they claim nothing.
         "tap-vm1: out icmp 2001:db8::11 -> ff02::1:ff00:12 135/0 target 2001:db8::12 => accept built-in neighbor-discovery".to_owned(),
         "tap-vm1: out icmp fe80::11 -> ff02::2 133/0 => accept built-in neighbor-discovery".to_owned(),
-        // The router's advertisements and redirects reach the instance.
+        // The router's advertisements reach the instance; its redirects
+        // only with `builtin_nd_redirects`.
         "tap-vm1: in  icmp fe80::1 -> ff02::1 134/0 => accept built-in neighbor-discovery".to_owned(),
-        "tap-vm1: in  icmp fe80::1 -> 2001:db8::11 137/0 => accept built-in neighbor-discovery".to_owned(),
+        "tap-vm1: in  icmp fe80::1 -> 2001:db8::11 137/0 => drop default".to_owned(),
     ];
     hypervisor().check(&rows);
     // An instance-mode host may be a router.

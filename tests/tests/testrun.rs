@@ -1106,7 +1106,8 @@ fn hypervisor_instances_advertise_only_their_own_addresses_and_are_no_routers() 
             case("redirect",                       Ingress, redirect("fe80::11"),               Spoofed),
             case("solicitation for another",       Ingress, ns("2001:db8::12"),                 out),
             case("RA from the router",             Egress,  ra("fe80::1"),                      inbound),
-            case("redirect from the router",       Egress,  redirect("fe80::1"),                inbound),
+            // Redirects are off unless `builtin_nd_redirects` says so.
+            case("redirect from the router",       Egress,  redirect("fe80::1"),                DefaultDrop),
         ];
         cases
     };
