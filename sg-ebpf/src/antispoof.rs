@@ -23,7 +23,7 @@ use sg_common::{
 
 use crate::{
     maps::{SG_INSTANCE_ADDRS, SG_INSTANCE_MACS, addr_key},
-    parse::{Flow, Fragment, Parsed, arp, empty_flow, nd, proto},
+    parse::{Flow, Fragment, Parsed, arp, empty_flow, ethernet, nd, proto},
     work::{Work, finish},
 };
 
@@ -60,7 +60,7 @@ pub fn stage_link(ctx: &TcContext, w: &mut Work, iface: &InterfaceConfig, kind: 
         // The source MAC, whatever the frame carries (VLAN tags included).
         Some(mac) => ctx.load::<[u8; 6]>(6).ok() == Some(mac),
         None => true,
-    };
+    } && !tagged(ctx, iface);
     let spoofed = match kind {
         Parsed::Arp => match arp::arp(ctx, w.packet.l4) {
             Some(a) => {
@@ -71,7 +71,11 @@ pub fn stage_link(ctx: &TcContext, w: &mut Work, iface: &InterfaceConfig, kind: 
             }
             None => return finish(w, Reason::Malformed, NO_RULE, 0),
         },
-        Parsed::Ip => !source_ok || nd_spoofed(ctx, &w.packet, w.ifindex, mac.as_ref()),
+        Parsed::Ip => {
+            !source_ok
+                || nd_spoofed(ctx, &w.packet, w.ifindex, mac.as_ref())
+                || dhcp_server(&w.packet)
+        }
         _ => {
             if !source_ok {
                 // Not IP: no addresses to record.
@@ -83,6 +87,29 @@ pub fn stage_link(ctx: &TcContext, w: &mut Work, iface: &InterfaceConfig, kind: 
     if spoofed {
         finish(w, Reason::Spoofed, NO_RULE, 0);
     }
+}
+
+/// A VLAN tag on a frame an instance sends: an instance sits on an access
+/// port, and a tag would put its frame on another VLAN of the bridge.
+#[inline(always)]
+fn tagged(ctx: &TcContext, iface: &InterfaceConfig) -> bool {
+    iface.flags & IFACE_L3 == 0
+        && ctx
+            .load::<u16>(12)
+            .is_ok_and(|t| ethernet::is_tag(u16::from_be(t)))
+}
+
+/// A DHCP or DHCPv6 server's answer (UDP 67→68, 547→546) from an
+/// instance: a rogue server would hand the others its own gateway and
+/// resolvers. The DHCP built-in lets the instance's client through, not a
+/// server.
+#[inline(always)]
+fn dhcp_server(flow: &Flow) -> bool {
+    let (server, client) = if flow.is_v4() { (67, 68) } else { (547, 546) };
+    flow.proto() == proto::UDP
+        && flow.fragment() != Fragment::Later
+        && flow.src_port() == server
+        && flow.dst_port() == client
 }
 
 /// An ARP sender address may be the instance's own, or 0.0.0.0 (an RFC

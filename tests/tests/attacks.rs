@@ -294,9 +294,9 @@ fn fragments_that_try_to_slip_past_a_port_rule() {
         // No first fragment at all.
         case("later fragment, no first",               Ingress, later_tcp(ATTACKER, 300, 9),      FragmentDrop),
         // Ports sit in the first 8 bytes, which only an offset-0 fragment
-        // carries; an overlapping fragment at offset 1 reaches the TCP
-        // flags at most (and the receiver drops overlaps, RFC 5722).
-        case("overlap at offset 1, allowed datagram",  Ingress, later_tcp(ATTACKER, 100, 1),      FragmentAccept),
+        // carries; a TCP fragment at offset 1 (8 bytes) would rewrite the
+        // flags the first fragment was judged by: dropped (RFC 1858).
+        case("overlap at offset 1, allowed datagram",  Ingress, later_tcp(ATTACKER, 100, 1),      Malformed),
         // A second first fragment rewriting the allowed datagram's port is
         // judged by its own port, and the datagram's later fragments
         // follow that verdict from then on.
@@ -306,7 +306,7 @@ fn fragments_that_try_to_slip_past_a_port_rule() {
         // the first fragment, or it is malformed and remembered for no one.
         case("first fragment with 4 bytes of TCP",     Ingress, fragment4(ATTACKER, TCP, 400, 0, true, &tcp4(&[])),     Malformed),
         case("first fragment with 12 bytes of TCP",    Ingress, fragment4(ATTACKER, TCP, 401, 0, true, &tcp4(&[0; 8])), Malformed),
-        case("the rest of the tiny one",               Ingress, later_tcp(ATTACKER, 400, 1),      FragmentDrop),
+        case("the rest of the tiny one",               Ingress, later_tcp(ATTACKER, 400, 1),      Malformed),
     ]);
 }
 
@@ -436,6 +436,45 @@ fn session_resurrection() {
             .all(|l| l.contains("ended")),
         "{sessions}"
     );
+}
+
+/// The parser reads only inside the IP packet, by its length field: what
+/// follows in the frame (link padding, or bytes an attacker on the segment
+/// appends) is not part of the packet the receiving stack reassembles. A
+/// first fragment whose headers run past its length is malformed, so the
+/// later fragments that carry the real headers find no accepted datagram
+/// to follow. (Found by reviewing the kernel as an attacker.)
+#[test]
+fn headers_past_the_ip_length_are_not_read() {
+    let k = Kernel::new(&web_only());
+    let dst_opts = |next: u8| vec![next, 0, 1, 4, 0, 0, 0, 0];
+    // IPv6: the chain the receiver sees ends after two destination-options
+    // headers; the trailing bytes say TCP to port 80, the later fragment
+    // carries the real TCP header, to port 22.
+    let mut first = frames::ipv6_fragment_header(DSTOPTS, 0xabcd, 0, true, &dst_opts(DSTOPTS));
+    let visible = first.len() as u16;
+    first.extend(dst_opts(TCP));
+    first.extend(frames::tcp_syn(40000, 80));
+    let mut packet = frames::ipv6(ATTACKER6, SERVER6, frames::IPV6_FRAGMENT, &first);
+    packet[4..6].copy_from_slice(&visible.to_be_bytes());
+    let first6 = frames::ethernet(frames::ETH_P_IPV6, &packet);
+    let mut rest = dst_opts(TCP);
+    rest.extend(frames::tcp_syn(40000, 22));
+    let later6 = fragment6(DSTOPTS, 0xabcd, 1, false, &rest);
+    // IPv4: a first fragment of 8 bytes of TCP (ports and sequence), which
+    // the link pads to the minimum frame: the flags would be read from the
+    // padding.
+    let mut tiny = frames::tcp_syn(40000, 80)[..8].to_vec();
+    tiny.resize(26, 0);
+    let mut packet = frames::ipv4_fragment(ATTACKER, SERVER, TCP, 77, frames::IPV4_MF, &tiny);
+    packet[2..4].copy_from_slice(&28u16.to_be_bytes());
+    let tiny4 = frames::ethernet(frames::ETH_P_IP, &packet);
+    #[rustfmt::skip]
+    k.check(&[
+        case("v6 first fragment, headers past its length", Ingress, first6, Malformed),
+        case("v6 later fragment with the real header",      Ingress, later6, FragmentDrop),
+        case("v4 first fragment of 8 bytes, padded",        Ingress, tiny4,  Malformed),
+    ]);
 }
 
 // ---------------------------------------------------------------------------
@@ -685,5 +724,41 @@ fn a_pinned_mac_keeps_an_instance_from_taking_anothers_frames() {
     check(&[
         probe("A to B, from its own MAC", Ping, a, B_V4, PASS),
         probe("A to B v6",                Ping, a, B_V6, PASS),
+    ]);
+}
+
+/// A hypervisor-mode instance may not answer as a DHCP server (a rogue one
+/// would hand the others its own gateway and resolvers), nor tag its
+/// frames onto another VLAN of the bridge: it sits on an access port.
+/// (Found by reviewing the kernel as an attacker.)
+#[test]
+fn an_instance_is_no_dhcp_server_and_sends_no_vlan_tags() {
+    let toml = format!(
+        "{}{}",
+        Group::new("sg-web").rules([accept_in("tcp", "80/80", "0.0.0.0/0")]),
+        interface("lo", &["sg-web"]).hypervisor(&["192.0.2.11", "2001:db8::11"])
+    );
+    let k = Kernel::new(&toml);
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let udp = |src: &str, dst: &str, sport, dport| {
+        frames::ip_frame(ip(src), ip(dst), UDP, &frames::udp(sport, dport, b"x"))
+    };
+    let packet = frames::ip_packet(
+        ip("192.0.2.11"),
+        ip("198.51.100.7"),
+        UDP,
+        &frames::udp(1, 2, b"x"),
+    );
+    // The instance's own traffic leaves on the TC ingress hook.
+    #[rustfmt::skip]
+    k.check(&[
+        case("DHCP offer, broadcast",         Ingress, udp("192.0.2.11", "255.255.255.255", 67, 68), Spoofed),
+        case("DHCP offer to another instance", Ingress, udp("192.0.2.11", "192.0.2.12", 67, 68),     Spoofed),
+        case("DHCPv6 reply",                  Ingress, udp("2001:db8::11", "2001:db8::12", 547, 546), Spoofed),
+        case("its own DHCP request",          Ingress, udp("192.0.2.11", "255.255.255.255", 68, 67), Dhcp),
+        case("802.1Q-tagged IP",              Ingress, frames::tagged(&[ETH_P_8021Q], 100, ETH_P_IP, &packet), Spoofed),
+        case("QinQ-tagged IP",                Ingress, frames::tagged(&[ETH_P_8021AD, ETH_P_8021Q], 100, ETH_P_IP, &packet), Spoofed),
+        case("tagged non-IP",                 Ingress, frames::tagged(&[ETH_P_8021Q], 100, 0x88b5, b"other vlan, please"), Spoofed),
+        case("untagged IP",                   Ingress, frames::ethernet(ETH_P_IP, &packet), DefaultAccept),
     ]);
 }

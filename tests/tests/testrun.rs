@@ -1195,3 +1195,31 @@ fn the_sweeper_frees_only_idle_sessions() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].0.local_port, 40001);
 }
+
+/// At most 8 IPv6 extension headers are walked (README): a chain of 8 is
+/// decided by the rules, one of 9 is malformed.
+#[test]
+fn eight_extension_headers_are_walked_and_nine_are_too_many() {
+    let k = Kernel::new(&on_lo(&[web()]));
+    let chain = |n: usize| {
+        // DNS, which `web` opens to 2001:db8::/32.
+        let mut payload = frames::udp(40000, 53, b"q");
+        let mut next = UDP;
+        for _ in 0..n {
+            let mut header = vec![next, 0, 1, 4, 0, 0, 0, 0];
+            header.extend(payload);
+            payload = header;
+            next = frames::IPV6_DEST_OPTIONS;
+        }
+        let (src, dst) = (
+            "2001:db8:1::7".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        );
+        frames::ethernet(frames::ETH_P_IPV6, &frames::ipv6(src, dst, next, &payload))
+    };
+    #[rustfmt::skip]
+    k.check(&[
+        case("8 destination-options headers", Ingress, chain(8), RuleAccept),
+        case("9 destination-options headers", Ingress, chain(9), Malformed),
+    ]);
+}

@@ -80,13 +80,25 @@ pub(super) fn smtp_pmtud_metadata_builtin(
     None
 }
 
-/// Neighbour discovery by which a hypervisor-mode instance would pose as
-/// a router or as another instance, whatever the built-ins and rules say:
-/// router advertisements and redirects (RA guard), and neighbour
-/// advertisements whose target is neither one of its addresses nor
-/// link-local (its link-local addresses are not configured; no group
-/// grants them anything). A later fragment carries no ICMPv6 header.
+/// What a hypervisor-mode instance would pose as a router, a DHCP server
+/// or another instance by, whatever the built-ins and rules say: router
+/// advertisements and redirects (RA guard), DHCP and DHCPv6 server answers
+/// (UDP 67→68, 547→546), and neighbour advertisements whose target is
+/// neither one of its addresses nor link-local (its link-local addresses
+/// are not configured; no group grants them anything). A later fragment
+/// carries no transport header.
 pub(super) fn poses_on_the_link(iface: &Interface, pkt: &Packet) -> bool {
+    if matches!(pkt.fragment, Fragment::Later { .. }) {
+        return false;
+    }
+    let dhcp_server = if pkt.src.is_ipv4() {
+        (67, 68)
+    } else {
+        (547, 546)
+    };
+    if pkt.proto == UDP && (pkt.src_port, pkt.dst_port) == dhcp_server {
+        return true;
+    }
     if pkt.proto != ICMPV6 || !pkt.src.is_ipv6() || matches!(pkt.fragment, Fragment::Later { .. }) {
         return false;
     }

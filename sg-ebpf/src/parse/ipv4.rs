@@ -4,7 +4,7 @@
 use aya_ebpf::programs::TcContext;
 use sg_common::FAMILY_V4;
 
-use super::{Flow, Fragment, empty_flow, l4::parse_l4, load};
+use super::{Flow, Fragment, empty_flow, l4::parse_l4, load, proto};
 
 /// The IPv4 header at `l3`: the flow without its transport fields.
 #[inline(always)]
@@ -32,6 +32,7 @@ pub fn ipv4_header(ctx: &TcContext, l3: usize) -> Option<Flow> {
         Fragment::No
     };
     flow.l4 = l3 + ihl;
+    flow.end = l3 + total_len;
     Some(flow)
 }
 
@@ -41,6 +42,12 @@ pub fn parse_v4(ctx: &TcContext, l3: usize) -> Option<Flow> {
     // The options end inside the packet, or the header is truncated.
     load::<u8>(ctx, flow.l4 - 1)?;
     if flow.fragment == Fragment::Later {
+        // RFC 1858: a TCP fragment at offset 8 would rewrite the flags the
+        // first fragment was judged by.
+        let offset = u16::from_be(load::<u16>(ctx, l3 + 6)?) & 0x1fff;
+        if flow.proto == proto::TCP && offset == 1 {
+            return None;
+        }
         return Some(flow);
     }
     parse_l4(ctx, flow)

@@ -6,7 +6,7 @@
 use aya_ebpf::programs::TcContext;
 use sg_common::FAMILY_V6;
 
-use super::{Flow, Fragment, empty_flow, l4::parse_l4, load, proto};
+use super::{Flow, Fragment, empty_flow, l4::parse_l4, load, load_in, proto};
 
 /// IPv6 extension headers walked before giving up (the packet is then
 /// dropped as malformed).
@@ -24,6 +24,9 @@ pub fn ipv6_header(ctx: &TcContext, l3: usize) -> Option<Flow> {
     flow.src = load::<[u8; 16]>(ctx, l3 + 8)?;
     flow.dst = load::<[u8; 16]>(ctx, l3 + 24)?;
     flow.l4 = l3 + 40;
+    // A payload length of 0 is a jumbogram's, which no link sg serves
+    // carries: nothing after the fixed header is then read.
+    flow.end = flow.l4 + u16::from_be(load::<u16>(ctx, l3 + 4)?) as usize;
     Some(flow)
 }
 
@@ -44,22 +47,23 @@ pub fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Flow> {
 #[inline(always)]
 pub fn extension_headers(ctx: &TcContext, flow: &mut Flow) -> Option<()> {
     let mut off = flow.l4;
-    for _ in 0..MAX_EXT_HEADERS {
+    // One turn per extension header, and one to land on what follows.
+    for _ in 0..=MAX_EXT_HEADERS {
         match flow.proto {
             proto::HOPOPTS | proto::ROUTING | proto::DSTOPTS => {
-                let [next, len] = load::<[u8; 2]>(ctx, off)?;
+                let [next, len] = load_in::<[u8; 2]>(ctx, flow.end, off)?;
                 flow.proto = next;
                 off += (len as usize + 1) * 8;
             }
             proto::AH => {
-                let [next, len] = load::<[u8; 2]>(ctx, off)?;
+                let [next, len] = load_in::<[u8; 2]>(ctx, flow.end, off)?;
                 flow.proto = next;
                 off += (len as usize + 2) * 4;
             }
             proto::FRAGMENT => {
-                let next = load::<u8>(ctx, off)?;
-                let offset_flags = u16::from_be(load::<u16>(ctx, off + 2)?);
-                flow.frag_id = u32::from_be(load::<u32>(ctx, off + 4)?);
+                let next = load_in::<u8>(ctx, flow.end, off)?;
+                let offset_flags = u16::from_be(load_in::<u16>(ctx, flow.end, off + 2)?);
+                flow.frag_id = u32::from_be(load_in::<u32>(ctx, flow.end, off + 4)?);
                 flow.proto = next;
                 off += 8;
                 if offset_flags & 0xfff8 != 0 {

@@ -5,7 +5,7 @@
 use aya_ebpf::programs::TcContext;
 use sg_common::FAMILY_V4;
 
-use super::{Flow, load, proto};
+use super::{Flow, load, load_in, proto};
 
 pub const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -40,7 +40,7 @@ pub fn parse_l4(ctx: &TcContext, mut flow: Flow) -> Option<Flow> {
         proto::TCP | proto::UDP => {
             // The whole fixed header must be there: 20 bytes TCP, 8 UDP.
             let header = if flow.proto == proto::TCP { 20 } else { 8 };
-            load::<u8>(ctx, l4 + header - 1)?;
+            load_in::<u8>(ctx, flow.end, l4 + header - 1)?;
             flow.src_port = u16::from_be(load::<u16>(ctx, l4)?);
             flow.dst_port = u16::from_be(load::<u16>(ctx, l4 + 2)?);
             if flow.proto == proto::TCP {
@@ -50,7 +50,7 @@ pub fn parse_l4(ctx: &TcContext, mut flow: Flow) -> Option<Flow> {
         p if p == icmp => {
             let [icmp_type, icmp_code] = load::<[u8; 2]>(ctx, l4)?;
             // Type, code, checksum and the 4-byte rest of header.
-            load::<u8>(ctx, l4 + 7)?;
+            load_in::<u8>(ctx, flow.end, l4 + 7)?;
             flow.icmp_type = icmp_type;
             flow.icmp_code = icmp_code;
             if is_echo(icmp, icmp_type) {

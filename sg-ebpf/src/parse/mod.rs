@@ -11,7 +11,7 @@
 //! by anti-spoofing, on what hypervisor-mode instances send.
 
 pub mod arp;
-mod ethernet;
+pub mod ethernet;
 mod ipv4;
 mod ipv6;
 mod l4;
@@ -58,6 +58,10 @@ pub struct Flow {
     /// Offset of the transport header (ICMP errors: where the quote starts
     /// is 8 bytes further; ARP: of the ARP header).
     pub l4: usize,
+    /// Where the IP packet ends, by its length field: what follows in the
+    /// frame (link padding, or bytes an attacker appends) is not part of
+    /// the packet the receiving stack sees, and is never read.
+    pub end: usize,
 }
 
 /// Field reads for the decision. Each is a fresh load (volatile), so the
@@ -156,6 +160,15 @@ fn load<T>(ctx: &TcContext, offset: usize) -> Option<T> {
     ctx.load::<T>(offset).ok()
 }
 
+/// A load from inside the IP packet that ends at `end`; `None` past it.
+#[inline(always)]
+fn load_in<T>(ctx: &TcContext, end: usize, offset: usize) -> Option<T> {
+    if offset + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    load(ctx, offset)
+}
+
 /// Parses the frame into `out`; `iface_flags` say whether the interface
 /// has a link header (`IFACE_L3`). A separate BPF function writing into
 /// map memory: the verifier then carries no per-protocol knowledge from
@@ -210,5 +223,6 @@ pub fn empty_flow(family: u8, proto: u8) -> Flow {
         fragment: Fragment::No,
         frag_id: 0,
         l4: 0,
+        end: 0,
     }
 }

@@ -10,7 +10,7 @@ use super::{
     ipv4::ipv4_header,
     ipv6::{extension_headers, ipv6_header},
     l4::{icmp_for, is_echo},
-    load, proto,
+    load_in, proto,
 };
 
 /// The packet an ICMP error quotes (its IP header and the first 8 bytes of
@@ -30,10 +30,15 @@ pub fn quoted(ctx: &TcContext, error: &Flow, out: &mut Flow) -> bool {
 #[inline(always)]
 fn quoted_flow(ctx: &TcContext, error: &Flow) -> Option<Flow> {
     let l3 = error.l4 + 8;
+    // The quote ends where the error does: the quoted packet's own length
+    // field names the original, of which only the start is quoted.
     let mut inner = if error.is_v4() {
-        ipv4_header(ctx, l3)?
+        let mut inner = ipv4_header(ctx, l3)?;
+        inner.end = error.end;
+        inner
     } else {
         let mut inner = ipv6_header(ctx, l3)?;
+        inner.end = error.end;
         extension_headers(ctx, &mut inner)?;
         inner
     };
@@ -44,13 +49,13 @@ fn quoted_flow(ctx: &TcContext, error: &Flow) -> Option<Flow> {
     let icmp = icmp_for(inner.family);
     match inner.proto {
         proto::TCP | proto::UDP => {
-            inner.src_port = u16::from_be(load::<u16>(ctx, inner.l4)?);
-            inner.dst_port = u16::from_be(load::<u16>(ctx, inner.l4 + 2)?);
+            inner.src_port = u16::from_be(load_in::<u16>(ctx, inner.end, inner.l4)?);
+            inner.dst_port = u16::from_be(load_in::<u16>(ctx, inner.end, inner.l4 + 2)?);
         }
         p if p == icmp => {
-            let inner_type = load::<u8>(ctx, inner.l4)?;
+            let inner_type = load_in::<u8>(ctx, inner.end, inner.l4)?;
             if is_echo(icmp, inner_type) {
-                let id = u16::from_be(load::<u16>(ctx, inner.l4 + 4)?);
+                let id = u16::from_be(load_in::<u16>(ctx, inner.end, inner.l4 + 4)?);
                 inner.src_port = id;
                 inner.dst_port = id;
             }
