@@ -206,15 +206,7 @@ fn counters_name_the_rule_that_dropped_a_connection() {
         "{drops}"
     );
 
-    let metrics = s.run_in(|| -> anyhow::Result<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect("127.0.0.1:9630")?;
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: sg\r\n\r\n")?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
-        Ok(text)
-    });
-    let metrics = metrics.unwrap();
+    let metrics = metrics(s, "127.0.0.1:9630").unwrap();
     let line = metrics
         .lines()
         .find(|l| l.starts_with("sg_rule_packets_total") && l.contains("rule=\"no-ssh\""))
