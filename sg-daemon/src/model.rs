@@ -29,7 +29,7 @@ pub struct DaemonSettings {
     /// Idle timeout of closed TCP sessions (RST, or FIN both ways).
     pub tcp_closed_timeout_secs: u64,
     /// Entries of each session table (answered, unanswered); default
-    /// `CONNTRACK_ENTRIES`, four times that when a binding is in
+    /// `CONNTRACK_ENTRIES`, twice that when a binding is in
     /// hypervisor mode.
     pub session_table_size: u32,
     pub block_smtp_egress: bool,

@@ -235,7 +235,7 @@ security_groups = ["sg-web"]
             "name = \"eth0\"",
             "name = \"eth0\"\nmode = \"hypervisor\"\naddresses = [\"192.0.2.10\"]",
         );
-        assert_eq!(size(&hypervisor), 524_288);
+        assert_eq!(size(&hypervisor), 262_144);
         let set = |n: &str, text: &str| {
             text.replace(
                 "session_timeout_secs = 910",
@@ -249,7 +249,7 @@ security_groups = ["sg-web"]
             assert_eq!(errs.len(), 1, "{errs:#?}");
             assert_eq!(errs[0].field, "daemon.session_table_size");
             assert!(
-                errs[0].message.contains("allowed: 1024..=16777216 entries (default 131072, 524288 with a binding in hypervisor mode)"),
+                errs[0].message.contains("allowed: 1024..=16777216 entries (default 131072, 262144 with a binding in hypervisor mode)"),
                 "{}",
                 errs[0].message
             );
