@@ -39,11 +39,25 @@ impl Dataplane {
     /// Tracked sessions (live or expired but not yet evicted), of both
     /// tables.
     pub fn sessions(&self) -> anyhow::Result<Vec<(CtKey, CtValue)>> {
+        Ok(self
+            .sessions_by_table()?
+            .into_iter()
+            .map(|(k, v, _)| (k, v))
+            .collect())
+    }
+
+    /// Tracked sessions of both tables, each with whether it is in the
+    /// answered one.
+    pub fn sessions_by_table(&self) -> anyhow::Result<Vec<(CtKey, CtValue, bool)>> {
         let mut out = Vec::new();
-        for name in SESSION_TABLES {
+        for (t, name) in SESSION_TABLES.into_iter().enumerate() {
             let ct: BpfHashMap<&MapData, CtKey, CtValue> =
                 BpfHashMap::try_from(self.map_ref(name)?)?;
-            out.extend(ct.iter().filter_map(Result::ok));
+            out.extend(
+                ct.iter()
+                    .filter_map(Result::ok)
+                    .map(|(k, v)| (k, v, t == 0)),
+            );
         }
         Ok(out)
     }
