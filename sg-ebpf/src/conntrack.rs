@@ -55,11 +55,18 @@ pub fn stage_session(w: &mut Work, iface: &InterfaceConfig) {
     let seen = judge(w, iface, session);
     if seen == Seen::Gone {
         remove(&SG_UNANSWERED, UNANSWERED, &w.key);
-    } else if seen == Seen::Ended
-        || (seen == Seen::Passed && w.direction() as u32 != fresh(&session.opened))
-    {
+    } else if seen == Seen::Ended || (seen == Seen::Passed && answered(w, session)) {
         promote(w, session);
     }
+}
+
+/// Whether the packet, which passed through `session`, answers it: it
+/// goes the other way, and does not close it (a RST answering a SYN, say
+/// to an outbound scan of closed ports, leaves a dead session that has no
+/// claim to the answered table).
+#[inline(always)]
+fn answered(w: &Work, session: &CtValue) -> bool {
+    w.direction() as u32 != fresh(&session.opened) && fresh(&session.state) != SESSION_CLOSED
 }
 
 /// What `judge` made of a session entry.

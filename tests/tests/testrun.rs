@@ -1051,6 +1051,18 @@ fn an_answer_moves_a_session_to_the_answered_table() {
     }
     assert_eq!(tables(&k), [(1, 0), (1, 0)]);
     k.dataplane.flush_sessions().unwrap();
+
+    // A RST is no answer: the dead session stays unanswered.
+    use frames::{RST, SYN};
+    let to_closed_port = tcp(SERVER, "203.0.113.53", 40005, 8080, SYN);
+    let reset = tcp("203.0.113.53", SERVER, 8080, 40005, RST);
+    #[rustfmt::skip]
+    k.check(&[
+        case("SYN to a closed port", Egress,  to_closed_port, DefaultAccept),
+        case("its RST",              Ingress, reset,          Session),
+    ]);
+    assert_eq!(tables(&k), [(0, 0), (1, 0)]);
+    k.dataplane.flush_sessions().unwrap();
     assert_eq!(tables(&k), [(0, 0), (0, 0)]);
 
     // An ended session is kept with the answered ones: a flood of new
