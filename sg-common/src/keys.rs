@@ -382,7 +382,7 @@ pub struct DropRecord {
 const _: () = {
     use core::mem::size_of;
     assert!(
-        MAP_LAYOUT_VERSION == 2
+        MAP_LAYOUT_VERSION == 3
             && size_of::<Bitmap>() == 128
             && size_of::<GlobalConfig>() == 32
             && size_of::<InterfaceConfig>() == 16

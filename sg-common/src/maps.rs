@@ -7,7 +7,7 @@
 /// directory named after it, so a daemon with another layout never reads
 /// them; bump it with every layout change (`keys.rs` refuses to compile
 /// when a key or value changes size and this is not bumped).
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 pub const GLOBAL: &str = "SG_GLOBAL";
 pub const INTERFACES: &str = "SG_INTERFACES";
@@ -16,6 +16,8 @@ pub const PROTO: &str = "SG_PROTO";
 pub const ADDR: &str = "SG_ADDR";
 pub const PORT: &str = "SG_PORT";
 pub const CONNTRACK: &str = "SG_CONNTRACK";
+pub const UNANSWERED: &str = "SG_UNANSWERED";
+pub const SESSION_STATS: &str = "SG_SESSION_STATS";
 pub const FRAGMENTS: &str = "SG_FRAGMENTS";
 pub const INSTANCE_ADDRS: &str = "SG_INSTANCE_ADDRS";
 pub const INSTANCE_MACS: &str = "SG_INSTANCE_MACS";
@@ -26,7 +28,7 @@ pub const STATS: &str = "SG_STATS";
 
 /// The maps that hold state and outlive a daemon (pinned): everything
 /// but per-run scratch space.
-pub const PINNED: [&str; 13] = [
+pub const PINNED: [&str; 15] = [
     RULE_COUNTERS,
     IFACE_COUNTERS,
     GLOBAL,
@@ -36,6 +38,8 @@ pub const PINNED: [&str; 13] = [
     ADDR,
     PORT,
     CONNTRACK,
+    UNANSWERED,
+    SESSION_STATS,
     FRAGMENTS,
     INSTANCE_ADDRS,
     INSTANCE_MACS,
@@ -57,8 +61,28 @@ pub const BITMAP_WORDS: usize = MAX_RULES / 64;
 /// double buffer) that can exist at once.
 pub const MAX_TABLES: u32 = 4096;
 
-/// Tracked sessions across all interfaces.
+/// Sessions across all interfaces, in each of the two session tables
+/// (answered and unanswered), as compiled in; the daemon sets the size
+/// at load time from `[daemon] session_table_size`.
 pub const CONNTRACK_ENTRIES: u32 = 131_072;
+
+/// The session tables: the answered one (`SG_CONNTRACK`: sessions the
+/// other side answered, and ended sessions) and the unanswered one
+/// (`SG_UNANSWERED`: sessions that have not seen an answer yet). A flood
+/// of new flows fills the unanswered table only, so it can evict only
+/// other unanswered flows.
+pub const SESSION_TABLES: [&str; 2] = [CONNTRACK, UNANSWERED];
+
+/// Slots of `SG_SESSION_STATS` (per CPU, `u64`), by table index `t` (0:
+/// answered, 1: unanswered, as in [`SESSION_TABLES`]): entries the kernel
+/// inserted (`STAT_INSERTED + t`), entries the kernel removed
+/// (`STAT_KERNEL_REMOVED + t`) and entries the daemon removed
+/// (`STAT_DAEMON_REMOVED + t`, written by the daemon in CPU 0's slot).
+/// Evictions = inserted - removed - live entries.
+pub const STAT_INSERTED: u32 = 0;
+pub const STAT_KERNEL_REMOVED: u32 = 2;
+pub const STAT_DAEMON_REMOVED: u32 = 4;
+pub const SESSION_STAT_SLOTS: u32 = 6;
 
 /// Entries in the address and port tries, all tables together.
 pub const ADDR_TRIE_ENTRIES: u32 = 262_144;

@@ -92,20 +92,30 @@ pub fn render(daemon: &Daemon) -> anyhow::Result<String> {
         rule_bytes.get_or_create(&labels).inc_by(r.bytes);
     }
 
-    let sessions = Gauge::<i64>::default();
-    let capacity = Gauge::<i64>::default();
+    let sessions = Family::<Labels, Gauge<i64>>::default();
+    let capacity = Family::<Labels, Gauge<i64>>::default();
+    let evictions = Family::<Labels, Counter>::default();
     registry.register(
         "sessions",
-        "Tracked sessions (including expired ones not yet evicted)",
+        "Tracked sessions per session table (including expired ones not yet swept)",
         sessions.clone(),
     );
     registry.register(
         "session_capacity",
-        "Size of the session table",
+        "Entries each session table holds",
         capacity.clone(),
     );
-    sessions.set(daemon.dataplane().sessions()?.len() as i64);
-    capacity.set(sg_common::CONNTRACK_ENTRIES as i64);
+    registry.register(
+        "session_evictions",
+        "Sessions each session table evicted to make room for new ones (least recently used first)",
+        evictions.clone(),
+    );
+    for t in daemon.dataplane().session_tables()? {
+        let labels: Labels = vec![("table".into(), t.table.into())];
+        sessions.get_or_create(&labels).set(t.entries as i64);
+        capacity.get_or_create(&labels).set(t.capacity as i64);
+        evictions.get_or_create(&labels).inc_by(t.evictions);
+    }
 
     let mut out = String::new();
     encode(&mut out, &registry)?;

@@ -28,6 +28,10 @@ pub struct DaemonSettings {
     pub syn_timeout_secs: u64,
     /// Idle timeout of closed TCP sessions (RST, or FIN both ways).
     pub tcp_closed_timeout_secs: u64,
+    /// Entries of each session table (answered, unanswered); default
+    /// `CONNTRACK_ENTRIES`, twice that when a binding is in
+    /// hypervisor mode.
+    pub session_table_size: u32,
     pub block_smtp_egress: bool,
     pub state_dir: PathBuf,
     pub runtime_dir: PathBuf,
@@ -53,6 +57,7 @@ impl Default for DaemonSettings {
             session_timeout_secs: sg_common::SESSION_TIMEOUT_SECS,
             syn_timeout_secs: sg_common::SYN_TIMEOUT_SECS,
             tcp_closed_timeout_secs: sg_common::TCP_CLOSED_TIMEOUT_SECS,
+            session_table_size: sg_common::CONNTRACK_ENTRIES,
             block_smtp_egress: true,
             state_dir: "/var/lib/sg".into(),
             runtime_dir: "/run/sg".into(),

@@ -6,24 +6,85 @@
 //! A TCP session follows the connection: half-open until the other side
 //! answers, established, closed after a RST or a FIN each way; each state
 //! has its idle timeout (`SessionTimeouts`), which the kernel checks
-//! itself. After a ruleset change a session is checked once against the
+//! itself. A session lives in the unanswered table (`SG_UNANSWERED`)
+//! until the other side answers, then in the answered one
+//! (`SG_CONNTRACK`): a flood of new flows can evict only unanswered ones. After a ruleset change a session is checked once against the
 //! new explicit drop rules; one that a drop rule matches is ended: it
 //! stays as an ended entry that drops every packet of the flow, both ways,
 //! while a drop rule still matches it, so neither side can open it again.
 
+use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruHashMap};
 use sg_common::{
     CtKey, CtValue, Direction, InterfaceConfig, NO_RULE, Reason, SESSION_CLOSED,
     SESSION_ESTABLISHED, SESSION_HALF_OPEN, SESSION_OPEN,
+    maps::{STAT_INSERTED, STAT_KERNEL_REMOVED},
     proto::{TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 use crate::{
     builtins,
-    maps::SG_CONNTRACK,
+    maps::{SG_CONNTRACK, SG_SESSION_STATS, SG_UNANSWERED},
     parse::{self, Flow},
     policy::{self, Outcome},
     work::{Work, finish},
 };
+
+/// The session of the packet, in the answered table or else in the
+/// unanswered one (see `judge`). An unanswered session moves to the
+/// answered table at the first packet the other way, and when a drop
+/// rule ends it: a flood of new flows fills the unanswered table only, so
+/// it can evict neither an answered session nor an ended one.
+#[inline(never)]
+#[allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "`w.key` is in map memory: by value it would be copied to the stack first"
+)]
+pub fn stage_session(w: &mut Work, iface: &InterfaceConfig) {
+    if let Some(session) = SG_CONNTRACK.get_ptr_mut(&w.key) {
+        // SAFETY: the entry stays valid under RCU while the program runs.
+        if judge(w, iface, unsafe { &mut *session }) == Seen::Gone {
+            remove(&SG_CONNTRACK, ANSWERED, &w.key);
+        }
+        return;
+    }
+    let Some(session) = SG_UNANSWERED.get_ptr_mut(&w.key) else {
+        return;
+    };
+    // SAFETY: as above.
+    let session = unsafe { &mut *session };
+    let seen = judge(w, iface, session);
+    if seen == Seen::Gone {
+        remove(&SG_UNANSWERED, UNANSWERED, &w.key);
+    } else if seen == Seen::Ended || (seen == Seen::Passed && answered(w, session)) {
+        promote(w, session);
+    }
+}
+
+/// Whether the packet, which passed through `session`, answers it: it
+/// goes the other way, and does not close it (a RST answering a SYN, say
+/// to an outbound scan of closed ports, leaves a dead session that has no
+/// claim to the answered table).
+#[inline(always)]
+fn answered(w: &Work, session: &CtValue) -> bool {
+    w.direction() as u32 != fresh(&session.opened) && fresh(&session.state) != SESSION_CLOSED
+}
+
+/// What `judge` made of a session entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Expired, or closed and a SYN opens a new one: as good as absent.
+    Absent,
+    /// The packet passed through the session.
+    Passed,
+    /// The session is ended: the packet was dropped.
+    Ended,
+    /// An ended session nothing ends any more: it goes.
+    Gone,
+}
+
+/// Table indices of the session statistics (`sg_common::SESSION_TABLES`).
+const ANSWERED: u32 = 0;
+const UNANSWERED: u32 = 1;
 
 /// A live session passes without rule evaluation. One older than the
 /// interface's ruleset, or ended, is checked against the current rules: if
@@ -36,16 +97,7 @@ use crate::{
 /// the verifier does not carry what one test learnt into the rule check,
 /// which it would then walk once for every state an entry can be in.
 #[inline(never)]
-#[allow(
-    clippy::needless_borrows_for_generic_args,
-    reason = "`w.key` is in map memory: by value it would be copied to the stack first"
-)]
-pub fn stage_session(w: &mut Work, iface: &InterfaceConfig) {
-    let Some(session) = SG_CONNTRACK.get_ptr_mut(&w.key) else {
-        return;
-    };
-    // SAFETY: the entry stays valid under RCU while the program runs.
-    let session = unsafe { &mut *session };
+fn judge(w: &mut Work, iface: &InterfaceConfig, session: &mut CtValue) -> Seen {
     // The kernel checks the idle deadline itself: an expired entry is as
     // good as absent, whatever userspace does. A SYN on the ports of a
     // closed connection opens a new one: the rules judge it. An ended
@@ -54,7 +106,7 @@ pub fn stage_session(w: &mut Work, iface: &InterfaceConfig) {
         && (expired(w, session)
             || (fresh(&session.state) == SESSION_CLOSED && is_syn(w.packet.tcp_flags())))
     {
-        return;
+        return Seen::Absent;
     }
     if fresh(&session.ended) != 0 || fresh(&session.epoch) != iface.epoch {
         let opened = Direction::from_raw(fresh(&session.opened));
@@ -62,16 +114,49 @@ pub fn stage_session(w: &mut Work, iface: &InterfaceConfig) {
             session.ended = 1;
             session.epoch = iface.epoch;
             session.last_seen_ns = w.now;
-            return finish(w, reason, rule, iface.tables[opened.index()]);
+            finish(w, reason, rule, iface.tables[opened.index()]);
+            return Seen::Ended;
         }
         if fresh(&session.ended) != 0 {
-            let _ = SG_CONNTRACK.remove(&w.key);
-            return;
+            return Seen::Gone;
         }
         session.epoch = iface.epoch;
     }
     follow(session, w);
     finish(w, Reason::Session, NO_RULE, 0);
+    Seen::Passed
+}
+
+/// Moves an unanswered session to the answered table.
+#[inline(never)]
+#[allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "`w.key` is in map memory: by value it would be copied to the stack first"
+)]
+fn promote(w: &Work, session: &CtValue) {
+    // SAFETY: a plain read of an initialised map value.
+    let value = unsafe { core::ptr::read_volatile(session) };
+    if SG_CONNTRACK.insert(&w.key, value, 0).is_ok() {
+        count_stat(STAT_INSERTED + ANSWERED);
+        remove(&SG_UNANSWERED, UNANSWERED, &w.key);
+    }
+}
+
+/// Removes `key` from session table `table` (index `index`), counting it.
+#[inline(always)]
+fn remove(table: &LruHashMap<CtKey, CtValue>, index: u32, key: &CtKey) {
+    if table.remove(key).is_ok() {
+        count_stat(STAT_KERNEL_REMOVED + index);
+    }
+}
+
+/// Adds one to this CPU's session statistic `slot`.
+#[inline(always)]
+fn count_stat(slot: u32) {
+    if let Some(n) = SG_SESSION_STATS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot: no other writer.
+        unsafe { *n += 1 };
+    }
 }
 
 /// A fresh load of a field of a session entry.
@@ -190,8 +275,18 @@ pub fn open_session(w: &Work, epoch: u32) {
         ended: 0,
         _pad: [0; 5],
     };
-    // A full table evicts the least recently used session (LRU map).
-    let _ = SG_CONNTRACK.insert(&w.key, value, 0);
+    // A stale entry of the flow (expired, or closed) goes: the new
+    // session starts unanswered. A full table evicts the least recently
+    // used unanswered session (LRU map); NOEXIST: a session another CPU
+    // opened meanwhile stays, and is not counted twice.
+    remove(&SG_CONNTRACK, ANSWERED, &w.key);
+    remove(&SG_UNANSWERED, UNANSWERED, &w.key);
+    if SG_UNANSWERED
+        .insert(&w.key, value, BPF_NOEXIST.into())
+        .is_ok()
+    {
+        count_stat(STAT_INSERTED + UNANSWERED);
+    }
 }
 
 /// The packet that opened a session, rebuilt from its key.

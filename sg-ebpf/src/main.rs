@@ -11,9 +11,10 @@
 //! 2. later fragments follow their first fragment ([`fragments`]);
 //! 3. anti-spoofing of hypervisor-mode instances ([`antispoof`]), then the
 //!    neighbour discovery and DHCP built-ins ([`builtins`]);
-//! 4. a live session in `SG_CONNTRACK` passes without rule evaluation
-//!    (re-checked once against new explicit drop rules after a change;
-//!    one they ended drops its packets both ways) ([`conntrack`]);
+//! 4. a live session (answered: `SG_CONNTRACK`; not yet: `SG_UNANSWERED`)
+//!    passes without rule evaluation (re-checked once against new explicit
+//!    drop rules after a change; one they ended drops its packets both
+//!    ways) ([`conntrack`]);
 //! 5. ICMP errors quoting a session pass as related ([`related`]);
 //! 6. the SMTP, PMTUD and metadata built-ins ([`builtins`]);
 //! 7. the interface's compiled ruleset, or its default ([`policy`]);

@@ -14,7 +14,7 @@ use sg_common::{
     DROP_RING_BYTES, FRAGMENT_ENTRIES, FragKey, FragValue, GlobalConfig, IFACE_COUNTER_ENTRIES,
     INSTANCE_ADDR_ENTRIES, IfaceCounterKey, InstanceMac, InterfaceConfig, MAX_INTERFACES,
     MAX_TABLES, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT,
-    RULE_COUNTER_ENTRIES, RuleCounterKey, TableInfo,
+    RULE_COUNTER_ENTRIES, RuleCounterKey, TableInfo, maps::SESSION_STAT_SLOTS,
 };
 
 use crate::{parse::Flow, work::Work};
@@ -72,11 +72,26 @@ pub static SG_INSTANCE_MACS: HashMap<u32, InstanceMac> =
 
 // --- State, written by the program -----------------------------------------
 
-/// Tracked sessions. LRU: a full table evicts the least recently used
-/// session instead of refusing a new one.
+/// Answered sessions (the other side has sent a packet) and ended ones.
+/// LRU: a full table evicts the least recently used session instead of
+/// refusing a new one; only answers fill it, so a flood of new flows
+/// cannot evict these. The daemon sets the size at load time.
 #[map]
 pub static SG_CONNTRACK: LruHashMap<CtKey, CtValue> =
     LruHashMap::with_max_entries(CONNTRACK_ENTRIES, 0);
+
+/// Sessions that have not seen an answer yet: every new session starts
+/// here and moves to `SG_CONNTRACK` at the first packet the other way.
+/// LRU: a flood of new flows evicts only other unanswered flows.
+#[map]
+pub static SG_UNANSWERED: LruHashMap<CtKey, CtValue> =
+    LruHashMap::with_max_entries(CONNTRACK_ENTRIES, 0);
+
+/// Insertions into and removals from the two session tables, per CPU
+/// (slots: `sg_common::maps::STAT_*`), for the daemon's eviction count.
+#[map]
+pub static SG_SESSION_STATS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(SESSION_STAT_SLOTS, 0);
 
 /// The decisions of first fragments, for the later ones. LRU: the
 /// fragments of datagrams long gone age out by themselves.

@@ -8,7 +8,7 @@ use sg_common::{NO_RULE, Reason};
 
 use crate::{
     conntrack::{live, session_key},
-    maps::SG_CONNTRACK,
+    maps::{SG_CONNTRACK, SG_UNANSWERED},
     parse,
     work::{Work, finish},
 };
@@ -21,7 +21,11 @@ pub fn stage_related(ctx: &TcContext, w: &mut Work) {
     }
     // The quoted packet went the other way.
     let key = session_key(w.ifindex, &w.quoted, w.direction().reverse());
-    if let Some(session) = SG_CONNTRACK.get_ptr(key)
+    let session = match SG_CONNTRACK.get_ptr(key) {
+        Some(session) => Some(session),
+        None => SG_UNANSWERED.get_ptr(key),
+    };
+    if let Some(session) = session
         && live(w, unsafe { &*session })
     {
         finish(w, Reason::Related, NO_RULE, 0);

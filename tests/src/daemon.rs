@@ -324,6 +324,19 @@ impl Daemon {
     }
 }
 
+/// The Prometheus text a daemon in `ns` serves at `addr` (its
+/// `metrics_address`).
+pub fn metrics(ns: &Netns, addr: &str) -> Result<String> {
+    ns.run_in(|| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: sg\r\n\r\n")?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    })
+}
+
 /// Starts sgd in `ns` with `groups` bound, in this order, to the server's
 /// interface [`SERVER_IF`]; panics if it does not start.
 #[track_caller]

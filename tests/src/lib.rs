@@ -49,8 +49,8 @@ pub use conn::{
 };
 pub use crafted::{send_frame, udp6_echo_options_after_fragment};
 pub use daemon::{
-    Ctl, CtlOut, Daemon, DaemonDirs, READY_TIMEOUT, STOP_TIMEOUT, Sgd, enforce, sgctl_path,
-    sgd_check, sgd_path,
+    Ctl, CtlOut, Daemon, DaemonDirs, READY_TIMEOUT, STOP_TIMEOUT, Sgd, enforce, metrics,
+    sgctl_path, sgd_check, sgd_path,
 };
 pub use netns::{CLIENT_IF, Host, Hypervisor, NarrowPath, Netns, SERVER_IF, Topology, veth_pair};
 pub use probe::{
@@ -60,5 +60,6 @@ pub use probe::{
 pub use push::{PushClient, Pusher};
 pub use tun::{Tun, TunPair};
 pub use udp::{
-    Datagrams, UdpServer, UdpSink, udp_echo_len, udp_refused, udp_request, udp_send, udp_servers,
+    Datagrams, UdpServer, UdpSink, udp_echo_len, udp_flood, udp_refused, udp_request, udp_send,
+    udp_servers,
 };

@@ -3,7 +3,8 @@
 //! "port unreachable") came back. See `conn.rs` for what "blocked" means.
 
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +14,21 @@ use socket2::Type;
 
 use crate::conn::{POLL, Worker, bind, is_timeout, unspecified};
 use crate::netns::Netns;
+
+/// Sends `packets` datagrams from one new socket in `ns` to each port of
+/// `ports` at `dst`: a flood of new flows, one per port, that nobody
+/// answers. Returns how many datagrams the kernel took (a send the stack
+/// refuses, say for lack of buffers, is not retried).
+pub fn udp_flood(ns: &Netns, dst: IpAddr, ports: Range<u16>, packets: usize) -> Result<u64> {
+    let socket = udp_socket(ns, unspecified(SocketAddr::new(dst, 0)))?;
+    let mut sent = 0;
+    for port in ports {
+        for _ in 0..packets {
+            sent += u64::from(socket.send_to(b"flood", SocketAddr::new(dst, port)).is_ok());
+        }
+    }
+    Ok(sent)
+}
 
 /// A UDP echo server in a namespace: answers each datagram with its payload,
 /// from the address it was sent to. Stops when dropped.

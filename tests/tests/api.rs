@@ -206,7 +206,7 @@ fn the_verbs_against_a_running_daemon() {
         ),
         ("inbound", "tcp", "established")
     );
-    assert!(web.expires_in_secs > 900, "{web:?}");
+    assert!(web.expires_in_secs > 900 && web.answered, "{web:?}");
     let port = port.to_string();
     let session_diag: Diagnosis = json!(
         ctl,

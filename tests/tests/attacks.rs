@@ -762,3 +762,97 @@ fn an_instance_is_no_dhcp_server_and_sends_no_vlan_tags() {
         case("untagged IP",                   Ingress, frames::ethernet(ETH_P_IP, &packet), DefaultAccept),
     ]);
 }
+
+// ---------------------------------------------------------------------------
+// A flood of new flows against established sessions
+// ---------------------------------------------------------------------------
+
+/// Entries of each session table in the flood test, and new flows per
+/// flood (several times the table).
+const FLOOD_TABLE: u16 = 4096;
+const FLOOD_FLOWS: u16 = 20_000;
+
+/// A flood of new UDP flows to ports a rule opens, more than the session
+/// table holds, single-packet and two-packet, evicts other unanswered
+/// flows only: an idle established TCP connection whose admitting rule
+/// was removed before the flood (so nothing but its session lets it
+/// through) still carries data afterwards, and the metrics count the
+/// evictions, all of them in the unanswered table. The two-packet flood
+/// used to evict the connection (the second packet of each flow made it
+/// as recently used as the connection's last one).
+#[test]
+fn a_flood_of_new_flows_does_not_evict_an_established_connection() {
+    let t = Topology::pair("flood").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let pusher = Pusher::start(s, s.v4(7000), Duration::from_secs(3600)).unwrap();
+    let connection = accept_in("tcp", "7000/7000", "0.0.0.0/0");
+    let flood_ports = accept_in("udp", "10000/59999", "0.0.0.0/0");
+    let config = |rules: Vec<Rule>| {
+        format!(
+            "session_table_size = {FLOOD_TABLE}\nmetrics_address = \"127.0.0.1:9630\"\n{}",
+            groups_on(SERVER_IF, &[Group::new("sg-flood").rules(rules)])
+        )
+    };
+    let mut sgd = Daemon::start(s, &config(vec![connection, flood_ports.clone()])).unwrap();
+    let client = PushClient::connect(c, pusher.addr()).unwrap();
+    assert!(client.wait_for(1, Duration::from_secs(3)), "no first line");
+    let heard_after = |sent: u64| {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while pusher.heard() < sent && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pusher.heard() >= sent
+    };
+    client.send(b"before\n").unwrap();
+    assert!(
+        heard_after(7),
+        "the connection carried nothing before the flood"
+    );
+
+    // Only the session lets the connection through now.
+    sgd.reload_with(&config(vec![flood_ports])).unwrap();
+    client.send(b"reload\n").unwrap();
+    assert!(heard_after(14), "the connection died with the reload");
+
+    let started = Instant::now();
+    let ports = 10_000..10_000 + FLOOD_FLOWS;
+    let one = udp_flood(c, s.ipv4().into(), ports.clone(), 1).unwrap();
+    let two = udp_flood(c, s.ipv4().into(), ports, 2).unwrap();
+    assert!(
+        one + two >= 3 * u64::from(FLOOD_FLOWS) * 9 / 10,
+        "the flood did not get out: {one} + {two} datagrams"
+    );
+    eprintln!(
+        "flood of {one} + {two} datagrams in {:?}",
+        started.elapsed()
+    );
+
+    client.send(b"after\n").unwrap();
+    assert!(
+        heard_after(20),
+        "the established connection died in the flood (server heard {} bytes)",
+        pusher.heard()
+    );
+
+    let text = metrics(s, "127.0.0.1:9630").unwrap();
+    let value = |name: &str, table: &str| -> u64 {
+        let prefix = format!("{name}{{table=\"{table}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+    };
+    for table in ["answered", "unanswered"] {
+        assert_eq!(
+            value("sg_session_capacity", table),
+            u64::from(FLOOD_TABLE),
+            "{text}"
+        );
+    }
+    assert_eq!(value("sg_session_evictions_total", "answered"), 0, "{text}");
+    assert!(
+        value("sg_session_evictions_total", "unanswered") >= u64::from(FLOOD_FLOWS),
+        "{text}"
+    );
+    assert!(value("sg_sessions", "answered") >= 1, "{text}");
+}

@@ -206,15 +206,7 @@ fn counters_name_the_rule_that_dropped_a_connection() {
         "{drops}"
     );
 
-    let metrics = s.run_in(|| -> anyhow::Result<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect("127.0.0.1:9630")?;
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: sg\r\n\r\n")?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
-        Ok(text)
-    });
-    let metrics = metrics.unwrap();
+    let metrics = metrics(s, "127.0.0.1:9630").unwrap();
     let line = metrics
         .lines()
         .find(|l| l.starts_with("sg_rule_packets_total") && l.contains("rule=\"no-ssh\""))
@@ -235,4 +227,37 @@ fn counters_name_the_rule_that_dropped_a_connection() {
             .any(|l| l.starts_with("sg_interface_packets_total") && l.contains("verdict=\"drop\"")),
         "{metrics}"
     );
+}
+
+/// The pinned session tables keep their size across a restart with
+/// another `session_table_size`, and the log says how to apply it; a
+/// detach and a fresh start applies it.
+#[test]
+fn a_restart_keeps_the_size_of_the_pinned_session_tables() {
+    let t = Topology::pair("ctsize").unwrap();
+    let s = t.server();
+    let config = |size: u32| {
+        format!(
+            "session_table_size = {size}\nmetrics_address = \"127.0.0.1:9630\"\n{}",
+            groups_on(SERVER_IF, &[web()])
+        )
+    };
+    let capacity = |ns: &Netns| {
+        let text = metrics(ns, "127.0.0.1:9630").unwrap();
+        let line = "sg_session_capacity{table=\"answered\"} ";
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("no {line} in:\n{text}"))
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let mut sgd = Daemon::start(s, &config(4096)).unwrap();
+    assert_eq!(capacity(s), 4096);
+    sgd.restart(s, &config(8192)).unwrap();
+    assert_eq!(capacity(s), 4096);
+    assert!(sgd.log().contains("keeps its size"), "{}", sgd.log());
+    sgd.detach().unwrap();
+    sgd.restart(s, &config(8192)).unwrap();
+    assert_eq!(capacity(s), 8192);
 }

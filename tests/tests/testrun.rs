@@ -1223,3 +1223,77 @@ fn eight_extension_headers_are_walked_and_nine_are_too_many() {
         case("9 destination-options headers", Ingress, chain(9), Malformed),
     ]);
 }
+
+/// A new session waits in the unanswered table and moves to the answered
+/// one at the first packet the other way; the session statistics add up:
+/// moves, sweeps and flushes are no evictions.
+#[test]
+fn an_answer_moves_a_session_to_the_answered_table() {
+    let mut k = Kernel::new(&on_lo(&[web()]));
+    let out = |port| udp(SERVER, "203.0.113.53", port, 53, b"q");
+    let answer = |port| udp("203.0.113.53", SERVER, 53, port, b"a");
+    let tables = |k: &Kernel| -> Vec<(u64, u64)> {
+        let t = k.dataplane.session_tables().unwrap();
+        assert_eq!(
+            t.iter().map(|t| t.table).collect::<Vec<_>>(),
+            ["answered", "unanswered"]
+        );
+        assert!(t.iter().all(|t| t.capacity == 131_072), "{t:?}");
+        t.iter().map(|t| (t.entries, t.evictions)).collect()
+    };
+    k.check(&[
+        case("query from 40000", Egress, out(40000), DefaultAccept),
+        case("query from 40001", Egress, out(40001), DefaultAccept),
+    ]);
+    k.check(&[case("again", Egress, out(40001), Session)]);
+    assert_eq!(tables(&k), [(0, 0), (2, 0)]);
+    #[rustfmt::skip]
+    k.check(&[
+        case("answer to 40001",       Ingress, answer(40001), Session),
+        case("answer to 40001 again", Ingress, answer(40001), Session),
+        case("query from 40001",      Egress,  out(40001),    Session),
+    ]);
+    assert_eq!(tables(&k), [(1, 0), (1, 0)]);
+    let expired = SessionTimeouts {
+        established_ns: 1,
+        ..SessionTimeouts::DEFAULT
+    };
+    assert_eq!(
+        k.dataplane.sweep_sessions(&expired, |_, _| true).unwrap(),
+        2
+    );
+    assert_eq!(tables(&k), [(0, 0), (0, 0)]);
+    // One session of each table.
+    for (port, answered) in [(40002, true), (40003, false)] {
+        k.check(&[case("query", Egress, out(port), DefaultAccept)]);
+        if answered {
+            k.check(&[case("answer", Ingress, answer(port), Session)]);
+        }
+    }
+    assert_eq!(tables(&k), [(1, 0), (1, 0)]);
+    k.dataplane.flush_sessions().unwrap();
+
+    // A RST is no answer: the dead session stays unanswered.
+    use frames::{RST, SYN};
+    let to_closed_port = tcp(SERVER, "203.0.113.53", 40005, 8080, SYN);
+    let reset = tcp("203.0.113.53", SERVER, 8080, 40005, RST);
+    #[rustfmt::skip]
+    k.check(&[
+        case("SYN to a closed port", Egress,  to_closed_port, DefaultAccept),
+        case("its RST",              Ingress, reset,          Session),
+    ]);
+    assert_eq!(tables(&k), [(0, 0), (1, 0)]);
+    k.dataplane.flush_sessions().unwrap();
+    assert_eq!(tables(&k), [(0, 0), (0, 0)]);
+
+    // An ended session is kept with the answered ones: a flood of new
+    // flows must not evict it either.
+    #[rustfmt::skip]
+    k.check(&[case("query from 40004", Egress, out(40004), DefaultAccept)]);
+    let block = Group::new("sg-block").rules([drop_out("udp", "53/53", "203.0.113.53/32")]);
+    let toml = on_lo(&[web(), block]);
+    k.install(&sg_daemon::config::parse(std::path::Path::new("t.toml"), &toml).unwrap());
+    #[rustfmt::skip]
+    k.check(&[case("query from 40004, ended", Egress, out(40004), SessionEnded)]);
+    assert_eq!(tables(&k), [(1, 0), (0, 0)]);
+}

@@ -1,5 +1,5 @@
-//! The tracked sessions of the kernel's session table, with their state
-//! and how long each has left: listed, or flushed.
+//! The tracked sessions of the kernel's session tables, with their state,
+//! their table and how long each has left: listed, or flushed.
 
 use tracing::info;
 
@@ -27,11 +27,11 @@ pub(super) fn sessions(
     let now = crate::clock::boot_time_ns();
     let timeouts = config.daemon.session_timeouts();
     let mut out: Vec<SessionInfo> = dp
-        .sessions()
+        .sessions_by_table()
         .map_err(|e| format!("reading the sessions: {e:#}"))?
         .into_iter()
-        .filter(|(k, _)| only.is_none_or(|i| i == k.ifindex))
-        .map(|(k, v)| {
+        .filter(|(k, _, _)| only.is_none_or(|i| i == k.ifindex))
+        .map(|(k, v, answered)| {
             let idle = now.saturating_sub(v.last_seen_ns) / 1_000_000_000;
             SessionInfo {
                 interface: ifname(k.ifindex),
@@ -44,6 +44,7 @@ pub(super) fn sessions(
                 state: crate::sessions::state_name(&v).into(),
                 idle_secs: idle,
                 expires_in_secs: crate::sessions::expires_in_secs(&v, &timeouts, now),
+                answered,
             }
         })
         .collect();

@@ -328,6 +328,11 @@ pub struct SessionInfo {
     /// 0 when expired (and waiting to be evicted), and when ended (it stays
     /// while a drop rule matches it).
     pub expires_in_secs: u64,
+    /// Whether it is in the answered session table (the other side has
+    /// answered, or a drop rule ended it), which a flood of new flows
+    /// cannot evict; false: in the unanswered table.
+    #[serde(default)]
+    pub answered: bool,
 }
 
 /// What the kernel counted (SPEC §6): per decision reason, per interface

@@ -223,6 +223,40 @@ security_groups = ["sg-web"]
     }
 
     #[test]
+    fn the_session_table_size_is_checked_and_larger_on_a_hypervisor() {
+        let size = |text: &str| {
+            parse(Path::new("sg.toml"), text)
+                .unwrap()
+                .daemon
+                .session_table_size
+        };
+        assert_eq!(size(GOOD), 131_072);
+        let hypervisor = GOOD.replace(
+            "name = \"eth0\"",
+            "name = \"eth0\"\nmode = \"hypervisor\"\naddresses = [\"192.0.2.10\"]",
+        );
+        assert_eq!(size(&hypervisor), 262_144);
+        let set = |n: &str, text: &str| {
+            text.replace(
+                "session_timeout_secs = 910",
+                &format!("session_timeout_secs = 910\nsession_table_size = {n}"),
+            )
+        };
+        assert_eq!(size(&set("4096", GOOD)), 4096);
+        assert_eq!(size(&set("4096", &hypervisor)), 4096);
+        for bad in ["0", "1023", "16777217", "-1"] {
+            let errs = errors(&set(bad, GOOD));
+            assert_eq!(errs.len(), 1, "{errs:#?}");
+            assert_eq!(errs[0].field, "daemon.session_table_size");
+            assert!(
+                errs[0].message.contains("allowed: 1024..=16777216 entries (default 131072, 262144 with a binding in hypervisor mode)"),
+                "{}",
+                errs[0].message
+            );
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_errors() {
         let errs = errors(&GOOD.replace("block_smtp_egress", "block_smtp"));
         assert_eq!(errs.len(), 1);

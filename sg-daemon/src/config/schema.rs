@@ -40,6 +40,8 @@ pub struct Daemon {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_closed_timeout_secs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_table_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_smtp_egress: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,

@@ -18,7 +18,8 @@
 //! - `adopt`: taking over the tables a previous daemon left pinned;
 //! - `readers`: what the kernel reports (counters, drop records, the
 //!   kernel log);
-//! - `sessions`: the session table, listed, swept and flushed. It is
+//! - `sessions`: the session tables, listed, swept and flushed, their
+//!   fill level and evictions. It is
 //!   apart from the readers because sweeping and flushing write to it.
 
 mod adopt;
@@ -45,6 +46,7 @@ use sg_common::{
 
 pub use attach::Hook;
 pub use pins::{Pins, remove_pins};
+pub use sessions::{TABLE_NAMES, TableUse};
 pub use tc::{HANDLE as TC_HANDLE, PRIORITY as TC_PRIORITY};
 
 use crate::model::{AttachMode, DaemonSettings};
@@ -110,6 +112,9 @@ impl Dataplane {
         } as u8;
         let mut loader = EbpfLoader::new();
         loader.override_global(aya_log::LEVEL, &kernel_log_level, true);
+        for name in maps::SESSION_TABLES {
+            loader.map_max_entries(name, settings.session_table_size);
+        }
         if let Some(pins) = &pins {
             for name in maps::PINNED {
                 loader.map_pin_path(name, pins.maps.join(name));
@@ -137,7 +142,26 @@ impl Dataplane {
             instance_addrs: HashMap::new(),
         };
         dp.set_global(settings)?;
+        dp.check_session_table_size(settings.session_table_size);
         Ok(dp)
+    }
+
+    /// Pinned session tables keep the size they were created with: a
+    /// different `session_table_size` applies only to new tables (after
+    /// `sgd --detach` and a restart, which drops the sessions, or a new
+    /// map layout). Says so when the sizes differ.
+    fn check_session_table_size(&self, wanted: u32) {
+        let Ok(tables) = self.session_tables() else {
+            return;
+        };
+        for t in tables.iter().filter(|t| t.capacity != u64::from(wanted)) {
+            tracing::warn!(
+                table = t.table,
+                capacity = t.capacity,
+                session_table_size = wanted,
+                "the pinned session table keeps its size; `sgd --detach` and a restart apply session_table_size (and drop the tracked sessions)"
+            );
+        }
     }
 
     pub fn set_global(&mut self, settings: &DaemonSettings) -> anyhow::Result<()> {

@@ -305,6 +305,7 @@ fn sessions(list: &[SessionInfo]) -> String {
             "REMOTE",
             "OPENED",
             "STATE",
+            "ANSWERED",
             "IDLE",
             "EXPIRES IN",
         ],
@@ -325,6 +326,7 @@ fn sessions(list: &[SessionInfo]) -> String {
                     at(&s.remote, s.remote_port),
                     s.opened.clone(),
                     s.state.clone(),
+                    if s.answered { "yes" } else { "no" }.into(),
                     format!("{}s", s.idle_secs),
                     match (s.state.as_str(), s.expires_in_secs) {
                         ("ended", _) => "while the drop rule stays".into(),

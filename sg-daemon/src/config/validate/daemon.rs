@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use super::Validator;
 use crate::{
-    config::{limits::SESSION_TIMEOUT_RANGE, schema},
+    config::{
+        limits::{SESSION_TABLE_SIZE_HYPERVISOR, SESSION_TABLE_SIZE_RANGE, SESSION_TIMEOUT_RANGE},
+        schema,
+    },
     model::{AttachMode, DaemonSettings},
 };
 
@@ -39,6 +42,21 @@ impl Validator {
                         "{t} is out of range; allowed: {}..={} seconds (default {default})",
                         SESSION_TIMEOUT_RANGE.start(),
                         SESSION_TIMEOUT_RANGE.end()
+                    ),
+                ),
+            }
+        }
+        if let Some(n) = raw.session_table_size {
+            match u64::try_from(n) {
+                Ok(n) if SESSION_TABLE_SIZE_RANGE.contains(&n) => d.session_table_size = n as u32,
+                _ => self.error(
+                    "daemon.session_table_size",
+                    format!(
+                        "{n} is out of range; allowed: {}..={} entries (default {}, {} with a binding in hypervisor mode)",
+                        SESSION_TABLE_SIZE_RANGE.start(),
+                        SESSION_TABLE_SIZE_RANGE.end(),
+                        sg_common::CONNTRACK_ENTRIES,
+                        SESSION_TABLE_SIZE_HYPERVISOR,
                     ),
                 ),
             }

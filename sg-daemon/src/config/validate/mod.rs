@@ -97,12 +97,24 @@ impl Validator {
             }
             groups.push(self.group(g, &field, &refs));
         }
-        let interfaces = doc
+        let interfaces: Vec<_> = doc
             .interface
             .iter()
             .enumerate()
             .map(|(i, b)| self.binding(b, &format!("interface[{i}]"), &groups, doc, &refs))
             .collect();
+        let mut daemon = daemon;
+        let size_given = doc
+            .daemon
+            .as_ref()
+            .is_some_and(|d| d.session_table_size.is_some());
+        if !size_given
+            && interfaces.iter().any(|b: &crate::model::InterfaceBinding| {
+                b.mode == crate::model::BindingMode::Hypervisor
+            })
+        {
+            daemon.session_table_size = crate::config::limits::SESSION_TABLE_SIZE_HYPERVISOR;
+        }
         let mut names = HashSet::new();
         for (i, b) in doc.interface.iter().enumerate() {
             if !names.insert(b.name.as_str()) {
