@@ -1038,7 +1038,8 @@ fn hypervisor_instances_arp_only_for_their_own_addresses() {
         case("request from another address",  Ingress, arp(ARP_REQUEST, MAC, "192.0.2.12", "192.0.2.1"), Spoofed),
         case("reply for another, VLAN tag",    Ingress, tagged(&[frames::ETH_P_8021Q], "192.0.2.12"), Spoofed),
         case("reply for another, QinQ",        Ingress, tagged(&[frames::ETH_P_8021AD, frames::ETH_P_8021Q], "192.0.2.12"), Spoofed),
-        case("reply for itself, QinQ",         Ingress, tagged(&[frames::ETH_P_8021AD, frames::ETH_P_8021Q], "192.0.2.11"), NotIp),
+        // Any tag from an instance is dropped: it sits on an access port.
+        case("reply for itself, QinQ",         Ingress, tagged(&[frames::ETH_P_8021AD, frames::ETH_P_8021Q], "192.0.2.11"), Spoofed),
         // Not IPv4 over Ethernet, or cut short: nothing an instance needs.
         case("ARP for another protocol",       Ingress, frames::ethernet(ETH_P_ARP, &ipv6_arp), Malformed),
         case("ARP cut short",                  Ingress, truncated,                  Malformed),
