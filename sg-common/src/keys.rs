@@ -73,7 +73,7 @@ impl SessionTimeouts {
     #[inline(always)]
     pub fn idle_ns(&self, state: u8) -> u64 {
         match state {
-            SESSION_HALF_OPEN => self.half_open_ns,
+            SESSION_HALF_OPEN | SESSION_ANSWERED => self.half_open_ns,
             SESSION_CLOSED => self.closed_ns,
             _ => self.established_ns,
         }
@@ -278,11 +278,16 @@ pub struct CtValue {
 pub const SESSION_OPEN: u8 = 0;
 /// TCP, opened, no packet from the other side yet: `syn_timeout_secs`.
 pub const SESSION_HALF_OPEN: u8 = 1;
-/// TCP, the other side answered: `session_timeout_secs`.
+/// TCP, the opener acknowledged the other side's answer (the handshake is
+/// complete): `session_timeout_secs`.
 pub const SESSION_ESTABLISHED: u8 = 2;
 /// TCP, RST seen or FIN seen both ways: `tcp_closed_timeout_secs`. A SYN
 /// on its ports is a new connection, judged by the rules.
 pub const SESSION_CLOSED: u8 = 3;
+/// TCP, the other side answered (a SYN|ACK) but the opener has not
+/// acknowledged it yet: `syn_timeout_secs`. A flood of spoofed SYNs that a
+/// server answers stays here, never established, and leaves on its own.
+pub const SESSION_ANSWERED: u8 = 4;
 
 /// Key of `SG_FRAGMENTS`: one datagram being fragmented, named as the
 /// receiver's reassembly names it (IPv4: addresses, protocol and

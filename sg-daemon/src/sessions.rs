@@ -5,7 +5,8 @@
 //! session is still ended under the rules in force.
 
 use sg_common::{
-    CtKey, CtValue, SESSION_CLOSED, SESSION_ESTABLISHED, SESSION_HALF_OPEN, SessionTimeouts,
+    CtKey, CtValue, SESSION_ANSWERED, SESSION_CLOSED, SESSION_ESTABLISHED, SESSION_HALF_OPEN,
+    SessionTimeouts,
 };
 
 use crate::{
@@ -20,6 +21,7 @@ pub fn state_name(value: &CtValue) -> &'static str {
     }
     match value.state {
         SESSION_HALF_OPEN => "half-open",
+        SESSION_ANSWERED => "answered",
         SESSION_ESTABLISHED => "established",
         SESSION_CLOSED => "closed",
         _ => "open",

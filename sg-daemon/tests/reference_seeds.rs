@@ -1050,11 +1050,19 @@ fn spec_3_6_tcp_sessions_follow_the_connection() {
         reply(40000, "SYN+ACK", "drop default"),
         reply(40001, "SYN+ACK", session),
     ]);
-    // Established: lives 910 s idle.
+    // Answered, not yet acknowledged: still the SYN timeout.
+    s.wait(59);
+    s.check(&[out(40001, "ACK", session)]);
+    // Established once the opener acknowledges: lives 910 s idle.
     s.wait(909);
     s.check(&[reply(40001, "ACK", session)]);
     s.wait(911);
     s.check(&[reply(40001, "ACK", "drop default")]);
+    // Answered but never acknowledged (what a server's answer to a spoofed
+    // SYN leaves): gone after the SYN timeout.
+    s.check(&[out(40002, "SYN", new), reply(40002, "SYN+ACK", session)]);
+    s.wait(61);
+    s.check(&[reply(40002, "ACK", "drop default")]);
 
     // Closed by a RST (either way), or by a FIN each way: 10 s more.
     for (port, closing) in [

@@ -4,7 +4,8 @@
 //! echo: the identifier in both ports), so both directions share it.
 //!
 //! A TCP session follows the connection: half-open until the other side
-//! answers, established, closed after a RST or a FIN each way; each state
+//! answers, answered until the opener acknowledges that (the handshake's
+//! last step), established, closed after a RST or a FIN each way; each state
 //! has its idle timeout (`SessionTimeouts`), which the kernel checks
 //! itself. A session lives in the unanswered table (`SG_UNANSWERED`)
 //! until the other side answers, then in the answered one
@@ -15,7 +16,7 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruHashMap};
 use sg_common::{
-    CtKey, CtValue, Direction, InterfaceConfig, NO_RULE, Reason, SESSION_CLOSED,
+    CtKey, CtValue, Direction, InterfaceConfig, NO_RULE, Reason, SESSION_ANSWERED, SESSION_CLOSED,
     SESSION_ESTABLISHED, SESSION_HALF_OPEN, SESSION_OPEN,
     maps::{STAT_INSERTED, STAT_KERNEL_REMOVED},
     proto::{TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -66,6 +67,11 @@ pub fn stage_session(w: &mut Work, iface: &InterfaceConfig) {
 /// claim to the answered table).
 #[inline(always)]
 fn answered(w: &Work, session: &CtValue) -> bool {
+    // TCP: once the handshake is complete (see `follow`), so that the
+    // answers a server gives a flood of spoofed SYNs promote nothing.
+    if w.packet.proto() == TCP {
+        return fresh(&session.state) == SESSION_ESTABLISHED;
+    }
     w.direction() as u32 != fresh(&session.opened) && fresh(&session.state) != SESSION_CLOSED
 }
 
@@ -208,9 +214,15 @@ fn follow(session: &mut CtValue, w: &Work) {
     let dir = w.direction() as u8;
     // The FIN flag is bit 0: it becomes the bit of the direction.
     session.fin |= (flags & TCP_FIN) << dir;
+    let from_opener = dir as u32 == fresh(&session.opened);
     if flags & TCP_RST != 0 || fresh(&session.fin) == 0b11 {
         session.state = SESSION_CLOSED;
-    } else if dir as u32 != fresh(&session.opened) && fresh(&session.state) == SESSION_HALF_OPEN {
+    } else if !from_opener && fresh(&session.state) == SESSION_HALF_OPEN {
+        session.state = SESSION_ANSWERED;
+    } else if from_opener
+        && fresh(&session.state) == SESSION_ANSWERED
+        && flags & (TCP_SYN | TCP_ACK) == TCP_ACK
+    {
         session.state = SESSION_ESTABLISHED;
     }
 }

@@ -859,3 +859,46 @@ fn a_flood_of_new_flows_does_not_evict_an_established_connection() {
     );
     assert!(value("sg_sessions", "answered") >= 1, "{text}");
 }
+
+/// A flood of spoofed SYNs to an open port, which the server answers, must
+/// not fill the answered session table (where it would evict established
+/// sessions and ended ones): the answer alone leaves a session answered,
+/// not established, in the unanswered table, where it expires after
+/// `syn_timeout_secs`. Only the opener's acknowledgement of the answer,
+/// which a spoofed source never sends, establishes it. (Found by reviewing
+/// the kernel as an attacker.)
+#[test]
+fn a_server_answering_spoofed_syns_establishes_nothing() {
+    let k = Kernel::new(&format!("[daemon]\nsyn_timeout_secs = 1\n{}", web_only()));
+    let spoofed = Ipv4Addr::new(203, 0, 113, 66);
+    let tcp = |src: Ipv4Addr, dst: Ipv4Addr, sport, dport, flags| {
+        frames::ip_frame(
+            src.into(),
+            dst.into(),
+            TCP,
+            &frames::tcp(sport, dport, flags),
+        )
+    };
+    let entries = |k: &Kernel| -> Vec<u64> {
+        let tables = k.dataplane.session_tables().unwrap();
+        tables.iter().map(|t| t.entries).collect()
+    };
+    #[rustfmt::skip]
+    k.check(&[
+        case("spoofed SYN",        Ingress, tcp(spoofed, SERVER, 5555, 80, frames::SYN),               RuleAccept),
+        case("the server answers", Egress,  tcp(SERVER, spoofed, 80, 5555, frames::SYN | frames::ACK), Session),
+    ]);
+    assert_eq!(entries(&k), [0, 1], "answered, unanswered");
+    std::thread::sleep(Duration::from_millis(1500));
+    #[rustfmt::skip]
+    k.check(&[case("the answer again, 1.5 s later", Egress, tcp(SERVER, spoofed, 80, 5555, frames::SYN | frames::ACK), RuleAccept)]);
+    // A real client completes the handshake and is established.
+    let client = Ipv4Addr::new(198, 51, 100, 7);
+    #[rustfmt::skip]
+    k.check(&[
+        case("client SYN",      Ingress, tcp(client, SERVER, 40000, 80, frames::SYN),               RuleAccept),
+        case("server SYN+ACK",  Egress,  tcp(SERVER, client, 80, 40000, frames::SYN | frames::ACK), Session),
+        case("client ACK",      Ingress, tcp(client, SERVER, 40000, 80, frames::ACK),               Session),
+    ]);
+    assert_eq!(entries(&k)[0], 1, "the completed handshake is answered");
+}

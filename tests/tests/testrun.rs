@@ -816,14 +816,15 @@ fn an_ended_session_stays_ended_both_ways_while_its_drop_rule_stays() {
     k.check(&ended[..3]);
 
     // Without the drop rule the flow is new: the egress default opens a
-    // session that the client's answer establishes.
+    // session that the client's answer answers (the server, its opener,
+    // has not acknowledged that answer yet).
     install(&mut k, &[web()]);
     #[rustfmt::skip]
     k.check(&[
         case("push, rule gone",        Egress,  push(),       DefaultAccept),
         case("client acks, rule gone", Ingress, client_ack(), Session),
     ]);
-    assert_eq!(state(&k), (0, sg_common::SESSION_ESTABLISHED));
+    assert_eq!(state(&k), (0, sg_common::SESSION_ANSWERED));
 }
 
 /// An ended session the sweeper is told no drop rule ends any more is
@@ -876,6 +877,7 @@ fn tcp_sessions_follow_the_connection_with_a_timeout_per_state() {
         case("half-open: SYN",            Egress,  out(40001, SYN),             DefaultAccept),
         case("established: SYN",         Egress,  out(40002, SYN),             DefaultAccept),
         case("established: SYN+ACK",      Ingress, reply(40002, SYN | ACK),     Session),
+        case("established: ACK",          Egress,  out(40002, ACK),             Session),
         case("RST: SYN",                  Egress,  out(40003, SYN),             DefaultAccept),
         case("RST: SYN+ACK",              Ingress, reply(40003, SYN | ACK),     Session),
         case("RST: RST",                  Egress,  out(40003, RST),             Session),

@@ -37,7 +37,11 @@ pub(super) enum Phase {
     Open,
     /// TCP, and the other side has not answered yet: `syn_timeout_secs`.
     HalfOpen,
-    /// TCP, both sides have sent: `session_timeout_secs`.
+    /// TCP, the other side answered, and the opener has not acknowledged
+    /// the answer yet: `syn_timeout_secs`. (A server answering a flood of
+    /// spoofed SYNs establishes nothing.)
+    Answered,
+    /// TCP, the handshake is complete: `session_timeout_secs`.
     Established,
     /// TCP after a RST, or a FIN each way: `tcp_closed_timeout_secs`.
     Closed,
@@ -52,7 +56,7 @@ impl Session {
     pub(super) fn expired(&self, d: &DaemonSettings, now: u64) -> bool {
         let limit = match self.phase {
             Phase::Open | Phase::Established => d.session_timeout_secs,
-            Phase::HalfOpen => d.syn_timeout_secs,
+            Phase::HalfOpen | Phase::Answered => d.syn_timeout_secs,
             Phase::Closed => d.tcp_closed_timeout_secs,
             Phase::Ended => return false,
         };
@@ -60,8 +64,9 @@ impl Session {
     }
 
     /// A packet in `dir` passed: TCP follows the connection. A RST, or a
-    /// FIN each way, closes it; any packet of the side that did not open
-    /// it establishes it.
+    /// FIN each way, closes it; a packet of the side that did not open it
+    /// answers it, and the opener's acknowledgement (ACK without SYN) of
+    /// that answer establishes it.
     pub(super) fn follow(&mut self, dir: Direction, pkt: &Packet, now: u64) {
         self.last_seen = now;
         if pkt.proto != TCP || self.phase == Phase::Closed {
@@ -72,7 +77,13 @@ impl Session {
         }
         if pkt.has_flag(TCP_RST) || self.fin.len() == 2 {
             self.phase = Phase::Closed;
-        } else if dir != self.opened {
+        } else if dir != self.opened && self.phase == Phase::HalfOpen {
+            self.phase = Phase::Answered;
+        } else if dir == self.opened
+            && self.phase == Phase::Answered
+            && pkt.has_flag(TCP_ACK)
+            && !pkt.has_flag(TCP_SYN)
+        {
             self.phase = Phase::Established;
         }
     }
