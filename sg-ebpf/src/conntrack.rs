@@ -108,9 +108,13 @@ fn judge(w: &mut Work, iface: &InterfaceConfig, session: &mut CtValue) -> Seen {
     // good as absent, whatever userspace does. A SYN on the ports of a
     // closed connection opens a new one: the rules judge it. An ended
     // session does not expire.
+    // ICMP other than the echo that opened it does not use the session.
     if fresh(&session.ended) == 0
         && (expired(w, session)
-            || (fresh(&session.state) == SESSION_CLOSED && is_syn(w.packet.tcp_flags())))
+            || (fresh(&session.state) == SESSION_CLOSED && is_syn(w.packet.tcp_flags()))
+            || !w
+                .packet
+                .fits_icmp_session(w.direction() as u32 == fresh(&session.opened)))
     {
         return Seen::Absent;
     }

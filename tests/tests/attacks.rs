@@ -902,3 +902,37 @@ fn a_server_answering_spoofed_syns_establishes_nothing() {
     ]);
     assert_eq!(entries(&k)[0], 1, "the completed handshake is answered");
 }
+
+/// An echo session is keyed by the identifier alone: after the protected
+/// host pings a peer, the peer may answer, but neither send its own echo
+/// requests nor any other ICMP type through that session (with
+/// identifier 0 every ICMP type from the peer would otherwise share the
+/// key of a session). (Found by reviewing the kernel as an attacker.)
+#[test]
+fn icmp_does_not_borrow_an_echo_session() {
+    let k = Kernel::new(&web_only());
+    let peer = ATTACKER;
+    let peer6 = ATTACKER6;
+    let icmp = |src: IpAddr, dst: IpAddr, kind, rest| {
+        let proto = if src.is_ipv4() {
+            frames::ICMP
+        } else {
+            frames::ICMPV6
+        };
+        frames::ip_frame(src, dst, proto, &frames::icmp(kind, 0, rest, b"payload!"))
+    };
+    let (me, them, me6, them6) = (SERVER.into(), peer.into(), SERVER6.into(), peer6.into());
+    #[rustfmt::skip]
+    k.check(&[
+        case("ping the peer, id 0x1234", Egress,  icmp(me, them, 8, [0x12, 0x34, 0, 1]),   RuleAccept),
+        case("its reply",                Ingress, icmp(them, me, 0, [0x12, 0x34, 0, 1]),   Session),
+        case("its own request, same id", Ingress, icmp(them, me, 8, [0x12, 0x34, 0, 9]),   DefaultDrop),
+        case("ping the peer, id 0",      Egress,  icmp(me, them, 8, [0, 0, 0, 1]),         RuleAccept),
+        case("timestamp request",        Ingress, icmp(them, me, 13, [0, 0, 0, 1]),        DefaultDrop),
+        case("redirect",                 Ingress, icmp(them, me, 5, [192, 0, 2, 99]),      DefaultDrop),
+        case("ping v6, id 0",            Egress,  icmp(me6, them6, 128, [0, 0, 0, 1]),     DefaultAccept),
+        case("node information query",   Ingress, icmp(them6, me6, 139, [0, 0, 0, 0]),     DefaultDrop),
+        case("redirect v6",              Ingress, icmp(them6, me6, 137, [0, 0, 0, 0]),     DefaultDrop),
+        case("the v6 reply",             Ingress, icmp(them6, me6, 129, [0, 0, 0, 1]),     Session),
+    ]);
+}

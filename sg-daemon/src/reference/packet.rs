@@ -78,6 +78,20 @@ impl Packet {
         }
     }
 
+    /// ICMP passes through an echo session only as an echo request in the
+    /// direction that opened it, or an echo reply in the other.
+    pub(super) fn fits_icmp_session(&self, from_opener: bool) -> bool {
+        let (request, reply) = match self.proto {
+            ICMP => (8, 0),
+            ICMPV6 => (128, 129),
+            _ => return true,
+        };
+        if matches!(self.fragment, Fragment::Later { .. }) {
+            return false;
+        }
+        self.icmp_type() == Some(if from_opener { request } else { reply })
+    }
+
     pub(super) fn has_flag(&self, flag: u8) -> bool {
         self.proto == TCP && self.tcp_flags & flag != 0
     }

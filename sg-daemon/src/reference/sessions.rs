@@ -153,8 +153,10 @@ pub(super) fn decide_by_session(
 ) -> Option<Decision> {
     let (now, generation) = (state.now, state.generation);
     let session = state.sessions.get_mut(key)?;
-    if session.expired(&iface.config.daemon, now)
-        || (session.phase == Phase::Closed && pkt.is_connection_attempt())
+    if session.phase != Phase::Ended
+        && (session.expired(&iface.config.daemon, now)
+            || (session.phase == Phase::Closed && pkt.is_connection_attempt())
+            || !pkt.fits_icmp_session(dir == session.opened))
     {
         return None;
     }

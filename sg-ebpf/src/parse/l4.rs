@@ -8,9 +8,9 @@ use sg_common::FAMILY_V4;
 use super::{Flow, load, load_in, proto};
 
 pub const ICMP_ECHO_REQUEST: u8 = 8;
-const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
-const ICMPV6_ECHO_REPLY: u8 = 129;
+pub const ICMPV6_ECHO_REPLY: u8 = 129;
 
 #[inline(always)]
 pub fn is_echo(icmp: u8, icmp_type: u8) -> bool {

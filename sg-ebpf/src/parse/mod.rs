@@ -130,6 +130,28 @@ impl Flow {
         }
     }
 
+    /// ICMP passes through an echo session only as an echo request in the
+    /// direction that opened it or an echo reply in the other: no other
+    /// ICMP type, nor a request the other way, borrows the session (its
+    /// key, the identifier, says nothing of the type).
+    #[inline(always)]
+    pub fn fits_icmp_session(&self, from_opener: bool) -> bool {
+        let (request, reply) = match self.proto() {
+            proto::ICMP => (l4::ICMP_ECHO_REQUEST, l4::ICMP_ECHO_REPLY),
+            proto::ICMPV6 => (l4::ICMPV6_ECHO_REQUEST, l4::ICMPV6_ECHO_REPLY),
+            _ => return true,
+        };
+        if self.fragment() == Fragment::Later {
+            return false;
+        }
+        let t = self.icmp_type();
+        if from_opener {
+            t == request
+        } else {
+            t == reply
+        }
+    }
+
     /// ICMP errors that quote the packet they are about (SPEC §3.5).
     #[inline(always)]
     pub fn is_icmp_error(&self) -> bool {
