@@ -936,3 +936,20 @@ fn icmp_does_not_borrow_an_echo_session() {
         case("the v6 reply",             Ingress, icmp(them6, me6, 129, [0, 0, 0, 1]),     Session),
     ]);
 }
+
+/// Two Fragment headers in one IPv6 packet (a first fragment of one
+/// datagram that claims, deeper in its chain, to be an atomic fragment of
+/// another) would have the classifier remember the verdict under the
+/// second identification while the receiver reassembles by the first:
+/// dropped as malformed. (Found by reviewing the kernel as an attacker.)
+#[test]
+fn a_packet_with_two_fragment_headers_is_malformed() {
+    let k = Kernel::new(&web_only());
+    let inner = frames::ipv6_fragment_header(TCP, 0xbbbb, 0, false, &frames::tcp_syn(40000, 80));
+    let outer = frames::ipv6_fragment_header(frames::IPV6_FRAGMENT, 0xaaaa, 0, true, &inner);
+    let frame = frames::ethernet(
+        frames::ETH_P_IPV6,
+        &frames::ipv6(ATTACKER6, SERVER6, frames::IPV6_FRAGMENT, &outer),
+    );
+    k.check(&[case("two Fragment headers", Ingress, frame, Malformed)]);
+}

@@ -47,6 +47,7 @@ pub fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Flow> {
 #[inline(always)]
 pub fn extension_headers(ctx: &TcContext, flow: &mut Flow) -> Option<()> {
     let mut off = flow.l4;
+    let mut frag_seen = false;
     // One turn per extension header, and one to land on what follows.
     for _ in 0..=MAX_EXT_HEADERS {
         match flow.proto {
@@ -61,6 +62,13 @@ pub fn extension_headers(ctx: &TcContext, flow: &mut Flow) -> Option<()> {
                 off += (len as usize + 2) * 4;
             }
             proto::FRAGMENT => {
+                // One Fragment header per packet (RFC 8200 §4.1): a second
+                // one would name another datagram than the receiver
+                // reassembles this one into.
+                if frag_seen {
+                    return None;
+                }
+                frag_seen = true;
                 let next = load_in::<u8>(ctx, flow.end, off)?;
                 let offset_flags = u16::from_be(load_in::<u16>(ctx, flow.end, off + 2)?);
                 flow.frag_id = u32::from_be(load_in::<u32>(ctx, flow.end, off + 4)?);
