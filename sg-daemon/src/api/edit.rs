@@ -200,6 +200,14 @@ pub(super) fn edit_document(
             rule,
         } => {
             let (rules, dir, i) = find_rule(doc, &group, direction, &id)?;
+            // As for groups: a request without a field is a mistake, not a change.
+            if (schema::Rule {
+                id: None,
+                ..rule.clone()
+            }) == schema::Rule::default()
+            {
+                return Err("nothing to modify: give at least one field".into());
+            }
             patch_rule(&mut rules[i], rule, dir)?;
             Ok((
                 format!("modified {} rule {id} of group {group}", dir.name()),

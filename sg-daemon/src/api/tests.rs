@@ -264,6 +264,13 @@ fn modify_rule_replaces_the_remote_side_as_a_whole() {
         rule: schema::Rule::default(),
     });
     assert!(e.contains("no egress rule"), "{e}");
+    let e = f.err(Request::ModifyRule {
+        group: "sg-web".into(),
+        direction: None,
+        id: "sg-web/ingress/2".into(),
+        rule: schema::Rule::default(),
+    });
+    assert!(e.contains("nothing to modify"), "{e}");
 }
 
 #[test]
