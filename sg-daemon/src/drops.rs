@@ -25,9 +25,16 @@ pub struct Drop {
     pub seq: u64,
     /// Seconds since boot (CLOCK_BOOTTIME) when the kernel dropped it.
     pub boot_secs: f64,
+    /// The same moment on the wall clock, RFC 3339 in UTC (by the boot-time
+    /// to real-time offset when the daemon read it).
+    #[serde(default)]
+    pub time: String,
     pub interface: String,
     pub direction: String,
     pub protocol: u8,
+    /// `protocol`'s name (tcp, udp, icmp, icmpv6, gre), when it has one.
+    #[serde(default)]
+    pub protocol_name: Option<String>,
     pub src: IpAddr,
     pub dst: IpAddr,
     pub src_port: u16,
@@ -97,11 +104,13 @@ impl DropLog {
         let drop = Drop {
             seq: self.next_seq,
             boot_secs: r.time_ns as f64 / 1e9,
+            time: crate::clock::rfc3339_utc(crate::clock::boot_to_unix_ns(r.time_ns)),
             interface: daemon
                 .interface_name(r.ifindex)
                 .unwrap_or_else(|| format!("ifindex {}", r.ifindex)),
             direction: direction.name().to_owned(),
             protocol: r.proto,
+            protocol_name: sg_common::proto::name(r.proto).map(str::to_owned),
             src: addr(r.src),
             dst: addr(r.dst),
             src_port: r.src_port,

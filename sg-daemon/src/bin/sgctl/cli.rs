@@ -56,14 +56,24 @@ pub(crate) enum Command {
     #[command(
         subcommand,
         name = "prefix-list",
-        after_help = "Example: sgctl prefix-list set pl-office --max-entries 10 --entry 203.0.113.0/24"
+        after_help = "Example: sgctl prefix-list set pl-office --max-entries 10 --entry 203.0.113.0/24",
+        mut_subcommand("list", |c| c.after_help("Example: sgctl prefix-list list")),
+        mut_subcommand("set", |c| c.after_help(
+            "Example: sgctl prefix-list set pl-office --max-entries 10 --entry 203.0.113.0/24 --entry 2001:db8:1::/48"
+        )),
+        mut_subcommand("delete", |c| c.after_help("Example: sgctl prefix-list delete pl-old"))
     )]
     PrefixList(ListCmd),
     /// Port lists (named sets of port ranges, `prl-…`).
     #[command(
         subcommand,
         name = "port-list",
-        after_help = "Example: sgctl port-list set prl-web --max-entries 5 --entry 80/80 --entry 8000/8080"
+        after_help = "Example: sgctl port-list set prl-web --max-entries 5 --entry 80/80 --entry 8000/8080",
+        mut_subcommand("list", |c| c.after_help("Example: sgctl port-list list")),
+        mut_subcommand("set", |c| c.after_help(
+            "Example: sgctl port-list set prl-web --max-entries 5 --entry 80/80 --entry 8000/8080"
+        )),
+        mut_subcommand("delete", |c| c.after_help("Example: sgctl port-list delete prl-old"))
     )]
     PortList(ListCmd),
     /// Whether a described packet passes an interface, and what decides it.
@@ -113,7 +123,10 @@ pub(crate) enum GroupCmd {
     List,
     /// One group with its rules, bindings and the rules that reference it.
     #[command(after_help = "Example: sgctl group show sg-web")]
-    Show { group: String },
+    Show {
+        /// The group's id.
+        group: String,
+    },
     /// A new, empty group.
     #[command(
         after_help = "Example: sgctl group create sg-db --name db --description \"database servers\" --inner-access-policy drop"
@@ -121,14 +134,21 @@ pub(crate) enum GroupCmd {
     Create {
         /// Its id, e.g. sg-db.
         id: String,
+        /// A display name (defaults to the id).
         #[arg(long)]
         name: Option<String>,
+        /// Free text.
         #[arg(long)]
         description: Option<String>,
+        /// `basic` (default: members reach each other per
+        /// --inner-access-policy) or `enterprise` (only by rules).
         #[arg(long = "type", value_parser = ["basic", "enterprise"])]
         kind: Option<String>,
+        /// Basic groups: whether members reach each other without a rule
+        /// (default accept).
         #[arg(long, value_parser = ["accept", "drop"])]
         inner_access_policy: Option<String>,
+        /// Refuse to delete the group until this is turned off.
         #[arg(long)]
         deletion_protection: bool,
         /// A member on another host (repeatable).
@@ -141,13 +161,19 @@ pub(crate) enum GroupCmd {
         after_help = "Example: sgctl group modify sg-web --inner-access-policy drop --deletion-protection true"
     )]
     Modify {
+        /// The group's id.
         group: String,
+        /// A display name (defaults to the id).
         #[arg(long)]
         name: Option<String>,
+        /// Free text.
         #[arg(long)]
         description: Option<String>,
+        /// Basic groups: whether members reach each other without a rule
+        /// (default accept).
         #[arg(long, value_parser = ["accept", "drop"])]
         inner_access_policy: Option<String>,
+        /// `true` refuses deletion of the group, `false` allows it.
         #[arg(long)]
         deletion_protection: Option<bool>,
         /// Replaces the member list (repeatable).
@@ -159,7 +185,10 @@ pub(crate) enum GroupCmd {
     },
     /// Delete a group (refused while bound, referenced or protected).
     #[command(after_help = "Example: sgctl group delete sg-old")]
-    Delete { group: String },
+    Delete {
+        /// The group's id.
+        group: String,
+    },
 }
 
 /// A rule's fields, named as in the config file.
@@ -237,7 +266,9 @@ pub(crate) enum RuleCmd {
         after_help = "Example: sgctl rule add sg-web ingress --policy accept --priority 1 --ip-protocol tcp --port-range 22/22 --source-cidr-ip 198.51.100.0/24 --description ssh"
     )]
     Add {
+        /// The group's id.
         group: String,
+        /// Which list of the group: ingress (inbound) or egress.
         #[arg(value_parser = direction_arg())]
         direction: Direction,
         /// A stable id of your choice.
@@ -249,7 +280,9 @@ pub(crate) enum RuleCmd {
     /// Remove a rule by id.
     #[command(after_help = "Example: sgctl rule remove sg-web sg-web/ingress/3")]
     Remove {
+        /// The group's id.
         group: String,
+        /// The rule's id (see `sgctl group show`).
         id: String,
         /// Only look in this direction.
         #[arg(long, value_parser = direction_arg())]
@@ -261,8 +294,11 @@ pub(crate) enum RuleCmd {
         after_help = "Example: sgctl rule modify sg-web sg-web/ingress/1 --source-cidr-ip 203.0.113.0/24 --priority 5"
     )]
     Modify {
+        /// The group's id.
         group: String,
+        /// The rule's id (see `sgctl group show`).
         id: String,
+        /// Only look in this direction.
         #[arg(long, value_parser = direction_arg())]
         direction: Option<Direction>,
         #[command(flatten)]
@@ -280,8 +316,12 @@ pub(crate) enum InterfaceCmd {
         after_help = "Examples:\n  sgctl interface join eth0 sg-web\n  sgctl interface join tap-vm7 sg-web --mode hypervisor --address 198.51.100.7"
     )]
     Join {
+        /// The interface's name, e.g. eth0 (it may appear later).
         interface: String,
+        /// The group's id.
         group: String,
+        /// `instance` (default: the host's own interface) or `hypervisor`
+        /// (an instance's tap or veth; give its --address).
         #[arg(long, value_parser = ["instance", "hypervisor"])]
         mode: Option<String>,
         /// The instance's private IPs (repeatable; replaces the binding's).
@@ -291,23 +331,28 @@ pub(crate) enum InterfaceCmd {
     /// Remove a group from an interface (with its last group the interface
     /// is no longer filtered).
     #[command(after_help = "Example: sgctl interface leave eth0 sg-old")]
-    Leave { interface: String, group: String },
+    Leave {
+        /// The interface's name.
+        interface: String,
+        /// The group's id.
+        group: String,
+    },
     /// The effective rules: merged, in evaluation order, each with its
     /// group.
     #[command(after_help = "Example: sgctl interface rules eth0")]
-    Rules { interface: String },
+    Rules {
+        /// The interface's name.
+        interface: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub(crate) enum ListCmd {
     /// Every list.
-    #[command(after_help = "Example: sgctl prefix-list list")]
     List,
     /// Create or replace a list.
-    #[command(
-        after_help = "Example: sgctl prefix-list set pl-office --max-entries 10 --entry 203.0.113.0/24 --entry 2001:db8:1::/48"
-    )]
     Set {
+        /// Its id: `pl-…` for a prefix list, `prl-…` for a port list.
         id: String,
         /// Counted against the rule quota of every interface using it.
         #[arg(long)]
@@ -315,14 +360,18 @@ pub(crate) enum ListCmd {
         /// An entry (repeatable).
         #[arg(long = "entry")]
         entries: Vec<String>,
+        /// A display name (defaults to the id).
         #[arg(long)]
         name: Option<String>,
+        /// Free text.
         #[arg(long)]
         description: Option<String>,
     },
     /// Delete a list (refused while a rule references it).
-    #[command(after_help = "Example: sgctl prefix-list delete pl-old")]
-    Delete { id: String },
+    Delete {
+        /// The list's id.
+        id: String,
+    },
 }
 
 /// `ingress` or `egress`, listed in `--help`.
@@ -342,17 +391,22 @@ pub(crate) struct DiagnoseArgs {
     /// tcp, udp, icmp, icmpv6, gre or a number.
     #[arg(long)]
     pub(crate) protocol: String,
+    /// The packet's source address.
     #[arg(long)]
     pub(crate) src: std::net::IpAddr,
+    /// The packet's destination address.
     #[arg(long)]
     pub(crate) dst: std::net::IpAddr,
+    /// The packet's source port (tcp and udp; default 0).
     #[arg(long, default_value_t = 0)]
     pub(crate) src_port: u16,
-    #[arg(long, default_value_t = 0)]
-    pub(crate) dst_port: u16,
+    /// The packet's destination port (required for tcp and udp).
+    #[arg(long)]
+    pub(crate) dst_port: Option<u16>,
     /// ICMP type (default: echo request).
     #[arg(long)]
     pub(crate) icmp_type: Option<u8>,
+    /// ICMP code (default 0).
     #[arg(long)]
     pub(crate) icmp_code: Option<u8>,
 }
@@ -365,5 +419,50 @@ mod tests {
     fn the_cli_is_consistent() {
         use clap::CommandFactory as _;
         Cli::command().debug_assert();
+    }
+
+    /// Every option and argument of every subcommand, by path.
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for arg in cmd.get_arguments() {
+            out.push((path.to_owned(), arg.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_help() {
+        use clap::CommandFactory as _;
+        let mut args = Vec::new();
+        walk(&Cli::command(), "sgctl", &mut args);
+        let missing: Vec<String> = args
+            .iter()
+            .filter(|(_, a)| a.get_help().is_none() && a.get_long_help().is_none())
+            .map(|(path, a)| format!("{path} {}", a.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
+
+    #[test]
+    fn list_examples_name_their_own_kind() {
+        use clap::CommandFactory as _;
+        let mut cli = Cli::command();
+        cli.build();
+        for (kind, other) in [("prefix-list", "port-list"), ("port-list", "prefix-list")] {
+            let list = cli.find_subcommand(kind).unwrap();
+            for sub in list.get_subcommands().filter(|s| s.get_name() != "help") {
+                let help = sub
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                assert!(
+                    help.contains(&format!("sgctl {kind} {}", sub.get_name())),
+                    "{kind} {}: {help}",
+                    sub.get_name()
+                );
+                assert!(!help.contains(other), "{kind} {}: {help}", sub.get_name());
+            }
+        }
     }
 }

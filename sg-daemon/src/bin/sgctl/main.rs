@@ -158,7 +158,7 @@ fn request(command: Command) -> (Request, View) {
                 src: d.src,
                 dst: d.dst,
                 src_port: d.src_port,
-                dst_port: d.dst_port,
+                dst_port: d.dst_port.unwrap_or(0),
                 icmp_type: d.icmp_type,
                 icmp_code: d.icmp_code,
             }),
@@ -203,8 +203,32 @@ fn list_request(cmd: ListCmd, prefix: bool) -> (Request, View) {
     }
 }
 
+/// What clap cannot say alone: a usage error (exit code 2) naming the flag.
+fn check(command: &Command) -> Result<(), clap::Error> {
+    if let Command::Diagnose(d) = command
+        && d.dst_port.is_none()
+        && sg_common::proto::number(&d.protocol).is_some_and(sg_common::proto::has_ports)
+    {
+        use clap::CommandFactory as _;
+        let mut cmd = Cli::command();
+        cmd.build();
+        let diagnose = cmd.find_subcommand_mut("diagnose").expect("a subcommand");
+        return Err(diagnose.error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            format!(
+                "--dst-port is required for {} packets (rules match it)",
+                d.protocol
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = check(&cli.command) {
+        e.exit();
+    }
     let follow = matches!(cli.command, Command::Drops { follow: true });
     let (req, view) = request(cli.command);
     let response = match api::call(&cli.socket, &req, Duration::from_secs(cli.timeout)) {
@@ -227,6 +251,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_REFUSED);
         }
     };
+    let mut last = match &reply {
+        Reply::Drops(drops) => drops.last().map(|d| d.seq),
+        _ => None,
+    };
+    if cli.output == Output::Json && follow {
+        // One JSON object a line, flushed, for as long as it runs.
+        if let Reply::Drops(drops) = &reply {
+            print_drops(drops, cli.output);
+        }
+        return follow_drops(&cli.socket, cli.timeout, &mut last, cli.output);
+    }
     if cli.output == Output::Json {
         let value = serde_json::to_value(&reply).expect("replies serialise");
         let data = value
@@ -239,29 +274,37 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let mut last = match &reply {
-        Reply::Drops(drops) => drops.last().map(|d| d.seq),
-        _ => None,
-    };
     print!("{}", render(reply, view));
     if follow {
-        return follow_drops(&cli.socket, cli.timeout, &mut last);
+        return follow_drops(&cli.socket, cli.timeout, &mut last, cli.output);
     }
     ExitCode::SUCCESS
 }
 
+/// Followed drops: table rows, or one JSON object a line; flushed.
+fn print_drops(drops: &[sg_daemon::drops::Drop], output: Output) {
+    use std::io::Write as _;
+    match output {
+        Output::Table => print!("{}", drop_rows(drops, false)),
+        Output::Json => {
+            for d in drops {
+                println!("{}", render::drop_json(d));
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+}
+
 /// `sgctl drops --follow`: asks for the drops after the last one seen,
 /// twice a second, and prints them as they come.
-fn follow_drops(socket: &Path, timeout: u64, last: &mut Option<u64>) -> ExitCode {
-    use std::io::Write as _;
+fn follow_drops(socket: &Path, timeout: u64, last: &mut Option<u64>, output: Output) -> ExitCode {
     loop {
         std::thread::sleep(Duration::from_millis(500));
         let req = Request::Drops { after: *last };
         match api::call(socket, &req, Duration::from_secs(timeout)) {
             Ok(Response::Ok(Reply::Drops(drops))) if !drops.is_empty() => {
                 *last = drops.last().map(|d| d.seq);
-                print!("{}", drop_rows(&drops, false));
-                let _ = std::io::stdout().flush();
+                print_drops(&drops, output);
             }
             Ok(Response::Ok(_)) => {}
             Ok(Response::Error(message)) => {
@@ -313,5 +356,35 @@ mod tests {
         assert_eq!(rule.ip_protocol, Some(ProtocolValue::Number(17)));
         assert_eq!(rule.port_range.as_deref(), Some("-1/-1"));
         assert_eq!(rule.dest_prefix_list_id.as_deref(), Some("pl-x"));
+    }
+
+    #[test]
+    fn diagnose_needs_a_destination_port_for_tcp_and_udp() {
+        let base = ["sgctl", "diagnose", "eth0", "--direction", "ingress"];
+        let addrs = ["--src", "198.51.100.7", "--dst", "192.0.2.10"];
+        for (protocol, port, ok) in [
+            ("tcp", None, false),
+            ("UDP", None, false),
+            ("6", None, false),
+            ("tcp", Some("22"), true),
+            ("icmp", None, true),
+            ("gre", None, true),
+        ] {
+            let mut args: Vec<&str> = base.to_vec();
+            args.extend(["--protocol", protocol]);
+            args.extend(addrs);
+            if let Some(p) = port {
+                args.extend(["--dst-port", p]);
+            }
+            let cli = Cli::try_parse_from(&args).unwrap();
+            match check(&cli.command) {
+                Ok(()) => assert!(ok, "{protocol} {port:?} passed"),
+                Err(e) => {
+                    assert!(!ok, "{protocol} {port:?}: {e}");
+                    assert_eq!(e.exit_code(), 2);
+                    assert!(e.to_string().contains("--dst-port"), "{e}");
+                }
+            }
+        }
     }
 }

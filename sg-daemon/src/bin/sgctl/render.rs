@@ -14,17 +14,40 @@ pub(crate) enum View {
     Plain,
 }
 
+/// One drop as a line of JSON (`sgctl -o json drops --follow`).
+pub(crate) fn drop_json(d: &sg_daemon::drops::Drop) -> String {
+    serde_json::to_string(d).expect("drops serialise")
+}
+
+/// An endpoint: `192.0.2.1:80`, `[2001:db8::2]:48944`.
+fn endpoint(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+/// A protocol by name when it has one, else its number.
+fn protocol(number: u8) -> String {
+    sg_common::proto::name(number).map_or_else(|| number.to_string(), str::to_owned)
+}
+
 pub(crate) fn drop_rows(drops: &[sg_daemon::drops::Drop], headers: bool) -> String {
     let rows: Vec<Vec<String>> = drops
         .iter()
         .map(|d| {
             vec![
-                format!("{:.3}", d.boot_secs),
+                if d.time.is_empty() {
+                    format!("{:.3}s after boot", d.boot_secs)
+                } else {
+                    d.time.clone()
+                },
                 d.interface.clone(),
                 d.direction.clone(),
-                d.protocol.to_string(),
-                format!("{}:{}", d.src, d.src_port),
-                format!("{}:{}", d.dst, d.dst_port),
+                protocol(d.protocol),
+                endpoint(&d.src.to_string(), d.src_port),
+                endpoint(&d.dst.to_string(), d.dst_port),
                 d.reason.clone(),
                 or_dash(d.rule.as_deref()),
             ]
@@ -32,7 +55,7 @@ pub(crate) fn drop_rows(drops: &[sg_daemon::drops::Drop], headers: bool) -> Stri
         .collect();
     let text = table(
         &[
-            "BOOT-TIME",
+            "TIME (UTC)",
             "INTERFACE",
             "DIRECTION",
             "PROTO",
@@ -267,6 +290,7 @@ fn effective(e: &Effective) -> String {
                 r.remote.clone(),
                 or_dash(r.local.as_deref()),
                 or_dash(r.source_port_range.as_deref()),
+                or_dash(Some(&r.description)),
             ]
         };
         out.push_str(&table(
@@ -281,6 +305,7 @@ fn effective(e: &Effective) -> String {
                 "REMOTE",
                 "LOCAL",
                 "SOURCE PORTS",
+                "DESCRIPTION",
             ],
             &rules.rules.iter().map(row).collect::<Vec<_>>(),
         ));
@@ -312,18 +337,11 @@ fn sessions(list: &[SessionInfo]) -> String {
         &list
             .iter()
             .map(|s| {
-                let at = |a: &str, p: u16| {
-                    if a.contains(':') {
-                        format!("[{a}]:{p}")
-                    } else {
-                        format!("{a}:{p}")
-                    }
-                };
                 vec![
                     s.interface.clone(),
                     s.protocol.clone(),
-                    at(&s.local, s.local_port),
-                    at(&s.remote, s.remote_port),
+                    endpoint(&s.local, s.local_port),
+                    endpoint(&s.remote, s.remote_port),
                     s.opened.clone(),
                     s.state.clone(),
                     if s.answered { "yes" } else { "no" }.into(),
@@ -399,5 +417,90 @@ mod tests {
     fn tables_align() {
         let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    BB\nxyz  1\n");
+    }
+
+    #[test]
+    fn effective_rules_show_their_description() {
+        let rule = EffectiveRule {
+            position: 1,
+            group: Some("sg-web".into()),
+            id: "sg-web/ingress/1".into(),
+            policy: "accept".into(),
+            priority: Some(1),
+            ip_protocol: "tcp".into(),
+            port_range: "22/22".into(),
+            source_port_range: None,
+            remote: "198.51.100.0/24".into(),
+            remote_addresses: vec!["198.51.100.0/24".into()],
+            local: None,
+            description: "ssh from the office".into(),
+        };
+        let rules = |rules| sg_daemon::api::DirectionRules {
+            rules,
+            default_policy: "drop".into(),
+        };
+        let text = effective(&Effective {
+            interface: "eth0".into(),
+            mode: "instance".into(),
+            security_groups: vec!["sg-web".into()],
+            instance_addresses: Vec::new(),
+            ingress: rules(vec![rule]),
+            egress: rules(Vec::new()),
+        });
+        assert!(text.contains("DESCRIPTION"), "{text}");
+        assert!(text.contains("ssh from the office"), "{text}");
+    }
+
+    fn a_drop(src: &str, dst: &str, protocol: u8) -> sg_daemon::drops::Drop {
+        sg_daemon::drops::Drop {
+            seq: 1,
+            boot_secs: 12.5,
+            time: "2026-12-01T16:30:05.123Z".into(),
+            interface: "eth0".into(),
+            direction: "ingress".into(),
+            protocol,
+            protocol_name: sg_common::proto::name(protocol).map(str::to_owned),
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            src_port: 48944,
+            dst_port: 22,
+            reason: "default-drop".into(),
+            rule: None,
+        }
+    }
+
+    #[test]
+    fn drops_show_wall_clock_time_protocol_names_and_bracketed_ipv6() {
+        for (src, dst, protocol, wanted) in [
+            (
+                "2001:db8::2",
+                "2001:db8::1",
+                6,
+                "2026-12-01T16:30:05.123Z  eth0  ingress  tcp  [2001:db8::2]:48944  [2001:db8::1]:22",
+            ),
+            (
+                "198.51.100.7",
+                "192.0.2.10",
+                17,
+                "2026-12-01T16:30:05.123Z  eth0  ingress  udp  198.51.100.7:48944  192.0.2.10:22",
+            ),
+            (
+                "198.51.100.7",
+                "192.0.2.10",
+                132,
+                "2026-12-01T16:30:05.123Z  eth0  ingress  132  198.51.100.7:48944  192.0.2.10:22",
+            ),
+        ] {
+            let rows = drop_rows(&[a_drop(src, dst, protocol)], false);
+            let cells = rows.split_whitespace().collect::<Vec<_>>().join("  ");
+            assert!(cells.starts_with(wanted), "{rows}");
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&drop_json(&a_drop("2001:db8::2", "2001:db8::1", 6))).unwrap();
+        assert_eq!(json["protocol"], 6);
+        assert_eq!(json["protocol_name"], "tcp");
+        assert_eq!(json["boot_secs"], 12.5);
+        assert_eq!(json["time"], "2026-12-01T16:30:05.123Z");
+        assert_eq!(json["src"], "2001:db8::2");
     }
 }
