@@ -297,7 +297,15 @@ impl Addresses {
             let mut members = group.members.clone();
             for binding in &config.interfaces {
                 if binding.security_groups.contains(&group.id) {
-                    members.extend(out.instance(&binding.name).iter().map(|a| IpNet::from(*a)));
+                    // A link-local address is no member of any group: the
+                    // same fe80::/10 (or 169.254.0.0/16) address may be
+                    // used on every other link, so it names no one host.
+                    members.extend(
+                        out.instance(&binding.name)
+                            .iter()
+                            .filter(|a| !is_link_local(a))
+                            .map(|a| IpNet::from(*a)),
+                    );
                 }
             }
             members.sort();
@@ -312,8 +320,43 @@ impl Addresses {
         self.members.get(group).map_or(&[], Vec::as_slice)
     }
 
-    /// The instance addresses behind a bound interface.
+    /// The instance addresses behind a bound interface (link-local ones
+    /// included: they are its own, though of no group).
     pub fn instance(&self, ifname: &str) -> &[IpAddr] {
         self.instances.get(ifname).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// fe80::/10 or 169.254.0.0/16: unique on one link only.
+fn is_link_local(addr: &IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.is_unicast_link_local(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_addresses_are_no_members() {
+        let config = crate::config::parse(
+            std::path::Path::new("t.toml"),
+            "[[security_group]]\nid = \"sg-a\"\n[[interface]]\nname = \"eth0\"\nsecurity_groups = [\"sg-a\"]\n",
+        )
+        .unwrap();
+        let own: Vec<IpAddr> = ["192.0.2.10", "169.254.7.1", "2001:db8::10", "fe80::1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let addresses = Addresses::resolve(&config, |_| own.clone());
+        let members: Vec<String> = addresses
+            .members("sg-a")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(members, ["192.0.2.10/32", "2001:db8::10/128"]);
+        assert_eq!(addresses.instance("eth0"), own);
     }
 }
