@@ -45,12 +45,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!(
-            "{}: ok ({} security groups, {} interfaces)",
-            args.config.display(),
-            config.groups.len(),
-            config.interfaces.len()
-        );
+        print!("{}", check_report(&args.config, &config));
         return ExitCode::SUCCESS;
     }
     if args.detach {
@@ -235,5 +230,46 @@ fn forward_kernel_log(daemon: &mut Daemon) {
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(false, states) {
         tracing::warn!("systemd notify failed: {e}");
+    }
+}
+
+/// What `--check` says of a valid file, and whether the API's state
+/// (`<state_dir>/state.toml`) overrides the file's objects at start.
+fn check_report(file: &std::path::Path, config: &sg_daemon::model::Config) -> String {
+    let mut out = format!(
+        "{}: ok ({} security groups, {} interfaces)\n",
+        file.display(),
+        config.groups.len(),
+        config.interfaces.len()
+    );
+    let state = config.daemon.state_dir.join(sg_daemon::store::STATE_FILE);
+    if state.exists() {
+        out.push_str(&format!(
+            "note: {} exists: the state changed through the API wins over this file's \
+             groups, rules, lists and interfaces until `sgctl reload`\n",
+            state.display()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_says_when_the_api_state_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sg.toml");
+        let text = format!("[daemon]\nstate_dir = {:?}\n", dir.path());
+        let config = sg_daemon::config::parse(&file, &text).unwrap();
+        for state in [false, true] {
+            if state {
+                std::fs::write(dir.path().join("state.toml"), "").unwrap();
+            }
+            let report = check_report(&file, &config);
+            assert!(report.contains(": ok ("), "{report}");
+            assert_eq!(report.contains("sgctl reload"), state, "{report}");
+        }
     }
 }
