@@ -188,6 +188,12 @@ fn the_verbs_against_a_running_daemon() {
     );
     let text = ctl.ok(&diagnose_tcp("egress", &server, &client, None, "25"));
     assert!(text.starts_with("drop (builtin)"), "{text}");
+    // A TCP packet has a destination port: without one, a usage error.
+    let mut no_port = diagnose_tcp("ingress", &client, &server, None, "22");
+    no_port.truncate(no_port.len() - 2);
+    let usage = ctl.run(&no_port);
+    assert_eq!(usage.code, 2, "{usage:?}");
+    assert!(usage.stderr.contains("--dst-port"), "{usage:?}");
 
     // Sessions and counters.
     let mut conn = TcpConn::open(c, None, s.v4(80), Duration::from_secs(2)).unwrap();
@@ -323,7 +329,7 @@ fn a_bad_request_changes_nothing() {
 
     // Each request, and what the refusal must say.
     #[rustfmt::skip]
-    let refused: [(Vec<&str>, &[&str]); 8] = [
+    let refused: [(Vec<&str>, &[&str]); 9] = [
         (add_ssh(&["--priority", "0", "--source-cidr-ip", "0.0.0.0/0"]), &["priority", "1..=100"]),
         (
             add_ssh(&["--source-cidr-ip", "0.0.0.0/0", "--source-group-id", "sg-web"]),
@@ -338,6 +344,7 @@ fn a_bad_request_changes_nothing() {
             &["group sg-web ingress rule sg-web/ingress/1: port_range"],
         ),
         (vec!["group", "create", "sg-web"], &["exists"]),
+        (vec!["rule", "modify", "sg-web", "sg-web/ingress/1"], &["nothing to modify"]),
     ];
     for (args, says) in &refused {
         let e = ctl.refused(args);

@@ -205,6 +205,36 @@ fn counters_name_the_rule_that_dropped_a_connection() {
             && drops.contains("\"rule\": \"sg-web/no-ssh\""),
         "{drops}"
     );
+    // As a table: the wall-clock time (UTC), the protocol by name.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let today = &sg_daemon::clock::rfc3339_utc(now)[..10];
+    let table = sgd.ctl().ok(&["drops"]);
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with(today) && row.contains(" tcp "), "{table}");
+    // Followed as JSON: one object a line, as they come.
+    let mut follow = sgd
+        .ctl()
+        .command(&["--output", "json", "drops", "--follow"]);
+    let mut child = follow.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let drop: sg_daemon::api::serde_json::Value =
+        sg_daemon::api::serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(drop["protocol"], 6, "{line}");
+    assert_eq!(drop["protocol_name"], "tcp", "{line}");
+    assert!(
+        drop["time"].as_str().unwrap_or_default().starts_with(today),
+        "{line}"
+    );
 
     let metrics = metrics(s, "127.0.0.1:9630").unwrap();
     let line = metrics
