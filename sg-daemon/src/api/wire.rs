@@ -263,7 +263,8 @@ pub struct Effective {
     pub interface: String,
     pub mode: String,
     pub security_groups: Vec<String>,
-    /// The instance's addresses (members of its groups).
+    /// The instance's addresses: members of its groups, except link-local
+    /// ones (unique on one link only).
     pub instance_addresses: Vec<String>,
     pub ingress: DirectionRules,
     pub egress: DirectionRules,
