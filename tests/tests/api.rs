@@ -163,6 +163,11 @@ fn the_verbs_against_a_running_daemon() {
         ]
     );
     assert_eq!(effective.ingress.default_policy, "drop");
+    // The interface's own link-local address is no member (it is not unique
+    // across links): the intra-group rule names its other addresses only.
+    let intra = &effective.ingress.rules[2].remote_addresses;
+    assert!(!intra.is_empty(), "{effective:?}");
+    assert!(!intra.iter().any(|a| a.starts_with("fe80")), "{intra:?}");
     assert!(ctl.ok(&["interface", "rules", "sg0"]).contains("ssh"));
 
     // Diagnose: the deciding rule, or the default.
