@@ -6,6 +6,7 @@ use std::{
     io,
     os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -13,11 +14,24 @@ use anyhow::{Context as _, bail};
 use tokio::{
     io::{AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    sync::{Semaphore, mpsc, oneshot},
 };
 use tracing::{debug, info, warn};
 
 use super::{MAX_REQUEST_BYTES, Request, Response, ResponseLine, VERSION, parse_request};
+
+/// A connection with no request for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served at once; more are refused with an error line.
+pub const MAX_CLIENTS: usize = 64;
+
+/// Who is served, and for how long and how many (tests shorten them).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    uid: u32,
+    idle: Duration,
+    clients: usize,
+}
 
 /// A request on its way to the main loop, and where its answer goes.
 #[derive(Debug)]
@@ -87,18 +101,61 @@ impl Listener {
     /// (SO_PEERCRED) are served, every request is sent to `tx` as a
     /// [`Call`] and its reply written back.
     pub async fn serve(self, tx: mpsc::Sender<Call>) -> anyhow::Result<()> {
-        self.serve_uid(tx, 0).await
+        let limits = Limits {
+            uid: 0,
+            idle: IDLE_TIMEOUT,
+            clients: MAX_CLIENTS,
+        };
+        self.serve_with(tx, limits).await
     }
 
     /// [`Listener::serve`] for peers of uid `allowed` (tests).
+    #[cfg(test)]
     async fn serve_uid(self, tx: mpsc::Sender<Call>, allowed: u32) -> anyhow::Result<()> {
+        let limits = Limits {
+            uid: allowed,
+            idle: IDLE_TIMEOUT,
+            clients: MAX_CLIENTS,
+        };
+        self.serve_with(tx, limits).await
+    }
+
+    /// Serves peers of `limits.uid`, at most `limits.clients` at once,
+    /// each until it is idle for `limits.idle`.
+    async fn serve_with(self, tx: mpsc::Sender<Call>, limits: Limits) -> anyhow::Result<()> {
         let listener = UnixListener::from_std(self.listener.try_clone()?)?;
         info!(socket = %self.path.display(), "control API listening");
+        let slots = Arc::new(Semaphore::new(limits.clients));
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, tx.clone(), allowed));
-                }
+                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            connection(stream, tx, limits).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => {
+                        warn!(
+                            max = limits.clients,
+                            "control socket: refused a client over the limit"
+                        );
+                        let refusal = Response::Error(format!(
+                            "sgd serves at most {} control connections at once; close one (an idle one is closed after {} s) and try again",
+                            limits.clients,
+                            limits.idle.as_secs()
+                        ));
+                        tokio::spawn(async move {
+                            let (_, mut write) = stream.into_split();
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(1),
+                                write_response(&mut write, refusal),
+                            )
+                            .await;
+                        });
+                    }
+                },
                 Err(e) => {
                     // Out of file descriptors and the like: wait, go on.
                     warn!("control socket accept: {e}");
@@ -119,7 +176,8 @@ impl Drop for Listener {
     }
 }
 
-async fn connection(stream: UnixStream, tx: mpsc::Sender<Call>, allowed: u32) {
+async fn connection(stream: UnixStream, tx: mpsc::Sender<Call>, limits: Limits) {
+    let allowed = limits.uid;
     let cred = match stream.peer_cred() {
         Ok(c) => c,
         Err(e) => {
@@ -139,10 +197,23 @@ async fn connection(stream: UnixStream, tx: mpsc::Sender<Call>, allowed: u32) {
     }
     let mut reader = BufReader::new(read);
     loop {
-        let line = match read_line_limited(&mut reader, MAX_REQUEST_BYTES).await {
-            Ok(Some(line)) => line,
-            Ok(None) => return,
-            Err(e) => {
+        let read = tokio::time::timeout(
+            limits.idle,
+            read_line_limited(&mut reader, MAX_REQUEST_BYTES),
+        );
+        let line = match read.await {
+            Err(_) => {
+                debug!(pid = ?cred.pid(), "control socket: closed an idle connection");
+                let idle = Response::Error(format!(
+                    "no request for {} s: sgd closed the connection",
+                    limits.idle.as_secs()
+                ));
+                let _ = write_response(&mut write, idle).await;
+                return;
+            }
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
                 let _ = write_response(&mut write, Response::Error(e.to_string())).await;
                 return;
             }

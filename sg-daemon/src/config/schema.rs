@@ -201,6 +201,14 @@ impl Rule {
         cidr.as_deref().or(group.as_deref()).or(list.as_deref())
     }
 
+    /// The remote side's CIDR as written, when it is a CIDR.
+    pub fn remote_cidr(&self, dir: Direction) -> Option<&str> {
+        match dir {
+            Direction::Ingress => self.source_cidr_ip.as_deref(),
+            Direction::Egress => self.dest_cidr_ip.as_deref(),
+        }
+    }
+
     /// The local address of a 5-tuple rule, as written: the destination
     /// of an ingress rule, the source of an egress rule.
     pub fn local(&self, dir: Direction) -> Option<&str> {
