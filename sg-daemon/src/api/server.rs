@@ -142,9 +142,8 @@ impl Listener {
                             "control socket: refused a client over the limit"
                         );
                         let refusal = Response::Error(format!(
-                            "sgd serves at most {} control connections at once; close one (an idle one is closed after {} s) and try again",
-                            limits.clients,
-                            limits.idle.as_secs()
+                            "sgd serves at most {} control connections at once; close one (an idle one is closed after {:?}) and try again",
+                            limits.clients, limits.idle
                         ));
                         tokio::spawn(async move {
                             let (_, mut write) = stream.into_split();
@@ -205,8 +204,8 @@ async fn connection(stream: UnixStream, tx: mpsc::Sender<Call>, limits: Limits) 
             Err(_) => {
                 debug!(pid = ?cred.pid(), "control socket: closed an idle connection");
                 let idle = Response::Error(format!(
-                    "no request for {} s: sgd closed the connection",
-                    limits.idle.as_secs()
+                    "no request for {:?}: sgd closed the connection",
+                    limits.idle
                 ));
                 let _ = write_response(&mut write, idle).await;
                 return;
@@ -332,5 +331,66 @@ mod tests {
         // A live one is not taken over.
         let e = bind(&path).unwrap_err().to_string();
         assert!(e.contains("another sgd"), "{e}");
+    }
+
+    /// An idle connection is closed with a word, and clients over the
+    /// limit are refused with one, while the others are still served.
+    #[tokio::test]
+    async fn idle_connections_are_closed_and_clients_are_capped() {
+        use std::io::{BufRead as _, BufReader as StdReader, Write as _};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sgd.sock");
+        let listener = bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel::<Call>(4);
+        let limits = Limits {
+            uid: nix::unistd::geteuid().as_raw(),
+            idle: Duration::from_millis(300),
+            clients: 2,
+        };
+        let server = tokio::spawn(listener.serve_with(tx, limits));
+        tokio::spawn(async move {
+            while let Some(call) = rx.recv().await {
+                let _ = call.reply.send(Response::Error("echo".into()));
+            }
+        });
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let connect = || {
+                let s = std::os::unix::net::UnixStream::connect(&p).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s
+            };
+            let line = |s: &std::os::unix::net::UnixStream| {
+                let mut text = String::new();
+                StdReader::new(s).read_line(&mut text).unwrap();
+                text
+            };
+            let request = format!(
+                "{}\n",
+                serde_json::to_string(&crate::api::RequestLine {
+                    v: VERSION,
+                    request: Request::Counters,
+                })
+                .unwrap()
+            );
+            let (mut a, b) = (connect(), connect());
+            std::thread::sleep(Duration::from_millis(100));
+            // A third client is refused at once, with a reason.
+            let third = line(&connect());
+            assert!(third.contains("at most 2 control connections"), "{third}");
+            // The first two are served, until they are idle.
+            a.write_all(request.as_bytes()).unwrap();
+            assert!(line(&a).contains("echo"));
+            let idle = line(&b);
+            assert!(idle.contains("no request for 300ms"), "{idle}");
+            assert_eq!(line(&b), "", "the idle connection is closed");
+            // Its place is free again.
+            let mut c = connect();
+            c.write_all(request.as_bytes()).unwrap();
+            assert!(line(&c).contains("echo"));
+        })
+        .await
+        .unwrap();
+        server.abort();
     }
 }
