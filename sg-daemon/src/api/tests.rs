@@ -521,3 +521,23 @@ fn text_and_addresses_that_could_lie_are_refused_through_the_api() {
     }
     assert!(f.applied.is_empty());
 }
+
+/// An address given through the API is stored, and shown, in its one
+/// canonical form.
+#[test]
+fn addresses_are_stored_in_canonical_form() {
+    let mut f = Fixture::new();
+    f.ok(Request::AuthorizeRule {
+        group: "sg-web".into(),
+        direction: Direction::Ingress,
+        rule: rule("id = \"v6\"\npolicy = \"accept\"\nip_protocol = \"tcp\"\nport_range = \"22/22\"\nsource_cidr_ip = \"2001:0DB8:0000::0001\"\ndest_cidr_ip = \"2001:db8:0:0::/64\""),
+    });
+    let g = f.store.document().group("sg-web").unwrap();
+    let r = g
+        .ingress
+        .iter()
+        .find(|r| r.id.as_deref() == Some("v6"))
+        .unwrap();
+    assert_eq!(r.source_cidr_ip.as_deref(), Some("2001:db8::1"));
+    assert_eq!(r.dest_cidr_ip.as_deref(), Some("2001:db8::/64"));
+}

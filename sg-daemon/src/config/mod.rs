@@ -55,11 +55,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     parse_document(path, text).map(|(_, config)| config)
 }
 
-/// Validates config text and returns the document with its model.
+/// Validates config text and returns the document, its addresses in
+/// canonical form, with its model.
 pub fn parse_document(path: &Path, text: &str) -> Result<(Document, Config), ConfigErrors> {
     // serde stops at the first structural problem (syntax, unknown field,
     // wrong type); it is reported with its position.
-    let doc: Document = toml::from_str(text).map_err(|e| {
+    let mut doc: Document = toml::from_str(text).map_err(|e| {
         let at = e.span().map_or(0, |s| s.start);
         ConfigErrors::at(
             path.to_owned(),
@@ -71,6 +72,7 @@ pub fn parse_document(path: &Path, text: &str) -> Result<(Document, Config), Con
     })?;
     let config = validate::document(&doc)
         .map_err(|problems| ConfigErrors::located(path.to_owned(), Some(text), problems))?;
+    doc.canonical_addresses();
     Ok((doc, config))
 }
 
@@ -293,6 +295,14 @@ security_groups = ["sg-web"]
             assert_eq!(parse_cidr(text).unwrap().to_string(), model, "{text}");
             assert_eq!(values::canonical_cidr(text).unwrap(), written, "{text}");
         }
+        // The document keeps them so too: what is stored, exported and
+        // shown reads one way.
+        let text = GOOD
+            .replace("\"2001:db8:1::/48\"", "\"2001:0DB8:0001:0::/48\"")
+            .replace("[\"198.51.100.20\"]", "[\"2001:db8:0:0::0020\"]");
+        let (doc, _) = parse_document(Path::new("sg.toml"), &text).unwrap();
+        assert_eq!(doc.prefix_list[0].entries[1], "2001:db8:1::/48");
+        assert_eq!(doc.security_group[0].members, ["2001:db8::20"]);
         for (text, why) in [
             (
                 "10.1.2.3/8",

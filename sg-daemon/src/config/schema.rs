@@ -278,6 +278,33 @@ impl Document {
         }
     }
 
+    /// Writes every address and CIDR in its canonical form
+    /// (`2001:0db8::0001` is `2001:db8::1`), so that what is stored,
+    /// exported and shown reads one way; text that is not an address is
+    /// left for validation to refuse.
+    pub fn canonical_addresses(&mut self) {
+        let canonical = |text: &mut String| {
+            if let Some(c) = super::values::canonical_cidr(text) {
+                *text = c;
+            }
+        };
+        self.prefix_list
+            .iter_mut()
+            .flat_map(|l| &mut l.entries)
+            .for_each(canonical);
+        for g in &mut self.security_group {
+            g.members.iter_mut().for_each(canonical);
+            for r in g.ingress.iter_mut().chain(&mut g.egress) {
+                r.source_cidr_ip.iter_mut().for_each(canonical);
+                r.dest_cidr_ip.iter_mut().for_each(canonical);
+            }
+        }
+        self.interface
+            .iter_mut()
+            .flat_map(|b| &mut b.addresses)
+            .for_each(canonical);
+    }
+
     pub fn group(&self, id: &str) -> Option<&Group> {
         self.security_group.iter().find(|g| g.id == id)
     }
