@@ -1,6 +1,7 @@
 //! The daemon's end of the socket: binding it, checking each peer's
 //! credentials, reading request lines and writing the answers of the main
-//! loop back.
+//! loop back; at most `MAX_CLIENTS` connections at once, each closed when
+//! idle for `IDLE_TIMEOUT`.
 
 use std::{
     io,
