@@ -334,7 +334,7 @@ fn a_bad_request_changes_nothing() {
 
     // Each request, and what the refusal must say.
     #[rustfmt::skip]
-    let refused: [(Vec<&str>, &[&str]); 9] = [
+    let refused: [(Vec<&str>, &[&str]); 13] = [
         (add_ssh(&["--priority", "0", "--source-cidr-ip", "0.0.0.0/0"]), &["priority", "1..=100"]),
         (
             add_ssh(&["--source-cidr-ip", "0.0.0.0/0", "--source-group-id", "sg-web"]),
@@ -350,6 +350,12 @@ fn a_bad_request_changes_nothing() {
         ),
         (vec!["group", "create", "sg-web"], &["exists"]),
         (vec!["rule", "modify", "sg-web", "sg-web/ingress/1"], &["nothing to modify"]),
+        // Text that would fake a row, and an address that would not mean
+        // what it says: refused as the file refuses them.
+        (vec!["group", "create", "sg-x", "--description", "x\nsg-fake"], &["description", "no control characters"]),
+        (vec!["group", "create", "sg-x/../y"], &["not an id", "starting with \"sg-\""]),
+        (add_ssh(&["--source-cidr-ip", "198.51.100.7/24"]), &["source_cidr_ip", "host bits set (the network is \"198.51.100.0/24\")"]),
+        (add_ssh(&["--source-cidr-ip", "0.0.0.0/0", "--dest-cidr-ip", "2001:db8::1"]), &["dest_cidr_ip", "is IPv6 but the remote side 0.0.0.0/0 is IPv4"]),
     ];
     for (args, says) in &refused {
         let e = ctl.refused(args);

@@ -19,6 +19,7 @@ pub(super) fn change(
         .validate(Path::new("request"))
         .map_err(|e| explain(&doc, &e))?;
     doc.fill_rule_ids(&config);
+    doc.canonical_addresses();
     let report = apply(&config).map_err(|e| {
         restore(state.config(), apply);
         format!("not applied: {e:#}")

@@ -31,7 +31,7 @@ fn friendly_field(doc: &Document, field: &str) -> String {
         let named = match indexed {
             Some(("security_group", i)) => doc.security_group.get(i).map(|g| {
                 group = Some(g);
-                format!("group {}", g.id)
+                format!("group {}", g.id.escape_debug())
             }),
             Some((dir @ ("ingress" | "egress"), i)) => group.map(|g| {
                 match g
@@ -43,19 +43,22 @@ fn friendly_field(doc: &Document, field: &str) -> String {
                     .get(i)
                     .and_then(|r| r.id.as_deref())
                 {
-                    Some(id) => format!("{dir} rule {id}"),
+                    Some(id) => format!("{dir} rule {}", id.escape_debug()),
                     None => format!("{dir} rule #{}", i + 1),
                 }
             }),
             Some(("interface", i)) => doc
                 .interface
                 .get(i)
-                .map(|b| format!("interface {}", b.name)),
+                .map(|b| format!("interface {}", b.name.escape_debug())),
             Some(("prefix_list", i)) => doc
                 .prefix_list
                 .get(i)
-                .map(|l| format!("prefix list {}", l.id)),
-            Some(("port_list", i)) => doc.port_list.get(i).map(|l| format!("port list {}", l.id)),
+                .map(|l| format!("prefix list {}", l.id.escape_debug())),
+            Some(("port_list", i)) => doc
+                .port_list
+                .get(i)
+                .map(|l| format!("port list {}", l.id.escape_debug())),
             _ => None,
         };
         match named {

@@ -1,11 +1,13 @@
 //! The daemon's end of the socket: binding it, checking each peer's
 //! credentials, reading request lines and writing the answers of the main
-//! loop back.
+//! loop back; at most `MAX_CLIENTS` connections at once, each closed when
+//! idle for `IDLE_TIMEOUT`.
 
 use std::{
     io,
     os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -13,11 +15,24 @@ use anyhow::{Context as _, bail};
 use tokio::{
     io::{AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    sync::{Semaphore, mpsc, oneshot},
 };
 use tracing::{debug, info, warn};
 
 use super::{MAX_REQUEST_BYTES, Request, Response, ResponseLine, VERSION, parse_request};
+
+/// A connection with no request for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served at once; more are refused with an error line.
+pub const MAX_CLIENTS: usize = 64;
+
+/// Who is served, and for how long and how many (tests shorten them).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    uid: u32,
+    idle: Duration,
+    clients: usize,
+}
 
 /// A request on its way to the main loop, and where its answer goes.
 #[derive(Debug)]
@@ -87,18 +102,60 @@ impl Listener {
     /// (SO_PEERCRED) are served, every request is sent to `tx` as a
     /// [`Call`] and its reply written back.
     pub async fn serve(self, tx: mpsc::Sender<Call>) -> anyhow::Result<()> {
-        self.serve_uid(tx, 0).await
+        let limits = Limits {
+            uid: 0,
+            idle: IDLE_TIMEOUT,
+            clients: MAX_CLIENTS,
+        };
+        self.serve_with(tx, limits).await
     }
 
     /// [`Listener::serve`] for peers of uid `allowed` (tests).
+    #[cfg(test)]
     async fn serve_uid(self, tx: mpsc::Sender<Call>, allowed: u32) -> anyhow::Result<()> {
+        let limits = Limits {
+            uid: allowed,
+            idle: IDLE_TIMEOUT,
+            clients: MAX_CLIENTS,
+        };
+        self.serve_with(tx, limits).await
+    }
+
+    /// Serves peers of `limits.uid`, at most `limits.clients` at once,
+    /// each until it is idle for `limits.idle`.
+    async fn serve_with(self, tx: mpsc::Sender<Call>, limits: Limits) -> anyhow::Result<()> {
         let listener = UnixListener::from_std(self.listener.try_clone()?)?;
         info!(socket = %self.path.display(), "control API listening");
+        let slots = Arc::new(Semaphore::new(limits.clients));
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, tx.clone(), allowed));
-                }
+                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            connection(stream, tx, limits).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => {
+                        warn!(
+                            max = limits.clients,
+                            "control socket: refused a client over the limit"
+                        );
+                        let refusal = Response::Error(format!(
+                            "sgd serves at most {} control connections at once; close one (an idle one is closed after {:?}) and try again",
+                            limits.clients, limits.idle
+                        ));
+                        tokio::spawn(async move {
+                            let (_, mut write) = stream.into_split();
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(1),
+                                write_response(&mut write, refusal),
+                            )
+                            .await;
+                        });
+                    }
+                },
                 Err(e) => {
                     // Out of file descriptors and the like: wait, go on.
                     warn!("control socket accept: {e}");
@@ -119,7 +176,8 @@ impl Drop for Listener {
     }
 }
 
-async fn connection(stream: UnixStream, tx: mpsc::Sender<Call>, allowed: u32) {
+async fn connection(stream: UnixStream, tx: mpsc::Sender<Call>, limits: Limits) {
+    let allowed = limits.uid;
     let cred = match stream.peer_cred() {
         Ok(c) => c,
         Err(e) => {
@@ -139,10 +197,23 @@ async fn connection(stream: UnixStream, tx: mpsc::Sender<Call>, allowed: u32) {
     }
     let mut reader = BufReader::new(read);
     loop {
-        let line = match read_line_limited(&mut reader, MAX_REQUEST_BYTES).await {
-            Ok(Some(line)) => line,
-            Ok(None) => return,
-            Err(e) => {
+        let read = tokio::time::timeout(
+            limits.idle,
+            read_line_limited(&mut reader, MAX_REQUEST_BYTES),
+        );
+        let line = match read.await {
+            Err(_) => {
+                debug!(pid = ?cred.pid(), "control socket: closed an idle connection");
+                let idle = Response::Error(format!(
+                    "no request for {:?}: sgd closed the connection",
+                    limits.idle
+                ));
+                let _ = write_response(&mut write, idle).await;
+                return;
+            }
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
                 let _ = write_response(&mut write, Response::Error(e.to_string())).await;
                 return;
             }
@@ -261,5 +332,66 @@ mod tests {
         // A live one is not taken over.
         let e = bind(&path).unwrap_err().to_string();
         assert!(e.contains("another sgd"), "{e}");
+    }
+
+    /// An idle connection is closed with a word, and clients over the
+    /// limit are refused with one, while the others are still served.
+    #[tokio::test]
+    async fn idle_connections_are_closed_and_clients_are_capped() {
+        use std::io::{BufRead as _, BufReader as StdReader, Write as _};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sgd.sock");
+        let listener = bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel::<Call>(4);
+        let limits = Limits {
+            uid: nix::unistd::geteuid().as_raw(),
+            idle: Duration::from_millis(300),
+            clients: 2,
+        };
+        let server = tokio::spawn(listener.serve_with(tx, limits));
+        tokio::spawn(async move {
+            while let Some(call) = rx.recv().await {
+                let _ = call.reply.send(Response::Error("echo".into()));
+            }
+        });
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let connect = || {
+                let s = std::os::unix::net::UnixStream::connect(&p).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s
+            };
+            let line = |s: &std::os::unix::net::UnixStream| {
+                let mut text = String::new();
+                StdReader::new(s).read_line(&mut text).unwrap();
+                text
+            };
+            let request = format!(
+                "{}\n",
+                serde_json::to_string(&crate::api::RequestLine {
+                    v: VERSION,
+                    request: Request::Counters,
+                })
+                .unwrap()
+            );
+            let (mut a, b) = (connect(), connect());
+            std::thread::sleep(Duration::from_millis(100));
+            // A third client is refused at once, with a reason.
+            let third = line(&connect());
+            assert!(third.contains("at most 2 control connections"), "{third}");
+            // The first two are served, until they are idle.
+            a.write_all(request.as_bytes()).unwrap();
+            assert!(line(&a).contains("echo"));
+            let idle = line(&b);
+            assert!(idle.contains("no request for 300ms"), "{idle}");
+            assert_eq!(line(&b), "", "the idle connection is closed");
+            // Its place is free again.
+            let mut c = connect();
+            c.write_all(request.as_bytes()).unwrap();
+            assert!(line(&c).contains("echo"));
+        })
+        .await
+        .unwrap();
+        server.abort();
     }
 }

@@ -441,3 +441,112 @@ fn export_and_reload() {
     assert!(f.store.document().group("sg-new").is_none());
     assert!(!f.store.state_file().exists());
 }
+
+/// The file's refusals (`config::tests::text_and_addresses_that_could_lie_are_refused`)
+/// hold through the API: one validation for both, and nothing changes.
+#[test]
+fn text_and_addresses_that_could_lie_are_refused_through_the_api() {
+    let mut f = Fixture::new();
+    let group = |id: &str, description: &str| Request::CreateGroup {
+        group: schema::Group {
+            id: id.into(),
+            description: Some(description.into()),
+            ..Default::default()
+        },
+    };
+    let authorize = |text: &str| Request::AuthorizeRule {
+        group: "sg-web".into(),
+        direction: Direction::Ingress,
+        rule: rule(&format!(
+            "policy = \"accept\"\nip_protocol = \"tcp\"\nport_range = \"22/22\"\n{text}"
+        )),
+    };
+    let list = |id: &str, entry: &str| Request::SetPrefixList {
+        list: schema::List {
+            id: id.into(),
+            max_entries: 2,
+            entries: vec![entry.into()],
+            ..Default::default()
+        },
+    };
+    for (request, says) in [
+        (
+            group("sg-x\nsg-fake", "x"),
+            "is not an id; allowed: 1..=128 characters starting with \"sg-\"",
+        ),
+        (group("x", "x"), "starting with \"sg-\""),
+        (
+            group("sg-x", "admins\nsg-fake   basic"),
+            "description: \"admins\\nsg-fake   basic\" (22 characters) is not a description; allowed: at most 512 characters, no control characters",
+        ),
+        (
+            group("sg-x", &"x".repeat(7 << 20)),
+            "(7340032 characters) is not a description",
+        ),
+        (
+            Request::ModifyGroup {
+                group: "sg-web".into(),
+                name: Some("w".into()),
+                description: None,
+                inner_access_policy: None,
+                deletion_protection: None,
+                members: None,
+            },
+            "allowed: 2..=128 characters",
+        ),
+        (
+            authorize("id = \"../etc\"\nsource_cidr_ip = \"0.0.0.0/0\""),
+            "starting with a letter or digit",
+        ),
+        (
+            authorize("description = \"a\\nb\"\nsource_cidr_ip = \"0.0.0.0/0\""),
+            "no control characters",
+        ),
+        (
+            authorize("source_cidr_ip = \"192.0.2.5/24\""),
+            "host bits set (the network is \"192.0.2.0/24\")",
+        ),
+        (
+            authorize("source_cidr_ip = \" 192.0.2.0/24\""),
+            "surrounding spaces",
+        ),
+        (
+            authorize("source_cidr_ip = \"0.0.0.0/0\"\ndest_cidr_ip = \"2001:db8::1\""),
+            "2001:db8::1/128 is IPv6 but the remote side 0.0.0.0/0 is IPv4",
+        ),
+        (
+            list("pl-of/fice", "192.0.2.0/24"),
+            "starting with \"pl-\", of letters, digits",
+        ),
+        (
+            list("pl-x", "2001:db8::1/32"),
+            "host bits set (the network is \"2001:db8::/32\")",
+        ),
+    ] {
+        let e = f.err(request);
+        assert!(e.contains(says), "{says:?} not in {e}");
+        // The refusal itself cannot fake a line either.
+        assert!(!e.contains('\n'), "a raw newline in {e:?}");
+    }
+    assert!(f.applied.is_empty());
+}
+
+/// An address given through the API is stored, and shown, in its one
+/// canonical form.
+#[test]
+fn addresses_are_stored_in_canonical_form() {
+    let mut f = Fixture::new();
+    f.ok(Request::AuthorizeRule {
+        group: "sg-web".into(),
+        direction: Direction::Ingress,
+        rule: rule("id = \"v6\"\npolicy = \"accept\"\nip_protocol = \"tcp\"\nport_range = \"22/22\"\nsource_cidr_ip = \"2001:0DB8:0000::0001\"\ndest_cidr_ip = \"2001:db8:0:0::/64\""),
+    });
+    let g = f.store.document().group("sg-web").unwrap();
+    let r = g
+        .ingress
+        .iter()
+        .find(|r| r.id.as_deref() == Some("v6"))
+        .unwrap();
+    assert_eq!(r.source_cidr_ip.as_deref(), Some("2001:db8::1"));
+    assert_eq!(r.dest_cidr_ip.as_deref(), Some("2001:db8::/64"));
+}

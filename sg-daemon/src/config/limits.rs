@@ -26,6 +26,22 @@ pub const SESSION_TABLE_SIZE_RANGE: RangeInclusive<u64> = 1024..=16_777_216;
 pub const SESSION_TABLE_SIZE_HYPERVISOR: u32 = 262_144;
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
 pub const MAX_IFNAME_LEN: usize = 15;
+/// The prefix of every group id.
+pub const GROUP_ID_PREFIX: &str = "sg-";
+/// The prefix of every prefix list id.
+pub const PREFIX_LIST_ID_PREFIX: &str = "pl-";
+/// The prefix of every port list id.
+pub const PORT_LIST_ID_PREFIX: &str = "prl-";
+/// Characters of group, list and rule ids (ECS): letters, digits and
+/// these; a rule id may also have `/` (the generated ids
+/// `sg-web/ingress/3`), never first.
+pub const ID_PUNCTUATION: &[char] = &['-', '_', '.'];
+/// Characters of a group, list or rule id.
+pub const ID_LEN_RANGE: RangeInclusive<usize> = 1..=128;
+/// Characters of a group or list `name` (ECS).
+pub const NAME_LEN_RANGE: RangeInclusive<usize> = 2..=128;
+/// Characters of a `description` (ECS).
+pub const MAX_DESCRIPTION_LEN: usize = 512;
 
 /// How many rules a group counts toward the per-interface quota (SPEC §2,
 /// §4): one per rule, or a referenced list's `max_entries` (the maps

@@ -55,11 +55,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     parse_document(path, text).map(|(_, config)| config)
 }
 
-/// Validates config text and returns the document with its model.
+/// Validates config text and returns the document, its addresses in
+/// canonical form, with its model.
 pub fn parse_document(path: &Path, text: &str) -> Result<(Document, Config), ConfigErrors> {
     // serde stops at the first structural problem (syntax, unknown field,
     // wrong type); it is reported with its position.
-    let doc: Document = toml::from_str(text).map_err(|e| {
+    let mut doc: Document = toml::from_str(text).map_err(|e| {
         let at = e.span().map_or(0, |s| s.start);
         ConfigErrors::at(
             path.to_owned(),
@@ -71,6 +72,7 @@ pub fn parse_document(path: &Path, text: &str) -> Result<(Document, Config), Con
     })?;
     let config = validate::document(&doc)
         .map_err(|problems| ConfigErrors::located(path.to_owned(), Some(text), problems))?;
+    doc.canonical_addresses();
     Ok((doc, config))
 }
 
@@ -283,13 +285,219 @@ security_groups = ["sg-web"]
     }
 
     #[test]
-    fn addresses_are_normalised() {
-        assert_eq!(
-            parse_cidr("2408:180:0000::1").unwrap().to_string(),
-            "2408:180::1/128"
+    fn addresses_are_read_in_one_canonical_form() {
+        for (text, model, written) in [
+            ("2001:0db8:0000::0001", "2001:db8::1/128", "2001:db8::1"),
+            ("2001:DB8:0:0::/32", "2001:db8::/32", "2001:db8::/32"),
+            ("192.0.2.0/24", "192.0.2.0/24", "192.0.2.0/24"),
+            ("198.51.100.7", "198.51.100.7/32", "198.51.100.7"),
+        ] {
+            assert_eq!(parse_cidr(text).unwrap().to_string(), model, "{text}");
+            assert_eq!(values::canonical_cidr(text).unwrap(), written, "{text}");
+        }
+        // The document keeps them so too: what is stored, exported and
+        // shown reads one way.
+        let text = GOOD
+            .replace("\"2001:db8:1::/48\"", "\"2001:0DB8:0001:0::/48\"")
+            .replace("[\"198.51.100.20\"]", "[\"2001:db8:0:0::0020\"]");
+        let (doc, _) = parse_document(Path::new("sg.toml"), &text).unwrap();
+        assert_eq!(doc.prefix_list[0].entries[1], "2001:db8:1::/48");
+        assert_eq!(doc.security_group[0].members, ["2001:db8::20"]);
+        for (text, why) in [
+            (
+                "10.1.2.3/8",
+                "host bits set (the network is \"10.0.0.0/8\")",
+            ),
+            (
+                "2001:db8::1/32",
+                "host bits set (the network is \"2001:db8::/32\")",
+            ),
+            (" 192.0.2.0/24", "surrounding spaces"),
+            ("192.0.2.0/24 ", "surrounding spaces"),
+            ("10.0.0.0/33", "not an address or CIDR"),
+        ] {
+            let e = values::cidr(text).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
+
+    /// Ids, names, descriptions and addresses the file and the API refuse
+    /// alike (`api/tests.rs` sends the same through the API): each
+    /// problem names its field and what is allowed.
+    pub(crate) const REFUSED: &[(&str, &str, &str, &str)] = &[
+        // (text in GOOD, replaced by, field, message fragment)
+        (
+            "id = \"sg-web\"\n",
+            "id = \"web\"\n",
+            "security_group[0].id",
+            "starting with \"sg-\"",
+        ),
+        (
+            "id = \"sg-web\"\n",
+            "id = \"sg-web/../x\"\n",
+            "security_group[0].id",
+            "letters, digits, '-', '_', '.'",
+        ),
+        (
+            "id = \"sg-web\"\n",
+            "id = \"sg-web\\nsg-fake\"\n",
+            "security_group[0].id",
+            "not an id",
+        ),
+        (
+            "type = \"basic\"",
+            "name = \"w\"",
+            "security_group[0].name",
+            "allowed: 2..=128 characters",
+        ),
+        (
+            "type = \"basic\"",
+            "name = \"web\\u0007\"",
+            "security_group[0].name",
+            "no control characters",
+        ),
+        (
+            "type = \"basic\"",
+            "description = \"web\\nsg-fake   basic\"",
+            "security_group[0].description",
+            "allowed: at most 512 characters, no control characters",
+        ),
+        (
+            "type = \"basic\"",
+            "description = \"\\u202egnp.exe\"",
+            "security_group[0].description",
+            "no control characters",
+        ),
+        (
+            "  priority = 1\n",
+            "  id = \"../etc\"\n",
+            "security_group[0].ingress[0].id",
+            "starting with a letter or digit",
+        ),
+        (
+            "  priority = 1\n",
+            "  id = \"ssh\\tweb\"\n",
+            "security_group[0].ingress[0].id",
+            "'/'",
+        ),
+        (
+            "  priority = 1\n",
+            "  description = \"a\\r\\nb\"\n",
+            "security_group[0].ingress[0].description",
+            "no control characters",
+        ),
+        (
+            "id = \"pl-office\"",
+            "id = \"pl-off ice\"",
+            "prefix_list[0].id",
+            "starting with \"pl-\"",
+        ),
+        (
+            "id = \"prl-web\"",
+            "id = \"web\"",
+            "port_list[0].id",
+            "starting with \"prl-\"",
+        ),
+        (
+            "max_entries = 5\n",
+            "max_entries = 5\ndescription = \"\\u001b[31m\"\n",
+            "port_list[0].description",
+            "no control characters",
+        ),
+        (
+            "max_entries = 5\n",
+            "max_entries = 5\nname = \"x\"\n",
+            "port_list[0].name",
+            "2..=128",
+        ),
+        (
+            "\"203.0.113.0/24\"",
+            "\"203.0.113.5/24\"",
+            "prefix_list[0].entries[0]",
+            "host bits set (the network is \"203.0.113.0/24\")",
+        ),
+        (
+            "[\"198.51.100.20\"]",
+            "[\"198.51.100.20/16\"]",
+            "security_group[0].members[0]",
+            "host bits set",
+        ),
+        (
+            "source_cidr_ip = \"0.0.0.0/0\"",
+            "source_cidr_ip = \" 0.0.0.0/0\"",
+            "security_group[0].ingress[0].source_cidr_ip",
+            "surrounding spaces",
+        ),
+        (
+            "dest_cidr_ip = \"0.0.0.0/0\"",
+            "dest_cidr_ip = \"192.0.2.5/24\"",
+            "security_group[0].egress[0].dest_cidr_ip",
+            "host bits set (the network is \"192.0.2.0/24\")",
+        ),
+        (
+            "source_cidr_ip = \"0.0.0.0/0\"",
+            "source_cidr_ip = \"0.0.0.0/0\"\n  dest_cidr_ip = \"2001:db8::1\"",
+            "security_group[0].ingress[0].dest_cidr_ip",
+            "2001:db8::1/128 is IPv6 but the remote side 0.0.0.0/0 is IPv4",
+        ),
+        (
+            "dest_cidr_ip = \"0.0.0.0/0\"",
+            "dest_cidr_ip = \"2001:db8::/32\"\n  source_cidr_ip = \"192.0.2.1\"",
+            "security_group[0].egress[0].source_cidr_ip",
+            "is IPv4 but the remote side 2001:db8::/32 is IPv6",
+        ),
+    ];
+
+    #[test]
+    fn text_and_addresses_that_could_lie_are_refused() {
+        let long = |n: usize| "x".repeat(n);
+        let mut cases: Vec<(String, String, &str, &str)> = REFUSED
+            .iter()
+            .map(|(a, b, f, m)| (a.to_string(), b.to_string(), *f, *m))
+            .collect();
+        cases.push((
+            "id = \"sg-web\"\n".into(),
+            format!("id = \"sg-web\"\ndescription = \"{}\"\n", long(513)),
+            "security_group[0].description",
+            "(513 characters)",
+        ));
+        cases.push((
+            "type = \"basic\"".into(),
+            format!("name = \"{}\"", long(129)),
+            "security_group[0].name",
+            "(129 characters)",
+        ));
+        cases.push((
+            "id = \"pl-office\"".into(),
+            format!("id = \"pl-{}\"", long(126)),
+            "prefix_list[0].id",
+            "1..=128 characters",
+        ));
+        for (from, to, field, says) in &cases {
+            assert!(GOOD.contains(from.as_str()), "{from}");
+            let text = GOOD.replacen(from.as_str(), to, 1);
+            let errs = errors(&text);
+            assert!(
+                errs.iter()
+                    .any(|e| e.field == *field && e.message.contains(says)),
+                "{to}: no {field} saying {says:?} in {errs:#?}"
+            );
+        }
+        // At the limits, all is well.
+        let text = GOOD
+            .replacen(
+                "type = \"basic\"",
+                &format!("name = \"{}\"\ndescription = \"{}\"", long(128), long(512)),
+                1,
+            )
+            .replacen("  priority = 1\n", "  id = \"ssh-22_v1.0/a\"\n", 1);
+        parse(Path::new("sg.toml"), &text).unwrap();
+        let text = GOOD.replacen(
+            "type = \"basic\"",
+            "name = \"ab\"\ndescription = \"Web servers: ports 80, 443 (élan)\"",
+            1,
         );
-        assert_eq!(parse_cidr("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
-        assert!(parse_cidr("10.0.0.0/33").is_none());
+        parse(Path::new("sg.toml"), &text).unwrap();
     }
 
     #[test]

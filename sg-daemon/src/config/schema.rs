@@ -201,6 +201,14 @@ impl Rule {
         cidr.as_deref().or(group.as_deref()).or(list.as_deref())
     }
 
+    /// The remote side's CIDR as written, when it is a CIDR.
+    pub fn remote_cidr(&self, dir: Direction) -> Option<&str> {
+        match dir {
+            Direction::Ingress => self.source_cidr_ip.as_deref(),
+            Direction::Egress => self.dest_cidr_ip.as_deref(),
+        }
+    }
+
     /// The local address of a 5-tuple rule, as written: the destination
     /// of an ingress rule, the source of an egress rule.
     pub fn local(&self, dir: Direction) -> Option<&str> {
@@ -268,6 +276,33 @@ impl Document {
                 rule.id.get_or_insert_with(|| parsed.id.clone());
             }
         }
+    }
+
+    /// Writes every address and CIDR in its canonical form
+    /// (`2001:0db8::0001` is `2001:db8::1`), so that what is stored,
+    /// exported and shown reads one way; text that is not an address is
+    /// left for validation to refuse.
+    pub fn canonical_addresses(&mut self) {
+        let canonical = |text: &mut String| {
+            if let Some(c) = super::values::canonical_cidr(text) {
+                *text = c;
+            }
+        };
+        self.prefix_list
+            .iter_mut()
+            .flat_map(|l| &mut l.entries)
+            .for_each(canonical);
+        for g in &mut self.security_group {
+            g.members.iter_mut().for_each(canonical);
+            for r in g.ingress.iter_mut().chain(&mut g.egress) {
+                r.source_cidr_ip.iter_mut().for_each(canonical);
+                r.dest_cidr_ip.iter_mut().for_each(canonical);
+            }
+        }
+        self.interface
+            .iter_mut()
+            .flat_map(|b| &mut b.addresses)
+            .for_each(canonical);
     }
 
     pub fn group(&self, id: &str) -> Option<&Group> {

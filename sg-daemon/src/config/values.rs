@@ -8,14 +8,43 @@ use ipnet::IpNet;
 use super::schema::ProtocolValue;
 use crate::model::{PortRange, Protocol};
 
-/// An address or CIDR, normalised to its network (`10.0.0.5/8` is
-/// `10.0.0.0/8`, `2408:180:0000::1` is `2408:180::1/128`).
-pub fn parse_cidr(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Some(net.trunc());
+/// An address or CIDR in its one canonical form (`2001:0db8::0001` is
+/// `2001:db8::1/128`), or why it is not one: surrounding spaces and host
+/// bits (`192.0.2.5/24`, which would silently mean `192.0.2.0/24`) are
+/// refused.
+pub fn cidr(s: &str) -> Result<IpNet, String> {
+    if s.trim() != s {
+        return Err("has surrounding spaces".into());
     }
-    s.parse::<IpAddr>().ok().map(IpNet::from)
+    if let Ok(net) = s.parse::<IpNet>() {
+        return if net.trunc() == net {
+            Ok(net)
+        } else {
+            Err(format!(
+                "has host bits set (the network is \"{}\")",
+                net.trunc()
+            ))
+        };
+    }
+    s.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| "is not an address or CIDR".into())
+}
+
+/// [`cidr`], without the reason.
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    cidr(s).ok()
+}
+
+/// An address or CIDR as [`cidr`] reads it, written back canonically:
+/// an address stays an address (`2001:db8::1`), a CIDR a CIDR.
+pub fn canonical_cidr(s: &str) -> Option<String> {
+    let net = cidr(s).ok()?;
+    Some(if s.contains('/') {
+        net.to_string()
+    } else {
+        net.addr().to_string()
+    })
 }
 
 /// A MAC address: six hexadecimal bytes separated by colons

@@ -5,15 +5,19 @@ use std::collections::HashSet;
 
 use super::{Refs, Validator};
 use crate::{
-    config::{limits::MAX_GROUP_REFERENCES_PER_GROUP, schema, values::parse_cidr},
+    config::{
+        limits::{GROUP_ID_PREFIX, MAX_GROUP_REFERENCES_PER_GROUP},
+        schema,
+        values::cidr,
+    },
     model::{Direction, GroupType, SecurityGroup},
 };
 
 impl Validator {
     pub(super) fn group(&mut self, g: &schema::Group, field: &str, refs: &Refs) -> SecurityGroup {
-        if g.id.is_empty() {
-            self.error(format!("{field}.id"), "must not be empty");
-        }
+        self.id(&format!("{field}.id"), &g.id, GROUP_ID_PREFIX);
+        self.name(&format!("{field}.name"), g.name.as_deref());
+        self.description(&format!("{field}.description"), g.description.as_deref());
         let kind = match g.kind.as_deref() {
             None | Some("basic") => GroupType::Basic,
             Some("enterprise") => GroupType::Enterprise,
@@ -46,11 +50,11 @@ impl Validator {
         };
         let mut members = Vec::new();
         for (i, m) in g.members.iter().enumerate() {
-            match parse_cidr(m) {
-                Some(net) => members.push(net),
-                None => self.error(
+            match cidr(m) {
+                Ok(net) => members.push(net),
+                Err(why) => self.error(
                     format!("{field}.members[{i}]"),
-                    format!("{m:?} is not an IP address; allowed: an IPv4 or IPv6 address or CIDR"),
+                    format!("{m:?} {why}; allowed: an IPv4 or IPv6 address or CIDR"),
                 ),
             }
         }

@@ -8,23 +8,28 @@ use ipnet::IpNet;
 use super::{NamedList, Validator};
 use crate::{
     config::{
-        limits::LIST_ENTRIES_RANGE,
+        limits::{LIST_ENTRIES_RANGE, PORT_LIST_ID_PREFIX, PREFIX_LIST_ID_PREFIX},
         schema::List,
-        values::{parse_cidr, parse_port_range},
+        values::{cidr, parse_port_range},
     },
     model::PortRange,
 };
 
 impl Validator {
     pub(super) fn prefix_lists(&mut self, lists: &[List]) -> HashMap<String, NamedList<IpNet>> {
-        self.lists(lists, "prefix_list", "pl-", |e| {
-            parse_cidr(e).ok_or("an IPv4 or IPv6 address or CIDR, e.g. 203.0.113.0/24")
+        self.lists(lists, "prefix_list", PREFIX_LIST_ID_PREFIX, |e| {
+            cidr(e).map_err(|why| {
+                format!("{why}; allowed: an IPv4 or IPv6 address or CIDR, e.g. 203.0.113.0/24")
+            })
         })
     }
 
     pub(super) fn port_lists(&mut self, lists: &[List]) -> HashMap<String, NamedList<PortRange>> {
-        self.lists(lists, "port_list", "prl-", |e| {
-            parse_port_range(e).ok_or("a port range \"start/end\" with 1 <= start <= end <= 65535")
+        self.lists(lists, "port_list", PORT_LIST_ID_PREFIX, |e| {
+            parse_port_range(e).ok_or_else(|| {
+                "is not valid; allowed: a port range \"start/end\" with 1 <= start <= end <= 65535"
+                    .into()
+            })
         })
     }
 
@@ -33,17 +38,14 @@ impl Validator {
         lists: &[List],
         kind: &str,
         id_prefix: &str,
-        parse_entry: impl Fn(&str) -> Result<T, &'static str>,
+        parse_entry: impl Fn(&str) -> Result<T, String>,
     ) -> HashMap<String, NamedList<T>> {
         let mut out = HashMap::new();
         for (i, l) in lists.iter().enumerate() {
             let field = format!("{kind}[{i}]");
-            if !l.id.starts_with(id_prefix) {
-                self.error(
-                    format!("{field}.id"),
-                    format!("{:?} must start with {id_prefix:?}", l.id),
-                );
-            }
+            self.id(&format!("{field}.id"), &l.id, id_prefix);
+            self.name(&format!("{field}.name"), l.name.as_deref());
+            self.description(&format!("{field}.description"), l.description.as_deref());
             let max_entries = match usize::try_from(l.max_entries) {
                 Ok(m) if LIST_ENTRIES_RANGE.contains(&m) => m,
                 _ => {
@@ -68,10 +70,7 @@ impl Validator {
             for (j, e) in l.entries.iter().enumerate() {
                 match parse_entry(e) {
                     Ok(v) => parsed.push(v),
-                    Err(allowed) => self.error(
-                        format!("{field}.entries[{j}]"),
-                        format!("{e:?} is not valid; allowed: {allowed}"),
-                    ),
+                    Err(why) => self.error(format!("{field}.entries[{j}]"), format!("{e:?} {why}")),
                 }
             }
             let list = NamedList {

@@ -1,7 +1,7 @@
 //! Checking a whole document and building the model from it (SPEC §2, §4,
 //! §7), one module per object: `daemon`, `lists`, `group`, `rule`,
-//! `binding`. Every problem is collected (none stops the others from
-//! being found), each with its field path and the allowed values; a
+//! `binding`, and `text` for ids, names and descriptions. Every problem
+//! is collected (none stops the others from being found), each with its field path and the allowed values; a
 //! document with any problem yields no `Config`.
 
 mod binding;
@@ -9,6 +9,7 @@ mod daemon;
 mod group;
 mod lists;
 mod rule;
+mod text;
 
 use std::collections::{HashMap, HashSet};
 

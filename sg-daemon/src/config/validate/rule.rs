@@ -10,13 +10,21 @@ use crate::{
     config::{
         limits::PRIORITY_RANGE,
         schema,
-        values::{PROTOCOLS_ALLOWED, parse_cidr, parse_port_range, parse_protocol},
+        values::{self, PROTOCOLS_ALLOWED, cidr, parse_port_range, parse_protocol},
     },
     model::{Direction, GroupType, Peer, Policy, PortRange, Protocol, Rule},
 };
 
 const PORTS_ALLOWED: &str =
     "\"start/end\" with 1 <= start <= end <= 65535 for tcp and udp, \"-1/-1\" for other protocols";
+
+/// The field of a 5-tuple rule's local address.
+fn local_field(dir: Direction) -> &'static str {
+    match dir {
+        Direction::Ingress => "dest_cidr_ip",
+        Direction::Egress => "source_cidr_ip",
+    }
+}
 
 impl Validator {
     pub(super) fn rule(
@@ -81,17 +89,29 @@ impl Validator {
         let local = self.local_address(r, dir, field);
         let source_ports = self.source_ports(r, field, protocol);
         let peer = self.peer(r, dir, field, kind, refs);
+        if let (Some(l), Peer::Cidrs(remote), Some(_)) = (local, &peer, r.remote_cidr(dir))
+            && let Some(other) = remote
+                .iter()
+                .find(|n| n.addr().is_ipv4() != l.addr().is_ipv4())
+        {
+            let family = |n: &ipnet::IpNet| if n.addr().is_ipv4() { "IPv4" } else { "IPv6" };
+            self.error(
+                format!("{field}.{}", local_field(dir)),
+                format!(
+                    "{l} is {} but the remote side {other} is {}; allowed: an address of the remote side's family (such a rule could never match)",
+                    family(&l),
+                    family(other)
+                ),
+            );
+        }
         let id = match &r.id {
-            Some(id) if !id.is_empty() => id.clone(),
-            Some(_) => {
-                self.error(
-                    format!("{field}.id"),
-                    "must not be empty (leave it out to get a generated id)",
-                );
-                default_id
+            Some(id) => {
+                self.rule_id(&format!("{field}.id"), id);
+                id.clone()
             }
             None => default_id,
         };
+        self.description(&format!("{field}.description"), r.description.as_deref());
         Rule {
             id,
             policy,
@@ -114,18 +134,16 @@ impl Validator {
         field: &str,
     ) -> Option<ipnet::IpNet> {
         let c = r.local(dir)?;
-        let net = parse_cidr(c);
-        if net.is_none() {
-            let name = match dir {
-                Direction::Ingress => "dest_cidr_ip",
-                Direction::Egress => "source_cidr_ip",
-            };
-            self.error(
-                format!("{field}.{name}"),
-                format!("{c:?} is not valid; allowed: an IPv4 or IPv6 address or CIDR (the local address of a 5-tuple rule)"),
-            );
+        match cidr(c) {
+            Ok(net) => Some(net),
+            Err(why) => {
+                self.error(
+                    format!("{field}.{}", local_field(dir)),
+                    format!("{c:?} {why}; allowed: an IPv4 or IPv6 address or CIDR (the local address of a 5-tuple rule)"),
+                );
+                None
+            }
         }
-        net
     }
 
     fn source_ports(
@@ -190,10 +208,10 @@ impl Validator {
                 );
                 Peer::Cidrs(Vec::new())
             }
-            (Some(c), _, _) => match parse_cidr(c) {
-                Some(net) => Peer::Cidrs(vec![net]),
-                None => {
-                    self.error(format!("{field}.{side}_cidr_ip"), format!("{c:?} is not valid; allowed: an IPv4 or IPv6 address or CIDR, e.g. 0.0.0.0/0, 198.51.100.7, 2001:db8::/32"));
+            (Some(c), _, _) => match values::cidr(c) {
+                Ok(net) => Peer::Cidrs(vec![net]),
+                Err(why) => {
+                    self.error(format!("{field}.{side}_cidr_ip"), format!("{c:?} {why}; allowed: an IPv4 or IPv6 address or CIDR, e.g. 0.0.0.0/0, 198.51.100.7, 2001:db8::/32"));
                     Peer::Cidrs(Vec::new())
                 }
             },
