@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     model::{self, Addresses, Config},
-    reference::{self, BuiltIn, DecidedBy, Fragment, Interface, Packet},
+    reference::{self, BuiltIn, DecidedBy, Interface, Packet},
     sessions,
 };
 
@@ -36,21 +36,8 @@ pub(super) fn diagnose(
         (_, None) => None,
     };
     let pkt = Packet {
-        src: probe.src,
-        dst: probe.dst,
-        proto,
-        src_port: probe.src_port,
-        dst_port: probe.dst_port,
         icmp,
-        // A TCP probe is a connection attempt.
-        tcp_flags: if proto == reference::TCP {
-            reference::TCP_SYN
-        } else {
-            0
-        },
-        fragment: Fragment::No,
-        quoted: None,
-        nd_target: None,
+        ..Packet::probe(probe.src, probe.dst, proto, probe.src_port, probe.dst_port)
     };
     let addresses = Addresses::resolve(config, |b| crate::daemon::interface_addresses(&b.name));
     let iface = Interface {

@@ -39,6 +39,24 @@ pub enum Fragment {
 }
 
 impl Packet {
+    /// A whole, unfragmented packet with these addresses and ports, as a
+    /// probe asks about one: a TCP packet is a connection attempt (SYN),
+    /// an ICMP one carries no type until `icmp` is set.
+    pub fn probe(src: IpAddr, dst: IpAddr, proto: u8, src_port: u16, dst_port: u16) -> Packet {
+        Packet {
+            src,
+            dst,
+            proto,
+            src_port,
+            dst_port,
+            icmp: None,
+            tcp_flags: if proto == TCP { TCP_SYN } else { 0 },
+            fragment: Fragment::No,
+            quoted: None,
+            nd_target: None,
+        }
+    }
+
     /// Later fragments carry no transport header, hence no ports.
     pub(super) fn has_ports(&self) -> bool {
         (self.proto == TCP || self.proto == UDP) && !matches!(self.fragment, Fragment::Later { .. })

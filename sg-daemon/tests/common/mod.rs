@@ -503,22 +503,7 @@ fn packet(w: &mut Words) -> Packet {
         word => w.bad("->", word),
     }
     let (dst, dst_port) = endpoint(w);
-    let mut pkt = Packet {
-        src,
-        dst,
-        proto,
-        src_port,
-        dst_port,
-        icmp: None,
-        tcp_flags: if proto == reference::TCP {
-            reference::TCP_SYN
-        } else {
-            0
-        },
-        fragment: Fragment::No,
-        quoted: None,
-        nd_target: None,
-    };
+    let mut pkt = Packet::probe(src, dst, proto, src_port, dst_port);
     let v4 = src.is_ipv4();
     pkt.icmp = match kind {
         "icmp" => {
