@@ -599,6 +599,47 @@ security_groups = ["sg-web"]
         }
     }
 
+    /// Seed 002: a rule's authorization object is a basic group; and two
+    /// hypervisor-mode bindings cannot claim one instance address.
+    #[test]
+    fn enterprise_groups_are_no_authorization_object_and_instance_addresses_are_unique() {
+        let enterprise = "\n[[security_group]]\nid = \"sg-ent\"\ntype = \"enterprise\"\n";
+        let text = GOOD.replace(
+            "source_cidr_ip = \"0.0.0.0/0\"",
+            "source_group_id = \"sg-ent\"",
+        ) + enterprise;
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.field.ends_with("ingress[0].source_group_id")
+                    && e.message.contains("is an enterprise group")),
+            "{errs:#?}"
+        );
+        let vm = |name: &str, addr: &str| {
+            format!(
+                "\n[[interface]]\nname = \"{name}\"\nmode = \"hypervisor\"\naddresses = [\"{addr}\"]\nsecurity_groups = [\"sg-web\"]\n"
+            )
+        };
+        let text = format!(
+            "{GOOD}{}{}",
+            vm("tap1", "192.0.2.11"),
+            vm("tap2", "192.0.2.11")
+        );
+        let errs = errors(&text);
+        assert!(
+            errs.iter().any(|e| e.field == "interface[2].addresses[0]"
+                && e.message
+                    .contains("already the address of the instance behind \"tap1\"")),
+            "{errs:#?}"
+        );
+        let text = format!(
+            "{GOOD}{}{}",
+            vm("tap1", "192.0.2.11"),
+            vm("tap2", "192.0.2.12")
+        );
+        parse(Path::new("sg.toml"), &text).unwrap();
+    }
+
     #[test]
     fn the_rule_quota_counts_lists_at_max_entries() {
         let text = GOOD.replace("max_entries = 10", "max_entries = 999");

@@ -2,7 +2,10 @@
 //! MAC, and its groups: present, listed once, of one type, and within the
 //! per-interface limits of SPEC §4.
 
-use std::{collections::HashSet, net::IpAddr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use super::{Refs, Validator, list_sizes};
 use crate::{
@@ -151,6 +154,27 @@ impl Validator {
                 format!("{field}.security_groups"),
                 format!("{quota} rules (ingress and egress, prefix and port lists counted at max_entries); allowed: at most 1000 per interface"),
             );
+        }
+    }
+}
+
+impl Validator {
+    /// Two hypervisor-mode bindings may not claim one address: both
+    /// instances would be members under it, and either could send from it.
+    pub(super) fn instance_addresses_unique(&mut self, interfaces: &[InterfaceBinding]) {
+        let mut claimed = HashMap::new();
+        for (i, b) in interfaces.iter().enumerate() {
+            if b.mode != BindingMode::Hypervisor {
+                continue;
+            }
+            for (j, addr) in b.addresses.iter().enumerate() {
+                if let Some(other) = claimed.insert(*addr, b.name.as_str()) {
+                    self.error(
+                        format!("interface[{i}].addresses[{j}]"),
+                        format!("{addr} is already the address of the instance behind {other:?}; allowed: addresses no other hypervisor-mode binding claims"),
+                    );
+                }
+            }
         }
     }
 }

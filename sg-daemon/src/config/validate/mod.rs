@@ -34,6 +34,8 @@ struct Refs {
     prefix_lists: HashMap<String, NamedList<IpNet>>,
     port_lists: HashMap<String, NamedList<PortRange>>,
     group_ids: HashSet<String>,
+    /// The ids of enterprise groups, which no rule may name (seed 002).
+    enterprise_groups: HashSet<String>,
 }
 
 /// `max_entries` of every list, by id: what a rule naming the list counts
@@ -85,6 +87,12 @@ impl Validator {
             prefix_lists: self.prefix_lists(&doc.prefix_list),
             port_lists: self.port_lists(&doc.port_list),
             group_ids: doc.security_group.iter().map(|g| g.id.clone()).collect(),
+            enterprise_groups: doc
+                .security_group
+                .iter()
+                .filter(|g| g.kind.as_deref() == Some("enterprise"))
+                .map(|g| g.id.clone())
+                .collect(),
         };
         let mut group_ids = HashSet::new();
         let mut groups = Vec::new();
@@ -116,6 +124,7 @@ impl Validator {
         {
             daemon.session_table_size = crate::config::limits::SESSION_TABLE_SIZE_HYPERVISOR;
         }
+        self.instance_addresses_unique(&interfaces);
         let mut names = HashSet::new();
         for (i, b) in doc.interface.iter().enumerate() {
             if !names.insert(b.name.as_str()) {

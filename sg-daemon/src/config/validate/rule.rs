@@ -223,6 +223,11 @@ impl Validator {
                         format!("{field}.{side}_group_id"),
                         format!("no [[security_group]] with id {g:?}"),
                     );
+                } else if refs.enterprise_groups.contains(g) {
+                    self.error(
+                        format!("{field}.{side}_group_id"),
+                        format!("{g:?} is an enterprise group, which cannot be a rule's authorization object; allowed: a basic group"),
+                    );
                 }
                 Peer::Group(g.clone())
             }
