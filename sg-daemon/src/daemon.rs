@@ -237,9 +237,9 @@ impl Daemon {
             .iter()
             .map(|(_, ifindex, flags, [i, o])| (*ifindex, *flags, [i, o]))
             .collect();
-        self.dataplane
-            .install_all(&switches)
-            .context("installing the new rules (every interface keeps its rules)")?;
+        let kept = "installing the new rules (every interface keeps its rules)";
+        self.dataplane.make_room(&switches).context(kept)?;
+        self.dataplane.install_all(&switches).context(kept)?;
         for (binding, ifindex, _, [inbound, outbound]) in present {
             if let Some(old) = self.enforced.get(&binding.name)
                 && *old != ifindex

@@ -133,7 +133,8 @@ fn a_change_that_does_not_fit_is_refused_whole() {
 
 /// A switched-out table keeps its id for the grace period: it is not
 /// freed by a collection before then, nor by an install that runs short
-/// of ids (which is refused instead), and it is freed after it.
+/// of ids (which is refused instead); making room for a change waits for
+/// the end of that period, and frees it then.
 #[test]
 fn switched_out_tables_keep_their_ids_for_the_grace_period() {
     let config = parse(&small());
@@ -155,8 +156,15 @@ fn switched_out_tables_keep_their_ids_for_the_grace_period() {
         "an install freed tables switched out {:?} earlier",
         switched.elapsed()
     );
-    thread::sleep(GRACE.saturating_sub(switched.elapsed()) + Duration::from_millis(10));
-    k.dataplane.collect_garbage().unwrap();
+    // Making room waits for the grace period, then frees them.
+    k.dataplane
+        .make_room(&[(LOOPBACK_IFINDEX, 0, [&i, &o])])
+        .unwrap();
+    assert!(
+        switched.elapsed() >= GRACE,
+        "room made after {:?}",
+        switched.elapsed()
+    );
     let in_use = k.dataplane.tables_in_use();
     assert!(first.iter().all(|id| !in_use.contains(id)), "never freed");
     k.dataplane.install(LOOPBACK_IFINDEX, 0, [&i, &o]).unwrap();

@@ -85,9 +85,11 @@ impl Dataplane {
     /// switched, and a failure half-way removes what was written and puts
     /// back the interfaces already switched. Each interface switches
     /// atomically; the tables it leaves are retired, freed by
-    /// [`Dataplane::collect_garbage`] once their grace period is over.
+    /// [`Dataplane::collect_garbage`] once their grace period is over (see
+    /// [`Dataplane::make_room`] to wait for them when they are in the
+    /// way).
     pub fn install_all(&mut self, switches: &[Switch]) -> anyhow::Result<()> {
-        self.check_capacity(switches)?;
+        self.check_capacity(switches, true)?;
         let mut written: Vec<TableKeys> = Vec::new();
         for table in switches.iter().flat_map(|(_, _, t)| *t) {
             match self.write_table(table) {
@@ -150,23 +152,38 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Refuses, before anything is written, a set of new tables that the
-    /// table ids or the maps cannot hold beside those in use and those
-    /// retired (which stay until their grace period is over).
-    fn check_capacity(&self, switches: &[Switch]) -> anyhow::Result<()> {
+    /// Makes room for `switches` if they do not fit now but will once
+    /// tables retired earlier are freed: waits until enough of those
+    /// tables' grace periods are over (one grace period at most) and
+    /// frees them. Refuses at once, changing nothing, what would not fit
+    /// even then.
+    pub fn make_room(&mut self, switches: &[Switch]) -> anyhow::Result<()> {
+        self.check_capacity(switches, false)?;
+        while let Err(e) = self.check_capacity(switches, true) {
+            let Some(at) = self.next_collection() else {
+                return Err(e);
+            };
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            self.collect_garbage()?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a set of new tables that the table ids or the maps cannot
+    /// hold beside those in use and, if `retired`, those retired (which
+    /// stay until their grace period is over).
+    fn check_capacity(&self, switches: &[Switch], retired: bool) -> anyhow::Result<()> {
         let tables: Vec<&CompiledTable> = switches.iter().flat_map(|(_, _, t)| *t).collect();
+        let waiting = if retired { &self.retired[..] } else { &[] };
         let live = || {
-            self.installed
-                .values()
-                .flatten()
-                .chain(self.retired.iter().map(|(_, t)| t))
+            let retired = waiting.iter().map(|(_, t)| t);
+            self.installed.values().flatten().chain(retired)
         };
-        let ids = tables.len();
-        if ids > self.free_tables.len() {
+        let free_ids = MAX_TABLES as usize - live().count();
+        if tables.len() > free_ids {
             return Err(anyhow!(
-                "{ids} kernel tables needed, {} of {MAX_TABLES} free (switched-out tables are freed {} s after the switch)",
-                self.free_tables.len(),
-                self.grace.as_secs_f32()
+                "{} kernel tables needed, {free_ids} of {MAX_TABLES} free",
+                tables.len(),
             ));
         }
         let new_ifaces = switches
@@ -201,13 +218,11 @@ impl Dataplane {
             ),
         ];
         for (name, capacity, count, need) in maps {
-            let used: usize = live().map(count).sum();
+            let free = (capacity as usize).saturating_sub(live().map(count).sum());
             let needed: usize = tables.iter().map(|t| need(t)).sum();
-            if used + needed > capacity as usize {
+            if needed > free {
                 return Err(anyhow!(
-                    "{name} cannot hold the new tables: {needed} entries needed, {} of {capacity} free (switched-out tables are freed {} s after the switch)",
-                    capacity as usize - used.min(capacity as usize),
-                    self.grace.as_secs_f32()
+                    "{name} cannot hold the new tables: {needed} entries needed, {free} of {capacity} free"
                 ));
             }
         }
