@@ -12,21 +12,27 @@
 mod common;
 
 use std::{
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
     path::Path,
     process::Stdio,
+    sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, lpm_trie::LpmTrie};
 use common::{Kernel, LOOPBACK_IFINDEX, compile_first, parse};
-use sg_common::{AddrKey, Bitmap, MAP_LAYOUT_VERSION, MAX_TABLES, PortKey, ProtoKey, maps};
+use sg_common::{
+    AddrKey, Bitmap, CB_REASON, CB_RULE, MAP_LAYOUT_VERSION, MAX_TABLES, PortKey, ProtoKey, Reason,
+    maps,
+};
 use sg_daemon::{
     compile::CompiledTable,
     dataplane::{Dataplane, GRACE},
 };
 use sg_tests::{
-    DROPPED, Group, PASS, Tcp, Topology, accept_in, check, enforce, groups_on, probe, tcp_servers,
+    DROPPED, Group, PASS, Tcp, Topology, accept_in, check, drop_in, enforce, groups_on, probe,
+    tcp_servers,
 };
 
 /// HTTP from anywhere, on `lo`.
@@ -221,22 +227,9 @@ fn rule_changes_while_drops_are_followed_free_their_tables() {
         .expect("sgctl drops --follow");
     thread::sleep(Duration::from_millis(600));
     let start = daemon_entries(&bpffs);
-    let add = [
-        "rule",
-        "add",
-        "sg-web",
-        "ingress",
-        "--id",
-        "stress",
-        "--policy",
-        "accept",
-        "--ip-protocol",
-        "tcp",
-        "--port-range",
-        "22/22",
-        "--source-cidr-ip",
-        "198.51.100.0/24",
-    ];
+    let add = "rule add sg-web ingress --id stress --policy accept --ip-protocol tcp \
+               --port-range 22/22 --source-cidr-ip 198.51.100.0/24";
+    let add: Vec<&str> = add.split_whitespace().collect();
     // When each change was made, to bound what may still wait.
     let mut made: Vec<Instant> = Vec::new();
     let mut most = [0; 3];
@@ -274,4 +267,148 @@ fn rule_changes_while_drops_are_followed_free_their_tables() {
         probe("http", Tcp(80), c, s.ipv4(), PASS),
         probe("ssh", Tcp(22), c, s.ipv4(), DROPPED),
     ]);
+}
+
+/// `BPF_PROG_TEST_RUN` of the program `prog` on `frame`, callable from
+/// any thread while the tables change: the TC return code, the reason and
+/// the deciding rule's index read back from `skb->cb`.
+fn test_run(prog: BorrowedFd, frame: &[u8]) -> (u32, u32, u32) {
+    /// `union bpf_attr`'s member for `BPF_PROG_TEST_RUN`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct TestAttr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+        _pad: u32,
+    }
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    const SKB_SIZE: usize = 192;
+    let ctx_in = [0u8; SKB_SIZE];
+    let mut ctx_out = [0u8; SKB_SIZE];
+    let mut attr = TestAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: 1,
+        ctx_size_in: SKB_SIZE as u32,
+        ctx_size_out: SKB_SIZE as u32,
+        ctx_in: ctx_in.as_ptr() as u64,
+        ctx_out: ctx_out.as_mut_ptr() as u64,
+        ..TestAttr::default()
+    };
+    // SAFETY: attr points at live buffers of the sizes it gives.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestAttr,
+            std::mem::size_of::<TestAttr>(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "BPF_PROG_TEST_RUN: {}",
+        std::io::Error::last_os_error()
+    );
+    // skb->cb starts at byte 48 of struct __sk_buff.
+    let cb = |i: usize| u32::from_ne_bytes(ctx_out[48 + 4 * i..52 + 4 * i].try_into().unwrap());
+    (attr.retval, cb(CB_REASON), cb(CB_RULE))
+}
+
+/// Three rulesets switched in turn on lo, 3000 changes as `sgd` makes them
+/// (room made, installed, retired tables freed when due), while another
+/// thread classifies one inbound SSH SYN without a pause: every verdict is
+/// one of the three rulesets' (each drops it by a rule of its own), never
+/// a table read half freed or rewritten.
+#[test]
+fn packets_classified_during_changes_meet_one_ruleset() {
+    // More than the table ids: ids are freed and reused on the way.
+    const CHANGES: usize = 3000;
+    let rulesets = [
+        vec![drop_in("tcp", "22/22", "192.0.2.0/24")],
+        vec![
+            accept_in("tcp", "80/80", "0.0.0.0/0"),
+            drop_in("udp", "9/9", "203.0.113.0/24"),
+            drop_in("tcp", "20/30", "192.0.2.1/32"),
+        ],
+        vec![
+            accept_in("udp", "53/53", "198.51.100.0/24"),
+            drop_in("tcp", "22/22", "2001:db8::/32"),
+            drop_in("tcp", "443/443", "0.0.0.0/0"),
+            drop_in("tcp", "1/1000", "192.0.2.0/28"),
+        ],
+    ]
+    .map(|rules| parse(&groups_on("lo", &[Group::new("sg-x").rules(rules)])));
+    let compiled = rulesets.each_ref().map(|c| compile_first(c).1);
+    let frame = sg_tests::frames::ip_frame(
+        "192.0.2.1".parse().unwrap(),
+        "192.0.2.2".parse().unwrap(),
+        sg_tests::frames::TCP,
+        &sg_tests::frames::tcp_syn(40000, 22),
+    );
+    let mut k = Kernel::new(&small());
+    let hook = k.hook(sg_daemon::model::Direction::Ingress);
+    let prog = k.dataplane.program(hook).unwrap().fd().unwrap().try_clone();
+    let prog = prog.expect("the program's fd");
+    let expected: Vec<_> = compiled
+        .iter()
+        .map(|[i, o]| {
+            k.dataplane.install(LOOPBACK_IFINDEX, 0, [i, o]).unwrap();
+            test_run(prog.as_fd(), &frame)
+        })
+        .collect();
+    for (n, v) in expected.iter().enumerate() {
+        assert_eq!(v.1, Reason::RuleDrop as u32, "ruleset {n}: {expected:?}");
+    }
+    assert!(
+        expected[0] != expected[1] && expected[1] != expected[2] && expected[0] != expected[2],
+        "the rulesets must tell apart: {expected:?}"
+    );
+    k.dataplane.set_grace(GRACE);
+    let stop = AtomicBool::new(false);
+    let (runs, wrong) = thread::scope(|s| {
+        let classifier = s.spawn(|| {
+            let (mut runs, mut wrong) = (0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let v = test_run(prog.as_fd(), &frame);
+                if !expected.contains(&v) && wrong.len() < 10 {
+                    wrong.push(v);
+                }
+                runs += 1;
+            }
+            (runs, wrong)
+        });
+        for n in 0..CHANGES {
+            let [i, o] = &compiled[n % 3];
+            let change = [(LOOPBACK_IFINDEX, 0, [i, o])];
+            let dp = &mut k.dataplane;
+            let done = dp.make_room(&change).and_then(|()| dp.install_all(&change));
+            done.and_then(|()| dp.collect_garbage())
+                .unwrap_or_else(|e| {
+                    stop.store(true, Ordering::SeqCst);
+                    panic!("change {n}: {e:#}")
+                });
+        }
+        stop.store(true, Ordering::SeqCst);
+        classifier.join().unwrap()
+    });
+    assert!(
+        wrong.is_empty(),
+        "verdicts of no ruleset (code, reason, rule): {wrong:?}, expected one of {expected:?}"
+    );
+    assert!(runs > CHANGES, "only {runs} packets classified");
 }
