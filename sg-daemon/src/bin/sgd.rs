@@ -150,7 +150,7 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
                         Ok(report) => info!(enforced = ?report.enforced, missing = ?report.missing, unsupported = ?report.unsupported, released = ?report.released, "interfaces changed"),
                         Err(e) => error!("applying after an interface change: {e:#}"),
                     }
-                    }
+                }
             }
             _ = tokio::time::sleep_until(collect_at.map_or_else(tokio::time::Instant::now, Into::into)), if collect_at.is_some() => {
                 if let Err(e) = daemon.collect_garbage() {
