@@ -239,6 +239,18 @@ impl Daemon {
             .collect();
         let kept = "installing the new rules (every interface keeps its rules)";
         self.dataplane.make_room(&switches).context(kept)?;
+        // The anti-spoofing addresses first: an address taken away is
+        // refused from the moment the new rules apply. (A change that
+        // fails now is undone by re-applying the state in force, see
+        // `api::change`.)
+        for (binding, ifindex, _, _) in &present {
+            let (spoof_guard, mac) = match binding.mode {
+                BindingMode::Instance => (&[][..], None),
+                BindingMode::Hypervisor => (addresses.instance(&binding.name), binding.mac),
+            };
+            self.dataplane
+                .set_instance_addresses(*ifindex, spoof_guard, mac)?;
+        }
         self.dataplane.install_all(&switches).context(kept)?;
         for (binding, ifindex, _, [inbound, outbound]) in present {
             if let Some(old) = self.enforced.get(&binding.name)
@@ -248,12 +260,6 @@ impl Daemon {
                 self.dataplane.uninstall(*old)?;
                 self.dataplane.detach(&binding.name, *old)?;
             }
-            let (spoof_guard, mac) = match binding.mode {
-                BindingMode::Instance => (&[][..], None),
-                BindingMode::Hypervisor => (addresses.instance(&binding.name), binding.mac),
-            };
-            self.dataplane
-                .set_instance_addresses(ifindex, spoof_guard, mac)?;
             self.dataplane.attach(&binding.name, ifindex)?;
             if let Some(ids) = self.dataplane.tables_of(ifindex) {
                 for ((id, dir), table) in ids
