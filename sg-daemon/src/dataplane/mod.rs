@@ -8,8 +8,10 @@
 //! module per concept, each adding methods to [`Dataplane`]:
 //!
 //! - `pins`: the bpffs, where pins live ([`Pins`]), removing them;
-//! - `tables`: table ids, writing tables, switching an interface to new
-//!   ones (double buffering), anti-spoofing addresses, freeing old tables;
+//! - `tables`: table ids, writing tables, switching interfaces to new
+//!   ones (double buffering; every interface of a change or none),
+//!   anti-spoofing addresses, freeing old tables a grace period after
+//!   their switch;
 //! - `attach`: the hooks ([`Hook`]), the attach mode, attaching and
 //!   detaching in it;
 //! - `tcx`: TCX links, pinned and replaced in place;
