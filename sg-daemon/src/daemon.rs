@@ -104,16 +104,11 @@ impl Daemon {
         &mut self.dataplane
     }
 
-    /// Frees the tables the last apply switched away from (see
-    /// [`Dataplane::collect_garbage`]).
+    /// Frees the tables switched away from at least a grace period ago
+    /// (see [`Dataplane::collect_garbage`]), and forgets their rules.
     pub fn collect_garbage(&mut self) -> anyhow::Result<()> {
         self.dataplane.collect_garbage()?;
-        let live: Vec<u32> = self
-            .enforced
-            .values()
-            .filter_map(|ifindex| self.dataplane.tables_of(*ifindex))
-            .flatten()
-            .collect();
+        let live = self.dataplane.tables_in_use();
         self.tables.retain(|id, _| live.contains(id));
         Ok(())
     }
@@ -211,7 +206,9 @@ impl Daemon {
 
         self.dataplane.set_global(&config.daemon)?;
         let mut report = ApplyReport::default();
-        for (binding, [inbound, outbound]) in &compiled {
+        // The interfaces to switch: (binding, ifindex, flags, tables).
+        let mut present = Vec::new();
+        for (binding, tables) in &compiled {
             let Ok(ifindex) = if_nametoindex(binding.name.as_str()) else {
                 warn!(interface = %binding.name, "bound interface not present; enforced when it appears");
                 // It disappeared: its links died with it.
@@ -233,6 +230,29 @@ impl Daemon {
                     BindingMode::Instance => 0,
                     BindingMode::Hypervisor => IFACE_HYPERVISOR,
                 };
+            present.push((*binding, ifindex, flags, tables));
+        }
+        // Every interface switches, or none does.
+        let switches: Vec<_> = present
+            .iter()
+            .map(|(_, ifindex, flags, [i, o])| (*ifindex, *flags, [i, o]))
+            .collect();
+        let kept = "installing the new rules (every interface keeps its rules)";
+        self.dataplane.make_room(&switches).context(kept)?;
+        // The anti-spoofing addresses first: an address taken away is
+        // refused from the moment the new rules apply. (A change that
+        // fails now is undone by re-applying the state in force, see
+        // `api::change`.)
+        for (binding, ifindex, _, _) in &present {
+            let (spoof_guard, mac) = match binding.mode {
+                BindingMode::Instance => (&[][..], None),
+                BindingMode::Hypervisor => (addresses.instance(&binding.name), binding.mac),
+            };
+            self.dataplane
+                .set_instance_addresses(*ifindex, spoof_guard, mac)?;
+        }
+        self.dataplane.install_all(&switches).context(kept)?;
+        for (binding, ifindex, _, [inbound, outbound]) in present {
             if let Some(old) = self.enforced.get(&binding.name)
                 && *old != ifindex
             {
@@ -240,15 +260,6 @@ impl Daemon {
                 self.dataplane.uninstall(*old)?;
                 self.dataplane.detach(&binding.name, *old)?;
             }
-            let (spoof_guard, mac) = match binding.mode {
-                BindingMode::Instance => (&[][..], None),
-                BindingMode::Hypervisor => (addresses.instance(&binding.name), binding.mac),
-            };
-            self.dataplane
-                .set_instance_addresses(ifindex, spoof_guard, mac)?;
-            self.dataplane
-                .install(ifindex, flags, [inbound, outbound])
-                .with_context(|| format!("installing the rules of {}", binding.name))?;
             self.dataplane.attach(&binding.name, ifindex)?;
             if let Some(ids) = self.dataplane.tables_of(ifindex) {
                 for ((id, dir), table) in ids

@@ -120,24 +120,20 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
     );
     notify(&[NotifyState::Ready]);
 
-    // Tables an apply switched away from are freed a while later, when no
-    // packet can still be using them.
-    let garbage_delay = std::time::Duration::from_secs(1);
     // Expired sessions are absent to the kernel already; freeing their
     // memory now and then keeps the table from filling with them.
     let mut sweep = tokio::time::interval(std::time::Duration::from_secs(30));
-    let mut collect_at = tokio::time::Instant::now() + garbage_delay;
     loop {
-        let garbage = daemon.dataplane().has_garbage();
+        // Tables an apply switched away from are freed a grace period
+        // after their own switch, whatever happens in between.
+        let collect_at = daemon.dataplane().next_collection();
         tokio::select! {
             _ = hangup.recv() => {
                 reload(&mut store, &mut daemon, &drop_log);
-                collect_at = tokio::time::Instant::now() + garbage_delay;
             }
             Some(call) = api_rx.recv() => {
                 let response = api::handle(&mut store, &mut daemon, &drop_log, call.request);
                 let _ = call.reply.send(response);
-                collect_at = tokio::time::Instant::now() + garbage_delay;
             }
             Some(()) = links_rx.recv() => {
                 // Events come in bursts (a veth pair is several messages):
@@ -149,10 +145,9 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
                         Ok(report) => info!(enforced = ?report.enforced, missing = ?report.missing, unsupported = ?report.unsupported, released = ?report.released, "interfaces changed"),
                         Err(e) => error!("applying after an interface change: {e:#}"),
                     }
-                    collect_at = tokio::time::Instant::now() + garbage_delay;
                 }
             }
-            _ = tokio::time::sleep_until(collect_at), if garbage => {
+            _ = tokio::time::sleep_until(collect_at.map_or_else(tokio::time::Instant::now, Into::into)), if collect_at.is_some() => {
                 if let Err(e) = daemon.collect_garbage() {
                     tracing::warn!("freeing old tables: {e:#}");
                 }

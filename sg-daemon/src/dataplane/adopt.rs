@@ -68,7 +68,7 @@ impl Dataplane {
             self.epoch = self.epoch.max(config.epoch);
         }
         used.extend(by_table.keys());
-        self.retired.extend(by_table.into_values());
+        self.retire(by_table.into_values().collect());
         self.free_tables.retain(|id| !used.contains(id));
         Ok(())
     }

@@ -8,8 +8,10 @@
 //! module per concept, each adding methods to [`Dataplane`]:
 //!
 //! - `pins`: the bpffs, where pins live ([`Pins`]), removing them;
-//! - `tables`: table ids, writing tables, switching an interface to new
-//!   ones (double buffering), anti-spoofing addresses, freeing old tables;
+//! - `tables`: table ids, writing tables, switching interfaces to new
+//!   ones (double buffering; every interface of a change or none),
+//!   anti-spoofing addresses, freeing old tables a grace period after
+//!   their switch;
 //! - `attach`: the hooks ([`Hook`]), the attach mode, attaching and
 //!   detaching in it;
 //! - `tcx`: TCX links, pinned and replaced in place;
@@ -52,6 +54,7 @@ pub use tc::{HANDLE as TC_HANDLE, PRIORITY as TC_PRIORITY};
 use crate::model::{AttachMode, DaemonSettings};
 use pins::ensure_bpffs;
 use tables::TableKeys;
+pub use tables::{GRACE, Switch};
 
 /// The eBPF object built by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sg"));
@@ -63,8 +66,11 @@ pub struct Dataplane {
     free_tables: Vec<u32>,
     /// Tables in use, per ifindex, by direction.
     installed: HashMap<u32, [TableKeys; 2]>,
-    /// Tables switched away from; cleared at the next change.
-    retired: Vec<TableKeys>,
+    /// Tables switched away from, each with the time of its switch;
+    /// freed a grace period later.
+    retired: Vec<(std::time::Instant, TableKeys)>,
+    /// How long retired tables stay ([`GRACE`]).
+    grace: std::time::Duration,
     /// Attached interfaces, with the links this process holds for them
     /// (none for classic TC filters left to outlive it).
     links: HashMap<String, Vec<(Hook, SchedClassifierLinkId)>>,
@@ -133,6 +139,7 @@ impl Dataplane {
             free_tables: (0..MAX_TABLES).rev().collect(),
             installed: HashMap::new(),
             retired: Vec::new(),
+            grace: GRACE,
             links: HashMap::new(),
             mode: match settings.attach {
                 AttachMode::Auto => None,

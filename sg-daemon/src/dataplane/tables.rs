@@ -8,10 +8,16 @@
 //! Double buffering: a ruleset change writes complete new tables under
 //! fresh table ids, then replaces the interface's `SG_INTERFACES` entry in
 //! one map update. A packet reads that entry once, so it sees the old
-//! tables or the new ones, never a mix. The old tables are freed later
-//! ([`Dataplane::collect_garbage`]), once no packet can still be using them.
+//! tables or the new ones, never a mix. The old tables are retired, each
+//! with its time, and freed a grace period later ([`GRACE`],
+//! [`Dataplane::collect_garbage`]), once no packet can still be using
+//! them; their ids are not reused before. A change that the maps cannot
+//! hold whole is refused before anything is written.
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
@@ -22,12 +28,17 @@ use aya::{
     },
 };
 use sg_common::{
-    AddrKey, Bitmap, DIM_LOCAL, InstanceMac, InterfaceConfig, MAX_TABLES, PortKey, ProtoKey,
-    TableInfo, maps,
+    ADDR_TRIE_ENTRIES, AddrKey, Bitmap, DIM_LOCAL, InstanceMac, InterfaceConfig, MAX_INTERFACES,
+    MAX_TABLES, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, TableInfo, maps,
 };
 
 use super::Dataplane;
 use crate::compile::CompiledTable;
+
+/// How long a table an interface was switched away from stays, from its
+/// switch, before it is freed and its id reused: packets that read the
+/// interface's entry before the switch may still be reading it.
+pub const GRACE: Duration = Duration::from_secs(1);
 
 /// The map keys one table occupies, so that it can be removed again.
 #[derive(Default)]
@@ -52,6 +63,10 @@ fn same_key(a: &Key<AddrKey>, b: &Key<AddrKey>) -> bool {
     a.prefix_len() == b.prefix_len() && a.data() == b.data()
 }
 
+/// One interface's switch to new tables, for [`Dataplane::install_all`]:
+/// its ifindex, its flags and its (inbound, outbound) tables.
+pub type Switch<'a> = (u32, u32, [&'a CompiledTable; 2]);
+
 impl Dataplane {
     /// Switches `ifindex` to new tables (inbound, outbound) atomically. On
     /// error the interface keeps its previous tables.
@@ -61,40 +76,164 @@ impl Dataplane {
         flags: u32,
         tables: [&CompiledTable; 2],
     ) -> anyhow::Result<()> {
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.free_tables.len() < 2 {
-            // Out of table ids: reclaim the switched-out ones now.
-            self.collect_garbage()?;
-        }
+        self.install_all(&[(ifindex, flags, tables)])
+    }
+
+    /// Switches every interface of `switches` to its new tables, or none:
+    /// the capacity (table ids, map entries) is checked before anything
+    /// is written, all new tables are written before any interface is
+    /// switched, and a failure half-way removes what was written and puts
+    /// back the interfaces already switched. Each interface switches
+    /// atomically; the tables it leaves are retired, freed by
+    /// [`Dataplane::collect_garbage`] once their grace period is over (see
+    /// [`Dataplane::make_room`] to wait for them when they are in the
+    /// way).
+    pub fn install_all(&mut self, switches: &[Switch]) -> anyhow::Result<()> {
+        self.check_capacity(switches, true)?;
         let mut written: Vec<TableKeys> = Vec::new();
-        for table in tables {
+        for table in switches.iter().flat_map(|(_, _, t)| *t) {
             match self.write_table(table) {
                 Ok(keys) => written.push(keys),
                 Err(e) => {
                     // Never switched in: no packet has seen them.
-                    self.remove_tables(written)?;
+                    self.remove_tables(written);
                     return Err(e);
                 }
             }
         }
-        let [inbound, outbound]: [TableKeys; 2] = written
-            .try_into()
-            .map_err(|_| anyhow!("two tables expected"))?;
-        let config = InterfaceConfig {
-            tables: [inbound.id, outbound.id],
-            flags,
-            epoch: self.epoch,
-        };
+        self.epoch = self.epoch.wrapping_add(1);
+        let epoch = self.epoch;
         let mut ifaces: BpfHashMap<_, u32, InterfaceConfig> =
             BpfHashMap::try_from(self.map(maps::INTERFACES)?)?;
-        if let Err(e) = ifaces.insert(ifindex, config, 0) {
-            self.remove_tables(vec![inbound, outbound])?;
-            return Err(e).context("switching the interface to its new tables");
+        // Each switched interface with the entry it had, to put back.
+        let mut switched: Vec<(u32, Option<InterfaceConfig>)> = Vec::new();
+        let mut failure = None;
+        for ((ifindex, flags, _), pair) in switches.iter().zip(written.chunks(2)) {
+            let before = ifaces.get(ifindex, 0).ok();
+            let config = InterfaceConfig {
+                tables: [pair[0].id, pair[1].id],
+                flags: *flags,
+                epoch,
+            };
+            if let Err(e) = ifaces.insert(*ifindex, config, 0) {
+                failure = Some(e);
+                break;
+            }
+            switched.push((*ifindex, before));
         }
-        if let Some(old) = self.installed.insert(ifindex, [inbound, outbound]) {
-            self.retired.extend(old);
+        if let Some(e) = failure {
+            for (ifindex, before) in &switched {
+                let _ = match before {
+                    Some(old) => ifaces.insert(*ifindex, old, 0),
+                    None => ifaces.remove(ifindex),
+                };
+            }
+            // Packets may have seen the tables of the interfaces switched
+            // and put back: those wait out their grace period.
+            let seen = written.drain(..2 * switched.len()).collect();
+            self.retire(seen);
+            self.remove_tables(written);
+            return Err(e).context("switching the interfaces to their new tables");
+        }
+        let mut pairs = written.into_iter();
+        let mut old = Vec::new();
+        for (ifindex, _, _) in switches {
+            let (Some(inbound), Some(outbound)) = (pairs.next(), pairs.next()) else {
+                return Err(anyhow!("two tables per interface expected"));
+            };
+            old.extend(
+                self.installed
+                    .insert(*ifindex, [inbound, outbound])
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        self.retire(old);
+        Ok(())
+    }
+
+    /// Makes room for `switches` if they do not fit now but will once
+    /// tables retired earlier are freed: waits until enough of those
+    /// tables' grace periods are over (one grace period at most) and
+    /// frees them. Refuses at once, changing nothing, what would not fit
+    /// even then.
+    pub fn make_room(&mut self, switches: &[Switch]) -> anyhow::Result<()> {
+        self.check_capacity(switches, false)?;
+        while let Err(e) = self.check_capacity(switches, true) {
+            let Some(at) = self.next_collection() else {
+                return Err(e);
+            };
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            self.collect_garbage()?;
         }
         Ok(())
+    }
+
+    /// Refuses a set of new tables that the table ids or the maps cannot
+    /// hold beside those in use and, if `retired`, those retired (which
+    /// stay until their grace period is over).
+    fn check_capacity(&self, switches: &[Switch], retired: bool) -> anyhow::Result<()> {
+        let tables: Vec<&CompiledTable> = switches.iter().flat_map(|(_, _, t)| *t).collect();
+        let waiting = if retired { &self.retired[..] } else { &[] };
+        let live = || {
+            let retired = waiting.iter().map(|(_, t)| t);
+            self.installed.values().flatten().chain(retired)
+        };
+        let free_ids = MAX_TABLES as usize - live().count();
+        if tables.len() > free_ids {
+            return Err(anyhow!(
+                "{} kernel tables needed, {free_ids} of {MAX_TABLES} free",
+                tables.len(),
+            ));
+        }
+        let new_ifaces = switches
+            .iter()
+            .filter(|(ifindex, _, _)| !self.installed.contains_key(ifindex))
+            .count();
+        if self.installed.len() + new_ifaces > MAX_INTERFACES as usize {
+            return Err(anyhow!(
+                "{new_ifaces} more interfaces than the {MAX_INTERFACES} sg can enforce"
+            ));
+        }
+        type Count = fn(&TableKeys) -> usize;
+        type Need = fn(&CompiledTable) -> usize;
+        let maps: [(&str, u32, Count, Need); 3] = [
+            (
+                maps::PROTO,
+                PROTO_ENTRIES,
+                |k| k.proto.len(),
+                |t| t.proto.len(),
+            ),
+            (
+                maps::ADDR,
+                ADDR_TRIE_ENTRIES,
+                |k| k.addr.len(),
+                |t| t.addr.len(),
+            ),
+            (
+                maps::PORT,
+                PORT_TRIE_ENTRIES,
+                |k| k.port.len(),
+                |t| t.port.len(),
+            ),
+        ];
+        for (name, capacity, count, need) in maps {
+            let free = (capacity as usize).saturating_sub(live().map(count).sum());
+            let needed: usize = tables.iter().map(|t| need(t)).sum();
+            if needed > free {
+                return Err(anyhow!(
+                    "{name} cannot hold the new tables: {needed} entries needed, {free} of {capacity} free"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Tables no packet will newly read from: freed once their grace
+    /// period from now is over.
+    pub(super) fn retire(&mut self, tables: Vec<TableKeys>) {
+        let now = Instant::now();
+        self.retired.extend(tables.into_iter().map(|t| (now, t)));
     }
 
     /// The table ids (inbound, outbound) `ifindex` uses now.
@@ -108,7 +247,7 @@ impl Dataplane {
             BpfHashMap::try_from(self.map(maps::INTERFACES)?)?;
         let _ = ifaces.remove(&ifindex);
         if let Some(old) = self.installed.remove(&ifindex) {
-            self.retired.extend(old);
+            self.retire(old.into());
         }
         self.set_instance_addresses(ifindex, &[], None)
     }
@@ -122,7 +261,7 @@ impl Dataplane {
         match self.fill_table(table, &mut keys) {
             Ok(()) => Ok(keys),
             Err(e) => {
-                self.remove_tables(vec![keys])?;
+                self.remove_tables(vec![keys]);
                 Err(e)
             }
         }
@@ -224,38 +363,82 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Frees the tables that interfaces were switched away from. Call it
-    /// once no packet can still be using them: a packet reads its tables'
-    /// ids once, at its start, and takes microseconds; `sgd` waits a
-    /// second after a change.
+    /// Frees the tables that interfaces were switched away from at least
+    /// the grace period ago ([`GRACE`]): a packet reads its tables' ids
+    /// once, at its start, and takes microseconds. Their ids are free
+    /// again from then on, not before. `sgd` calls it at
+    /// [`Dataplane::next_collection`].
     pub fn collect_garbage(&mut self) -> anyhow::Result<()> {
-        let retired = std::mem::take(&mut self.retired);
-        self.remove_tables(retired)
+        let Some(cutoff) = Instant::now().checked_sub(self.grace) else {
+            return Ok(());
+        };
+        let (due, waiting) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|(at, _)| *at <= cutoff);
+        self.retired = waiting;
+        self.remove_tables(due.into_iter().map(|(_, t)| t).collect());
+        Ok(())
     }
 
-    /// Whether switched-out tables wait for [`Dataplane::collect_garbage`].
-    pub fn has_garbage(&self) -> bool {
-        !self.retired.is_empty()
+    /// When the oldest switched-out table's grace period is over, if any
+    /// waits.
+    pub fn next_collection(&self) -> Option<Instant> {
+        let oldest = self.retired.iter().map(|(at, _)| *at).min()?;
+        Some(oldest + self.grace)
+    }
+
+    /// Sets how long switched-out tables stay after their switch ([`GRACE`]
+    /// unless set). Zero suits callers whose packets run synchronously,
+    /// between changes (`BPF_PROG_TEST_RUN`), and no one else.
+    pub fn set_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    /// The ids of the tables installed or retired (not yet freed): those
+    /// a packet, a counter or a drop record may still name.
+    pub fn tables_in_use(&self) -> Vec<u32> {
+        let installed = self.installed.values().flatten();
+        let retired = self.retired.iter().map(|(_, t)| t);
+        installed.chain(retired).map(|t| t.id).collect()
+    }
+
+    /// The entries the kernel holds in the tables' maps: `SG_PROTO`,
+    /// `SG_ADDR`, `SG_PORT`.
+    pub fn table_entries(&self) -> anyhow::Result<[usize; 3]> {
+        let proto = BpfHashMap::<_, ProtoKey, Bitmap>::try_from(self.map_ref(maps::PROTO)?)?;
+        let addr = LpmTrie::<_, AddrKey, Bitmap>::try_from(self.map_ref(maps::ADDR)?)?;
+        let port = LpmTrie::<_, PortKey, Bitmap>::try_from(self.map_ref(maps::PORT)?)?;
+        Ok([
+            proto.keys().count(),
+            addr.keys().count(),
+            port.keys().count(),
+        ])
     }
 
     /// Removes the entries of tables no interface points at, and returns
     /// their ids to the allocator.
-    fn remove_tables(&mut self, tables: Vec<TableKeys>) -> anyhow::Result<()> {
+    fn remove_tables(&mut self, tables: Vec<TableKeys>) {
         for keys in tables {
-            let mut proto: BpfHashMap<_, ProtoKey, Bitmap> =
-                BpfHashMap::try_from(self.map(maps::PROTO)?)?;
-            for k in &keys.proto {
-                let _ = proto.remove(k);
-            }
-            let mut addr: LpmTrie<_, AddrKey, Bitmap> = LpmTrie::try_from(self.map(maps::ADDR)?)?;
-            for k in &keys.addr {
-                let _ = addr.remove(k);
-            }
-            let mut port: LpmTrie<_, PortKey, Bitmap> = LpmTrie::try_from(self.map(maps::PORT)?)?;
-            for k in &keys.port {
-                let _ = port.remove(k);
+            if let Err(e) = self.remove_entries(&keys) {
+                tracing::warn!(table = keys.id, "freeing a table: {e:#}");
             }
             self.free_tables.push(keys.id);
+        }
+    }
+
+    fn remove_entries(&mut self, keys: &TableKeys) -> anyhow::Result<()> {
+        let mut proto: BpfHashMap<_, ProtoKey, Bitmap> =
+            BpfHashMap::try_from(self.map(maps::PROTO)?)?;
+        for k in &keys.proto {
+            let _ = proto.remove(k);
+        }
+        let mut addr: LpmTrie<_, AddrKey, Bitmap> = LpmTrie::try_from(self.map(maps::ADDR)?)?;
+        for k in &keys.addr {
+            let _ = addr.remove(k);
+        }
+        let mut port: LpmTrie<_, PortKey, Bitmap> = LpmTrie::try_from(self.map(maps::PORT)?)?;
+        for k in &keys.port {
+            let _ = port.remove(k);
         }
         Ok(())
     }

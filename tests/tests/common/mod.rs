@@ -10,7 +10,7 @@ use std::{collections::HashMap, path::Path};
 use aya::programs::{TestRun, TestRunOptions};
 use sg_common::{CB_REASON, CB_RULE, CB_TABLE, IFACE_HYPERVISOR, IFACE_L3, NO_RULE, Reason};
 use sg_daemon::{
-    compile::{Origin, Table, build_table, compile},
+    compile::{CompiledTable, Origin, Table, build_table, compile},
     config,
     dataplane::{Dataplane, Hook},
     model::{Addresses, BindingMode, Config, Direction},
@@ -29,6 +29,17 @@ pub const DROP: u32 = 2;
 /// Size of `struct __sk_buff` and the offset of its `cb` array.
 const SKB_SIZE: usize = 192;
 const SKB_CB_OFFSET: usize = 48;
+
+/// The tables (inbound, outbound) of the first binding of `config`, as
+/// built and as compiled (its addresses resolve to none but the listed
+/// ones).
+pub fn compile_first(config: &Config) -> ([Table; 2], [CompiledTable; 2]) {
+    let binding = &config.interfaces[0];
+    let addresses = Addresses::resolve(config, |_| Vec::new());
+    let tables = Direction::BOTH.map(|dir| build_table(config, binding, &addresses, dir));
+    let compiled = [&tables[0], &tables[1]].map(|t| compile(t).expect("compile"));
+    (tables, compiled)
+}
 
 /// What the kernel decided for one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +87,10 @@ impl Kernel {
 
     /// Loads the program with `config`'s daemon settings, nothing installed.
     pub fn load(config: &Config) -> Kernel {
-        let dataplane = Dataplane::load(&config.daemon).expect("load the eBPF program");
+        let mut dataplane = Dataplane::load(&config.daemon).expect("load the eBPF program");
+        // Test runs are synchronous: no packet still uses switched-out
+        // tables once `install` returns.
+        dataplane.set_grace(std::time::Duration::ZERO);
         Kernel {
             dataplane,
             tables: HashMap::new(),
@@ -90,18 +104,10 @@ impl Kernel {
     pub fn install(&mut self, config: &Config) {
         let binding = &config.interfaces[0];
         let addresses = Addresses::resolve(config, |_| Vec::new());
-        let tables: Vec<Table> = Direction::BOTH
-            .iter()
-            .map(|dir| build_table(config, binding, &addresses, *dir))
-            .collect();
-        let compiled: Vec<_> = tables
-            .iter()
-            .map(|t| compile(t).expect("compile"))
-            .collect();
+        let (tables, compiled) = compile_first(config);
         self.hypervisor = binding.mode == BindingMode::Hypervisor;
         let flags =
             if self.hypervisor { IFACE_HYPERVISOR } else { 0 } | if self.l3 { IFACE_L3 } else { 0 };
-        // Test runs are synchronous: no packet still uses switched-out tables.
         self.dataplane.collect_garbage().unwrap();
         self.dataplane.set_global(&config.daemon).unwrap();
         self.dataplane
