@@ -375,11 +375,12 @@ security_groups = ["sg-ent"]
             .iter()
             .map(|r| r.id.clone().unwrap())
             .collect();
-        assert_eq!(ids, ["sg-web/ingress/1", "office-web", "sg-web/ingress/3"]);
+        assert_eq!(ids[1], "office-web");
+        assert!(ids[2].starts_with("sg-web/ingress/"), "{ids:?}");
         doc.security_group[0].ingress.remove(0);
         let after = doc.validate(Path::new("x")).unwrap();
-        let ids: Vec<_> = after.groups[0].ingress.iter().map(|r| &r.id).collect();
-        assert_eq!(ids, ["office-web", "sg-web/ingress/3"]);
+        let after: Vec<_> = after.groups[0].ingress.iter().map(|r| &r.id).collect();
+        assert_eq!(after, ids[1..].iter().collect::<Vec<_>>());
     }
 
     #[test]

@@ -22,6 +22,9 @@ use std::{
 use sg_daemon::api::{self, Counters, Diagnosis, Effective, GroupInfo, SessionInfo, serde_json};
 use sg_tests::*;
 
+/// The id `sgd` gives [`web`]'s rule (derived from its content).
+const WEB_HTTP: &str = "sg-web/ingress/a9921e34";
+
 /// HTTP open to everyone (IPv4), on the server's interface.
 fn web() -> Group {
     Group::new("sg-web")
@@ -110,10 +113,7 @@ fn the_verbs_against_a_running_daemon() {
     let groups: Vec<GroupInfo> = json!(ctl, &["group", "list"]);
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].interfaces, ["sg0"]);
-    assert_eq!(
-        groups[0].group.ingress[0].id.as_deref(),
-        Some("sg-web/ingress/1")
-    );
+    assert_eq!(groups[0].group.ingress[0].id.as_deref(), Some(WEB_HTTP));
 
     // A new group with an SSH rule for the client, joined to the interface.
     let ssh_in = |expect| probe("ssh", Tcp(22), c, s.ipv4(), expect);
@@ -157,7 +157,7 @@ fn the_verbs_against_a_running_daemon() {
     assert_eq!(
         ingress,
         [
-            (Some("sg-web"), "sg-web/ingress/1"),
+            (Some("sg-web"), WEB_HTTP),
             (Some("sg-admin"), "ssh"),
             (None, "(intra-group)"),
         ]
@@ -234,7 +234,7 @@ fn the_verbs_against_a_running_daemon() {
     let http = counters
         .rules
         .iter()
-        .find(|r| r.rule == "sg-web/ingress/1" && r.interface == "sg0")
+        .find(|r| r.rule == WEB_HTTP && r.interface == "sg0")
         .unwrap_or_else(|| panic!("no count of the HTTP rule: {counters:?}"));
     assert!(http.packets > 0 && http.bytes > 0, "{http:?}");
     assert!(
@@ -298,7 +298,7 @@ fn an_api_rule_opens_a_port_and_persists_across_a_restart() {
 
     check(&[ssh(DROPPED)]);
     let id = ctl.ok(&add_ssh(&["--source-cidr-ip", "0.0.0.0/0"]));
-    assert!(id.contains("sg-web/ingress/2"), "{id}");
+    assert!(id.contains("sg-web/ingress/bdceab40"), "{id}");
     check(&[ssh(PASS), http(PASS)]);
     assert!(state.exists());
 
@@ -345,11 +345,11 @@ fn a_bad_request_changes_nothing() {
         (vec!["interface", "join", "sg0", "sg-nope"], &["no group sg-nope"]),
         (vec!["group", "delete", "sg-web"], &["bound to interface sg0"]),
         (
-            vec!["rule", "modify", "sg-web", "sg-web/ingress/1", "--port-range", "0/80"],
-            &["group sg-web ingress rule sg-web/ingress/1: port_range"],
+            vec!["rule", "modify", "sg-web", WEB_HTTP, "--port-range", "0/80"],
+            &["group sg-web ingress rule sg-web/ingress/a9921e34: port_range"],
         ),
         (vec!["group", "create", "sg-web"], &["exists"]),
-        (vec!["rule", "modify", "sg-web", "sg-web/ingress/1"], &["nothing to modify"]),
+        (vec!["rule", "modify", "sg-web", WEB_HTTP], &["nothing to modify"]),
         // Text that would fake a row, and an address that would not mean
         // what it says: refused as the file refuses them.
         (vec!["group", "create", "sg-x", "--description", "x\nsg-fake"], &["description", "no control characters"]),

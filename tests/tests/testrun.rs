@@ -487,6 +487,10 @@ fn priority_then_drop_before_accept() {
     ]);
 }
 
+/// The ids `sgd` gives [`web`]'s rules (derived from their content).
+const WEB_HTTP: &str = "sg-web/ingress/a9921e34";
+const WEB_DNS: &str = "sg-web/ingress/b252b486";
+
 fn rule(group: &str, id: &str) -> Option<Origin> {
     Some(Origin::Rule {
         group: group.into(),
@@ -499,8 +503,8 @@ fn the_deciding_rule_is_reported() {
     let k = Kernel::new(&on_lo(&[web()]));
     #[rustfmt::skip]
     let cases = [
-        (syn(CLIENT, SERVER, 40000, 80), rule("sg-web", "sg-web/ingress/1")),
-        (udp(CLIENT6, SERVER6, 5353, 53, b"q"), rule("sg-web", "sg-web/ingress/2")),
+        (syn(CLIENT, SERVER, 40000, 80), rule("sg-web", WEB_HTTP)),
+        (udp(CLIENT6, SERVER6, 5353, 53, b"q"), rule("sg-web", WEB_DNS)),
         (syn(CLIENT, SERVER, 40000, 22), None),
     ];
     for (frame, origin) in cases {
@@ -575,7 +579,7 @@ fn later_fragments_follow_their_first_fragment() {
     ]);
     let v = k.run(Ingress, &later6);
     assert_eq!((v.reason, v.code), (FragmentAccept, PASS));
-    assert_eq!(v.origin, rule("sg-web", "sg-web/ingress/2"));
+    assert_eq!(v.origin, rule("sg-web", WEB_DNS));
 }
 
 /// An IPv6 frame from `CLIENT6` to `SERVER6` whose fixed header names
@@ -616,7 +620,7 @@ fn ipv6_fragments_follow_a_first_fragment_with_headers_after_its_fragment_header
         case("no first fragment",            Ingress, later(DSTOPTS, 3), FragmentDrop),
     ]);
     let v = k.run(Ingress, &later(DSTOPTS, 1));
-    assert_eq!(v.origin, rule("sg-web", "sg-web/ingress/2"));
+    assert_eq!(v.origin, rule("sg-web", WEB_DNS));
 }
 
 #[test]

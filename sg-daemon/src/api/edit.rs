@@ -5,6 +5,7 @@
 use super::{Direction, Request};
 use crate::{
     config::ConfigErrors,
+    config::rule_id,
     config::schema::{self, Document},
 };
 
@@ -169,7 +170,7 @@ pub(super) fn edit_document(
         } => {
             let g = find_group(doc, &group)?;
             let id = match rule.id.as_deref() {
-                Some("") | None => next_rule_id(g, direction),
+                Some("") | None => next_rule_id(g, direction, &rule),
                 Some(id) => {
                     if rule_position(g, None, id).is_some() {
                         return Err(format!("group {group} already has a rule {id}"));
@@ -328,17 +329,11 @@ fn rule_position(
         })
 }
 
-/// `<group>/<direction>/<n>`, the file's scheme, with the first `n` past
-/// the rule count that no rule of the group uses.
-fn next_rule_id(g: &schema::Group, dir: Direction) -> String {
-    let mut n = g.rules(dir).len() + 1;
-    loop {
-        let id = format!("{}/{}/{n}", g.id, dir.name());
-        if rule_position(g, None, &id).is_none() {
-            return id;
-        }
-        n += 1;
-    }
+/// The file's scheme: derived from the rule's content, with a suffix when
+/// the group already has that id. Never an id of another content, so a
+/// revoked rule's id does not come back for a different rule.
+fn next_rule_id(g: &schema::Group, dir: Direction, rule: &schema::Rule) -> String {
+    rule_id::generated(&g.id, dir, rule, |id| rule_position(g, None, id).is_some())
 }
 
 /// ModifyRule: the given fields replace the rule's; the remote side and the

@@ -34,7 +34,7 @@ pub const PREFIX_LIST_ID_PREFIX: &str = "pl-";
 pub const PORT_LIST_ID_PREFIX: &str = "prl-";
 /// Characters of group, list and rule ids (ECS): letters, digits and
 /// these; a rule id may also have `/` (the generated ids
-/// `sg-web/ingress/3`), never first.
+/// `sg-web/ingress/a9921e34`), never first.
 pub const ID_PUNCTUATION: &[char] = &['-', '_', '.'];
 /// Characters of a group, list or rule id.
 pub const ID_LEN_RANGE: RangeInclusive<usize> = 1..=128;

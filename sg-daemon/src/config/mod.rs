@@ -15,6 +15,7 @@
 
 mod errors;
 pub mod limits;
+pub mod rule_id;
 pub mod schema;
 mod validate;
 pub mod values;
@@ -148,7 +149,7 @@ security_groups = ["sg-web"]
         let config = parse(Path::new("sg.toml"), GOOD).unwrap();
         let g = &config.groups[0];
         assert_eq!(g.ingress.len(), 2);
-        assert_eq!(g.ingress[0].id, "sg-web/ingress/1");
+        assert_eq!(g.ingress[0].id, "sg-web/ingress/a9921e34");
         assert_eq!(g.ingress[1].ports.len(), 2);
         assert!(matches!(&g.ingress[1].peer, Peer::Cidrs(nets) if nets.len() == 2));
         assert_eq!(g.egress[0].priority, 2);

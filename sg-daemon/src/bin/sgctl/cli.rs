@@ -278,7 +278,7 @@ pub(crate) enum RuleCmd {
         fields: RuleFields,
     },
     /// Remove a rule by id.
-    #[command(after_help = "Example: sgctl rule remove sg-web sg-web/ingress/3")]
+    #[command(after_help = "Example: sgctl rule remove sg-web sg-web/ingress/a9921e34")]
     Remove {
         /// The group's id.
         group: String,
@@ -291,7 +291,7 @@ pub(crate) enum RuleCmd {
     /// Change the given fields of a rule (a remote-side field replaces the
     /// remote side; an empty value removes a field).
     #[command(
-        after_help = "Example: sgctl rule modify sg-web sg-web/ingress/1 --source-cidr-ip 203.0.113.0/24 --priority 5"
+        after_help = "Example: sgctl rule modify sg-web sg-web/ingress/a9921e34 --source-cidr-ip 203.0.113.0/24 --priority 5"
     )]
     Modify {
         /// The group's id.

@@ -7,7 +7,7 @@ use super::{Refs, Validator};
 use crate::{
     config::{
         limits::{GROUP_ID_PREFIX, MAX_GROUP_REFERENCES_PER_GROUP},
-        schema,
+        rule_id, schema,
         values::cidr,
     },
     model::{Direction, GroupType, SecurityGroup},
@@ -71,13 +71,27 @@ impl Validator {
                 format!("{group_refs} rules reference a group; allowed: at most {MAX_GROUP_REFERENCES_PER_GROUP} per group"),
             );
         }
+        // Generated ids avoid the explicit ones and each other.
+        let mut taken: HashSet<String> = g
+            .ingress
+            .iter()
+            .chain(&g.egress)
+            .filter_map(|r| r.id.clone())
+            .collect();
         let mut rules_of = |dir: Direction, rules: &[schema::Rule]| {
             rules
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
                     let f = format!("{field}.{}[{i}]", dir.name());
-                    let default_id = format!("{}/{}/{}", g.id, dir.name(), i + 1);
+                    let default_id = match &r.id {
+                        Some(id) => id.clone(),
+                        None => {
+                            let id = rule_id::generated(&g.id, dir, r, |id| taken.contains(id));
+                            taken.insert(id.clone());
+                            id
+                        }
+                    };
                     self.rule(r, dir, &f, default_id, kind, refs)
                 })
                 .collect::<Vec<_>>()
