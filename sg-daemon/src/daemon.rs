@@ -4,11 +4,14 @@
 //! interface whose link type sg cannot parse is left alone and reported
 //! (see [`crate::linktype`]).
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use anyhow::Context as _;
 use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
-use sg_common::IFACE_HYPERVISOR;
+use sg_common::{Counter, IFACE_HYPERVISOR};
 use tracing::{info, warn};
 
 use crate::{
@@ -29,7 +32,13 @@ pub struct Daemon {
     /// Kernel table id to what its rule indices stand for, for counters
     /// and drop records (kept while the table may still be reported).
     tables: HashMap<u32, NamedTable>,
+    /// Per rule of an interface and direction: the counts of the tables
+    /// freed since the rule was added (see [`Daemon::rule_counts`]).
+    base: HashMap<RuleKey, Counter>,
 }
+
+/// A rule of an interface and direction: what its counters follow.
+type RuleKey = (String, Direction, Origin);
 
 /// The rules behind a kernel table.
 #[derive(Debug, Clone)]
@@ -73,6 +82,7 @@ impl Daemon {
             enforced: HashMap::new(),
             addresses: Addresses::default(),
             tables: HashMap::new(),
+            base: HashMap::new(),
         };
         let mut report = daemon.apply(config)?;
         let enforced: Vec<u32> = daemon.enforced.values().copied().collect();
@@ -108,9 +118,41 @@ impl Daemon {
     /// (see [`Dataplane::collect_garbage`]), and forgets their rules.
     pub fn collect_garbage(&mut self) -> anyhow::Result<()> {
         self.dataplane.collect_garbage()?;
+        self.fold_freed();
+        Ok(())
+    }
+
+    /// Adds the final counts of the tables the dataplane freed to the
+    /// rules they held that are still enforced, and forgets those
+    /// tables: before their ids are reused.
+    fn fold_freed(&mut self) {
+        let current = self.current_rules();
+        for (key, counter) in self.dataplane.take_freed_counts() {
+            let Some((named, origin)) = self.rule(key.table, key.rule) else {
+                continue;
+            };
+            let rule = (named.interface.clone(), named.direction, origin.clone());
+            if current.contains(&rule) {
+                add(self.base.entry(rule).or_default(), &counter);
+            }
+        }
         let live = self.dataplane.tables_in_use();
         self.tables.retain(|id, _| live.contains(id));
-        Ok(())
+        self.base.retain(|rule, _| current.contains(rule));
+    }
+
+    /// The rules of the tables installed now.
+    fn current_rules(&self) -> HashSet<RuleKey> {
+        let mut out = HashSet::new();
+        for id in self.dataplane.tables_installed() {
+            let Some(named) = self.tables.get(&id) else {
+                continue;
+            };
+            for origin in &named.origins {
+                out.insert((named.interface.clone(), named.direction, origin.clone()));
+            }
+        }
+        out
     }
 
     /// Frees expired sessions, and ended ones that no drop rule of
@@ -150,33 +192,35 @@ impl Daemon {
         Some((named, named.origins.get(rule as usize)?))
     }
 
-    /// Per-rule counters, named; rules of tables no longer known are left
-    /// out, counts of the same rule in older tables are added up.
+    /// Per-rule counters of the rules enforced now, each following its
+    /// rule id across changes: the counts of the tables freed since the
+    /// rule was added, plus those of the tables that hold it now (the
+    /// current one, and those retired but not yet freed). Rules that
+    /// have counted nothing yet are left out, and so are rules no longer
+    /// enforced.
     pub fn rule_counts(&self) -> anyhow::Result<Vec<RuleCount>> {
-        let mut out: Vec<RuleCount> = Vec::new();
+        let current = self.current_rules();
+        let mut sums = self.base.clone();
         for (key, counter) in self.dataplane.rule_counters()? {
             let Some((named, origin)) = self.rule(key.table, key.rule) else {
                 continue;
             };
-            match out.iter_mut().find(|c| {
-                c.interface == named.interface
-                    && c.direction == named.direction
-                    && &c.origin == origin
-            }) {
-                Some(c) => {
-                    c.packets += counter.packets;
-                    c.bytes += counter.bytes;
-                }
-                None => out.push(RuleCount {
-                    interface: named.interface.clone(),
-                    direction: named.direction,
-                    origin: origin.clone(),
-                    packets: counter.packets,
-                    bytes: counter.bytes,
-                }),
+            let rule = (named.interface.clone(), named.direction, origin.clone());
+            if current.contains(&rule) {
+                add(sums.entry(rule).or_default(), &counter);
             }
         }
-        Ok(out)
+        Ok(sums
+            .into_iter()
+            .filter(|(rule, _)| current.contains(rule))
+            .map(|((interface, direction, origin), c)| RuleCount {
+                interface,
+                direction,
+                origin,
+                packets: c.packets,
+                bytes: c.bytes,
+            })
+            .collect())
     }
 
     /// Whether the host's interfaces (present, index, addresses) are still
@@ -239,6 +283,9 @@ impl Daemon {
             .collect();
         let kept = "installing the new rules (every interface keeps its rules)";
         self.dataplane.make_room(&switches).context(kept)?;
+        // Tables it freed: their counts go to their rules before their
+        // ids are reused.
+        self.fold_freed();
         // The anti-spoofing addresses first: an address taken away is
         // refused from the moment the new rules apply. (A change that
         // fails now is undone by re-applying the state in force, see
@@ -301,6 +348,8 @@ impl Daemon {
             report.released.push(name);
         }
         self.addresses = addresses;
+        let current = self.current_rules();
+        self.base.retain(|rule, _| current.contains(rule));
         Ok(report)
     }
 
@@ -312,6 +361,11 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+fn add(to: &mut Counter, counter: &Counter) {
+    to.packets += counter.packets;
+    to.bytes += counter.bytes;
 }
 
 /// The inbound and outbound tables of one binding, each checked against

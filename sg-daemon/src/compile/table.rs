@@ -10,7 +10,7 @@ use crate::model::{
 };
 
 /// What a table entry stands for, for diagnostics and counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Origin {
     Rule {
         group: String,

@@ -70,6 +70,9 @@ impl Dataplane {
         used.extend(by_table.keys());
         self.retire(by_table.into_values().collect());
         self.free_tables.retain(|id| !used.contains(id));
+        // Counters of ids an earlier daemon freed without clearing them.
+        let free = self.free_tables.clone();
+        self.remove_rule_counters(&free)?;
         Ok(())
     }
 

@@ -69,6 +69,9 @@ pub struct Dataplane {
     /// Tables switched away from, each with the time of its switch;
     /// freed a grace period later.
     retired: Vec<(std::time::Instant, TableKeys)>,
+    /// The final rule counters of tables freed since the daemon last took
+    /// them ([`Dataplane::take_freed_counts`]).
+    freed_counts: Vec<(sg_common::RuleCounterKey, sg_common::Counter)>,
     /// How long retired tables stay ([`GRACE`]).
     grace: std::time::Duration,
     /// Attached interfaces, with the links this process holds for them
@@ -139,6 +142,7 @@ impl Dataplane {
             free_tables: (0..MAX_TABLES).rev().collect(),
             installed: HashMap::new(),
             retired: Vec::new(),
+            freed_counts: Vec::new(),
             grace: GRACE,
             links: HashMap::new(),
             mode: match settings.attach {

@@ -34,6 +34,33 @@ impl Dataplane {
         self.per_cpu_counters(maps::RULE_COUNTERS)
     }
 
+    /// Removes the rule counters of the tables `ids` (freed, or free),
+    /// returning them.
+    pub(super) fn remove_rule_counters(
+        &mut self,
+        ids: &[u32],
+    ) -> anyhow::Result<Vec<(RuleCounterKey, Counter)>> {
+        let ids: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        let counts: Vec<_> = self
+            .rule_counters()?
+            .into_iter()
+            .filter(|(k, _)| ids.contains(&k.table))
+            .collect();
+        let mut map: PerCpuHashMap<_, RuleCounterKey, Counter> =
+            PerCpuHashMap::try_from(self.map(maps::RULE_COUNTERS)?)?;
+        for (key, _) in &counts {
+            let _ = map.remove(key);
+        }
+        Ok(counts)
+    }
+
+    /// The final rule counters of the tables freed since the last call,
+    /// per (table, rule): the daemon adds them to the rules the tables
+    /// held before it reuses their ids.
+    pub fn take_freed_counts(&mut self) -> Vec<(RuleCounterKey, Counter)> {
+        std::mem::take(&mut self.freed_counts)
+    }
+
     /// Packets and bytes per (interface, direction, verdict), summed over
     /// CPUs.
     pub fn interface_counters(&self) -> anyhow::Result<Vec<(IfaceCounterKey, Counter)>> {

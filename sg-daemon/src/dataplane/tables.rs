@@ -11,8 +11,10 @@
 //! tables or the new ones, never a mix. The old tables are retired, each
 //! with its time, and freed a grace period later ([`GRACE`],
 //! [`Dataplane::collect_garbage`]), once no packet can still be using
-//! them; their ids are not reused before. A change that the maps cannot
-//! hold whole is refused before anything is written.
+//! them; their ids are not reused before, and a freed table's rule
+//! counters go with it (handed to the daemon, which adds them to the
+//! rules the table held). A change that the maps cannot hold whole is
+//! refused before anything is written.
 
 use std::{
     net::IpAddr,
@@ -415,9 +417,21 @@ impl Dataplane {
         ])
     }
 
-    /// Removes the entries of tables no interface points at, and returns
-    /// their ids to the allocator.
+    /// The ids of the tables installed now (not those retired).
+    pub fn tables_installed(&self) -> Vec<u32> {
+        self.installed.values().flatten().map(|t| t.id).collect()
+    }
+
+    /// Removes the entries of tables no interface points at, their rule
+    /// counters included (kept for [`Dataplane::take_freed_counts`]), and
+    /// returns their ids to the allocator: a table that reuses an id
+    /// starts from no counts.
     fn remove_tables(&mut self, tables: Vec<TableKeys>) {
+        let ids: Vec<u32> = tables.iter().map(|t| t.id).collect();
+        match self.remove_rule_counters(&ids) {
+            Ok(counts) => self.freed_counts.extend(counts),
+            Err(e) => tracing::warn!("freeing the rule counters of tables {ids:?}: {e:#}"),
+        }
         for keys in tables {
             if let Err(e) = self.remove_entries(&keys) {
                 tracing::warn!(table = keys.id, "freeing a table: {e:#}");
