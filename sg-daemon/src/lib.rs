@@ -17,6 +17,7 @@
 //!   refuses it;
 //! - [`daemon`]: applying a whole config to the interfaces, reloads;
 //! - [`store`]: the desired state in the file format, persisted for the API;
+//! - [`drift`]: what API changes made that the config file lacks;
 //! - [`api`]: the control API on a Unix socket, used by `sgctl`.
 pub mod api;
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod compile;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod drift;
 pub mod drops;
 pub mod links;
 pub mod linktype;

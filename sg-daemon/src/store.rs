@@ -15,9 +15,12 @@
 //!   fsync of the directory): after a crash it holds the old state or the
 //!   new one.
 //! - A reload (`sgctl reload`, SIGHUP) makes the config file the desired
-//!   state again: API changes since the last load are discarded and
-//!   `state.toml` is removed. To keep them, write them into the file first:
-//!   `sgctl export > /etc/sg/sg.toml`.
+//!   state again and removes `state.toml`, but it is refused (nothing
+//!   changes) when `state.toml` holds objects that differ from the file's,
+//!   naming them ([`crate::drift`]): keep them with `sgctl export >
+//!   /etc/sg/sg.toml`, or discard them with `sgctl reload
+//!   --discard-api-changes`. A reload never deletes a group under deletion
+//!   protection (see `api::change::reload`).
 //!
 //! The document is the config file's schema ([`config::schema`]), so
 //! `state.toml` and `sgctl export` are valid config files, and every change
@@ -103,14 +106,19 @@ impl Store {
             .validate(&state_file)
             .map_err(|e| anyhow!("{e}with the [daemon] table of {}", config_file.display()))?;
         doc.fill_rule_ids(&config);
-        if doc.objects_equal(&file_doc) {
+        let differences = crate::drift::differences(&doc, &file_doc);
+        if differences.is_empty() {
             info!(state = %state_file.display(), "desired state from the API's state file (same objects as the config file)");
         } else {
             warn!(
                 state = %state_file.display(),
                 config = %config_file.display(),
-                "changes made through the API are in force, not the config file's objects; \
-                 `sgctl reload` (or SIGHUP) makes the file the desired state again, discarding them"
+                "changes made through the API are in force, not the config file's objects \
+                 (edits to the file's versions of these are not): {}; \
+                 keep them with `sgctl export > {}`, or discard them with \
+                 `sgctl reload --discard-api-changes`",
+                differences.join("; "),
+                config_file.display()
             );
         }
         Ok(Store {
@@ -166,7 +174,7 @@ impl Store {
     pub fn commit(&mut self, doc: Document, config: Config) -> io::Result<()> {
         let text = doc.to_toml(&format!(
             "Written by sgd: the desired state after changes made through its API.\n\
-             It wins over the objects of {} until `sgctl reload` or SIGHUP.\n\
+             It wins over the objects of {} until `sgctl reload --discard-api-changes`.\n\
              [daemon] is always taken from that file.",
             self.config_file.display()
         ));

@@ -315,9 +315,25 @@ fn an_api_rule_opens_a_port_and_persists_across_a_restart() {
         "{}",
         sgd.log()
     );
+    // ... naming what differs from the file (issue #9 item 5).
+    assert!(
+        sgd.log()
+            .contains("security group sg-web changed through the API"),
+        "{}",
+        sgd.log()
+    );
 
-    // A reload makes the file the desired state again.
-    let reloaded = ctl.ok(&["reload"]);
+    // A reload would discard the API's rule: refused, saying what and how
+    // to keep it (issue #9 item 5); asked to discard, it does.
+    let refused = ctl.refused(&["reload"]);
+    assert!(
+        refused.contains("security group sg-web changed"),
+        "{refused}"
+    );
+    assert!(refused.contains("sgctl export >"), "{refused}");
+    assert!(state.exists());
+    check(&[ssh(PASS), http(PASS)]);
+    let reloaded = ctl.ok(&["reload", "--discard-api-changes"]);
     assert!(reloaded.contains("discarded"), "{reloaded}");
     assert!(!state.exists());
     check(&[ssh(DROPPED), http(PASS)]);

@@ -6,7 +6,13 @@ use std::path::Path;
 use tracing::error;
 
 use super::{Reply, edit::explain};
-use crate::{config::schema::Document, daemon::ApplyReport, model::Config, store::Store};
+use crate::{
+    config::schema::Document,
+    daemon::ApplyReport,
+    drift,
+    model::Config,
+    store::{Source, Store},
+};
 
 /// Validates, applies and persists a new desired state; on any error
 /// nothing changes.
@@ -39,11 +45,38 @@ fn restore(config: &Config, apply: &mut dyn FnMut(&Config) -> anyhow::Result<App
     }
 }
 
+/// A reload: the config file becomes the desired state again. Refused when
+/// it would delete a group under deletion protection, or discard changes
+/// made through the API without `discard` (saying which, and how to keep
+/// them).
 pub(super) fn reload(
     state: &mut Store,
+    discard: bool,
     apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
 ) -> Result<Reply, String> {
     let (doc, config) = state.read_config_file()?;
+    let file = state.config_file().display().to_string();
+    let protected = drift::protected_groups_lost(state.document(), &doc);
+    if !protected.is_empty() {
+        return Err(format!(
+            "reload refused: {file} has no group {0}, which is under deletion protection; \
+             add it to the file, or turn the protection off first \
+             (sgctl group modify {0} --deletion-protection false)",
+            protected.join(", ")
+        ));
+    }
+    let lost = match state.source() {
+        Source::State => drift::differences(state.document(), &doc),
+        Source::File => Vec::new(),
+    };
+    if !lost.is_empty() && !discard {
+        return Err(format!(
+            "reload refused: it would discard changes made through the API: {}; \
+             to keep them, write them into the file first (sgctl export > {file}), \
+             or discard them: sgctl reload --discard-api-changes",
+            lost.join("; ")
+        ));
+    }
     let report = apply(&config).map_err(|e| {
         restore(state.config(), apply);
         format!("not applied: {e:#}")

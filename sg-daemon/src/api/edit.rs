@@ -261,7 +261,13 @@ pub(super) fn edit_document(
                 return Err(format!("interface {interface} is not in group {group}"));
             }
             if b.security_groups.is_empty() {
-                doc.interface.retain(|b| b.name != interface);
+                return Err(format!(
+                    "group {group} is the last group of interface {interface}: an interface \
+                     stays in at least one group; join another group first, or unbind the \
+                     interface: remove its [[interface]] from the config file (from \
+                     `sgctl export` if the API changed it), then sgctl reload \
+                     --discard-api-changes"
+                ));
             }
             Ok((format!("interface {interface} left group {group}"), None))
         }

@@ -152,7 +152,9 @@ pub fn handle_desired(
             effective_rules(state.document(), state.config(), &interface).map(Reply::EffectiveRules)
         }
         Request::Export => state.export().map(|toml| Reply::Export { toml }),
-        Request::Reload => reload(state, apply),
+        Request::Reload {
+            discard_api_changes,
+        } => reload(state, discard_api_changes, apply),
         edit => {
             let mut doc = state.document().clone();
             match edit_document(&mut doc, edit) {

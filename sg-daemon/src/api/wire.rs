@@ -146,9 +146,14 @@ pub enum Request {
         #[serde(default)]
         after: Option<u64>,
     },
-    /// Re-reads the config file and makes it the desired state (API changes
-    /// since it was loaded are discarded).
-    Reload,
+    /// Re-reads the config file and makes it the desired state. Refused
+    /// when changes made through the API would be lost, unless
+    /// `discard_api_changes`; refused always when a group under deletion
+    /// protection would go.
+    Reload {
+        #[serde(default)]
+        discard_api_changes: bool,
+    },
     /// The desired state as a config file (SPEC §7).
     Export,
 }
@@ -178,7 +183,7 @@ impl Request {
             Request::FlushSessions => "FlushSessions",
             Request::Counters => "Counters",
             Request::Drops { .. } => "Drops",
-            Request::Reload => "Reload",
+            Request::Reload { .. } => "Reload",
             Request::Export => "Export",
         }
     }

@@ -179,14 +179,22 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
     Ok(())
 }
 
-/// SIGHUP: the file becomes the desired state again (as `sgctl reload`);
-/// a bad file changes nothing.
+/// SIGHUP: the file becomes the desired state again (as `sgctl reload`,
+/// without `--discard-api-changes`: refused, and the log says why, when
+/// changes made through the API would be lost); a bad file changes nothing.
 fn reload(store: &mut Store, daemon: &mut Daemon, drops: &sg_daemon::drops::DropLog) {
     let stamp = NotifyState::monotonic_usec_now().ok();
     let mut states = vec![NotifyState::Reloading];
     states.extend(stamp);
     notify(&states);
-    match api::handle(store, daemon, drops, api::Request::Reload) {
+    match api::handle(
+        store,
+        daemon,
+        drops,
+        api::Request::Reload {
+            discard_api_changes: false,
+        },
+    ) {
         api::Response::Ok(_) => info!("reloaded"),
         api::Response::Error(e) => error!("reload refused, keeping the current rules: {e}"),
     }
@@ -241,7 +249,7 @@ fn check_report(file: &std::path::Path, config: &sg_daemon::model::Config) -> St
     if state.exists() {
         out.push_str(&format!(
             "note: {} exists: the state changed through the API wins over this file's \
-             groups, rules, lists and interfaces until `sgctl reload`\n",
+             groups, rules, lists and interfaces until `sgctl reload --discard-api-changes`\n",
             state.display()
         ));
     }

@@ -106,11 +106,17 @@ pub(crate) enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Re-read the config file and make it the desired state; changes made
-    /// through the API since it was loaded are discarded (export them into
-    /// the file first to keep them).
+    /// Re-read the config file and make it the desired state. Refused when
+    /// changes made through the API would be lost (export them into the
+    /// file first to keep them), or a group under deletion protection would
+    /// go.
     #[command(after_help = "Example: sgctl export > /etc/sg/sg.toml && sgctl reload")]
-    Reload,
+    Reload {
+        /// Discard the changes made through the API since the file was
+        /// loaded (groups under deletion protection are never discarded).
+        #[arg(long)]
+        discard_api_changes: bool,
+    },
     /// Print the desired state as a config file (SPEC §7).
     #[command(after_help = "Example: sgctl export > sg-backup.toml")]
     Export,

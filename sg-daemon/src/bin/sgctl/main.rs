@@ -168,7 +168,14 @@ fn request(command: Command) -> (Request, View) {
         Command::Sessions { interface, .. } => (Request::Sessions { interface }, View::Plain),
         Command::Counters => (Request::Counters, View::Plain),
         Command::Drops { .. } => (Request::Drops { after: None }, View::Plain),
-        Command::Reload => (Request::Reload, View::Message),
+        Command::Reload {
+            discard_api_changes,
+        } => (
+            Request::Reload {
+                discard_api_changes,
+            },
+            View::Message,
+        ),
         Command::Export => (Request::Export, View::Plain),
     }
 }
