@@ -657,6 +657,43 @@ security_groups = ["sg-web"]
     }
 
     #[test]
+    fn a_group_lists_at_most_its_types_number_of_members() {
+        let members = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"10.{}.{}.{}\"", i >> 16, (i >> 8) & 255, i & 255))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let group = |kind: &str, n: usize| {
+            format!(
+                "[[security_group]]\nid = \"sg-a\"\ntype = \"{kind}\"\nmembers = [{}]\n",
+                members(n)
+            )
+        };
+        parse(Path::new("sg.toml"), &group("basic", 6_000)).unwrap();
+        parse(Path::new("sg.toml"), &group("enterprise", 6_001)).unwrap();
+        let errs = errors(&group("basic", 6_001));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].field, "security_group[0].members");
+        assert_eq!(errs[0].line, 4);
+        assert!(
+            errs[0]
+                .message
+                .contains("6001 addresses; allowed: at most 6000 for a group of type \"basic\""),
+            "{}",
+            errs[0].message
+        );
+        let errs = errors(&group("enterprise", 65_537));
+        assert!(
+            errs[0]
+                .message
+                .contains("at most 65536 for a group of type \"enterprise\""),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
     fn the_rule_quota_counts_lists_at_max_entries() {
         let text = GOOD.replace("max_entries = 10", "max_entries = 999");
         let errs = errors(&text);
