@@ -241,6 +241,9 @@ impl Daemon {
     /// longer present, are released; each interface switches atomically.
     pub fn apply(&mut self, config: &Config) -> anyhow::Result<ApplyReport> {
         let addresses = Addresses::resolve(config, |b| interface_addresses(&b.name));
+        addresses
+            .check_group_sizes(config)
+            .map_err(|why| anyhow::anyhow!("not applied: {why}"))?;
         let mut compiled = Vec::new();
         for binding in &config.interfaces {
             let tables = compile_binding(config, binding, &addresses)

@@ -120,6 +120,23 @@ pub enum GroupType {
     Enterprise,
 }
 
+impl GroupType {
+    /// How many private addresses a group of this type holds at most.
+    pub fn max_addresses(self) -> usize {
+        match self {
+            GroupType::Basic => crate::config::limits::MAX_ADDRESSES_BASIC_GROUP,
+            GroupType::Enterprise => crate::config::limits::MAX_ADDRESSES_ENTERPRISE_GROUP,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupType::Basic => "basic",
+            GroupType::Enterprise => "enterprise",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Policy {
     // Declared first: at equal priority a drop comes before an accept.
@@ -315,6 +332,31 @@ impl Addresses {
         out
     }
 
+    /// Refuses groups that hold more addresses than their type allows,
+    /// bound instances' addresses included (validation counts only the
+    /// listed `members`).
+    pub fn check_group_sizes(&self, config: &Config) -> Result<(), String> {
+        let over: Vec<String> = config
+            .groups
+            .iter()
+            .filter_map(|g| {
+                let (n, max) = (self.members(&g.id).len(), g.kind.max_addresses());
+                (n > max).then(|| {
+                    format!(
+                        "group {:?} would hold {n} addresses (members and bound instances' addresses); allowed: at most {max} for a group of type \"{}\"",
+                        g.id,
+                        g.kind.name()
+                    )
+                })
+            })
+            .collect();
+        if over.is_empty() {
+            Ok(())
+        } else {
+            Err(over.join("; "))
+        }
+    }
+
     /// The member addresses of a group (empty for an unknown group).
     pub fn members(&self, group: &str) -> &[IpNet] {
         self.members.get(group).map_or(&[], Vec::as_slice)
@@ -358,5 +400,32 @@ mod tests {
             .collect();
         assert_eq!(members, ["192.0.2.10/32", "2001:db8::10/128"]);
         assert_eq!(addresses.instance("eth0"), own);
+    }
+
+    /// Bound instances' addresses count toward a group's limit with its
+    /// members.
+    #[test]
+    fn a_group_holds_at_most_its_types_number_of_addresses() {
+        let members: Vec<String> = (0..5_999)
+            .map(|i| format!("\"10.{}.{}.{}\"", i >> 16, (i >> 8) & 255, i & 255))
+            .collect();
+        let text = format!(
+            "[[security_group]]\nid = \"sg-a\"\nmembers = [{}]\n[[interface]]\nname = \"eth0\"\nsecurity_groups = [\"sg-a\"]\n",
+            members.join(", ")
+        );
+        let config = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+        let one: Vec<IpAddr> = vec!["192.0.2.10".parse().unwrap()];
+        Addresses::resolve(&config, |_| one.clone())
+            .check_group_sizes(&config)
+            .unwrap();
+        let two: Vec<IpAddr> = vec![one[0], "192.0.2.11".parse().unwrap()];
+        let why = Addresses::resolve(&config, |_| two.clone())
+            .check_group_sizes(&config)
+            .unwrap_err();
+        assert!(
+            why.contains("group \"sg-a\" would hold 6001 addresses")
+                && why.contains("at most 6000 for a group of type \"basic\""),
+            "{why}"
+        );
     }
 }

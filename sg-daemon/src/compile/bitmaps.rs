@@ -1,7 +1,7 @@
 //! An effective table in the kernel's form: bitmaps of rules per protocol,
 //! per address prefix and per port block, ready for the maps.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use ipnet::IpNet;
 use sg_common::{
@@ -144,17 +144,34 @@ fn compile_prefixes(
     dim: u8,
     nets_of: impl Fn(&TableRule) -> Vec<IpNet>,
 ) -> Vec<AddrEntry> {
-    let per_rule: Vec<Vec<IpNet>> = table.rules.iter().map(&nets_of).collect();
-    let mut prefixes: BTreeSet<IpNet> = per_rule.iter().flatten().copied().collect();
+    // The rules naming each prefix, and the prefix lengths named: a
+    // prefix's rules are those naming it or one of its ancestors, found by
+    // one lookup per length named (not a scan of every rule's prefixes,
+    // which is quadratic when rules reference a large group).
+    let mut named: HashMap<IpNet, Bitmap> = HashMap::new();
+    for (i, rule) in table.rules.iter().enumerate() {
+        for net in nets_of(rule) {
+            named.entry(net.trunc()).or_insert(Bitmap::EMPTY).set(i);
+        }
+    }
+    let lengths: BTreeSet<(bool, u8)> = named
+        .keys()
+        .map(|n| (n.addr().is_ipv4(), n.prefix_len()))
+        .collect();
+    let mut prefixes: BTreeSet<IpNet> = named.keys().copied().collect();
     prefixes.insert(ANY_V4);
     prefixes.insert(ANY_V6);
     prefixes
         .into_iter()
         .map(|p| {
             let mut bits = Bitmap::EMPTY;
-            for (i, nets) in per_rule.iter().enumerate() {
-                if nets.iter().any(|q| contains_net(q, &p)) {
-                    bits.set(i);
+            for &(v4, len) in &lengths {
+                if v4 != p.addr().is_ipv4() || len > p.prefix_len() {
+                    continue;
+                }
+                let ancestor = IpNet::new(p.addr(), len).expect("a shorter length").trunc();
+                if let Some(rules) = named.get(&ancestor) {
+                    bits.union_with(rules);
                 }
             }
             let (family, addr) = addr_bytes(&p);
@@ -167,10 +184,6 @@ fn compile_prefixes(
             }
         })
         .collect()
-}
-
-fn contains_net(outer: &IpNet, inner: &IpNet) -> bool {
-    outer.prefix_len() <= inner.prefix_len() && outer.contains(&inner.network())
 }
 
 /// The family and map bytes of a prefix's network address.

@@ -12,6 +12,11 @@ pub const MAX_GROUPS_PER_INTERFACE: usize = 10;
 pub const MAX_RULES_PER_INTERFACE: usize = 1000;
 /// Rules of one group that reference a group.
 pub const MAX_GROUP_REFERENCES_PER_GROUP: usize = 20;
+/// Private addresses of a basic group: its `members` plus the addresses
+/// of the instances bound to it on this host.
+pub const MAX_ADDRESSES_BASIC_GROUP: usize = 6_000;
+/// Private addresses of an enterprise group, counted alike.
+pub const MAX_ADDRESSES_ENTERPRISE_GROUP: usize = 65_536;
 /// Rule priorities; 1 is the strongest.
 pub const PRIORITY_RANGE: RangeInclusive<i64> = 1..=100;
 /// Entries of a prefix list or a port list (`max_entries`).

@@ -6,6 +6,7 @@
 //! - `validate/`: the checks, one module per object;
 //! - `limits`: the SPEC §4 limits and the rule quota;
 //! - `values`: addresses, port ranges, protocols and MACs as written;
+//! - `shape`: reading the TOML, reporting every syntax and shape problem;
 //! - `errors`: problems with their field path, located in the file.
 //!
 //! Every problem found is reported, each naming the file, line, column,
@@ -17,6 +18,7 @@ mod errors;
 pub mod limits;
 pub mod rule_id;
 pub mod schema;
+mod shape;
 mod validate;
 pub mod values;
 
@@ -59,18 +61,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
 /// Validates config text and returns the document, its addresses in
 /// canonical form, with its model.
 pub fn parse_document(path: &Path, text: &str) -> Result<(Document, Config), ConfigErrors> {
-    // serde stops at the first structural problem (syntax, unknown field,
-    // wrong type); it is reported with its position.
-    let mut doc: Document = toml::from_str(text).map_err(|e| {
-        let at = e.span().map_or(0, |s| s.start);
-        ConfigErrors::at(
-            path.to_owned(),
-            text,
-            at,
-            "(syntax)",
-            e.message().to_string(),
-        )
-    })?;
+    // Every syntax and shape problem (unknown field, wrong type), located.
+    let mut doc = shape::read(path, text)?;
     let config = validate::document(&doc)
         .map_err(|problems| ConfigErrors::located(path.to_owned(), Some(text), problems))?;
     doc.canonical_addresses();
@@ -269,6 +261,29 @@ security_groups = ["sg-web"]
             errs[0].message
         );
         assert_eq!(errs[0].line, 4);
+    }
+
+    /// Syntax and shape problems in different places are all reported,
+    /// each at its line, not only the first.
+    #[test]
+    fn every_syntax_and_shape_problem_is_reported() {
+        let text = GOOD
+            .replace("session_timeout_secs = 910", "session_timeout_secs = = 910")
+            .replace("max_entries = 10", "max_entrys = 10")
+            .replace("members = [\"198.51.100.20\"]", "members = 5");
+        let errs = errors(&text);
+        let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 11, 23], "{errs:#?}");
+        assert!(
+            errs[1].message.contains("unknown field `max_entrys`"),
+            "{errs:#?}"
+        );
+        assert_eq!(errs[1].field, "prefix_list[0]");
+        assert!(
+            errs[2].message.contains("invalid type: integer `5`"),
+            "{errs:#?}"
+        );
+        assert_eq!(errs[2].field, "security_group[0]");
     }
 
     #[test]
@@ -639,6 +654,43 @@ security_groups = ["sg-web"]
             vm("tap2", "192.0.2.12")
         );
         parse(Path::new("sg.toml"), &text).unwrap();
+    }
+
+    #[test]
+    fn a_group_lists_at_most_its_types_number_of_members() {
+        let members = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"10.{}.{}.{}\"", i >> 16, (i >> 8) & 255, i & 255))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let group = |kind: &str, n: usize| {
+            format!(
+                "[[security_group]]\nid = \"sg-a\"\ntype = \"{kind}\"\nmembers = [{}]\n",
+                members(n)
+            )
+        };
+        parse(Path::new("sg.toml"), &group("basic", 6_000)).unwrap();
+        parse(Path::new("sg.toml"), &group("enterprise", 6_001)).unwrap();
+        let errs = errors(&group("basic", 6_001));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].field, "security_group[0].members");
+        assert_eq!(errs[0].line, 4);
+        assert!(
+            errs[0]
+                .message
+                .contains("6001 addresses; allowed: at most 6000 for a group of type \"basic\""),
+            "{}",
+            errs[0].message
+        );
+        let errs = errors(&group("enterprise", 65_537));
+        assert!(
+            errs[0]
+                .message
+                .contains("at most 65536 for a group of type \"enterprise\""),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `[[security_group]]`: type, intra-group policy, members, the limit on
-//! group references, unique rule ids; its rules are `rule.rs`'s.
+//! `[[security_group]]`: type, intra-group policy, members (at most the
+//! type's number of addresses), the limit on group references, unique rule ids; its rules are `rule.rs`'s.
 
 use std::collections::HashSet;
 
@@ -57,6 +57,17 @@ impl Validator {
                     format!("{m:?} {why}; allowed: an IPv4 or IPv6 address or CIDR"),
                 ),
             }
+        }
+        if g.members.len() > kind.max_addresses() {
+            self.error(
+                format!("{field}.members"),
+                format!(
+                    "{} addresses; allowed: at most {} for a group of type \"{}\", bound instances' addresses included",
+                    g.members.len(),
+                    kind.max_addresses(),
+                    kind.name()
+                ),
+            );
         }
         let group_refs = g
             .ingress
