@@ -600,10 +600,19 @@ fn attempt(hv: &Hypervisor, attempt: &Attempt) -> Effect {
         std::thread::sleep(Duration::from_millis(50));
         moved_to_a |= moved();
     }
-    let _ = ping(c, attempt.b, Duration::from_secs(1));
-    let traffic_to_a = socket.wait_for(Duration::from_millis(500), |f| {
-        wire::ip_destination(f) == Some(attempt.b)
-    });
+    // C's traffic to B, with the claim made again just before each try:
+    // B's own chatter can win the bridge or the cache back in between.
+    let mut traffic_to_a = false;
+    for _ in 0..5 {
+        socket.send(&(attempt.frame)(macs)).unwrap();
+        let _ = ping(c, attempt.b, Duration::from_millis(300));
+        traffic_to_a = socket.wait_for(Duration::from_millis(200), |f| {
+            wire::ip_destination(f) == Some(attempt.b)
+        });
+        if traffic_to_a {
+            break;
+        }
+    }
     Effect {
         moved_to_a,
         traffic_to_a,
