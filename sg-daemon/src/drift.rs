@@ -64,14 +64,3 @@ fn compare<T: PartialEq>(
         }
     }
 }
-
-/// The groups under deletion protection in `state` that `file` does not
-/// have: a reload of `file` would delete them, so it is refused.
-pub fn protected_groups_lost(state: &Document, file: &Document) -> Vec<String> {
-    state
-        .security_group
-        .iter()
-        .filter(|g| g.deletion_protection && file.group(&g.id).is_none())
-        .map(|g| g.id.clone())
-        .collect()
-}

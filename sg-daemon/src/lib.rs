@@ -31,6 +31,7 @@ pub mod links;
 pub mod linktype;
 pub mod metrics;
 pub mod model;
+pub mod protection;
 pub mod reference;
 pub mod sessions;
 pub mod store;

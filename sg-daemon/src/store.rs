@@ -20,7 +20,8 @@
 //!   naming them ([`crate::drift`]): keep them with `sgctl export >
 //!   /etc/sg/sg.toml`, or discard them with `sgctl reload
 //!   --discard-api-changes`. A reload never deletes a group under deletion
-//!   protection (see `api::change::reload`).
+//!   protection (see `api::change::reload`), and neither does a restart
+//!   from a file edited meanwhile ([`crate::protection`]).
 //!
 //! The document is the config file's schema ([`config::schema`]), so
 //! `state.toml` and `sgctl export` are valid config files, and every change
@@ -41,7 +42,7 @@ use tracing::{info, warn};
 
 /// The document types are the config file's schema.
 pub use crate::config::schema::{Binding, Document, Group, List, ProtocolValue, Rule};
-use crate::{config, model::Config};
+use crate::{config, model::Config, protection};
 
 /// The name of the persisted desired state in `state_dir`.
 pub const STATE_FILE: &str = "state.toml";
@@ -83,13 +84,14 @@ impl Store {
         let text = match fs::read_to_string(&state_file) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Store {
+                return Store {
                     state_file,
                     config_file: config_file.to_owned(),
                     doc: file_doc,
                     config: file_config,
                     source: Source::File,
-                });
+                }
+                .protected_at_start();
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", state_file.display())),
         };
@@ -121,13 +123,43 @@ impl Store {
                 config_file.display()
             );
         }
-        Ok(Store {
+        Store {
             state_file,
             config_file: config_file.to_owned(),
             doc,
             config,
             source: Source::State,
-        })
+        }
+        .protected_at_start()
+    }
+
+    /// Refuses to start from a desired state that lacks a group under
+    /// deletion protection in the state last in force (see
+    /// [`crate::protection`]); records those of this one.
+    fn protected_at_start(self) -> anyhow::Result<Store> {
+        let source = match self.source {
+            Source::File => &self.config_file,
+            Source::State => &self.state_file,
+        };
+        protection::check_at_start(self.state_dir(), &self.doc, source)
+            .map_err(|e| anyhow!("{e}"))?;
+        self.record_protected();
+        Ok(self)
+    }
+
+    fn state_dir(&self) -> &Path {
+        self.state_file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Keeps the record of the protected groups in force; a failure only
+    /// weakens the check at the next start, so it is logged, not fatal.
+    fn record_protected(&self) {
+        if let Err(e) = protection::record(self.state_dir(), &self.doc) {
+            warn!(
+                "recording the groups under deletion protection in {}: {e}",
+                self.state_dir().display()
+            );
+        }
     }
 
     /// The validated desired state, as enforced.
@@ -183,6 +215,7 @@ impl Store {
         self.doc = doc;
         self.config = config;
         self.source = Source::State;
+        self.record_protected();
         Ok(())
     }
 
@@ -194,6 +227,7 @@ impl Store {
         self.doc = doc;
         self.config = config;
         self.source = Source::File;
+        self.record_protected();
         Ok(existed)
     }
 }
@@ -490,6 +524,51 @@ security_groups = ["sg-a"]
             Store::open(&state_dir, &file).unwrap().source(),
             Source::File
         );
+    }
+
+    /// A restart is one more path deletion protection holds against: a
+    /// file edited while sgd was stopped cannot drop a protected group by
+    /// omission; turning the protection off first, then removing the
+    /// group, works.
+    #[test]
+    fn a_restart_refuses_a_file_that_lost_a_protected_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sg.toml");
+        let state_dir = dir.path().join("state");
+        let protected = ONE.replace(
+            "id = \"sg-a\"\n",
+            "id = \"sg-a\"\ndeletion_protection = true\n",
+        );
+        let keep = "[[security_group]]\nid = \"sg-keep\"\ndeletion_protection = true\n";
+        let start = |objects: &str| {
+            fs::write(&file, with_dirs(dir.path(), objects)).unwrap();
+            Store::open(&state_dir, &file)
+        };
+        start(&format!("{protected}{keep}")).unwrap();
+        let err = start(&protected).unwrap_err().to_string();
+        assert!(err.contains("no security group sg-keep,"), "{err}");
+        assert!(err.contains("deletion_protection = false"), "{err}");
+        // Nor through a state file that lost it.
+        fs::write(
+            state_dir.join(STATE_FILE),
+            with_dirs(dir.path(), &protected),
+        )
+        .unwrap();
+        let err = start(&format!("{protected}{keep}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state.toml has no security group sg-keep,"),
+            "{err}"
+        );
+        fs::remove_file(state_dir.join(STATE_FILE)).unwrap();
+        // Protection off, applied, then the group can go.
+        start(&format!("{protected}{}", keep.replace("true", "false"))).unwrap();
+        let store = start(&protected).unwrap();
+        assert!(store.document().group("sg-keep").is_none());
+        // sg-a is still protected, and still recorded.
+        let err = start(&ONE.replace("sg-a", "sg-b")).unwrap_err().to_string();
+        assert!(err.contains("no security group sg-a,"), "{err}");
     }
 
     #[test]

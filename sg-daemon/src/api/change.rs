@@ -56,7 +56,7 @@ pub(super) fn reload(
 ) -> Result<Reply, String> {
     let (doc, config) = state.read_config_file()?;
     let file = state.config_file().display().to_string();
-    let protected = drift::protected_groups_lost(state.document(), &doc);
+    let protected = crate::protection::protected_groups_lost(state.document(), &doc);
     if !protected.is_empty() {
         return Err(format!(
             "reload refused: {file} has no group {0}, which is under deletion protection; \
