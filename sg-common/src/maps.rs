@@ -101,6 +101,12 @@ pub const STAT_KERNEL_REMOVED: u32 = 2;
 pub const STAT_DAEMON_REMOVED: u32 = 4;
 pub const STAT_DAEMON_INSERTED: u32 = 6;
 pub const SESSION_STAT_SLOTS: u32 = 8;
+// The slots are part of the layout: a new one takes a new version.
+const _: () = assert!(
+    SESSION_STAT_SLOTS == 8
+        && (MAP_LAYOUT_VERSION == 4 || MAP_LAYOUT_VERSION == TEST_LAYOUT_VERSION),
+    "the session statistics changed: bump MAP_LAYOUT_VERSION and update this check"
+);
 
 /// Entries in the address and port tries, all tables together.
 pub const ADDR_TRIE_ENTRIES: u32 = 262_144;

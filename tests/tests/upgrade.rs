@@ -139,3 +139,42 @@ fn maps_of_a_layout_sgd_cannot_read_are_removed_with_a_warning() {
         "{log}"
     );
 }
+
+/// New session tables smaller than the earlier ones' sessions keep the
+/// most recent: 1500 flows the server opened, then one more (the last),
+/// into tables of 1024. The log says how many were left behind, and the
+/// last flow's answer passes.
+#[test]
+fn smaller_tables_keep_the_most_recent_sessions() {
+    let t = Topology::pair("ups").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let rules = |size: u32| {
+        format!(
+            "session_table_size = {size}\n{}",
+            groups_on(SERVER_IF, &[web()])
+        )
+    };
+    let mut sgd = Daemon::start_binary(&layout_test_sgd_path(), s, &rules(4096)).unwrap();
+    let sent = udp_flood(s, c.ipv4().into(), 20000..21500, 1).unwrap();
+    assert_eq!(sent, 1500);
+    let (server, client) = (
+        UdpSink::start(s, s.v4(5000)).unwrap(),
+        UdpSink::start(c, c.v4(6000)).unwrap(),
+    );
+    server.send_to(client.addr(), b"last").unwrap();
+    assert_eq!(client.wait_for(1, Duration::from_secs(2)).len(), 1);
+
+    sgd.restart(s, &rules(1024)).unwrap();
+    let log = sgd.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("cannot hold") && l.contains("left_behind=")),
+        "{log}"
+    );
+    client.send_to(server.addr(), b"answer").unwrap();
+    assert_eq!(
+        server.wait_for(1, Duration::from_secs(2)).len(),
+        1,
+        "the most recent session was not kept; log:\n{log}"
+    );
+}

@@ -22,16 +22,16 @@ pub fn build() -> Result<()> {
 /// as `<target>/debug/sgd-layout-test`, for the tests of upgrades between
 /// layouts. Before [`build`]: both write `debug/sgd`, and the normal one
 /// must be the one left there. Cargo keeps both builds' artifacts, so a
-/// second run is cached.
+/// second run is cached. The same package selection as [`build`] gives
+/// the dependencies the same features, so that only sg-common, sg-daemon
+/// and the eBPF program are built twice (about 45 s on a fresh clone with
+/// 2 CPUs, 30 of them the eBPF program).
 fn build_layout_test_sgd() -> Result<PathBuf> {
-    run(cargo().args([
-        "build",
-        "-p",
-        "sg-daemon",
+    run(cargo().arg("build").args(WORKSPACE).args([
         "--bin",
         "sgd",
         "--features",
-        "layout-test",
+        "sg-daemon/layout-test",
     ]))?;
     let sgd = sgd_bin()?;
     let copy = sgd.with_file_name("sgd-layout-test");

@@ -137,8 +137,9 @@ struct Moved {
     copied: [u64; 2],
     /// Expired by the timeouts in force: left behind.
     expired: u64,
-    /// The newer table already has a fresher entry of the flow.
-    fresher: u64,
+    /// This layout's table already has the flow's entry, as recent or
+    /// more (the new program refreshed it, or an earlier pass copied it).
+    current_here: u64,
     /// No room in the new table (the oldest are left behind).
     no_room: u64,
 }
@@ -265,7 +266,7 @@ impl Dataplane {
                     answered = moved.copied[0],
                     unanswered = moved.copied[1],
                     expired = moved.expired,
-                    fresher_here = moved.fresher,
+                    current_here = moved.current_here,
                     "sessions migrated ({pass})"
                 );
                 if moved.no_room > 0 {
@@ -315,7 +316,7 @@ impl Dataplane {
         let mut by_table: [Vec<Session>; 2] = [Vec::new(), Vec::new()];
         for s in newest.into_values() {
             match here.get(&s.key) {
-                Some(h) if h.value.last_seen_ns >= s.value.last_seen_ns => moved.fresher += 1,
+                Some(h) if h.value.last_seen_ns >= s.value.last_seen_ns => moved.current_here += 1,
                 _ => by_table[s.table].push(s),
             }
         }
@@ -347,7 +348,7 @@ impl Dataplane {
                     && table.get(&s.key, 0).map(|v| v.last_seen_ns).ok()
                         != Some(p.value.last_seen_ns)
                 {
-                    moved.fresher += 1;
+                    moved.current_here += 1;
                     continue;
                 }
                 table.insert(s.key, value, 0)?;
