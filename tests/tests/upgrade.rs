@@ -6,7 +6,12 @@
 //! they admit, and the first's map directory must be gone. A directory of
 //! a layout `sgd` cannot read is removed with a warning.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::Duration,
+};
 
 use sg_tests::*;
 
@@ -176,5 +181,51 @@ fn smaller_tables_keep_the_most_recent_sessions() {
         server.wait_for(1, Duration::from_secs(2)).len(),
         1,
         "the most recent session was not kept; log:\n{log}"
+    );
+}
+
+/// The server opens a new UDP flow every millisecond all through the
+/// upgrade; afterwards the client answers each of them, and every answer
+/// passes. The flows opened between the new sgd's first copy and its
+/// switch are only in the earlier tables until its second copy.
+#[test]
+fn flows_opened_during_the_upgrade_are_kept() {
+    let t = Topology::pair("upw").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let rules = groups_on(SERVER_IF, &[web()]);
+    let mut sgd = Daemon::start_binary(&layout_test_sgd_path(), s, &rules).unwrap();
+    let server = UdpSink::start(s, s.v4(5000)).unwrap();
+    const FIRST_PORT: u16 = 30000;
+    let stop = AtomicBool::new(false);
+    let opened = thread::scope(|scope| {
+        let opener = scope.spawn(|| {
+            let mut n = 0u16;
+            while !stop.load(Ordering::SeqCst) && n < 30000 {
+                server.send_to(c.v4(FIRST_PORT + n), b"new flow").unwrap();
+                n += 1;
+                thread::sleep(Duration::from_millis(1));
+            }
+            n
+        });
+        thread::sleep(Duration::from_millis(100));
+        let upgraded = sgd.restart(s, &rules);
+        thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::SeqCst);
+        upgraded.unwrap();
+        opener.join().unwrap()
+    });
+    for n in 0..opened {
+        udp_send(c, Some(c.v4(FIRST_PORT + n)), server.addr(), b"answer").unwrap();
+    }
+    let got = server.wait_for(opened.into(), Duration::from_secs(5));
+    let missing: Vec<u16> = (0..opened)
+        .map(|n| FIRST_PORT + n)
+        .filter(|port| !got.iter().any(|(from, _)| from.port() == *port))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {opened} flows lost their session at the upgrade (client ports {missing:?}); log:\n{}",
+        missing.len(),
+        sgd.log()
     );
 }
