@@ -17,9 +17,17 @@ fn main() -> anyhow::Result<()> {
         .manifest_path
         .parent()
         .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
+    // `--features layout-test` of sg-daemon builds the program with the
+    // test-only map layout too.
+    let features: &[&str] = if std::env::var_os("CARGO_FEATURE_LAYOUT_TEST").is_some() {
+        &["layout-test"]
+    } else {
+        &[]
+    };
     let package = aya_build::Package {
         name: ebpf.name.as_str(),
         root_dir: root.as_str(),
+        features,
         ..Default::default()
     };
     aya_build::build_ebpf([package], aya_build::Toolchain::default())

@@ -6,8 +6,23 @@
 /// Version of the map layout (keys, values, sizes). Pinned maps live in a
 /// directory named after it, so a daemon with another layout never reads
 /// them; bump it with every layout change (`keys.rs` refuses to compile
-/// when a key or value changes size and this is not bumped).
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+/// when a key or value changes size and this is not bumped). A new daemon
+/// moves the sessions of the layouts it knows into its own (sg-daemon's
+/// `dataplane/migrate.rs`): teach it the old session encoding when a bump
+/// changes `CtKey` or `CtValue`.
+///
+/// 3: the first released layout. 4: `SG_SESSION_STATS` counts the
+/// sessions the daemon inserts (`STAT_DAEMON_INSERTED`: migrated ones).
+#[cfg(not(feature = "layout-test"))]
+pub const MAP_LAYOUT_VERSION: u32 = 4;
+/// The `layout-test` build's layout: this one with `CtValue` padded by 8
+/// bytes, under a number no release uses.
+#[cfg(feature = "layout-test")]
+pub const MAP_LAYOUT_VERSION: u32 = TEST_LAYOUT_VERSION;
+
+/// The layout of `--features layout-test` builds (tests of upgrades
+/// between layouts); every build's migration can read its sessions.
+pub const TEST_LAYOUT_VERSION: u32 = 9999;
 
 pub const GLOBAL: &str = "SG_GLOBAL";
 pub const INTERFACES: &str = "SG_INTERFACES";
@@ -77,12 +92,21 @@ pub const SESSION_TABLES: [&str; 2] = [CONNTRACK, UNANSWERED];
 /// answered, 1: unanswered, as in [`SESSION_TABLES`]): entries the kernel
 /// inserted (`STAT_INSERTED + t`), entries the kernel removed
 /// (`STAT_KERNEL_REMOVED + t`) and entries the daemon removed
-/// (`STAT_DAEMON_REMOVED + t`, written by the daemon in CPU 0's slot).
-/// Evictions = inserted - removed - live entries.
+/// (`STAT_DAEMON_REMOVED + t`, written by the daemon in CPU 0's slot) and
+/// entries the daemon inserted (`STAT_DAEMON_INSERTED + t`: sessions
+/// migrated from an earlier layout; CPU 0's slot too).
+/// Evictions = inserted (both) - removed (both) - live entries.
 pub const STAT_INSERTED: u32 = 0;
 pub const STAT_KERNEL_REMOVED: u32 = 2;
 pub const STAT_DAEMON_REMOVED: u32 = 4;
-pub const SESSION_STAT_SLOTS: u32 = 6;
+pub const STAT_DAEMON_INSERTED: u32 = 6;
+pub const SESSION_STAT_SLOTS: u32 = 8;
+// The slots are part of the layout: a new one takes a new version.
+const _: () = assert!(
+    SESSION_STAT_SLOTS == 8
+        && (MAP_LAYOUT_VERSION == 4 || MAP_LAYOUT_VERSION == TEST_LAYOUT_VERSION),
+    "the session statistics changed: bump MAP_LAYOUT_VERSION and update this check"
+);
 
 /// Entries in the address and port tries, all tables together.
 pub const ADDR_TRIE_ENTRIES: u32 = 262_144;

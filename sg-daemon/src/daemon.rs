@@ -73,7 +73,8 @@ pub struct ApplyReport {
 impl Daemon {
     /// Loads the program with its maps pinned under `bpffs_dir`, taking
     /// over what a previous daemon left (sessions, links: enforcement never
-    /// stops), and applies `config`. Interfaces the previous daemon
+    /// stops; sessions of an earlier map layout are migrated), and applies
+    /// `config`. Interfaces the previous daemon
     /// enforced that `config` no longer binds are released.
     pub fn start(config: &Config) -> anyhow::Result<(Self, ApplyReport)> {
         let dataplane = Dataplane::open_pinned(&config.daemon)?;
@@ -97,6 +98,11 @@ impl Daemon {
                 report.released.push(format!("ifindex {ifindex}"));
             }
         }
+        // Every interface runs this program now: the earlier one, if its
+        // map layout differed, adds no more sessions to its tables.
+        daemon
+            .dataplane
+            .finish_migration(&config.daemon.session_timeouts());
         Ok((daemon, report))
     }
 

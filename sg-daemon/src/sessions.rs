@@ -121,7 +121,7 @@ mod tests {
             state,
             fin: 0,
             ended: ended as u8,
-            _pad: [0; 5],
+            _pad: [0; sg_common::CT_VALUE_PAD],
         };
         (key, value)
     }

@@ -289,7 +289,7 @@ pub fn open_session(w: &Work, epoch: u32) {
         },
         fin: (flags & TCP_FIN) << dir,
         ended: 0,
-        _pad: [0; 5],
+        _pad: [0; sg_common::CT_VALUE_PAD],
     };
     // A stale entry of the flow (expired, or closed) goes: the new
     // session starts unanswered. A full table evicts the least recently

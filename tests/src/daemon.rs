@@ -51,6 +51,27 @@ pub fn sgd_path() -> PathBuf {
     path.canonicalize().unwrap_or(path)
 }
 
+/// The sgd built with the test-only map layout (`cargo build -p sg-daemon
+/// --features layout-test`, which `cargo xtask test` copies to
+/// `debug/sgd-layout-test`): `$SGD_LAYOUT_TEST_BIN` if set, else
+/// `sgd-layout-test` next to [`sgd_path`]. For the tests of upgrades
+/// between map layouts.
+///
+/// Panics if there is none: those tests must not pass without it.
+pub fn layout_test_sgd_path() -> PathBuf {
+    let path = std::env::var_os("SGD_LAYOUT_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| sgd_path().with_file_name("sgd-layout-test"));
+    assert!(
+        path.is_file(),
+        "no test-layout sgd at {}: run `cargo xtask test`, or build it with `cargo build -p \
+         sg-daemon --bin sgd --features layout-test`, copy debug/sgd to debug/sgd-layout-test \
+         and rebuild the normal sgd (or name it in SGD_LAYOUT_TEST_BIN)",
+        path.display()
+    );
+    path.canonicalize().unwrap_or(path)
+}
+
 /// Validates `config_toml` with `sgd --config FILE --check` and returns
 /// whether it passed and what sgd printed (stdout, then stderr).
 ///
@@ -295,6 +316,14 @@ impl Daemon {
     pub fn start(ns: &Netns, config: &str) -> Result<Daemon> {
         let dirs = DaemonDirs::new()?;
         let sgd = Sgd::start(ns, &dirs.config(config))?;
+        Ok(Daemon { sgd, dirs })
+    }
+
+    /// Like [`Daemon::start`] with another sgd binary (an older one, or
+    /// one of another map layout), for upgrade tests.
+    pub fn start_binary(binary: &Path, ns: &Netns, config: &str) -> Result<Daemon> {
+        let dirs = DaemonDirs::new()?;
+        let sgd = Sgd::start_binary(binary, ns, &dirs.config(config))?;
         Ok(Daemon { sgd, dirs })
     }
 

@@ -22,10 +22,13 @@
 //!   kernel log);
 //! - `sessions`: the session tables, listed, swept and flushed, their
 //!   fill level and evictions. It is
-//!   apart from the readers because sweeping and flushing write to it.
+//!   apart from the readers because sweeping and flushing write to it;
+//! - `migrate`: moving the sessions of an earlier map layout's pinned
+//!   tables into this one's (an upgrade that changes the layout).
 
 mod adopt;
 mod attach;
+mod migrate;
 mod pins;
 mod readers;
 mod sessions;
@@ -85,6 +88,13 @@ pub struct Dataplane {
     epoch: u32,
     /// Anti-spoofing entries written per hypervisor-mode ifindex.
     instance_addrs: HashMap<u32, Vec<Key<AddrKey>>>,
+    /// Map directories of other layouts, whose sessions are moved into
+    /// this one's and which are removed once every interface runs this
+    /// program (see `migrate`).
+    earlier_layouts: Vec<migrate::EarlierLayout>,
+    /// The epoch migrated sessions get: before every ruleset this daemon
+    /// installs, so that each is checked against its drop rules once.
+    migration_epoch: u32,
 }
 
 impl Dataplane {
@@ -96,7 +106,9 @@ impl Dataplane {
 
     /// Loads the program with its maps pinned under `bpffs_dir` (mounting
     /// a bpffs there if none is), adopting the maps, tables and links an
-    /// earlier daemon left: sessions and enforcement carry on.
+    /// earlier daemon left: sessions and enforcement carry on. The
+    /// sessions of an earlier map layout are copied in; call
+    /// [`Dataplane::finish_migration`] once every interface is attached.
     pub fn open_pinned(settings: &DaemonSettings) -> anyhow::Result<Self> {
         ensure_bpffs(&settings.bpffs_dir)?;
         let pins = Pins::under(&settings.bpffs_dir);
@@ -105,6 +117,7 @@ impl Dataplane {
         }
         let mut dp = Self::load_with(settings, Some(pins))?;
         dp.adopt()?;
+        dp.find_earlier_layouts(&settings.session_timeouts());
         if let Some(mode) = dp.mode {
             tracing::info!("attaching with {mode} (attach = \"{mode}\")");
         }
@@ -151,6 +164,8 @@ impl Dataplane {
             },
             epoch: 0,
             instance_addrs: HashMap::new(),
+            earlier_layouts: Vec::new(),
+            migration_epoch: 0,
         };
         dp.set_global(settings)?;
         dp.check_session_table_size(settings.session_table_size);

@@ -11,7 +11,10 @@ use anyhow::anyhow;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues};
 use sg_common::{
     CtKey, CtValue, FragKey, FragValue, SessionTimeouts,
-    maps::{self, SESSION_TABLES, STAT_DAEMON_REMOVED, STAT_INSERTED, STAT_KERNEL_REMOVED},
+    maps::{
+        self, SESSION_TABLES, STAT_DAEMON_INSERTED, STAT_DAEMON_REMOVED, STAT_INSERTED,
+        STAT_KERNEL_REMOVED,
+    },
 };
 
 use super::Dataplane;
@@ -138,9 +141,8 @@ impl Dataplane {
             let t32 = t as u32;
             let gone =
                 sum(STAT_KERNEL_REMOVED + t32)?.wrapping_add(sum(STAT_DAEMON_REMOVED + t32)?);
-            let evictions = sum(STAT_INSERTED + t32)?
-                .saturating_sub(gone)
-                .saturating_sub(entries);
+            let inserted = sum(STAT_INSERTED + t32)?.wrapping_add(sum(STAT_DAEMON_INSERTED + t32)?);
+            let evictions = inserted.saturating_sub(gone).saturating_sub(entries);
             out.push(TableUse {
                 table: TABLE_NAMES[t],
                 entries,
@@ -154,12 +156,18 @@ impl Dataplane {
     /// Adds the daemon's removals from each table to its statistics slot
     /// (CPU 0's; the kernel never writes those slots).
     fn count_daemon_removals(&mut self, removed: [u64; 2]) -> anyhow::Result<()> {
+        self.count_daemon_stat(STAT_DAEMON_REMOVED, removed)
+    }
+
+    /// Adds `counts` (per table) to the daemon's statistic `base`
+    /// (`STAT_DAEMON_REMOVED` or `STAT_DAEMON_INSERTED`), in CPU 0's slot.
+    pub(super) fn count_daemon_stat(&mut self, base: u32, counts: [u64; 2]) -> anyhow::Result<()> {
         let mut stats: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(maps::SESSION_STATS)?)?;
-        for (t, n) in removed.into_iter().enumerate() {
+        for (t, n) in counts.into_iter().enumerate() {
             if n == 0 {
                 continue;
             }
-            let slot = STAT_DAEMON_REMOVED + t as u32;
+            let slot = base + t as u32;
             let mut values: Vec<u64> = stats.get(&slot, 0)?.to_vec();
             values[0] = values[0].wrapping_add(n);
             stats.set(slot, PerCpuValues::try_from(values)?, 0)?;
@@ -169,7 +177,7 @@ impl Dataplane {
 }
 
 /// The `max_entries` of a loaded map.
-fn map_capacity(map: &aya::maps::Map) -> anyhow::Result<u64> {
+pub(super) fn map_capacity(map: &aya::maps::Map) -> anyhow::Result<u64> {
     let data = match map {
         aya::maps::Map::LruHashMap(data) => data,
         _ => return Err(anyhow!("a session table is not an LRU hash map")),
