@@ -7,7 +7,7 @@
 /// directory named after it, so a daemon with another layout never reads
 /// them; bump it with every layout change (`keys.rs` refuses to compile
 /// when a key or value changes size and this is not bumped).
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 pub const GLOBAL: &str = "SG_GLOBAL";
 pub const INTERFACES: &str = "SG_INTERFACES";
@@ -57,8 +57,9 @@ pub mod programs {
 pub const MAX_RULES: usize = 1024;
 pub const BITMAP_WORDS: usize = MAX_RULES / 64;
 
-/// Compiled tables (one per interface and direction, twice for the
-/// double buffer) that can exist at once.
+/// Compiled tables that can exist at once: at most one per interface and
+/// direction (interfaces with equal tables share one), twice for the
+/// double buffer.
 pub const MAX_TABLES: u32 = 4096;
 
 /// Sessions across all interfaces, in each of the two session tables
@@ -90,7 +91,8 @@ pub const PORT_TRIE_ENTRIES: u32 = 262_144;
 pub const PROTO_ENTRIES: u32 = 65_536;
 pub const MAX_INTERFACES: u32 = 4096;
 pub const FRAGMENT_ENTRIES: u32 = 8192;
-/// (table, rule) pairs with counters; the least recently hit go first.
+/// (table, rule, interface) triples with counters; the least recently hit
+/// go first.
 pub const RULE_COUNTER_ENTRIES: u32 = 65_536;
 /// (interface, direction, verdict) counters.
 pub const IFACE_COUNTER_ENTRIES: u32 = 16_384;

@@ -242,13 +242,29 @@ fn a_change_switches_only_the_interfaces_it_changes() {
 
         let after = parse(&config_text(dirs, 8081, &["d1", "d2"]));
         daemon.apply(&after).unwrap();
-        assert_ne!(ids(daemon, d0), d0_ids, "d0's rules changed: it must switch");
-        assert_eq!(ids(daemon, d1), d1_ids, "d1 was switched though nothing changed");
-        assert_eq!(ids(daemon, d2), d2_ids, "d2 was switched though nothing changed");
+        assert_ne!(
+            ids(daemon, d0),
+            d0_ids,
+            "d0's rules changed: it must switch"
+        );
+        assert_eq!(
+            ids(daemon, d1),
+            d1_ids,
+            "d1 was switched though nothing changed"
+        );
+        assert_eq!(
+            ids(daemon, d2),
+            d2_ids,
+            "d2 was switched though nothing changed"
+        );
         // The session's next packet: not re-checked, its epoch unchanged.
         let again = syn(daemon, d1, 41000, 80);
         assert_eq!(again.reason, Reason::Session, "{again:?}");
-        assert_eq!(epoch_of_d1_session(daemon), epoch, "d1's session was re-checked");
+        assert_eq!(
+            epoch_of_d1_session(daemon),
+            epoch,
+            "d1's session was re-checked"
+        );
         check_verdicts(daemon, &after, &["d0", "d1", "d2"], 42000);
     });
 }
@@ -299,10 +315,7 @@ fn a_shared_table_is_freed_after_its_last_interface_leaves() {
         daemon.apply(&only_d2).unwrap();
         daemon.collect_garbage().unwrap();
         assert_eq!(daemon.dataplane().table_entries().unwrap(), all);
-        assert_eq!(
-            daemon.dataplane().tables_of(ifindex("d2")).unwrap(),
-            shared
-        );
+        assert_eq!(daemon.dataplane().tables_of(ifindex("d2")).unwrap(), shared);
         check_verdicts(daemon, &only_d2, &["d0", "d2"], 40000);
 
         let only_d0 = parse(&config_text(dirs, 8080, &[]));

@@ -10,8 +10,11 @@
 //! - `pins`: the bpffs, where pins live ([`Pins`]), removing them;
 //! - `tables`: table ids, writing tables, switching interfaces to new
 //!   ones (double buffering; every interface of a change or none),
-//!   anti-spoofing addresses, freeing old tables a grace period after
-//!   their switch;
+//!   freeing old tables a grace period after their last user left;
+//! - `shared`: tables shared by content between interfaces, counted by
+//!   their users; what a change needs written and which interfaces it
+//!   switches (only those whose tables or flags differ);
+//! - `antispoof`: the anti-spoofing addresses and MAC per interface;
 //! - `attach`: the hooks ([`Hook`]), the attach mode, attaching and
 //!   detaching in it;
 //! - `tcx`: TCX links, pinned and replaced in place;
@@ -25,10 +28,12 @@
 //!   apart from the readers because sweeping and flushing write to it.
 
 mod adopt;
+mod antispoof;
 mod attach;
 mod pins;
 mod readers;
 mod sessions;
+mod shared;
 mod tables;
 mod tc;
 mod tcx;
@@ -64,8 +69,15 @@ pub struct Dataplane {
     /// `None`: nothing is pinned (tests); the program goes with the process.
     pins: Option<Pins>,
     free_tables: Vec<u32>,
-    /// Tables in use, per ifindex, by direction.
-    installed: HashMap<u32, [TableKeys; 2]>,
+    /// Tables in use by at least one interface, by id, with their users.
+    live: HashMap<u32, shared::LiveTable>,
+    /// Live tables by content fingerprint (see `shared`), to share them.
+    by_content: HashMap<u64, Vec<u32>>,
+    /// Per ifindex: the ids of its tables (by direction) and its flags.
+    installed: HashMap<u32, shared::Installed>,
+    /// (table, ifindex): interfaces that left a table others still use,
+    /// whose counters are to be taken.
+    left: Vec<(u32, u32)>,
     /// Tables switched away from, each with the time of its switch;
     /// freed a grace period later.
     retired: Vec<(std::time::Instant, TableKeys)>,
@@ -85,6 +97,8 @@ pub struct Dataplane {
     epoch: u32,
     /// Anti-spoofing entries written per hypervisor-mode ifindex.
     instance_addrs: HashMap<u32, Vec<Key<AddrKey>>>,
+    /// The MAC (or none) this dataplane last wrote per ifindex.
+    instance_macs: HashMap<u32, Option<sg_common::InstanceMac>>,
 }
 
 impl Dataplane {
@@ -140,7 +154,10 @@ impl Dataplane {
             pins,
             // Popped from the end: low ids first.
             free_tables: (0..MAX_TABLES).rev().collect(),
+            live: HashMap::new(),
+            by_content: HashMap::new(),
             installed: HashMap::new(),
+            left: Vec::new(),
             retired: Vec::new(),
             freed_counts: Vec::new(),
             grace: GRACE,
@@ -151,6 +168,7 @@ impl Dataplane {
             },
             epoch: 0,
             instance_addrs: HashMap::new(),
+            instance_macs: HashMap::new(),
         };
         dp.set_global(settings)?;
         dp.check_session_table_size(settings.session_table_size);
