@@ -99,6 +99,11 @@ pub struct Dataplane {
     instance_addrs: HashMap<u32, Vec<Key<AddrKey>>>,
     /// The MAC (or none) this dataplane last wrote per ifindex.
     instance_macs: HashMap<u32, Option<sg_common::InstanceMac>>,
+    /// The `GLOBAL_*` flags last written.
+    global_flags: Option<u32>,
+    /// The global flags changed: the next install switches every
+    /// interface it is given, so that their sessions are re-checked.
+    recheck_all: bool,
 }
 
 impl Dataplane {
@@ -169,6 +174,8 @@ impl Dataplane {
             epoch: 0,
             instance_addrs: HashMap::new(),
             instance_macs: HashMap::new(),
+            global_flags: None,
+            recheck_all: false,
         };
         dp.set_global(settings)?;
         dp.check_session_table_size(settings.session_table_size);
@@ -212,6 +219,13 @@ impl Dataplane {
             flags,
             _pad: 0,
         };
+        // A switch such as the SMTP block may end sessions: every
+        // interface's sessions are re-checked (a new epoch) at the next
+        // install, whether its tables changed or not.
+        if self.global_flags.is_some_and(|old| old != flags) {
+            self.recheck_all = true;
+        }
+        self.global_flags = Some(flags);
         let mut map: Array<_, GlobalConfig> = Array::try_from(self.map(maps::GLOBAL)?)?;
         map.set(0, global, 0)?;
         Ok(())

@@ -9,7 +9,8 @@
 //! write (contents no live table holds) and the interfaces that switch
 //! (those whose tables or flags differ from what they have; the others
 //! are left alone, keeping their ruleset epoch, so their sessions are not
-//! re-checked).
+//! re-checked). A change of the global flags (the SMTP block may end
+//! sessions) switches every interface given, for a new epoch.
 
 use std::{
     collections::HashMap,
@@ -105,10 +106,11 @@ impl Dataplane {
                     }
                 };
             }
-            let unchanged = self
-                .installed
-                .get(ifindex)
-                .is_some_and(|now| now.flags == *flags && sources == now.ids.map(Source::Live));
+            let unchanged = !self.recheck_all
+                && self
+                    .installed
+                    .get(ifindex)
+                    .is_some_and(|now| now.flags == *flags && sources == now.ids.map(Source::Live));
             if !unchanged {
                 plan.switches.push((*ifindex, *flags, sources));
             }

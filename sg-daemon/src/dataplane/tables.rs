@@ -197,6 +197,7 @@ impl Dataplane {
             self.leave_table(id, ifindex);
         }
         self.take_left_counters();
+        self.recheck_all = false;
     }
 
     /// Makes room for `switches` if they do not fit now but will once
