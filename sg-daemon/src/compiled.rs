@@ -161,3 +161,65 @@ fn compile_and_verify(
         .map(|r| r.expect("every table compiled"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// sg-a and sg-b; eth0 and eth1 on sg-a, eth2 on both. `port` is
+    /// sg-b's rule's.
+    fn config(port: u16) -> Config {
+        let text = format!(
+            r#"
+[[security_group]]
+id = "sg-a"
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range = "22/22"
+  source_cidr_ip = "198.51.100.0/24"
+[[security_group]]
+id = "sg-b"
+  [[security_group.ingress]]
+  policy = "accept"
+  ip_protocol = "tcp"
+  port_range = "{port}/{port}"
+  source_cidr_ip = "0.0.0.0/0"
+[[interface]]
+name = "eth0"
+security_groups = ["sg-a"]
+[[interface]]
+name = "eth1"
+security_groups = ["sg-a"]
+[[interface]]
+name = "eth2"
+security_groups = ["sg-a", "sg-b"]
+"#
+        );
+        crate::config::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn equal_tables_are_compiled_once_and_kept_for_the_next_apply() {
+        let mut cache = CompileCache::default();
+        let first = config(80);
+        let addresses = Addresses::resolve(&first, |_| Vec::new());
+        let tables = cache.compile_all(&first, &addresses).unwrap();
+        // eth0 and eth1 get the same compilation; eth2 its own inbound
+        // table; every outbound table is the same (no outbound rules).
+        assert!(Arc::ptr_eq(&tables[0][0], &tables[1][0]));
+        assert!(!Arc::ptr_eq(&tables[0][0], &tables[2][0]));
+        assert!(Arc::ptr_eq(&tables[0][1], &tables[2][1]));
+        assert_eq!(cache.len(), 3);
+        // sg-b changes: eth0's and eth1's tables are the ones kept.
+        let second = config(443);
+        let again = cache.compile_all(&second, &addresses).unwrap();
+        assert!(Arc::ptr_eq(&tables[0][0], &again[0][0]));
+        assert!(Arc::ptr_eq(&tables[0][1], &again[2][1]));
+        assert!(!Arc::ptr_eq(&tables[2][0], &again[2][0]));
+        // Only what is in use is kept: eth2's old inbound table is gone.
+        assert_eq!(cache.len(), 3);
+    }
+}

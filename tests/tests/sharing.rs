@@ -15,7 +15,7 @@ use std::{net::IpAddr, path::Path, time::Duration};
 use aya::programs::{TestRun, TestRunOptions};
 use sg_common::{CB_REASON, CB_RULE, CB_TABLE, NO_RULE, Reason};
 use sg_daemon::{
-    compile::Origin,
+    compile::{CompiledTable, Origin, build_table, compile},
     daemon::Daemon,
     dataplane::Hook,
     model::{Addresses, Config, Direction},
@@ -201,7 +201,7 @@ fn with_daemon(n: usize, f: impl FnOnce(&DaemonDirs, &mut Daemon) + Send) {
 }
 
 /// Three interfaces, two of them on the same groups: those two share one
-/// table per direction, and the maps hold one copy of it.
+/// table per direction, and the maps hold one copy of each distinct table.
 #[test]
 fn interfaces_on_the_same_groups_share_their_tables() {
     with_daemon(3, |dirs, daemon| {
@@ -209,11 +209,28 @@ fn interfaces_on_the_same_groups_share_their_tables() {
         let tables = |i| daemon.dataplane().tables_of(i).unwrap();
         assert_eq!(tables(d1), tables(d2), "identical tables not shared");
         assert_ne!(tables(d0), tables(d1));
-        let two_interfaces = daemon.dataplane().table_entries().unwrap();
-        // A third interface on the same groups adds nothing to the maps.
+        // The maps hold each distinct table once: d0's inbound table,
+        // the inbound table of d1 and d2, and one outbound table (no
+        // group has outbound rules, so all three interfaces share it).
         let config = parse(&config_text(dirs, 8080, &["d1", "d2"]));
-        daemon.apply(&config).unwrap();
-        assert_eq!(daemon.dataplane().table_entries().unwrap(), two_interfaces);
+        let addresses = Addresses::resolve(&config, |_| Vec::new());
+        let mut distinct: Vec<(Direction, CompiledTable)> = Vec::new();
+        for binding in &config.interfaces {
+            for dir in Direction::BOTH {
+                let table = compile(&build_table(&config, binding, &addresses, dir)).unwrap();
+                if !distinct.contains(&(dir, table.clone())) {
+                    distinct.push((dir, table));
+                }
+            }
+        }
+        assert_eq!(distinct.len(), 3);
+        let one_copy = [
+            distinct.iter().map(|(_, t)| t.proto.len()).sum::<usize>(),
+            distinct.iter().map(|(_, t)| t.addr.len()).sum(),
+            distinct.iter().map(|(_, t)| t.port.len()).sum(),
+        ];
+        assert_eq!(daemon.dataplane().table_entries().unwrap(), one_copy);
+        assert_eq!(tables(d0)[1], tables(d1)[1], "outbound tables not shared");
         check_verdicts(daemon, &config, &["d0", "d1", "d2"], 40000);
     });
 }
