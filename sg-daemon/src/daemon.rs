@@ -314,7 +314,8 @@ impl Daemon {
                 };
             present.push((*binding, ifindex, flags, tables));
         }
-        // Every interface switches, or none does.
+        // Every interface whose tables or flags changed switches, or none
+        // does; the others are left alone (see `Dataplane::install_all`).
         let switches: Vec<_> = present
             .iter()
             .map(|(_, ifindex, flags, [i, o])| (*ifindex, *flags, [&**i, &**o]))
@@ -410,8 +411,9 @@ fn add(to: &mut Counter, counter: &Counter) {
     to.bytes += counter.bytes;
 }
 
-/// The inbound and outbound tables of one binding, each checked against
-/// the reference decision. The directions are independent, so they are
+/// The inbound and outbound tables of one binding on its own, each
+/// checked against the reference decision (an apply compiles through
+/// [`CompileCache`] instead, each distinct table once). The directions are independent, so they are
 /// compiled and checked on two threads.
 pub fn compile_binding(
     config: &Config,
