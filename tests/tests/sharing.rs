@@ -356,3 +356,36 @@ fn a_shared_table_is_freed_after_its_last_interface_leaves() {
         check_verdicts(daemon, &only_d0, &["d0"], 41000);
     });
 }
+
+/// A daemon that takes over from another finds d1 and d2 on one pinned
+/// table (two users): its first apply moves both to tables of its own,
+/// shared again, and the pinned ones are freed after, the maps holding
+/// what they held before the restart.
+#[test]
+fn a_restarted_daemon_takes_over_shared_tables() {
+    let ns = interfaces(3);
+    let dirs = DaemonDirs::new().unwrap();
+    ns.run_in(|| {
+        let config = parse(&config_text(&dirs, 8080, &["d1", "d2"]));
+        let (first, _) = Daemon::start(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        let entries = first.dataplane().table_entries().unwrap();
+        let [d1, d2] = ["d1", "d2"].map(ifindex);
+        let pinned = first.dataplane().tables_of(d1).unwrap();
+        // Stopped without `--detach`: its pins stay.
+        drop(first);
+        let (mut daemon, _) = Daemon::start(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        daemon.dataplane_mut().set_grace(Duration::ZERO);
+        let now = daemon.dataplane().tables_of(d1).unwrap();
+        assert_eq!(daemon.dataplane().tables_of(d2).unwrap(), now);
+        assert_ne!(
+            now, pinned,
+            "the adopted tables were kept (content unknown)"
+        );
+        check_verdicts(&daemon, &config, &["d0", "d1", "d2"], 43000);
+        daemon.collect_garbage().unwrap();
+        let in_use = daemon.dataplane().tables_in_use();
+        assert!(pinned.iter().all(|id| !in_use.contains(id)), "never freed");
+        assert_eq!(daemon.dataplane().table_entries().unwrap(), entries);
+        daemon.detach_everything().unwrap();
+    });
+}
