@@ -12,7 +12,7 @@ pub const PROTO_ANY: u32 = 256;
 
 /// One bit per rule, in decision order.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Bitmap {
     pub words: [u64; BITMAP_WORDS],
 }
@@ -336,12 +336,14 @@ pub const CB_RULE: usize = 1;
 pub const CB_TABLE: usize = 2;
 pub const NO_RULE: u32 = u32::MAX;
 
-/// Key of `SG_RULE_COUNTERS`: a rule of a table.
+/// Key of `SG_RULE_COUNTERS`: a rule of a table, on one interface (a
+/// table may be shared by interfaces whose counts stay apart).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RuleCounterKey {
     pub table: u32,
     pub rule: u32,
+    pub ifindex: u32,
 }
 
 /// Key of `SG_IFACE_COUNTERS`.
@@ -408,7 +410,7 @@ const _: () = {
             && size_of::<CtValue>() == ct_value
             && size_of::<FragKey>() == 44
             && size_of::<FragValue>() == 24
-            && size_of::<RuleCounterKey>() == 8
+            && size_of::<RuleCounterKey>() == 12
             && size_of::<IfaceCounterKey>() == 8
             && size_of::<Counter>() == 16
             && size_of::<DropRecord>() == 64,

@@ -12,7 +12,8 @@
 /// changes `CtKey` or `CtValue`.
 ///
 /// 3: the first released layout. 4: `SG_SESSION_STATS` counts the
-/// sessions the daemon inserts (`STAT_DAEMON_INSERTED`: migrated ones).
+/// sessions the daemon inserts (`STAT_DAEMON_INSERTED`: migrated ones), and
+/// `RuleCounterKey` names the interface (tables are shared by interfaces).
 #[cfg(not(feature = "layout-test"))]
 pub const MAP_LAYOUT_VERSION: u32 = 4;
 /// The `layout-test` build's layout: this one with `CtValue` padded by 8
@@ -72,8 +73,9 @@ pub mod programs {
 pub const MAX_RULES: usize = 1024;
 pub const BITMAP_WORDS: usize = MAX_RULES / 64;
 
-/// Compiled tables (one per interface and direction, twice for the
-/// double buffer) that can exist at once.
+/// Compiled tables that can exist at once: at most one per interface and
+/// direction (interfaces with equal tables share one), twice for the
+/// double buffer.
 pub const MAX_TABLES: u32 = 4096;
 
 /// Sessions across all interfaces, in each of the two session tables
@@ -114,7 +116,8 @@ pub const PORT_TRIE_ENTRIES: u32 = 262_144;
 pub const PROTO_ENTRIES: u32 = 65_536;
 pub const MAX_INTERFACES: u32 = 4096;
 pub const FRAGMENT_ENTRIES: u32 = 8192;
-/// (table, rule) pairs with counters; the least recently hit go first.
+/// (table, rule, interface) triples with counters; the least recently hit
+/// go first.
 pub const RULE_COUNTER_ENTRIES: u32 = 65_536;
 /// (interface, direction, verdict) counters.
 pub const IFACE_COUNTER_ENTRIES: u32 = 16_384;

@@ -1,12 +1,15 @@
 //! Applying a validated config to the host: compile every bound interface
-//! first (so a config that cannot be compiled changes nothing), then switch
-//! each present interface to its new tables and attach the classifier. An
+//! first (so a config that cannot be compiled changes nothing; each
+//! distinct table once, see [`crate::compiled`]), then switch the present
+//! interfaces whose tables changed and attach the classifier. An
 //! interface whose link type sg cannot parse is left alone and reported
-//! (see [`crate::linktype`]).
+//! (see [`crate::linktype`]). Per-rule counters are kept per interface,
+//! also for tables that interfaces share.
 
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
+    sync::Arc,
 };
 
 use anyhow::Context as _;
@@ -16,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::{
     compile::{CompiledTable, Origin, build_table, compile},
+    compiled::CompileCache,
     dataplane::Dataplane,
     linktype::link_header,
     model::{Addresses, BindingMode, Config, Direction, InterfaceBinding},
@@ -33,19 +37,35 @@ pub struct Daemon {
     /// and drop records (kept while the table may still be reported).
     tables: HashMap<u32, NamedTable>,
     /// Per rule of an interface and direction: the counts of the tables
-    /// freed since the rule was added (see [`Daemon::rule_counts`]).
+    /// freed, or left by the interface, since the rule was added (see
+    /// [`Daemon::rule_counts`]).
     base: HashMap<RuleKey, Counter>,
+    /// The tables of the config in force, compiled: a change compiles only
+    /// what it changed.
+    compiled: CompileCache,
 }
 
 /// A rule of an interface and direction: what its counters follow.
 type RuleKey = (String, Direction, Origin);
 
-/// The rules behind a kernel table.
+/// The rules behind a kernel table (which any number of interfaces may
+/// share).
 #[derive(Debug, Clone)]
 pub struct NamedTable {
-    pub interface: String,
     pub direction: Direction,
     pub origins: Vec<Origin>,
+    /// The same origins, to look them up.
+    holds: HashSet<Origin>,
+}
+
+impl NamedTable {
+    fn new(direction: Direction, origins: &[Origin]) -> NamedTable {
+        NamedTable {
+            direction,
+            origins: origins.to_vec(),
+            holds: origins.iter().cloned().collect(),
+        }
+    }
 }
 
 /// Packets and bytes a rule decided on one interface and direction.
@@ -84,6 +104,7 @@ impl Daemon {
             addresses: Addresses::default(),
             tables: HashMap::new(),
             base: HashMap::new(),
+            compiled: CompileCache::default(),
         };
         let mut report = daemon.apply(config)?;
         let enforced: Vec<u32> = daemon.enforced.values().copied().collect();
@@ -128,37 +149,55 @@ impl Daemon {
         Ok(())
     }
 
-    /// Adds the final counts of the tables the dataplane freed to the
-    /// rules they held that are still enforced, and forgets those
-    /// tables: before their ids are reused.
+    /// Adds the final counts of the tables the dataplane freed, and of
+    /// the interfaces that left a shared table, to the rules they held
+    /// that are still enforced there, and forgets the freed tables: before
+    /// their ids are reused.
     fn fold_freed(&mut self) {
-        let current = self.current_rules();
-        for (key, counter) in self.dataplane.take_freed_counts() {
-            let Some((named, origin)) = self.rule(key.table, key.rule) else {
-                continue;
-            };
-            let rule = (named.interface.clone(), named.direction, origin.clone());
-            if current.contains(&rule) {
-                add(self.base.entry(rule).or_default(), &counter);
-            }
+        let freed = self.dataplane.take_freed_counts();
+        let names = self.names_by_ifindex();
+        let to_rules: Vec<(RuleKey, Counter)> = freed
+            .iter()
+            .filter_map(|(key, counter)| Some((self.rule_key(&names, key)?, *counter)))
+            .filter(|(rule, _)| self.is_current(rule))
+            .collect();
+        for (rule, counter) in to_rules {
+            add(self.base.entry(rule).or_default(), &counter);
         }
-        let live = self.dataplane.tables_in_use();
+        let live: HashSet<u32> = self.dataplane.tables_in_use().into_iter().collect();
         self.tables.retain(|id, _| live.contains(id));
-        self.base.retain(|rule, _| current.contains(rule));
+        let base = std::mem::take(&mut self.base);
+        self.base = base
+            .into_iter()
+            .filter(|(rule, _)| self.is_current(rule))
+            .collect();
     }
 
-    /// The rules of the tables installed now.
-    fn current_rules(&self) -> HashSet<RuleKey> {
-        let mut out = HashSet::new();
-        for id in self.dataplane.tables_installed() {
-            let Some(named) = self.tables.get(&id) else {
-                continue;
-            };
-            for origin in &named.origins {
-                out.insert((named.interface.clone(), named.direction, origin.clone()));
-            }
-        }
-        out
+    /// Enforced interfaces by ifindex.
+    fn names_by_ifindex(&self) -> HashMap<u32, &str> {
+        let names = self.enforced.iter();
+        names.map(|(name, i)| (*i, name.as_str())).collect()
+    }
+
+    /// The rule of an interface and direction a kernel counter counts for.
+    fn rule_key(
+        &self,
+        names: &HashMap<u32, &str>,
+        key: &sg_common::RuleCounterKey,
+    ) -> Option<RuleKey> {
+        let (named, origin) = self.rule(key.table, key.rule)?;
+        let name = names.get(&key.ifindex)?;
+        Some((name.to_string(), named.direction, origin.clone()))
+    }
+
+    /// Whether the interface enforces the rule in that direction now.
+    fn is_current(&self, (name, dir, origin): &RuleKey) -> bool {
+        let ids = self
+            .enforced
+            .get(name)
+            .and_then(|ifindex| self.dataplane.tables_of(*ifindex));
+        ids.and_then(|ids| self.tables.get(&ids[dir.index()]))
+            .is_some_and(|named| named.holds.contains(origin))
     }
 
     /// Frees expired sessions, and ended ones that no drop rule of
@@ -205,20 +244,19 @@ impl Daemon {
     /// have counted nothing yet are left out, and so are rules no longer
     /// enforced.
     pub fn rule_counts(&self) -> anyhow::Result<Vec<RuleCount>> {
-        let current = self.current_rules();
+        let names = self.names_by_ifindex();
         let mut sums = self.base.clone();
         for (key, counter) in self.dataplane.rule_counters()? {
-            let Some((named, origin)) = self.rule(key.table, key.rule) else {
+            let Some(rule) = self.rule_key(&names, &key) else {
                 continue;
             };
-            let rule = (named.interface.clone(), named.direction, origin.clone());
-            if current.contains(&rule) {
+            if self.is_current(&rule) {
                 add(sums.entry(rule).or_default(), &counter);
             }
         }
         Ok(sums
             .into_iter()
-            .filter(|(rule, _)| current.contains(rule))
+            .filter(|(rule, _)| self.is_current(rule))
             .map(|((interface, direction, origin), c)| RuleCount {
                 interface,
                 direction,
@@ -250,12 +288,9 @@ impl Daemon {
         addresses
             .check_group_sizes(config)
             .map_err(|why| anyhow::anyhow!("not applied: {why}"))?;
-        let mut compiled = Vec::new();
-        for binding in &config.interfaces {
-            let tables = compile_binding(config, binding, &addresses)
-                .with_context(|| format!("interface {}", binding.name))?;
-            compiled.push((binding, tables));
-        }
+        let tables = self.compiled.compile_all(config, &addresses)?;
+        let compiled: Vec<(&InterfaceBinding, [Arc<CompiledTable>; 2])> =
+            config.interfaces.iter().zip(tables).collect();
 
         self.dataplane.set_global(&config.daemon)?;
         let mut report = ApplyReport::default();
@@ -285,10 +320,11 @@ impl Daemon {
                 };
             present.push((*binding, ifindex, flags, tables));
         }
-        // Every interface switches, or none does.
+        // Every interface whose tables or flags changed switches, or none
+        // does; the others are left alone (see `Dataplane::install_all`).
         let switches: Vec<_> = present
             .iter()
-            .map(|(_, ifindex, flags, [i, o])| (*ifindex, *flags, [i, o]))
+            .map(|(_, ifindex, flags, [i, o])| (*ifindex, *flags, [&**i, &**o]))
             .collect();
         let kept = "installing the new rules (every interface keeps its rules)";
         self.dataplane.make_room(&switches).context(kept)?;
@@ -307,7 +343,13 @@ impl Daemon {
             self.dataplane
                 .set_instance_addresses(*ifindex, spoof_guard, mac)?;
         }
+        let before: HashMap<u32, Option<[u32; 2]>> = present
+            .iter()
+            .map(|(_, ifindex, _, _)| (*ifindex, self.dataplane.tables_of(*ifindex)))
+            .collect();
         self.dataplane.install_all(&switches).context(kept)?;
+        // Each table named once per apply: a reused id may hold a new table.
+        let mut named: HashSet<u32> = HashSet::new();
         for (binding, ifindex, _, [inbound, outbound]) in present {
             if let Some(old) = self.enforced.get(&binding.name)
                 && *old != ifindex
@@ -317,30 +359,28 @@ impl Daemon {
                 self.dataplane.detach(&binding.name, *old)?;
             }
             self.dataplane.attach(&binding.name, ifindex)?;
-            if let Some(ids) = self.dataplane.tables_of(ifindex) {
-                for ((id, dir), table) in ids
-                    .into_iter()
-                    .zip(Direction::BOTH)
-                    .zip([inbound, outbound])
-                {
-                    self.tables.insert(
-                        id,
-                        NamedTable {
-                            interface: binding.name.clone(),
-                            direction: dir,
-                            origins: table.origins.clone(),
-                        },
-                    );
+            let ids = self.dataplane.tables_of(ifindex);
+            for ((id, dir), table) in ids
+                .into_iter()
+                .flatten()
+                .zip(Direction::BOTH)
+                .zip([inbound, outbound])
+            {
+                if named.insert(id) {
+                    self.tables.insert(id, NamedTable::new(dir, &table.origins));
                 }
             }
-            self.enforced.insert(binding.name.clone(), ifindex);
-            info!(
-                interface = %binding.name,
-                ifindex,
-                inbound_rules = inbound.rule_count,
-                outbound_rules = outbound.rule_count,
-                "enforced"
-            );
+            let switched = before.get(&ifindex) != Some(&ids);
+            let moved = self.enforced.insert(binding.name.clone(), ifindex) != Some(ifindex);
+            if switched || moved {
+                info!(
+                    interface = %binding.name,
+                    ifindex,
+                    inbound_rules = inbound.rule_count,
+                    outbound_rules = outbound.rule_count,
+                    "enforced"
+                );
+            }
             report.enforced.push(binding.name.clone());
         }
         let stale: Vec<_> = self
@@ -357,8 +397,8 @@ impl Daemon {
             report.released.push(name);
         }
         self.addresses = addresses;
-        let current = self.current_rules();
-        self.base.retain(|rule, _| current.contains(rule));
+        // Counts of interfaces that left shared tables go to their rules.
+        self.fold_freed();
         Ok(report)
     }
 
@@ -377,8 +417,9 @@ fn add(to: &mut Counter, counter: &Counter) {
     to.bytes += counter.bytes;
 }
 
-/// The inbound and outbound tables of one binding, each checked against
-/// the reference decision. The directions are independent, so they are
+/// The inbound and outbound tables of one binding on its own, each
+/// checked against the reference decision (an apply compiles through
+/// [`CompileCache`] instead, each distinct table once). The directions are independent, so they are
 /// compiled and checked on two threads.
 pub fn compile_binding(
     config: &Config,

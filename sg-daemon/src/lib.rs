@@ -22,6 +22,7 @@
 pub mod api;
 pub mod clock;
 pub mod compile;
+pub mod compiled;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

@@ -173,7 +173,7 @@ impl SecurityGroup {
 }
 
 /// IANA protocol number, or every protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     All,
     Number(u8),
@@ -213,7 +213,7 @@ impl fmt::Display for Protocol {
 }
 
 /// Inclusive port range; `0..=65535` stands for `-1/-1` (no port match).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortRange {
     pub start: u16,
     pub end: u16,

@@ -1,5 +1,6 @@
 //! Counters and drop records, read by the daemon: packets per reason
-//! (`SG_STATS`), packets and bytes per deciding rule (`SG_RULE_COUNTERS`)
+//! (`SG_STATS`), packets and bytes per deciding rule and interface (`SG_RULE_COUNTERS`:
+//! a table shared by interfaces counts for each apart)
 //! and per interface, direction and verdict (`SG_IFACE_COUNTERS`), and a
 //! record of each drop in the `SG_DROPS` ring, rate-limited per CPU by a
 //! token bucket (`SG_DROP_BUDGET`) so that a flood of dropped packets
@@ -40,7 +41,12 @@ pub fn count(ctx: &TcContext, w: &Work, reason: Reason, rule: u32, table: u32) {
         add(&SG_IFACE_COUNTERS, &key, bytes);
     }
     if rule != NO_RULE {
-        add(&SG_RULE_COUNTERS, &RuleCounterKey { table, rule }, bytes);
+        let key = RuleCounterKey {
+            table,
+            rule,
+            ifindex: w.ifindex,
+        };
+        add(&SG_RULE_COUNTERS, &key, bytes);
     }
     // Malformed frames have no parsed packet to report.
     if !reason.accepts() && reason != Reason::Malformed && take_drop_token(w.now) {

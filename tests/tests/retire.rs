@@ -27,7 +27,7 @@ use sg_common::{
     maps,
 };
 use sg_daemon::{
-    compile::CompiledTable,
+    compile::{CompiledTable, Origin},
     dataplane::{Dataplane, GRACE},
 };
 use sg_tests::{
@@ -63,10 +63,28 @@ fn tables_of(dp: &Dataplane, ifindexes: &[u32]) -> Vec<Option<[u32; 2]>> {
     ifindexes.iter().map(|i| dp.tables_of(*i)).collect()
 }
 
-/// `count` interfaces (ifindex 100 and up) on `tables`, in one change.
+/// A copy of `tables` told apart by an origin of its own (`tag`): it
+/// decides as `tables` do, but is not shared with them (equal tables are,
+/// taking no room of their own).
+fn copy_of(tables: &[CompiledTable; 2], tag: u32) -> [CompiledTable; 2] {
+    tables.clone().map(|mut t| {
+        t.origins.push(Origin::Rule {
+            group: "copy".into(),
+            id: tag.to_string(),
+        });
+        t
+    })
+}
+
+/// `count` interfaces (ifindex 100 and up) on copies of `tables` of their
+/// own, in one change.
 fn fill(dp: &mut Dataplane, count: u32, tables: &[CompiledTable; 2]) {
+    let copies: Vec<[CompiledTable; 2]> = (100..100 + count)
+        .map(|ifindex| copy_of(tables, ifindex))
+        .collect();
     let switches: Vec<_> = (100..100 + count)
-        .map(|ifindex| (ifindex, 0, [&tables[0], &tables[1]]))
+        .zip(&copies)
+        .map(|(ifindex, [i, o])| (ifindex, 0, [i, o]))
         .collect();
     dp.install_all(&switches).expect("filling");
 }
@@ -118,8 +136,13 @@ fn a_change_that_does_not_fit_is_refused_whole() {
             .unwrap();
         exhaust(&mut k.dataplane, &old_tables, &new_tables);
         let before = (tables_of(&k.dataplane, &ifaces), entries(&k.dataplane));
-        let [i, o] = &new_tables;
-        let change: Vec<_> = ifaces.iter().map(|f| (*f, 0, [i, o])).collect();
+        // Tables of their own: three interfaces' worth.
+        let copies: Vec<_> = ifaces.iter().map(|f| copy_of(&new_tables, *f)).collect();
+        let change: Vec<_> = ifaces
+            .iter()
+            .zip(&copies)
+            .map(|(f, [i, o])| (*f, 0, [i, o]))
+            .collect();
         let refused = k.dataplane.install_all(&change);
         assert!(
             refused.is_err(),
@@ -131,6 +154,7 @@ fn a_change_that_does_not_fit_is_refused_whole() {
         let hook = k.hook(sg_daemon::model::Direction::Ingress);
         assert_eq!(k.run(hook, &syn_to(80)).code, common::PASS, "{what}");
         assert_eq!(k.run(hook, &syn_to(1000)).code, common::DROP, "{what}");
+        let [i, o] = &new_tables;
         k.dataplane
             .install(LOOPBACK_IFINDEX, 0, [i, o])
             .unwrap_or_else(|e| panic!("{what}: one interface's change: {e:#}"));
@@ -148,7 +172,11 @@ fn switched_out_tables_keep_their_ids_for_the_grace_period() {
     let mut k = Kernel::new(&small());
     k.dataplane.set_grace(GRACE);
     let first = k.dataplane.tables_of(LOOPBACK_IFINDEX).unwrap();
-    k.dataplane.install(LOOPBACK_IFINDEX, 0, [&i, &o]).unwrap();
+    // A copy: equal tables would not switch.
+    let [ci, co] = copy_of(&[i.clone(), o.clone()], 1);
+    k.dataplane
+        .install(LOOPBACK_IFINDEX, 0, [&ci, &co])
+        .unwrap();
     let switched = Instant::now();
     k.dataplane.collect_garbage().unwrap();
     let in_use = k.dataplane.tables_in_use();
@@ -436,9 +464,8 @@ fn a_freed_tables_counters_go_with_it() {
     assert_eq!(counted(&k.dataplane, &first), 1);
     // Two changes: the first one's tables are freed (grace zero) and
     // their ids taken again.
-    let config = parse(&small());
-    k.install(&config);
-    k.install(&config);
+    k.install(&parse(&wide()));
+    k.install(&parse(&small()));
     let now = k.dataplane.tables_of(LOOPBACK_IFINDEX).unwrap();
     assert!(
         now.iter().any(|id| first.contains(id)),

@@ -15,7 +15,7 @@ use crate::model::{PortRange, Protocol};
 /// An address-trie entry: which address (`DIM_REMOTE`, `DIM_LOCAL`),
 /// family, address bytes (IPv4 in the first four), prefix length, and the
 /// rules that match every address under it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AddrEntry {
     pub dim: u8,
     pub family: u8,
@@ -26,7 +26,7 @@ pub struct AddrEntry {
 
 /// A port-trie entry (`DIM_DST_PORT`, `DIM_SRC_PORT`): the ports sharing
 /// the top `prefix_len` bits of `port`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PortEntry {
     pub dim: u8,
     pub port: u16,
@@ -35,7 +35,7 @@ pub struct PortEntry {
 }
 
 /// A table in the kernel's form.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CompiledTable {
     /// What each bit stands for, in bit order (for counters and records).
     pub origins: Vec<Origin>,

@@ -31,7 +31,7 @@ pub struct Fields {
     pub local: IpAddr,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TableRule {
     pub origin: Origin,
     pub accept: bool,
@@ -53,8 +53,9 @@ impl TableRule {
     }
 }
 
-/// The ordered rules of one interface and direction.
-#[derive(Debug, Clone, PartialEq)]
+/// The ordered rules of one interface and direction. Equal tables compile
+/// to equal kernel tables: the daemon compiles each distinct one once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Table {
     pub rules: Vec<TableRule>,
     pub default_accept: bool,

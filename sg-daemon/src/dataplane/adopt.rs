@@ -1,5 +1,7 @@
 //! Taking over from a previous daemon: the tables its interfaces still use
-//! (read back from the pinned maps), the ones it switched away from, its
+//! (read back from the pinned maps, with how many interfaces share each;
+//! their content is not known, so later changes write tables of their
+//! own rather than share these), the ones it switched away from, its
 //! ruleset epoch and anti-spoofing entries, and which interfaces it had
 //! tables, links or classic TC filters on. Its pinned links and filters
 //! themselves are taken over one by one when the interface is attached
@@ -16,7 +18,10 @@ use aya::{
 };
 use sg_common::{AddrKey, Bitmap, InterfaceConfig, PortKey, ProtoKey, maps};
 
-use super::{Dataplane, TableKeys};
+use super::{
+    Dataplane, TableKeys,
+    shared::{Installed, LiveTable},
+};
 
 impl Dataplane {
     /// Takes over what an earlier daemon left in the pinned maps: which
@@ -60,11 +65,23 @@ impl Dataplane {
         }
         let mut used = Vec::new();
         for (ifindex, config) in &ifaces {
-            let tables = config.tables.map(|id| {
+            for id in config.tables {
                 used.push(id);
-                by_table.remove(&id).unwrap_or_else(|| TableKeys::empty(id))
-            });
-            self.installed.insert(*ifindex, tables);
+                // Several interfaces may share a table: each is a user.
+                let keys = by_table.remove(&id);
+                let live = self.live.entry(id).or_insert_with(|| LiveTable {
+                    keys: keys.unwrap_or_else(|| TableKeys::empty(id)),
+                    users: 0,
+                    // Its content is not known here: not shared again.
+                    content: None,
+                });
+                live.users += 1;
+            }
+            let installed = Installed {
+                ids: config.tables,
+                flags: config.flags,
+            };
+            self.installed.insert(*ifindex, installed);
             self.epoch = self.epoch.max(config.epoch);
         }
         used.extend(by_table.keys());

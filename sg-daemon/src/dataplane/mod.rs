@@ -10,8 +10,11 @@
 //! - `pins`: the bpffs, where pins live ([`Pins`]), removing them;
 //! - `tables`: table ids, writing tables, switching interfaces to new
 //!   ones (double buffering; every interface of a change or none),
-//!   anti-spoofing addresses, freeing old tables a grace period after
-//!   their switch;
+//!   freeing old tables a grace period after their last user left;
+//! - `shared`: tables shared by content between interfaces, counted by
+//!   their users; what a change needs written and which interfaces it
+//!   switches (only those whose tables or flags differ);
+//! - `antispoof`: the anti-spoofing addresses and MAC per interface;
 //! - `attach`: the hooks ([`Hook`]), the attach mode, attaching and
 //!   detaching in it;
 //! - `tcx`: TCX links, pinned and replaced in place;
@@ -27,11 +30,13 @@
 //!   tables into this one's (an upgrade that changes the layout).
 
 mod adopt;
+mod antispoof;
 mod attach;
 mod migrate;
 mod pins;
 mod readers;
 mod sessions;
+mod shared;
 mod tables;
 mod tc;
 mod tcx;
@@ -67,8 +72,15 @@ pub struct Dataplane {
     /// `None`: nothing is pinned (tests); the program goes with the process.
     pins: Option<Pins>,
     free_tables: Vec<u32>,
-    /// Tables in use, per ifindex, by direction.
-    installed: HashMap<u32, [TableKeys; 2]>,
+    /// Tables in use by at least one interface, by id, with their users.
+    live: HashMap<u32, shared::LiveTable>,
+    /// Live tables by content fingerprint (see `shared`), to share them.
+    by_content: HashMap<u64, Vec<u32>>,
+    /// Per ifindex: the ids of its tables (by direction) and its flags.
+    installed: HashMap<u32, shared::Installed>,
+    /// (table, ifindex): interfaces that left a table others still use,
+    /// whose counters are to be taken.
+    left: Vec<(u32, u32)>,
     /// Tables switched away from, each with the time of its switch;
     /// freed a grace period later.
     retired: Vec<(std::time::Instant, TableKeys)>,
@@ -95,6 +107,13 @@ pub struct Dataplane {
     /// The epoch migrated sessions get: before every ruleset this daemon
     /// installs, so that each is checked against its drop rules once.
     migration_epoch: u32,
+    /// The MAC (or none) this dataplane last wrote per ifindex.
+    instance_macs: HashMap<u32, Option<sg_common::InstanceMac>>,
+    /// The `GLOBAL_*` flags last written.
+    global_flags: Option<u32>,
+    /// The global flags changed: the next install switches every
+    /// interface it is given, so that their sessions are re-checked.
+    recheck_all: bool,
 }
 
 impl Dataplane {
@@ -153,7 +172,10 @@ impl Dataplane {
             pins,
             // Popped from the end: low ids first.
             free_tables: (0..MAX_TABLES).rev().collect(),
+            live: HashMap::new(),
+            by_content: HashMap::new(),
             installed: HashMap::new(),
+            left: Vec::new(),
             retired: Vec::new(),
             freed_counts: Vec::new(),
             grace: GRACE,
@@ -166,6 +188,9 @@ impl Dataplane {
             instance_addrs: HashMap::new(),
             earlier_layouts: Vec::new(),
             migration_epoch: 0,
+            instance_macs: HashMap::new(),
+            global_flags: None,
+            recheck_all: false,
         };
         dp.set_global(settings)?;
         dp.check_session_table_size(settings.session_table_size);
@@ -209,6 +234,13 @@ impl Dataplane {
             flags,
             _pad: 0,
         };
+        // A switch such as the SMTP block may end sessions: every
+        // interface's sessions are re-checked (a new epoch) at the next
+        // install, whether its tables changed or not.
+        if self.global_flags.is_some_and(|old| old != flags) {
+            self.recheck_all = true;
+        }
+        self.global_flags = Some(flags);
         let mut map: Array<_, GlobalConfig> = Array::try_from(self.map(maps::GLOBAL)?)?;
         map.set(0, global, 0)?;
         Ok(())

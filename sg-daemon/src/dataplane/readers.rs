@@ -29,7 +29,7 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// Packets and bytes per (table, rule), summed over CPUs.
+    /// Packets and bytes per (table, rule, interface), summed over CPUs.
     pub fn rule_counters(&self) -> anyhow::Result<Vec<(RuleCounterKey, Counter)>> {
         self.per_cpu_counters(maps::RULE_COUNTERS)
     }
@@ -41,10 +41,18 @@ impl Dataplane {
         ids: &[u32],
     ) -> anyhow::Result<Vec<(RuleCounterKey, Counter)>> {
         let ids: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        self.remove_rule_counters_where(|k| ids.contains(&k.table))
+    }
+
+    /// Removes the rule counters whose keys `which` picks, returning them.
+    pub(super) fn remove_rule_counters_where(
+        &mut self,
+        which: impl Fn(&RuleCounterKey) -> bool,
+    ) -> anyhow::Result<Vec<(RuleCounterKey, Counter)>> {
         let counts: Vec<_> = self
             .rule_counters()?
             .into_iter()
-            .filter(|(k, _)| ids.contains(&k.table))
+            .filter(|(k, _)| which(k))
             .collect();
         let mut map: PerCpuHashMap<_, RuleCounterKey, Counter> =
             PerCpuHashMap::try_from(self.map(maps::RULE_COUNTERS)?)?;
@@ -55,8 +63,9 @@ impl Dataplane {
     }
 
     /// The final rule counters of the tables freed since the last call,
-    /// per (table, rule): the daemon adds them to the rules the tables
-    /// held before it reuses their ids.
+    /// and those of interfaces that left a table others still use, per
+    /// (table, rule, interface): the daemon adds them to the rules the
+    /// tables held before it reuses their ids.
     pub fn take_freed_counts(&mut self) -> Vec<(RuleCounterKey, Counter)> {
         std::mem::take(&mut self.freed_counts)
     }

@@ -1,23 +1,26 @@
 //! Compiled tables in the kernel's maps: the table-id allocator, writing a
-//! table under a free id, switching an interface to new tables
-//! ([`Dataplane::install`]) and freeing the tables it was switched away
-//! from. The anti-spoofing addresses and MAC of an interface live here
-//! too: like its tables they are entries keyed by the interface, written
-//! at each apply and removed with it.
+//! table under a free id, switching interfaces to new tables
+//! ([`Dataplane::install_all`]) and freeing the tables they were switched
+//! away from.
+//!
+//! Sharing: interfaces whose tables are equal use one copy of each (see
+//! `shared`). A change writes only the contents no live table holds, and
+//! switches only the interfaces whose tables or flags differ; the others
+//! keep their entry, epoch included, so their sessions are not re-checked.
 //!
 //! Double buffering: a ruleset change writes complete new tables under
-//! fresh table ids, then replaces the interface's `SG_INTERFACES` entry in
-//! one map update. A packet reads that entry once, so it sees the old
-//! tables or the new ones, never a mix. The old tables are retired, each
-//! with its time, and freed a grace period later ([`GRACE`],
-//! [`Dataplane::collect_garbage`]), once no packet can still be using
-//! them; their ids are not reused before, and a freed table's rule
-//! counters go with it (handed to the daemon, which adds them to the
-//! rules the table held). A change that the maps cannot hold whole is
-//! refused before anything is written.
+//! fresh table ids, then replaces each switching interface's
+//! `SG_INTERFACES` entry in one map update. A packet reads that entry
+//! once, so it sees the old tables or the new ones, never a mix. A table
+//! whose last interface left it is retired, with the time, and freed a
+//! grace period later ([`GRACE`], [`Dataplane::collect_garbage`]), once no
+//! packet can still be using it; its id is not reused before, and its
+//! rule counters go with it (handed to the daemon, which adds them to the
+//! rules it held). A change that the maps cannot hold whole is refused
+//! before anything is written.
 
 use std::{
-    net::IpAddr,
+    collections::HashSet,
     time::{Duration, Instant},
 };
 
@@ -30,11 +33,14 @@ use aya::{
     },
 };
 use sg_common::{
-    ADDR_TRIE_ENTRIES, AddrKey, Bitmap, DIM_LOCAL, InstanceMac, InterfaceConfig, MAX_INTERFACES,
-    MAX_TABLES, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, TableInfo, maps,
+    ADDR_TRIE_ENTRIES, AddrKey, Bitmap, InterfaceConfig, MAX_INTERFACES, MAX_TABLES,
+    PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, TableInfo, maps,
 };
 
-use super::Dataplane;
+use super::{
+    Dataplane,
+    shared::{Installed, Plan, Source},
+};
 use crate::compile::CompiledTable;
 
 /// How long a table an interface was switched away from stays, from its
@@ -61,12 +67,10 @@ impl TableKeys {
     }
 }
 
-fn same_key(a: &Key<AddrKey>, b: &Key<AddrKey>) -> bool {
-    a.prefix_len() == b.prefix_len() && a.data() == b.data()
-}
-
 /// One interface's switch to new tables, for [`Dataplane::install_all`]:
-/// its ifindex, its flags and its (inbound, outbound) tables.
+/// its ifindex, its flags and its (inbound, outbound) tables. Pass the
+/// same reference for interfaces with equal tables: each distinct one is
+/// fingerprinted once.
 pub type Switch<'a> = (u32, u32, [&'a CompiledTable; 2]);
 
 impl Dataplane {
@@ -85,16 +89,19 @@ impl Dataplane {
     /// the capacity (table ids, map entries) is checked before anything
     /// is written, all new tables are written before any interface is
     /// switched, and a failure half-way removes what was written and puts
-    /// back the interfaces already switched. Each interface switches
-    /// atomically; the tables it leaves are retired, freed by
-    /// [`Dataplane::collect_garbage`] once their grace period is over (see
+    /// back the interfaces already switched. Tables equal to a live one
+    /// are not written (the live one is shared), and an interface whose
+    /// tables and flags stay is not switched. Each interface switches
+    /// atomically; a table left without users is retired, freed by
+    /// [`Dataplane::collect_garbage`] once its grace period is over (see
     /// [`Dataplane::make_room`] to wait for them when they are in the
     /// way).
     pub fn install_all(&mut self, switches: &[Switch]) -> anyhow::Result<()> {
-        self.check_capacity(switches, true)?;
-        let mut written: Vec<TableKeys> = Vec::new();
-        for table in switches.iter().flat_map(|(_, _, t)| *t) {
-            match self.write_table(table) {
+        let plan = self.plan(switches);
+        self.check_capacity(&plan, true)?;
+        let mut written = Vec::new();
+        for new in &plan.new {
+            match self.write_table(new.table) {
                 Ok(keys) => written.push(keys),
                 Err(e) => {
                     // Never switched in: no packet has seen them.
@@ -103,6 +110,17 @@ impl Dataplane {
                 }
             }
         }
+        if plan.switches.is_empty() {
+            // Nothing switches, so nothing new was needed either.
+            self.remove_tables(written);
+            return Ok(());
+        }
+        let ids = |sources: [Source; 2]| {
+            sources.map(|source| match source {
+                Source::Live(id) => id,
+                Source::New(at) => written[at].id,
+            })
+        };
         self.epoch = self.epoch.wrapping_add(1);
         let epoch = self.epoch;
         let mut ifaces: BpfHashMap<_, u32, InterfaceConfig> =
@@ -110,10 +128,10 @@ impl Dataplane {
         // Each switched interface with the entry it had, to put back.
         let mut switched: Vec<(u32, Option<InterfaceConfig>)> = Vec::new();
         let mut failure = None;
-        for ((ifindex, flags, _), pair) in switches.iter().zip(written.chunks(2)) {
+        for (ifindex, flags, sources) in &plan.switches {
             let before = ifaces.get(ifindex, 0).ok();
             let config = InterfaceConfig {
-                tables: [pair[0].id, pair[1].id],
+                tables: ids(*sources),
                 flags: *flags,
                 epoch,
             };
@@ -130,28 +148,56 @@ impl Dataplane {
                     None => ifaces.remove(ifindex),
                 };
             }
-            // Packets may have seen the tables of the interfaces switched
-            // and put back: those wait out their grace period.
-            let seen = written.drain(..2 * switched.len()).collect();
-            self.retire(seen);
-            self.remove_tables(written);
+            // Packets may have seen the new tables of the interfaces
+            // switched and put back: those wait out their grace period.
+            let seen: HashSet<usize> = plan.switches[..switched.len()]
+                .iter()
+                .flat_map(|(_, _, sources)| sources)
+                .filter_map(|source| match source {
+                    Source::New(at) => Some(*at),
+                    Source::Live(_) => None,
+                })
+                .collect();
+            let (seen, unseen) = written
+                .into_iter()
+                .enumerate()
+                .partition::<Vec<_>, _>(|(at, _)| seen.contains(at));
+            self.retire(seen.into_iter().map(|(_, t)| t).collect());
+            self.remove_tables(unseen.into_iter().map(|(_, t)| t).collect());
             return Err(e).context("switching the interfaces to their new tables");
         }
-        let mut pairs = written.into_iter();
-        let mut old = Vec::new();
-        for (ifindex, _, _) in switches {
-            let (Some(inbound), Some(outbound)) = (pairs.next(), pairs.next()) else {
-                return Err(anyhow!("two tables per interface expected"));
-            };
-            old.extend(
-                self.installed
-                    .insert(*ifindex, [inbound, outbound])
-                    .into_iter()
-                    .flatten(),
-            );
-        }
-        self.retire(old);
+        self.record_switches(&plan, written);
         Ok(())
+    }
+
+    /// After a successful switch: the new tables join the live ones, each
+    /// interface takes its tables and leaves its old ones (all taken
+    /// before any is left, so that a table one interface leaves and
+    /// another joins is not retired).
+    fn record_switches(&mut self, plan: &Plan, written: Vec<super::TableKeys>) {
+        let new_ids: Vec<u32> = written.iter().map(|k| k.id).collect();
+        for (keys, new) in written.into_iter().zip(&plan.new) {
+            self.add_live(keys, new);
+        }
+        let mut left = Vec::new();
+        for (ifindex, flags, sources) in &plan.switches {
+            let ids = sources.map(|source| match source {
+                Source::Live(id) => id,
+                Source::New(at) => new_ids[at],
+            });
+            for id in ids {
+                self.take_table(id);
+            }
+            let now = Installed { ids, flags: *flags };
+            if let Some(old) = self.installed.insert(*ifindex, now) {
+                left.extend(old.ids.map(|id| (id, *ifindex)));
+            }
+        }
+        for (id, ifindex) in left {
+            self.leave_table(id, ifindex);
+        }
+        self.take_left_counters();
+        self.recheck_all = false;
     }
 
     /// Makes room for `switches` if they do not fit now but will once
@@ -160,8 +206,9 @@ impl Dataplane {
     /// frees them. Refuses at once, changing nothing, what would not fit
     /// even then.
     pub fn make_room(&mut self, switches: &[Switch]) -> anyhow::Result<()> {
-        self.check_capacity(switches, false)?;
-        while let Err(e) = self.check_capacity(switches, true) {
+        let plan = self.plan(switches);
+        self.check_capacity(&plan, false)?;
+        while let Err(e) = self.check_capacity(&plan, true) {
             let Some(at) = self.next_collection() else {
                 return Err(e);
             };
@@ -171,24 +218,25 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Refuses a set of new tables that the table ids or the maps cannot
+    /// Refuses a plan whose new tables the table ids or the maps cannot
     /// hold beside those in use and, if `retired`, those retired (which
-    /// stay until their grace period is over).
-    fn check_capacity(&self, switches: &[Switch], retired: bool) -> anyhow::Result<()> {
-        let tables: Vec<&CompiledTable> = switches.iter().flat_map(|(_, _, t)| *t).collect();
+    /// stay until their grace period is over). Tables shared with live
+    /// ones need nothing.
+    fn check_capacity(&self, plan: &Plan, retired: bool) -> anyhow::Result<()> {
         let waiting = if retired { &self.retired[..] } else { &[] };
         let live = || {
             let retired = waiting.iter().map(|(_, t)| t);
-            self.installed.values().flatten().chain(retired)
+            self.live.values().map(|t| &t.keys).chain(retired)
         };
         let free_ids = MAX_TABLES as usize - live().count();
-        if tables.len() > free_ids {
+        if plan.new.len() > free_ids {
             return Err(anyhow!(
                 "{} kernel tables needed, {free_ids} of {MAX_TABLES} free",
-                tables.len(),
+                plan.new.len(),
             ));
         }
-        let new_ifaces = switches
+        let new_ifaces = plan
+            .switches
             .iter()
             .filter(|(ifindex, _, _)| !self.installed.contains_key(ifindex))
             .count();
@@ -221,7 +269,7 @@ impl Dataplane {
         ];
         for (name, capacity, count, need) in maps {
             let free = (capacity as usize).saturating_sub(live().map(count).sum());
-            let needed: usize = tables.iter().map(|t| need(t)).sum();
+            let needed: usize = plan.new.iter().map(|t| need(t.table)).sum();
             if needed > free {
                 return Err(anyhow!(
                     "{name} cannot hold the new tables: {needed} entries needed, {free} of {capacity} free"
@@ -240,7 +288,7 @@ impl Dataplane {
 
     /// The table ids (inbound, outbound) `ifindex` uses now.
     pub fn tables_of(&self, ifindex: u32) -> Option<[u32; 2]> {
-        self.installed.get(&ifindex).map(|[i, o]| [i.id, o.id])
+        self.installed.get(&ifindex).map(|i| i.ids)
     }
 
     /// Stops enforcing on `ifindex` (packets there pass as unbound).
@@ -249,7 +297,10 @@ impl Dataplane {
             BpfHashMap::try_from(self.map(maps::INTERFACES)?)?;
         let _ = ifaces.remove(&ifindex);
         if let Some(old) = self.installed.remove(&ifindex) {
-            self.retire(old.into());
+            for id in old.ids {
+                self.leave_table(id, ifindex);
+            }
+            self.take_left_counters();
         }
         self.set_instance_addresses(ifindex, &[], None)
     }
@@ -322,49 +373,6 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Sets the addresses a hypervisor-mode instance may send from and the
-    /// source MAC it is pinned to, if any; an empty list and `None` remove
-    /// them (instance mode).
-    pub fn set_instance_addresses(
-        &mut self,
-        ifindex: u32,
-        addrs: &[IpAddr],
-        mac: Option<InstanceMac>,
-    ) -> anyhow::Result<()> {
-        let mut macs: BpfHashMap<_, u32, InstanceMac> =
-            BpfHashMap::try_from(self.map(maps::INSTANCE_MACS)?)?;
-        match mac {
-            Some(mac) => macs
-                .insert(ifindex, mac, 0)
-                .context("writing SG_INSTANCE_MACS")?,
-            None => {
-                let _ = macs.remove(&ifindex);
-            }
-        }
-        let keys: Vec<Key<AddrKey>> = addrs
-            .iter()
-            .map(|a| {
-                let (family, addr) = sg_common::addr::to_bytes(*a);
-                Key::new(
-                    AddrKey::host_bits(family),
-                    AddrKey::new(ifindex, DIM_LOCAL, family, addr),
-                )
-            })
-            .collect();
-        let old = self
-            .instance_addrs
-            .insert(ifindex, keys.clone())
-            .unwrap_or_default();
-        let mut trie: LpmTrie<_, AddrKey, u8> = LpmTrie::try_from(self.map(maps::INSTANCE_ADDRS)?)?;
-        for k in &keys {
-            trie.insert(k, 1, 0).context("writing SG_INSTANCE_ADDRS")?;
-        }
-        for k in old.iter().filter(|k| !keys.iter().any(|n| same_key(n, k))) {
-            let _ = trie.remove(k);
-        }
-        Ok(())
-    }
-
     /// Frees the tables that interfaces were switched away from at least
     /// the grace period ago ([`GRACE`]): a packet reads its tables' ids
     /// once, at its start, and takes microseconds. Their ids are free
@@ -399,9 +407,8 @@ impl Dataplane {
     /// The ids of the tables installed or retired (not yet freed): those
     /// a packet, a counter or a drop record may still name.
     pub fn tables_in_use(&self) -> Vec<u32> {
-        let installed = self.installed.values().flatten();
-        let retired = self.retired.iter().map(|(_, t)| t);
-        installed.chain(retired).map(|t| t.id).collect()
+        let retired = self.retired.iter().map(|(_, t)| t.id);
+        self.live.keys().copied().chain(retired).collect()
     }
 
     /// The entries the kernel holds in the tables' maps: `SG_PROTO`,
@@ -417,9 +424,10 @@ impl Dataplane {
         ])
     }
 
-    /// The ids of the tables installed now (not those retired).
+    /// The ids of the tables installed now (not those retired), each once
+    /// however many interfaces share it.
     pub fn tables_installed(&self) -> Vec<u32> {
-        self.installed.values().flatten().map(|t| t.id).collect()
+        self.live.keys().copied().collect()
     }
 
     /// Removes the entries of tables no interface points at, their rule
