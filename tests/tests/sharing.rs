@@ -12,8 +12,7 @@
 
 use std::{net::IpAddr, path::Path, time::Duration};
 
-use aya::programs::{TestRun, TestRunOptions};
-use sg_common::{CB_REASON, CB_RULE, CB_TABLE, NO_RULE, Reason};
+use sg_common::Reason;
 use sg_daemon::{
     compile::{CompiledTable, Origin, build_table, compile},
     daemon::Daemon,
@@ -21,12 +20,9 @@ use sg_daemon::{
     model::{Addresses, Config, Direction},
     reference::{self, DecidedBy, Interface, Packet},
 };
-use sg_tests::{DaemonDirs, Group, Netns, accept_in, drop_in, frames, interface};
+mod common;
 
-/// Size of `struct __sk_buff`, and where its `ifindex` and `cb` are.
-const SKB_SIZE: usize = 192;
-const SKB_IFINDEX_OFFSET: usize = 40;
-const SKB_CB_OFFSET: usize = 36 + 12;
+use sg_tests::{DaemonDirs, Group, Netns, accept_in, drop_in, frames, interface};
 
 const REMOTE: &str = "192.0.2.1";
 const LOCAL: &str = "192.0.2.2";
@@ -94,34 +90,17 @@ fn syn(daemon: &Daemon, ifindex: u32, sport: u16, dport: u16) -> Seen {
         frames::TCP,
         &frames::tcp_syn(sport, dport),
     );
-    let mut ctx_in = [0u8; SKB_SIZE];
-    ctx_in[SKB_IFINDEX_OFFSET..SKB_IFINDEX_OFFSET + 4].copy_from_slice(&ifindex.to_ne_bytes());
-    let mut ctx_out = [0u8; SKB_SIZE];
-    let result = daemon
-        .dataplane()
-        .program(Hook::Ingress)
-        .unwrap()
-        .test_run(TestRunOptions {
-            data_in: Some(&frame),
-            ctx_in: Some(&ctx_in),
-            ctx_out: Some(&mut ctx_out),
-            ..TestRunOptions::default()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    let cb = |i: usize| {
-        let at = SKB_CB_OFFSET + 4 * i;
-        u32::from_ne_bytes(ctx_out[at..at + 4].try_into().unwrap())
-    };
-    let reason = Reason::from_u32(cb(CB_REASON)).expect("a known reason");
-    let rule = (cb(CB_RULE) != NO_RULE).then(|| {
+    let program = daemon.dataplane().program(Hook::Ingress).unwrap();
+    let decision = common::run_frame(program, ifindex, &frame);
+    let rule = decision.rule.map(|rule| {
         let (_, origin) = daemon
-            .rule(cb(CB_TABLE), cb(CB_RULE))
+            .rule(decision.table, rule)
             .expect("a rule the daemon knows");
         origin.clone()
     });
     Seen {
-        accept: result.return_value == -1i32 as u32,
-        reason,
+        accept: decision.code == common::PASS,
+        reason: decision.reason,
         rule,
     }
 }

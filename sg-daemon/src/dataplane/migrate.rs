@@ -34,68 +34,48 @@ use tracing::{info, warn};
 use super::{Dataplane, sessions::map_capacity};
 use crate::clock::boot_time_ns;
 
-/// The session value of layouts 3 and 4 (the releases so far). `CtKey`
-/// has not changed since layout 3.
+/// A session value as the released layouts store it, with `PAD` bytes of
+/// padding at the end: 5 in layouts 3 and 4 (the releases so far), 13 in
+/// the test layout (`TEST_LAYOUT_VERSION`, sg-common's `layout-test`).
+/// `CtKey` has not changed since layout 3.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct ReleaseValue {
+struct EarlierValue<const PAD: usize> {
     last_seen_ns: u64,
     opened: u32,
     epoch: u32,
     state: u8,
     fin: u8,
     ended: u8,
-    _pad: [u8; 5],
+    _pad: [u8; PAD],
 }
 
-/// The session value of the test layout (`TEST_LAYOUT_VERSION`, sg-common's
-/// `layout-test`): the release's, padded by 8 bytes.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct PaddedValue {
-    last_seen_ns: u64,
-    opened: u32,
-    epoch: u32,
-    state: u8,
-    fin: u8,
-    ended: u8,
-    _pad: [u8; 13],
-}
+type ReleaseValue = EarlierValue<5>;
+type PaddedValue = EarlierValue<13>;
 
 // SAFETY: repr(C) plain data, read from maps whose value size matches
 // (aya checks it).
-unsafe impl Pod for ReleaseValue {}
-unsafe impl Pod for PaddedValue {}
+unsafe impl<const PAD: usize> Pod for EarlierValue<PAD> {}
 
 const _: () = assert!(
     size_of::<CtKey>() == 44 && size_of::<ReleaseValue>() == 24 && size_of::<PaddedValue>() == 32,
     "an earlier layout's session encoding changed: it is a fact of released maps, fix it back"
 );
 
-/// A session value of an earlier layout, in this layout's terms.
-trait EarlierValue: Pod {
-    fn current(&self) -> CtValue;
-}
-
-macro_rules! earlier_value {
-    ($ty:ty) => {
-        impl EarlierValue for $ty {
-            fn current(&self) -> CtValue {
-                CtValue {
-                    last_seen_ns: self.last_seen_ns,
-                    opened: self.opened,
-                    epoch: self.epoch,
-                    state: self.state,
-                    fin: self.fin,
-                    ended: self.ended,
-                    _pad: [0; CT_VALUE_PAD],
-                }
-            }
+impl<const PAD: usize> EarlierValue<PAD> {
+    /// The session value in this layout's terms.
+    fn current(&self) -> CtValue {
+        CtValue {
+            last_seen_ns: self.last_seen_ns,
+            opened: self.opened,
+            epoch: self.epoch,
+            state: self.state,
+            fin: self.fin,
+            ended: self.ended,
+            _pad: [0; CT_VALUE_PAD],
         }
-    };
+    }
 }
-earlier_value!(ReleaseValue);
-earlier_value!(PaddedValue);
 
 /// How a layout stores its sessions, for the layouts this daemon can
 /// read (`None`: it cannot).
@@ -165,14 +145,14 @@ fn earlier_layouts(bpffs_dir: &Path) -> Vec<EarlierLayout> {
     out
 }
 
-/// Every session pinned in `dir`, stored as `V`s.
-fn read_as<V: EarlierValue>(dir: &Path) -> anyhow::Result<Vec<Session>> {
+/// Every session pinned in `dir`, stored as `EarlierValue<PAD>`s.
+fn read_as<const PAD: usize>(dir: &Path) -> anyhow::Result<Vec<Session>> {
     let mut out = Vec::new();
     for (table, name) in SESSION_TABLES.into_iter().enumerate() {
         let path = dir.join(name);
         let data =
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-        let map: BpfHashMap<MapData, CtKey, V> = BpfHashMap::try_from(Map::from_map_data(data)?)
+        let map: BpfHashMap<MapData, CtKey, EarlierValue<PAD>> = BpfHashMap::try_from(Map::from_map_data(data)?)
             .with_context(|| format!("reading {}", path.display()))?;
         out.extend(map.iter().filter_map(Result::ok).map(|(key, v)| Session {
             key,
@@ -185,8 +165,8 @@ fn read_as<V: EarlierValue>(dir: &Path) -> anyhow::Result<Vec<Session>> {
 
 fn read_sessions(layout: &EarlierLayout) -> anyhow::Result<Vec<Session>> {
     match layout.encoding {
-        Some(Encoding::Release) => read_as::<ReleaseValue>(&layout.dir),
-        Some(Encoding::Padded) => read_as::<PaddedValue>(&layout.dir),
+        Some(Encoding::Release) => read_as::<5>(&layout.dir),
+        Some(Encoding::Padded) => read_as::<13>(&layout.dir),
         None => Ok(Vec::new()),
     }
 }

@@ -7,7 +7,7 @@
 
 use std::{collections::HashMap, path::Path};
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use sg_common::{CB_REASON, CB_RULE, CB_TABLE, IFACE_HYPERVISOR, IFACE_L3, NO_RULE, Reason};
 use sg_daemon::{
     compile::{CompiledTable, Origin, Table, build_table, compile},
@@ -26,8 +26,9 @@ pub const LOOPBACK_IFINDEX: u32 = 1;
 pub const PASS: u32 = -1i32 as u32;
 pub const DROP: u32 = 2;
 
-/// Size of `struct __sk_buff` and the offset of its `cb` array.
+/// Size of `struct __sk_buff` and the offsets of its `ifindex` and `cb`.
 const SKB_SIZE: usize = 192;
+const SKB_IFINDEX_OFFSET: usize = 40;
 const SKB_CB_OFFSET: usize = 48;
 
 /// The tables (inbound, outbound) of the first binding of `config`, as
@@ -140,34 +141,52 @@ impl Kernel {
 
     /// Runs one frame through a hook.
     pub fn run(&self, hook: Hook, frame: &[u8]) -> Verdict {
-        let ctx_in = [0u8; SKB_SIZE];
-        let mut ctx_out = [0u8; SKB_SIZE];
-        let result = self
-            .dataplane
-            .program(hook)
-            .unwrap()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ctx_in: Some(&ctx_in),
-                ctx_out: Some(&mut ctx_out),
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        let cb = |i: usize| {
-            let at = SKB_CB_OFFSET + 4 * i;
-            u32::from_ne_bytes(ctx_out[at..at + 4].try_into().unwrap())
-        };
-        let reason = Reason::from_u32(cb(CB_REASON)).expect("a known reason in cb");
-        let rule = cb(CB_RULE);
-        let origin = (rule != NO_RULE).then(|| {
-            let table = &self.tables[&cb(CB_TABLE)];
+        let program = self.dataplane.program(hook).unwrap();
+        let decision = run_frame(program, 0, frame);
+        let origin = decision.rule.map(|rule| {
+            let table = &self.tables[&decision.table];
             table.rules[rule as usize].origin.clone()
         });
         Verdict {
-            code: result.return_value,
-            reason,
+            code: decision.code,
+            reason: decision.reason,
             origin,
         }
+    }
+}
+
+/// What the kernel left for one frame: its TC return code and, from
+/// `skb->cb`, the reason and the deciding rule of table `table`.
+pub struct Decision {
+    pub code: u32,
+    pub reason: Reason,
+    pub rule: Option<u32>,
+    pub table: u32,
+}
+
+/// Runs `frame` through `program` with `BPF_PROG_TEST_RUN`, as if it came
+/// on interface `ifindex` (0: the test run's default, `lo`).
+pub fn run_frame(program: &SchedClassifier, ifindex: u32, frame: &[u8]) -> Decision {
+    let mut ctx_in = [0u8; SKB_SIZE];
+    ctx_in[SKB_IFINDEX_OFFSET..SKB_IFINDEX_OFFSET + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut ctx_out = [0u8; SKB_SIZE];
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx_in),
+            ctx_out: Some(&mut ctx_out),
+            ..TestRunOptions::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    let cb = |i: usize| {
+        let at = SKB_CB_OFFSET + 4 * i;
+        u32::from_ne_bytes(ctx_out[at..at + 4].try_into().unwrap())
+    };
+    Decision {
+        code: result.return_value,
+        reason: Reason::from_u32(cb(CB_REASON)).expect("a known reason in cb"),
+        rule: Some(cb(CB_RULE)).filter(|r| *r != NO_RULE),
+        table: cb(CB_TABLE),
     }
 }
 
