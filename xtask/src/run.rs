@@ -1,4 +1,4 @@
-//! The build, test, demo, bench and lint commands, plus the clean-up of
+//! The build, test, demo, bench (and its veth comparison) and lint commands, plus the clean-up of
 //! network namespaces that crashed test runs leave behind.
 
 use crate::util::{self, cargo, output, run};
@@ -79,6 +79,43 @@ pub fn bench(args: &[String]) -> Result<()> {
     run(cargo()
         .args(["bench", "-p", "sg-daemon", "--bench", "dataplane"])
         .args(args))
+}
+
+/// Runs `sg-compare` (`tests/src/bin/compare/`): trafgen through a veth
+/// into a namespace holding no filter, sg, iptables-nft or nftables with the
+/// same rules. Root: it creates namespaces and starts `sgd`. Replaces this
+/// process, like [`demo`], so that Ctrl-C reaches it and it cleans up.
+pub fn compare(args: &[String]) -> Result<()> {
+    util::require_root("`cargo xtask bench --compare`")?;
+    build()?;
+    clean_stale_netns()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "sg-tests",
+        "--bin",
+        "sg-compare",
+        "--",
+    ])
+    .args(args)
+    .env("SGD_BIN", sgd_bin()?);
+    Err(cmd.exec()).context("starting `cargo run -p sg-tests --bin sg-compare`")
+}
+
+/// `sg-compare --help`: builds that binary alone (no eBPF, no root).
+pub fn compare_help() -> Result<()> {
+    run(cargo().args([
+        "run",
+        "--quiet",
+        "-p",
+        "sg-tests",
+        "--bin",
+        "sg-compare",
+        "--",
+        "--help",
+    ]))
 }
 
 pub fn fmt_check() -> Result<()> {
