@@ -277,6 +277,19 @@ impl Installed {
     }
 }
 
+impl Installed {
+    /// Empties netfilter's connection table after a blast of new flows.
+    /// The kernel keeps the entries of every namespace in one hash table
+    /// (`nf_conntrack_buckets`); a full table left behind would lengthen
+    /// the chains that the next filter's lookups walk.
+    pub fn forget_flows(&self, pair: &Pair) -> Result<()> {
+        if self.filter.netfilter() {
+            pair.rx.exec(&["conntrack", "-F"])?;
+        }
+        Ok(())
+    }
+}
+
 /// Fails unless the packets the filter counted during a blast were
 /// decided as `expect_state` says: by its state (established) or by its
 /// rules (new flows), at least 95 % of them.

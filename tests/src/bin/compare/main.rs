@@ -11,10 +11,11 @@
 //! new flow (`traffic.rs`). The receive rate is counted by the receiver's
 //! UDP layer over a fixed window (`measure.rs`).
 //!
-//! Each round measures every filter at every size with fresh namespaces,
-//! the filters in an order rotated from round to round so that a noisy
-//! moment hits them alike; a cell of the result is the median over the
-//! rounds of the ratio to no filter in the same round. The result is
+//! Each round, at each size, installs every filter in fresh namespaces of
+//! its own, then measures each traffic through the filters back to back,
+//! in an order rotated from round to round and size to size, so that a
+//! noisy moment hits them alike; a cell of the result is the median over
+//! the rounds of the ratio to no filter in the same round. The result is
 //! printed as a markdown table and drawn as a PNG (`plot.rs`). Every
 //! namespace is removed at the end, on an error and on Ctrl-C.
 
@@ -132,16 +133,33 @@ fn run(mut args: Args) -> Result<()> {
     let started = Instant::now();
     let mut samples = Vec::new();
     for round in 0..rounds {
+        // Other work on the machine takes CPU time from the sender and the
+        // receive path: worth knowing when the figures look odd.
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        eprintln!(
+            "sg-compare: round {}/{rounds}, load average {}",
+            round + 1,
+            load.join(" ")
+        );
         for (k, &n) in rules.iter().enumerate() {
             let mut order = args.filters.clone();
             let len = order.len();
             order.rotate_left((round + k) % len);
+            // Every filter in namespaces of its own, all set up first, so
+            // that the measurements compared follow each other closely.
+            let mut setups = Vec::new();
             for filter in order {
-                for (traffic, pps) in measure_filter(filter, n, &args)? {
+                stop_requested()?;
+                setups.push(Setup::new(filter, n)?);
+            }
+            for &traffic in &args.traffic {
+                for setup in &mut setups {
+                    let pps = setup.measure(traffic, &args)?;
                     let sample = Sample {
                         round,
                         rules: n,
-                        filter,
+                        filter: setup.filter,
                         traffic,
                         pps,
                     };
@@ -166,27 +184,52 @@ fn run(mut args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Installs `filter` with `rules` rules in fresh namespaces and measures
-/// each traffic through it; the namespaces go when it returns.
-fn measure_filter(filter: Filter, rules: usize, args: &Args) -> Result<Vec<(Traffic, f64)>> {
-    stop_requested()?;
-    let port = filters::port(rules);
-    let pair = Pair::new()?;
-    let sink = Sink::bind(&pair, port)?;
-    // Declared after `pair`, so dropped (sgd stopped) before the
-    // namespaces are deleted.
-    let installed = filters::install(filter, &pair, rules)?;
-    let mut out = Vec::new();
-    for &traffic in &args.traffic {
-        let what = format!("{rules} rules, {}, {}", filter.label(), traffic.label());
+/// One filter with `rules` rules, installed in a pair of namespaces of
+/// its own, removed (sgd stopped first) when dropped.
+struct Setup {
+    // Fields drop in this order: the filter, the socket, the namespaces.
+    installed: filters::Installed,
+    sink: Sink,
+    pair: Pair,
+    filter: Filter,
+    rules: usize,
+}
+
+impl Setup {
+    fn new(filter: Filter, rules: usize) -> Result<Setup> {
+        let pair = Pair::new()?;
+        let sink = Sink::bind(&pair, filters::port(rules))?;
+        let installed = filters::install(filter, &pair, rules)
+            .with_context(|| format!("installing {} with {rules} rules", filter.label()))?;
+        Ok(Setup {
+            installed,
+            sink,
+            pair,
+            filter,
+            rules,
+        })
+    }
+
+    /// Blasts `traffic` through the filter and returns the receive rate,
+    /// after checking that the filter treated it as intended.
+    fn measure(&mut self, traffic: Traffic, args: &Args) -> Result<f64> {
+        let (pair, installed) = (&self.pair, &self.installed);
+        let port = filters::port(self.rules);
+        let what = format!(
+            "{} rules, {}, {}",
+            self.rules,
+            self.filter.label(),
+            traffic.label()
+        );
         let mut notes = Vec::new();
         if traffic == Traffic::Established {
-            sink.establish(&pair, port)
+            self.sink
+                .establish(pair, port)
                 .with_context(|| format!("{what}: making the flow established"))?;
-            notes.push(installed.check_established(&pair, port)?);
+            notes.push(installed.check_established(pair, port)?);
         }
-        let before = installed.decided(&pair)?;
-        let mut blaster = Blaster::start(&pair, traffic, port)?;
+        let before = installed.decided(pair)?;
+        let mut blaster = Blaster::start(pair, traffic, port)?;
         pause(args.warmup)?;
         blaster.check_running()?;
         let start = Reading::take(&pair.rx)?;
@@ -198,9 +241,9 @@ fn measure_filter(filter: Filter, rules: usize, args: &Args) -> Result<Vec<(Traf
         if packets == 0 {
             bail!("{what}: no packet reached the receiver's socket");
         }
-        if let (Some(before), Some(after)) = (before, installed.decided(&pair)?) {
+        if let (Some(before), Some(after)) = (before, installed.decided(pair)?) {
             notes.push(filters::check_decided(
-                filter,
+                self.filter,
                 before,
                 after,
                 traffic == Traffic::Established,
@@ -209,17 +252,19 @@ fn measure_filter(filter: Filter, rules: usize, args: &Args) -> Result<Vec<(Traf
         match traffic {
             Traffic::Established => {
                 installed
-                    .check_established(&pair, port)
+                    .check_established(pair, port)
                     .with_context(|| format!("{what}: after the blast"))?;
             }
-            Traffic::New => notes.push(installed.check_new_flows(&pair)?),
+            Traffic::New => {
+                notes.push(installed.check_new_flows(pair)?);
+                installed.forget_flows(pair)?;
+            }
         }
         for note in notes.iter().filter(|n| !n.is_empty()) {
             eprintln!("    checked: {note}");
         }
-        out.push((traffic, pps));
+        Ok(pps)
     }
-    Ok(out)
 }
 
 /// One progress line, with the ratio when the round's no-filter rate is
