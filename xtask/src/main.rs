@@ -115,6 +115,17 @@ fn try_main(cli: Cli) -> Result<()> {
                 .expect("bench is a subcommand");
             return Ok(bench.print_long_help()?);
         }
+        // `cargo bench`'s own arguments come after `--`, as before
+        // --compare existed: a mistyped option is an error, not something
+        // handed on to cargo.
+        let separated = std::env::args().any(|a| a == "--");
+        if let (false, false, Some(first)) = (*compare, separated, args.first()) {
+            anyhow::bail!(
+                "unexpected argument {first:?} for `cargo xtask bench`: `cargo bench`'s own \
+                 arguments go after `--` (`cargo xtask bench -- --help`), the comparison's \
+                 after `--compare` (`cargo xtask bench --compare --help`)"
+            );
+        }
     }
     if !matches!(cli.command, Command::FmtCheck) {
         setup::ensure()?;
