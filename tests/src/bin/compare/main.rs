@@ -229,7 +229,9 @@ impl Setup {
             notes.push(installed.check_established(pair, port)?);
         }
         let before = installed.decided(pair)?;
-        let mut blaster = Blaster::start(pair, traffic, port)?;
+        // Far more than a veth carries in that time (about 1.5 Mpps here).
+        let max_packets = ((args.warmup + args.seconds + 5.0) * 10e6) as u64;
+        let mut blaster = Blaster::start(pair, traffic, port, max_packets)?;
         pause(args.warmup)?;
         blaster.check_running()?;
         let start = Reading::take(&pair.rx)?;

@@ -193,13 +193,16 @@ impl Sink {
 
 /// trafgen blasting one kind of traffic from the sender, on one CPU;
 /// stopped (SIGINT to its process group, then SIGKILL) when dropped.
+/// It also stops by itself after `max_packets`, so that even a run killed
+/// with SIGKILL leaves no sender going for long (the namespaces it leaves
+/// are swept by the next run).
 pub struct Blaster {
     child: Child,
     dir: TempDir,
 }
 
 impl Blaster {
-    pub fn start(pair: &Pair, traffic: Traffic, port: u16) -> Result<Blaster> {
+    pub fn start(pair: &Pair, traffic: Traffic, port: u16, max_packets: u64) -> Result<Blaster> {
         let dir = tempfile::Builder::new().prefix("sg-compare-").tempdir()?;
         let cfg = dir.path().join("packet.cfg");
         fs::write(
@@ -216,6 +219,7 @@ impl Blaster {
             .args(["--dev", TX_IF, "--conf"])
             .arg(&cfg)
             .args(["--cpus", "1", "--no-sock-mem", "--notouch-irq"])
+            .args(["--num", &max_packets.to_string()])
             .args(["--no-cpu-stats"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
