@@ -275,9 +275,7 @@ impl Installed {
         }
         Ok(format!("conntrack -C: {count} entries"))
     }
-}
 
-impl Installed {
     /// Empties netfilter's connection table after a blast of new flows.
     /// The kernel keeps the entries of every namespace in one hash table
     /// (`nf_conntrack_buckets`); a full table left behind would lengthen
@@ -356,4 +354,29 @@ fn exec_with_input(ns: &Netns, cmd: &[&str], input: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_must_be_made_the_intended_way() {
+        let d = |by_state, by_rules| Decided { by_state, by_rules };
+        let before = d(10, 10);
+        assert!(check_decided(Filter::Sg, before, d(1010, 20), true).is_ok());
+        assert!(check_decided(Filter::Sg, before, d(1010, 20), false).is_err());
+        assert!(check_decided(Filter::Iptables, before, d(20, 1010), false).is_ok());
+        // Half by the state is neither.
+        assert!(check_decided(Filter::Sg, before, d(510, 510), true).is_err());
+        assert!(check_decided(Filter::Sg, before, d(510, 510), false).is_err());
+        // Nothing counted proves nothing.
+        assert!(check_decided(Filter::Sg, before, before, true).is_err());
+    }
+
+    #[test]
+    fn the_traffic_matches_the_last_rule() {
+        assert_eq!(port(1), 10001);
+        assert_eq!(port(1000), 11000);
+    }
 }

@@ -278,3 +278,23 @@ impl Drop for Blaster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trafgen_packets() {
+        let (rx, tx) = ("02:00:00:00:00:01", "02:00:00:00:00:02");
+        let one = Traffic::Established.trafgen_config(rx, tx, 10010);
+        assert_eq!(
+            one.trim(),
+            "{ eth(da=02:00:00:00:00:01, sa=02:00:00:00:00:02), ipv4(sa=198.51.100.2, \
+             da=192.0.2.1, ttl=64), udp(sp=40000, csum=0, dp=10010), fill(0x41, 18) }"
+        );
+        let new = Traffic::New.trafgen_config(rx, tx, 11000);
+        assert!(new.contains("sa[3]=drnd()"), "{new}");
+        assert!(new.contains("sp=drnd(1024, 65535)"), "{new}");
+        assert!(new.contains("dp=11000"), "{new}");
+    }
+}
