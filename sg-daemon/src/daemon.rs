@@ -348,15 +348,45 @@ impl Daemon {
             .map(|(_, ifindex, _, _)| (*ifindex, self.dataplane.tables_of(*ifindex)))
             .collect();
         self.dataplane.install_all(&switches).context(kept)?;
+        // Names no longer bound, and names now on another interface (one
+        // re-created, or names swapped by renames): their hooks come off
+        // first, all of them, before any is attached, since the index a
+        // name had may now be another bound name's (its hooks are attached
+        // afresh under that name). An old index's entry goes only if no
+        // bound interface holds it now: it was just installed otherwise.
+        let held: HashSet<u32> = present.iter().map(|(_, i, _, _)| *i).collect();
+        let now: HashMap<&str, u32> = present
+            .iter()
+            .map(|(b, i, _, _)| (b.name.as_str(), *i))
+            .collect();
+        let bound = |name: &str| config.interfaces.iter().any(|b| b.name == name);
+        let gone: Vec<(String, u32)> = self
+            .enforced
+            .iter()
+            .filter(|(name, old)| !bound(name) || now.get(name.as_str()).is_some_and(|i| i != *old))
+            .map(|(name, old)| (name.clone(), *old))
+            .collect();
+        // Hooks on an interface another bound name holds now stay on it,
+        // handed to that name below.
+        let mut handed = HashMap::new();
+        for (name, old) in gone {
+            self.enforced.remove(&name);
+            if held.contains(&old) {
+                handed.insert(old, self.dataplane.take_hooks(&name));
+            } else {
+                self.dataplane.uninstall(old)?;
+                self.dataplane.detach(&name, old)?;
+            }
+            if !bound(&name) {
+                info!(interface = %name, "released");
+                report.released.push(name);
+            }
+        }
         // Each table named once per apply: a reused id may hold a new table.
         let mut named: HashSet<u32> = HashSet::new();
         for (binding, ifindex, _, [inbound, outbound]) in present {
-            if let Some(old) = self.enforced.get(&binding.name)
-                && *old != ifindex
-            {
-                // Same name, new interface: the old index is gone.
-                self.dataplane.uninstall(*old)?;
-                self.dataplane.detach(&binding.name, *old)?;
+            if let Some(hooks) = handed.remove(&ifindex) {
+                self.dataplane.give_hooks(&binding.name, ifindex, hooks);
             }
             self.dataplane.attach(&binding.name, ifindex)?;
             let ids = self.dataplane.tables_of(ifindex);
@@ -382,19 +412,6 @@ impl Daemon {
                 );
             }
             report.enforced.push(binding.name.clone());
-        }
-        let stale: Vec<_> = self
-            .enforced
-            .keys()
-            .filter(|name| !config.interfaces.iter().any(|b| &b.name == *name))
-            .cloned()
-            .collect();
-        for name in stale {
-            let ifindex = self.enforced.remove(&name).unwrap_or_default();
-            self.dataplane.uninstall(ifindex)?;
-            self.dataplane.detach(&name, ifindex)?;
-            info!(interface = %name, "released");
-            report.released.push(name);
         }
         self.addresses = addresses;
         // Counts of interfaces that left shared tables go to their rules.

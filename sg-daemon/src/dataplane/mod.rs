@@ -54,7 +54,7 @@ use sg_common::{
     GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY, GLOBAL_BUILTIN_NON_IP, GlobalConfig, MAX_TABLES, maps,
 };
 
-pub use attach::Hook;
+pub use attach::{HeldHooks, Hook};
 pub use pins::{Pins, remove_pins};
 pub use sessions::{TABLE_NAMES, TableUse};
 pub use tc::{HANDLE as TC_HANDLE, PRIORITY as TC_PRIORITY};

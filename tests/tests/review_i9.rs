@@ -1,0 +1,102 @@
+//! Review of issue #9 (sharing, refcounts, migration, protection): the
+//! defects found, each as a test that failed before its fix.
+
+use std::{path::Path, time::Duration};
+
+use sg_daemon::{daemon::Daemon, dataplane::Hook, model::Config};
+mod common;
+
+use sg_tests::{DaemonDirs, Group, Netns, accept_in, drop_in, frames, interface};
+
+fn parse(text: &str) -> Config {
+    sg_daemon::config::parse(Path::new("review.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ifindex(name: &str) -> u32 {
+    nix::net::if_::if_nametoindex(name).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A namespace with veths `d0`..`d{n-1}` (peers `p0`..), up.
+fn interfaces(n: usize) -> Netns {
+    let ns = Netns::new("review").unwrap();
+    for i in 0..n {
+        let (name, peer) = (format!("d{i}"), format!("p{i}"));
+        ns.ip(&["link", "add", &name, "type", "veth", "peer", "name", &peer])
+            .unwrap();
+        for link in [&name, &peer] {
+            ns.ip(&["link", "set", link, "up"]).unwrap();
+        }
+    }
+    ns
+}
+
+/// Whether an inbound SYN from 192.0.2.1 to `dport` passes on `ifindex`.
+fn syn_passes(daemon: &Daemon, ifindex: u32, sport: u16, dport: u16) -> bool {
+    let frame = frames::ip_frame(
+        "192.0.2.1".parse().unwrap(),
+        "192.0.2.2".parse().unwrap(),
+        frames::TCP,
+        &frames::tcp_syn(sport, dport),
+    );
+    let program = daemon.dataplane().program(Hook::Ingress).unwrap();
+    common::run_frame(program, ifindex, &frame).code == common::PASS
+}
+
+/// d0 opens 80 and 8080, d1 opens 80 only; SSH is refused on both.
+fn swap_config(dirs: &DaemonDirs) -> Config {
+    let web = Group::new("sg-web").rules([
+        accept_in("tcp", "80/80", "0.0.0.0/0").id("http"),
+        drop_in("tcp", "22/22", "192.0.2.0/24").id("no-ssh"),
+    ]);
+    let extra = Group::new("sg-extra").rules([accept_in("tcp", "8080/8080", "0.0.0.0/0").id("x")]);
+    let mut toml = format!("{web}{extra}");
+    toml += &interface("d0", &["sg-web", "sg-extra"]).to_string();
+    toml += &interface("d1", &["sg-web"]).to_string();
+    parse(&dirs.config(&toml))
+}
+
+/// Two bound interfaces swap names (d0 <-> d1, so each name now has the
+/// other's ifindex). The next apply must leave both enforced, each with
+/// its own name's rules: uninstalling "the old ifindex of this name" must
+/// not remove the entry just installed for the other name.
+#[test]
+fn two_bound_interfaces_swapping_names_stay_enforced() {
+    let ns = interfaces(2);
+    let dirs = DaemonDirs::new().unwrap();
+    ns.run_in(|| {
+        let config = swap_config(&dirs);
+        let (mut daemon, _) = Daemon::start(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        daemon.dataplane_mut().set_grace(Duration::ZERO);
+        assert!(!syn_passes(&daemon, ifindex("d0"), 1000, 22));
+        assert!(syn_passes(&daemon, ifindex("d0"), 1001, 8080));
+        assert!(!syn_passes(&daemon, ifindex("d1"), 1002, 8080));
+
+        for (from, to) in [("d0", "tmp"), ("d1", "d0"), ("tmp", "d1")] {
+            ns.ip(&["link", "set", from, "down"]).unwrap();
+            ns.ip(&["link", "set", from, "name", to]).unwrap();
+            ns.ip(&["link", "set", to, "up"]).unwrap();
+        }
+        assert!(!daemon.in_sync(&config));
+        let applied = daemon.apply(&config);
+        let (d0, d1) = (ifindex("d0"), ifindex("d1"));
+        // Whatever the apply answered, neither interface may fail open.
+        assert!(!syn_passes(&daemon, d0, 1900, 22), "SSH passes on d0");
+        assert!(!syn_passes(&daemon, d1, 1901, 22), "SSH passes on d1");
+        applied.unwrap_or_else(|e| panic!("{e:#}"));
+        daemon.collect_garbage().unwrap();
+        assert!(
+            daemon.dataplane().tables_of(d0).is_some(),
+            "d0 (ifindex {d0}) has no tables after the swap"
+        );
+        assert!(
+            daemon.dataplane().tables_of(d1).is_some(),
+            "d1 (ifindex {d1}) has no tables after the swap"
+        );
+        assert!(!syn_passes(&daemon, d0, 2000, 22), "SSH passes on d0");
+        assert!(!syn_passes(&daemon, d1, 2001, 22), "SSH passes on d1");
+        assert!(syn_passes(&daemon, d0, 2002, 8080), "d0 lost its 8080");
+        assert!(!syn_passes(&daemon, d1, 2003, 8080), "d1 got d0's 8080");
+        assert!(daemon.in_sync(&config));
+        daemon.detach_everything().unwrap();
+    });
+}
