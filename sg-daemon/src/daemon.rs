@@ -154,11 +154,34 @@ impl Daemon {
     /// that are still enforced there, and forgets the freed tables: before
     /// their ids are reused.
     fn fold_freed(&mut self) {
+        let names = self.names();
+        let freed = self.freed_rule_counts(&names);
+        self.fold(freed);
+    }
+
+    /// Enforced interfaces by ifindex (owned: to name counters after the
+    /// names change).
+    fn names(&self) -> HashMap<u32, String> {
+        let names = self.enforced.iter();
+        names.map(|(name, i)| (*i, name.clone())).collect()
+    }
+
+    /// The counts the dataplane freed or took since last asked, each with
+    /// its rule on the interface `names` calls its index.
+    fn freed_rule_counts(&mut self, names: &HashMap<u32, String>) -> Vec<(RuleKey, Counter)> {
         let freed = self.dataplane.take_freed_counts();
-        let names = self.names_by_ifindex();
-        let to_rules: Vec<(RuleKey, Counter)> = freed
+        let names: HashMap<u32, &str> = names.iter().map(|(i, n)| (*i, n.as_str())).collect();
+        freed
             .iter()
             .filter_map(|(key, counter)| Some((self.rule_key(&names, key)?, *counter)))
+            .collect()
+    }
+
+    /// Adds `counts` to the rules still enforced, and forgets the freed
+    /// tables and the rules no longer enforced.
+    fn fold(&mut self, counts: Vec<(RuleKey, Counter)>) {
+        let to_rules: Vec<(RuleKey, Counter)> = counts
+            .into_iter()
             .filter(|(rule, _)| self.is_current(rule))
             .collect();
         for (rule, counter) in to_rules {
@@ -347,7 +370,11 @@ impl Daemon {
             .iter()
             .map(|(_, ifindex, _, _)| (*ifindex, self.dataplane.tables_of(*ifindex)))
             .collect();
+        let names_before = self.names();
         self.dataplane.install_all(&switches).context(kept)?;
+        // The counts of the tables interfaces left, under the names they
+        // had (an index may go by another name now: renames).
+        let left = self.freed_rule_counts(&names_before);
         // Names no longer bound, and names now on another interface (one
         // re-created, or names swapped by renames): their hooks come off
         // first, all of them, before any is attached, since the index a
@@ -414,8 +441,10 @@ impl Daemon {
             report.enforced.push(binding.name.clone());
         }
         self.addresses = addresses;
-        // Counts of interfaces that left shared tables go to their rules.
-        self.fold_freed();
+        // Counts of interfaces that left tables go to their rules.
+        let mut counts = left;
+        counts.extend(self.freed_rule_counts(&self.names()));
+        self.fold(counts);
         Ok(report)
     }
 

@@ -100,3 +100,46 @@ fn two_bound_interfaces_swapping_names_stay_enforced() {
         daemon.detach_everything().unwrap();
     });
 }
+
+/// Packets the daemon counts for sg-web's `http` rule, inbound, on `name`.
+fn http_count(daemon: &Daemon, name: &str) -> u64 {
+    use sg_daemon::{compile::Origin, model::Direction};
+    let http = Origin::Rule {
+        group: "sg-web".into(),
+        id: "http".into(),
+    };
+    let counts = daemon.rule_counts().unwrap();
+    counts
+        .iter()
+        .filter(|c| c.interface == name && c.direction == Direction::Ingress && c.origin == http)
+        .map(|c| c.packets)
+        .sum()
+}
+
+/// After the swap, the interface now named d1 is another binding than the
+/// one d1 named before: the counts of d0's rules, made on the interface
+/// that goes by d1 now, must not show up as d1's (nothing inherited).
+#[test]
+fn counts_do_not_follow_an_interface_to_another_name() {
+    let ns = interfaces(2);
+    let dirs = DaemonDirs::new().unwrap();
+    ns.run_in(|| {
+        let config = swap_config(&dirs);
+        let (mut daemon, _) = Daemon::start(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        daemon.dataplane_mut().set_grace(Duration::ZERO);
+        for sport in [1000, 1001] {
+            assert!(syn_passes(&daemon, ifindex("d0"), sport, 80));
+        }
+        assert_eq!(http_count(&daemon, "d0"), 2);
+        assert_eq!(http_count(&daemon, "d1"), 0);
+        for (from, to) in [("d0", "tmp"), ("d1", "d0"), ("tmp", "d1")] {
+            ns.ip(&["link", "set", from, "down"]).unwrap();
+            ns.ip(&["link", "set", from, "name", to]).unwrap();
+            ns.ip(&["link", "set", to, "up"]).unwrap();
+        }
+        daemon.apply(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        daemon.collect_garbage().unwrap();
+        assert_eq!(http_count(&daemon, "d1"), 0, "d1 inherited d0's counts");
+        daemon.detach_everything().unwrap();
+    });
+}
