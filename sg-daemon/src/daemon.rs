@@ -319,11 +319,14 @@ impl Daemon {
         let mut report = ApplyReport::default();
         // The interfaces to switch: (binding, ifindex, flags, tables).
         let mut present = Vec::new();
+        // Bound names not enforced now (missing, or of a link type sg
+        // cannot parse).
+        let mut stopped: Vec<&String> = Vec::new();
         for (binding, tables) in &compiled {
             let Ok(ifindex) = if_nametoindex(binding.name.as_str()) else {
                 warn!(interface = %binding.name, "bound interface not present; enforced when it appears");
                 // It disappeared: its links died with it.
-                self.stop_enforcing(&binding.name)?;
+                stopped.push(&binding.name);
                 report.missing.push(binding.name.clone());
                 continue;
             };
@@ -331,7 +334,7 @@ impl Daemon {
                 Ok(link) => link,
                 Err(why) => {
                     warn!(interface = %binding.name, "not enforced: {why}");
-                    self.stop_enforcing(&binding.name)?;
+                    stopped.push(&binding.name);
                     report.unsupported.push((binding.name.clone(), why));
                     continue;
                 }
@@ -342,6 +345,15 @@ impl Daemon {
                     BindingMode::Hypervisor => IFACE_HYPERVISOR,
                 };
             present.push((*binding, ifindex, flags, tables));
+        }
+        // The interfaces bound names are on now: a name stopped whose
+        // interface another bound name holds now (renames) keeps its hooks
+        // there until they are handed to that name, below.
+        let held: HashSet<u32> = present.iter().map(|(_, i, _, _)| *i).collect();
+        for name in stopped {
+            if !self.enforced.get(name).is_some_and(|i| held.contains(i)) {
+                self.stop_enforcing(name)?;
+            }
         }
         // Every interface whose tables or flags changed switches, or none
         // does; the others are left alone (see `Dataplane::install_all`).
@@ -375,13 +387,14 @@ impl Daemon {
         // The counts of the tables interfaces left, under the names they
         // had (an index may go by another name now: renames).
         let left = self.freed_rule_counts(&names_before);
-        // Names no longer bound, and names now on another interface (one
-        // re-created, or names swapped by renames): their hooks come off
-        // first, all of them, before any is attached, since the index a
-        // name had may now be another bound name's (its hooks are attached
-        // afresh under that name). An old index's entry goes only if no
-        // bound interface holds it now: it was just installed otherwise.
-        let held: HashSet<u32> = present.iter().map(|(_, i, _, _)| *i).collect();
+        // Names no longer enforced where they were (unbound, gone, or now
+        // on another interface: one re-created, or renames), all of them
+        // before any name is attached. The index a name had may be another
+        // bound name's now: its entry was just installed for that name,
+        // and its hooks stay, handed to that name (taking them off and
+        // attaching again would leave the interface without them, and
+        // fail: the kernel frees an unpinned link later, not at once).
+        // Otherwise the old index's entry and hooks go.
         let now: HashMap<&str, u32> = present
             .iter()
             .map(|(b, i, _, _)| (b.name.as_str(), *i))
@@ -390,7 +403,7 @@ impl Daemon {
         let gone: Vec<(String, u32)> = self
             .enforced
             .iter()
-            .filter(|(name, old)| !bound(name) || now.get(name.as_str()).is_some_and(|i| i != *old))
+            .filter(|(name, old)| now.get(name.as_str()) != Some(*old))
             .map(|(name, old)| (name.clone(), *old))
             .collect();
         // Hooks on an interface another bound name holds now stay on it,

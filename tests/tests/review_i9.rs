@@ -42,6 +42,18 @@ fn syn_passes(daemon: &Daemon, ifindex: u32, sport: u16, dport: u16) -> bool {
     common::run_frame(program, ifindex, &frame).code == common::PASS
 }
 
+/// How many programs TCX runs on `name`'s (ingress, egress) hooks: sg's
+/// one each, or the interface is not enforced.
+fn tcx_programs(name: &str) -> (usize, usize) {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let count = |at| {
+        SchedClassifier::query_tcx(name, at)
+            .map(|(_, progs)| progs.len())
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    (count(TcAttachType::Ingress), count(TcAttachType::Egress))
+}
+
 /// d0 opens 80 and 8080, d1 opens 80 only; SSH is refused on both.
 fn swap_config(dirs: &DaemonDirs) -> Config {
     let web = Group::new("sg-web").rules([
@@ -96,6 +108,10 @@ fn two_bound_interfaces_swapping_names_stay_enforced() {
         assert!(!syn_passes(&daemon, d1, 2001, 22), "SSH passes on d1");
         assert!(syn_passes(&daemon, d0, 2002, 8080), "d0 lost its 8080");
         assert!(!syn_passes(&daemon, d1, 2003, 8080), "d1 got d0's 8080");
+        // Some time for links whose pins went to be freed.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(tcx_programs("d0"), (1, 1), "d0's hooks");
+        assert_eq!(tcx_programs("d1"), (1, 1), "d1's hooks");
         assert!(daemon.in_sync(&config));
         daemon.detach_everything().unwrap();
     });
@@ -140,6 +156,40 @@ fn counts_do_not_follow_an_interface_to_another_name() {
         daemon.apply(&config).unwrap_or_else(|e| panic!("{e:#}"));
         daemon.collect_garbage().unwrap();
         assert_eq!(http_count(&daemon, "d1"), 0, "d1 inherited d0's counts");
+        daemon.detach_everything().unwrap();
+    });
+}
+
+/// d0 goes away and d1 is renamed d0 (a VM's tap handed to another
+/// binding): the apply that follows enforces d0's rules on the interface
+/// at once and reports d1 missing; the interface is never left without
+/// its hooks or its entry.
+#[test]
+fn a_bound_interface_renamed_to_a_bound_name_that_went_away() {
+    let ns = interfaces(2);
+    let dirs = DaemonDirs::new().unwrap();
+    ns.run_in(|| {
+        let config = swap_config(&dirs);
+        let (mut daemon, _) = Daemon::start(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        daemon.dataplane_mut().set_grace(Duration::ZERO);
+        let index = ifindex("d1");
+        ns.ip(&["link", "del", "d0"]).unwrap();
+        ns.ip(&["link", "set", "d1", "down"]).unwrap();
+        ns.ip(&["link", "set", "d1", "name", "d0"]).unwrap();
+        ns.ip(&["link", "set", "d0", "up"]).unwrap();
+        let applied = daemon.apply(&config);
+        assert!(!syn_passes(&daemon, index, 1900, 22), "SSH passes on d0");
+        let report = applied.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(report.missing, ["d1"]);
+        assert!(
+            syn_passes(&daemon, index, 1901, 8080),
+            "d0's rules not in force"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(tcx_programs("d0"), (1, 1), "d0's hooks");
+        let attached: Vec<&str> = daemon.dataplane().attached().collect();
+        assert_eq!(attached, ["d0"]);
+        assert!(daemon.in_sync(&config));
         daemon.detach_everything().unwrap();
     });
 }
