@@ -6,7 +6,7 @@ use std::{path::Path, time::Duration};
 use sg_daemon::{daemon::Daemon, dataplane::Hook, model::Config};
 mod common;
 
-use sg_tests::{DaemonDirs, Group, Netns, accept_in, drop_in, frames, interface};
+use sg_tests::{Attach, DaemonDirs, Group, Netns, TcState, accept_in, drop_in, frames, interface};
 
 fn parse(text: &str) -> Config {
     sg_daemon::config::parse(Path::new("review.toml"), text).unwrap_or_else(|e| panic!("{e}"))
@@ -56,12 +56,16 @@ fn tcx_programs(name: &str) -> (usize, usize) {
 
 /// d0 opens 80 and 8080, d1 opens 80 only; SSH is refused on both.
 fn swap_config(dirs: &DaemonDirs) -> Config {
+    swap_config_in(dirs, Attach::Tcx)
+}
+
+fn swap_config_in(dirs: &DaemonDirs, mode: Attach) -> Config {
     let web = Group::new("sg-web").rules([
         accept_in("tcp", "80/80", "0.0.0.0/0").id("http"),
         drop_in("tcp", "22/22", "192.0.2.0/24").id("no-ssh"),
     ]);
     let extra = Group::new("sg-extra").rules([accept_in("tcp", "8080/8080", "0.0.0.0/0").id("x")]);
-    let mut toml = format!("{web}{extra}");
+    let mut toml = mode.config(&format!("{web}{extra}"));
     toml += &interface("d0", &["sg-web", "sg-extra"]).to_string();
     toml += &interface("d1", &["sg-web"]).to_string();
     parse(&dirs.config(&toml))
@@ -73,10 +77,33 @@ fn swap_config(dirs: &DaemonDirs) -> Config {
 /// not remove the entry just installed for the other name.
 #[test]
 fn two_bound_interfaces_swapping_names_stay_enforced() {
+    swapping_names(Attach::Tcx);
+}
+
+#[test]
+fn two_bound_interfaces_swapping_names_stay_enforced_in_tc_mode() {
+    swapping_names(Attach::Tc);
+}
+
+/// The hooks on `name` are sg's, in `mode`.
+fn check_hooks(ns: &Netns, name: &str, mode: Attach) {
+    let tc = TcState::of(ns, name).unwrap();
+    let want = match mode {
+        Attach::Tc => ((0, 0), 2),
+        _ => ((1, 1), 0),
+    };
+    assert_eq!(
+        (tcx_programs(name), tc.sg_filters().len()),
+        want,
+        "{name}: {tc:?}"
+    );
+}
+
+fn swapping_names(mode: Attach) {
     let ns = interfaces(2);
     let dirs = DaemonDirs::new().unwrap();
     ns.run_in(|| {
-        let config = swap_config(&dirs);
+        let config = swap_config_in(&dirs, mode);
         let (mut daemon, _) = Daemon::start(&config).unwrap_or_else(|e| panic!("{e:#}"));
         daemon.dataplane_mut().set_grace(Duration::ZERO);
         assert!(!syn_passes(&daemon, ifindex("d0"), 1000, 22));
@@ -110,9 +137,17 @@ fn two_bound_interfaces_swapping_names_stay_enforced() {
         assert!(!syn_passes(&daemon, d1, 2003, 8080), "d1 got d0's 8080");
         // Some time for links whose pins went to be freed.
         std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(tcx_programs("d0"), (1, 1), "d0's hooks");
-        assert_eq!(tcx_programs("d1"), (1, 1), "d1's hooks");
+        check_hooks(&ns, "d0", mode);
+        check_hooks(&ns, "d1", mode);
         assert!(daemon.in_sync(&config));
+        // A restart takes the hooks over in place under their new names.
+        drop(daemon);
+        let (mut daemon, _) = Daemon::start(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        std::thread::sleep(Duration::from_millis(200));
+        check_hooks(&ns, "d0", mode);
+        check_hooks(&ns, "d1", mode);
+        assert!(!syn_passes(&daemon, d1, 2004, 22), "SSH passes on d1");
+        assert!(syn_passes(&daemon, d0, 2005, 8080), "d0 lost its 8080");
         daemon.detach_everything().unwrap();
     });
 }
@@ -190,6 +225,32 @@ fn a_bound_interface_renamed_to_a_bound_name_that_went_away() {
         let attached: Vec<&str> = daemon.dataplane().attached().collect();
         assert_eq!(attached, ["d0"]);
         assert!(daemon.in_sync(&config));
+        daemon.detach_everything().unwrap();
+    });
+}
+
+/// An enforced interface renamed while sgd is down, the config renamed
+/// to match: the restarted daemon takes its pinned links over (one
+/// program per hook), rather than attaching a second program beside the
+/// earlier daemon's, which nothing would ever remove.
+#[test]
+fn a_restart_after_a_rename_takes_the_hooks_over() {
+    let ns = interfaces(1);
+    let dirs = DaemonDirs::new().unwrap();
+    ns.run_in(|| {
+        let web =
+            Group::new("sg-web").rules([drop_in("tcp", "22/22", "192.0.2.0/24").id("no-ssh")]);
+        let text = |name: &str| format!("{web}{}", interface(name, &["sg-web"]));
+        let (daemon, _) =
+            Daemon::start(&parse(&dirs.config(&text("d0")))).unwrap_or_else(|e| panic!("{e:#}"));
+        drop(daemon);
+        ns.ip(&["link", "set", "d0", "down"]).unwrap();
+        ns.ip(&["link", "set", "d0", "name", "wan0"]).unwrap();
+        ns.ip(&["link", "set", "wan0", "up"]).unwrap();
+        let (mut daemon, _) =
+            Daemon::start(&parse(&dirs.config(&text("wan0")))).unwrap_or_else(|e| panic!("{e:#}"));
+        std::thread::sleep(Duration::from_millis(200));
+        check_hooks(&ns, "wan0", Attach::Tcx);
         daemon.detach_everything().unwrap();
     });
 }
