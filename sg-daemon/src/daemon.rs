@@ -314,6 +314,12 @@ impl Daemon {
         let tables = self.compiled.compile_all(config, &addresses)?;
         let compiled: Vec<(&InterfaceBinding, [Arc<CompiledTable>; 2])> =
             config.interfaces.iter().zip(tables).collect();
+        let mut distinct: HashMap<*const CompiledTable, &CompiledTable> = HashMap::new();
+        for table in compiled.iter().flat_map(|(_, t)| t) {
+            distinct.insert(Arc::as_ptr(table), table);
+        }
+        Dataplane::check_restartable(distinct.into_values())
+            .map_err(|why| anyhow::anyhow!("not applied: {why}"))?;
 
         self.dataplane.set_global(&config.daemon)?;
         let mut report = ApplyReport::default();
