@@ -13,8 +13,10 @@ const INBOUND_RULES: usize = 60;
 const OUTBOUND_RULES: usize = 40;
 
 /// The config text after `daemon` (a `[daemon]` table); `port0` is the
-/// port of `sg-0`'s first inbound rule, the one a change moves.
-pub fn text(daemon: &str, bindings: usize, port0: u16) -> String {
+/// port of `sg-0`'s first inbound rule, the one a change moves. With
+/// `instance_mode`, the bindings are in instance mode instead, without
+/// addresses (the host's own are read).
+pub fn text(daemon: &str, bindings: usize, port0: u16, instance_mode: bool) -> String {
     let mut toml = daemon.to_owned();
     for g in 0..GROUPS {
         toml += &format!("[[security_group]]\nid = \"sg-{g}\"\n");
@@ -41,6 +43,14 @@ pub fn text(daemon: &str, bindings: usize, port0: u16) -> String {
     }
     for i in 0..bindings {
         let other = 1 + i % (GROUPS - 1);
+        if instance_mode {
+            // The interface's own addresses (none: veths without any).
+            toml += &format!(
+                "[[interface]]\nname = \"{}\"\nsecurity_groups = [\"sg-0\", \"sg-{other}\"]\n",
+                super::host::name(i)
+            );
+            continue;
+        }
         toml += &format!(
             "[[interface]]\nname = \"{}\"\nmode = \"hypervisor\"\n\
              addresses = [\"100.64.{}.{}\"]\nmac = \"02:00:00:00:{:02x}:{:02x}\"\n\

@@ -22,7 +22,8 @@
 //!
 //! Medians over `SG_SCALE_ROUNDS` rounds (default 3); the interface count
 //! is `SG_SCALE_INTERFACES` (default 1000); `SG_SCALE_ATTACH=tc` attaches
-//! in classic TC instead of the default (`auto`: TCX here).
+//! in classic TC instead of the default (`auto`: TCX here);
+//! `SG_SCALE_MODE=instance` binds in instance mode (see `config`).
 
 mod config;
 mod host;
@@ -57,6 +58,12 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// `SG_SCALE_MODE=instance`: instance-mode bindings without addresses
+/// (the host's own are read) instead of hypervisor-mode ones.
+fn instance_mode() -> bool {
+    std::env::var("SG_SCALE_MODE").is_ok_and(|m| m == "instance")
+}
+
 /// `attach = ...` from `SG_SCALE_ATTACH`, if set.
 fn attach_setting() -> String {
     std::env::var("SG_SCALE_ATTACH").map_or(String::new(), |m| format!("attach = {m:?}\n"))
@@ -73,9 +80,9 @@ fn round(n: usize) -> Round {
         let ((), create) = timed(|| host::add_interfaces(n));
         let dirs = host::Dirs::new();
         let daemon_table = dirs.daemon_table() + &attach_setting();
-        let text = config::text(&daemon_table, n, 22);
+        let text = config::text(&daemon_table, n, 22, instance_mode());
         let (cfg, parse) = timed(|| config::parse(&text));
-        let changed = config::parse(&config::text(&daemon_table, n, 2222));
+        let changed = config::parse(&config::text(&daemon_table, n, 2222, instance_mode()));
 
         let (started, start) = timed(|| Daemon::start(&cfg));
         let (mut daemon, report) = started.unwrap_or_else(|e| panic!("{e:#}"));
@@ -149,8 +156,13 @@ fn main() {
     let n = env("SG_SCALE_INTERFACES", 1000);
     let rounds_wanted = env("SG_SCALE_ROUNDS", 3).max(1);
     println!(
-        "sg scale benchmark: {n} hypervisor-mode veth interfaces, {} groups of 100 rules, \
+        "sg scale benchmark: {n} {}-mode veth interfaces, {} groups of 100 rules, \
          {} CPUs, {rounds_wanted} rounds{}",
+        if instance_mode() {
+            "instance"
+        } else {
+            "hypervisor"
+        },
         config::GROUPS,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::env::var("SG_SCALE_ATTACH").map_or(String::new(), |m| format!(", attach = {m}"))
