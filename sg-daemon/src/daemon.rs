@@ -300,14 +300,13 @@ impl Daemon {
             .filter_map(|b| Some((b.name.clone(), if_nametoindex(b.name.as_str()).ok()?)))
             .filter(|(name, _)| link_header(name).is_ok())
             .collect();
-        present == self.enforced
-            && Addresses::resolve(config, |b| interface_addresses(&b.name)) == self.addresses
+        present == self.enforced && resolve_addresses(config) == self.addresses
     }
 
     /// Makes the host enforce `config`. Interfaces no longer bound, or no
     /// longer present, are released; each interface switches atomically.
     pub fn apply(&mut self, config: &Config) -> anyhow::Result<ApplyReport> {
-        let addresses = Addresses::resolve(config, |b| interface_addresses(&b.name));
+        let addresses = resolve_addresses(config);
         addresses
             .check_group_sizes(config)
             .map_err(|why| anyhow::anyhow!("not applied: {why}"))?;
@@ -513,20 +512,38 @@ pub fn compile_binding(
     Ok([inbound?, outbound?])
 }
 
+/// The addresses of `config`'s bindings and groups, the host's own
+/// addresses read once (and only if a binding lists none): reading them
+/// per binding made an apply quadratic in the interfaces.
+pub fn resolve_addresses(config: &Config) -> Addresses {
+    let host = std::cell::OnceCell::new();
+    Addresses::resolve(config, |b| {
+        let host = host.get_or_init(host_addresses);
+        host.get(&b.name).cloned().unwrap_or_default()
+    })
+}
+
 /// An interface's own addresses: an instance-mode binding's default.
 pub fn interface_addresses(name: &str) -> Vec<IpAddr> {
+    host_addresses().remove(name).unwrap_or_default()
+}
+
+/// Every interface's own addresses, by name (one `getifaddrs`).
+fn host_addresses() -> HashMap<String, Vec<IpAddr>> {
+    let mut out: HashMap<String, Vec<IpAddr>> = HashMap::new();
     let Ok(addrs) = getifaddrs() else {
-        return Vec::new();
+        return out;
     };
-    addrs
-        .filter(|a| a.interface_name == name)
-        .filter_map(|a| {
-            let addr = a.address?;
-            if let Some(v4) = addr.as_sockaddr_in() {
-                Some(IpAddr::V4(v4.ip()))
-            } else {
-                addr.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-            }
-        })
-        .collect()
+    for a in addrs {
+        let Some(addr) = a.address else { continue };
+        let ip = if let Some(v4) = addr.as_sockaddr_in() {
+            IpAddr::V4(v4.ip())
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            IpAddr::V6(v6.ip())
+        } else {
+            continue;
+        };
+        out.entry(a.interface_name).or_default().push(ip);
+    }
+    out
 }

@@ -41,6 +41,10 @@ enum Command {
     },
     /// Setup, build, then run the dataplane benchmark (as root; it loads eBPF).
     Bench {
+        /// The scale benchmark instead: 1000 hypervisor-mode interfaces in
+        /// a namespace of its own (`sg-daemon/benches/scale/`).
+        #[arg(long)]
+        scale: bool,
         /// Extra arguments for `cargo bench`.
         #[arg(last = true)]
         args: Vec<String>,
@@ -84,7 +88,7 @@ fn try_main(cli: Cli) -> Result<()> {
         Command::Build => run::build(),
         Command::Test { args } => run::test(&args),
         Command::Demo { args } => run::demo(&args),
-        Command::Bench { args } => run::bench(&args),
+        Command::Bench { scale, args } => run::bench(scale, &args),
         Command::FmtCheck => run::fmt_check(),
         Command::Lint => run::lint(),
         Command::Install { prefix, destdir } => install::install(&prefix, destdir.as_deref()),
