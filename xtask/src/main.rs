@@ -40,10 +40,12 @@ enum Command {
         args: Vec<String>,
     },
     /// Setup, build, then run the dataplane benchmark (as root; it loads eBPF),
-    /// or with --compare the veth comparison with iptables-nft and nftables.
+    /// with --scale the scale benchmark, or with --compare the veth
+    /// comparison with iptables-nft and nftables.
     #[command(
         after_help = "Examples:\n  \
         cargo xtask bench                            # BPF_PROG_TEST_RUN: ns per packet, compile time, map memory\n  \
+        cargo xtask bench --scale                    # 1000 hypervisor-mode interfaces: apply, one change, memory\n  \
         cargo xtask bench --compare                  # veth: no filter, sg, iptables-nft, nftables; table + docs/compare.png\n  \
         cargo xtask bench --compare --rounds 5 --rules 10,1000\n  \
         cargo xtask bench --compare --help           # the comparison's own options",
@@ -53,6 +55,10 @@ enum Command {
         /// Print help (with --compare: sg-compare's options).
         #[arg(short, long)]
         help: bool,
+        /// The scale benchmark instead: 1000 hypervisor-mode interfaces in
+        /// a namespace of its own (`sg-daemon/benches/scale/`).
+        #[arg(long, conflicts_with = "compare")]
+        scale: bool,
         /// Run `sg-compare` instead: trafgen blasting UDP through a veth into a
         /// namespace holding no filter, sg (sgd), iptables-nft or nftables with
         /// the same rules; the median ratios to no filter as a table and a plot.
@@ -101,6 +107,7 @@ fn try_main(cli: Cli) -> Result<()> {
         help,
         compare,
         args,
+        ..
     } = &cli.command
     {
         let asked = *help || (*compare && args.iter().any(|a| a == "--help" || a == "-h"));
@@ -137,9 +144,10 @@ fn try_main(cli: Cli) -> Result<()> {
         Command::Demo { args } => run::demo(&args),
         Command::Bench {
             compare: false,
+            scale,
             args,
             ..
-        } => run::bench(&args),
+        } => run::bench(scale, &args),
         Command::Bench {
             compare: true,
             args,

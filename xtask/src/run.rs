@@ -72,12 +72,14 @@ pub fn demo(args: &[String]) -> Result<()> {
 
 /// Runs the dataplane benchmark (`sg-daemon/benches/dataplane.rs`): it
 /// loads the eBPF program and runs it through `BPF_PROG_TEST_RUN`, hence
-/// root. It prints figures; nothing is attached anywhere.
-pub fn bench(args: &[String]) -> Result<()> {
+/// root. It prints figures; nothing is attached anywhere. With `scale`,
+/// the scale benchmark (`sg-daemon/benches/scale/`) instead.
+pub fn bench(scale: bool, args: &[String]) -> Result<()> {
     util::require_root("`cargo xtask bench`")?;
     build()?;
+    let bench = if scale { "scale" } else { "dataplane" };
     run(cargo()
-        .args(["bench", "-p", "sg-daemon", "--bench", "dataplane"])
+        .args(["bench", "-p", "sg-daemon", "--bench", bench])
         .args(args))
 }
 

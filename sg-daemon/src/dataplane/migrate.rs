@@ -152,8 +152,9 @@ fn read_as<const PAD: usize>(dir: &Path) -> anyhow::Result<Vec<Session>> {
         let path = dir.join(name);
         let data =
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-        let map: BpfHashMap<MapData, CtKey, EarlierValue<PAD>> = BpfHashMap::try_from(Map::from_map_data(data)?)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let map: BpfHashMap<MapData, CtKey, EarlierValue<PAD>> =
+            BpfHashMap::try_from(Map::from_map_data(data)?)
+                .with_context(|| format!("reading {}", path.display()))?;
         out.extend(map.iter().filter_map(Result::ok).map(|(key, v)| Session {
             key,
             value: v.current(),
@@ -331,7 +332,12 @@ impl Dataplane {
                     moved.current_here += 1;
                     continue;
                 }
-                table.insert(s.key, value, 0)?;
+                // A full table (the new program opens flows meanwhile)
+                // refuses this one; the others may still fit.
+                if table.insert(s.key, value, 0).is_err() {
+                    moved.no_room += 1;
+                    continue;
+                }
                 moved.copied[t] += 1;
                 match previous {
                     Some(p) if p.table == t => {}
