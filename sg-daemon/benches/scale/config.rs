@@ -1,5 +1,6 @@
-//! The benchmark's config: 10 groups of 100 rules (60 inbound, 40
-//! outbound) and one hypervisor-mode binding per dummy interface, each
+//! The scale benchmarks' config (also `benches/sharing.rs`'s): 10 groups
+//! of 100 rules (60 inbound, 40 outbound) and one hypervisor-mode binding
+//! per interface (named by `name`), each
 //! with its own address and MAC. Every binding is on `sg-0`, the group a
 //! change edits, so that one rule change reaches every interface; and on
 //! one of the nine others (`sg-{1 + i % 9}`): 9 distinct lists of groups.
@@ -16,7 +17,13 @@ const OUTBOUND_RULES: usize = 40;
 /// port of `sg-0`'s first inbound rule, the one a change moves. With
 /// `instance_mode`, the bindings are in instance mode instead, without
 /// addresses (the host's own are read).
-pub fn text(daemon: &str, bindings: usize, port0: u16, instance_mode: bool) -> String {
+pub fn text(
+    daemon: &str,
+    name: fn(usize) -> String,
+    bindings: usize,
+    port0: u16,
+    instance_mode: bool,
+) -> String {
     let mut toml = daemon.to_owned();
     for g in 0..GROUPS {
         toml += &format!("[[security_group]]\nid = \"sg-{g}\"\n");
@@ -47,7 +54,7 @@ pub fn text(daemon: &str, bindings: usize, port0: u16, instance_mode: bool) -> S
             // The interface's own addresses (none: veths without any).
             toml += &format!(
                 "[[interface]]\nname = \"{}\"\nsecurity_groups = [\"sg-0\", \"sg-{other}\"]\n",
-                super::host::name(i)
+                name(i)
             );
             continue;
         }
@@ -55,7 +62,7 @@ pub fn text(daemon: &str, bindings: usize, port0: u16, instance_mode: bool) -> S
             "[[interface]]\nname = \"{}\"\nmode = \"hypervisor\"\n\
              addresses = [\"100.64.{}.{}\"]\nmac = \"02:00:00:00:{:02x}:{:02x}\"\n\
              security_groups = [\"sg-0\", \"sg-{other}\"]\n",
-            super::host::name(i),
+            name(i),
             i / 250,
             i % 250 + 1,
             i / 256,

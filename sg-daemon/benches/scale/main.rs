@@ -80,9 +80,15 @@ fn round(n: usize) -> Round {
         let ((), create) = timed(|| host::add_interfaces(n));
         let dirs = host::Dirs::new();
         let daemon_table = dirs.daemon_table() + &attach_setting();
-        let text = config::text(&daemon_table, n, 22, instance_mode());
+        let text = config::text(&daemon_table, host::name, n, 22, instance_mode());
         let (cfg, parse) = timed(|| config::parse(&text));
-        let changed = config::parse(&config::text(&daemon_table, n, 2222, instance_mode()));
+        let changed = config::parse(&config::text(
+            &daemon_table,
+            host::name,
+            n,
+            2222,
+            instance_mode(),
+        ));
 
         let (started, start) = timed(|| Daemon::start(&cfg));
         let (mut daemon, report) = started.unwrap_or_else(|e| panic!("{e:#}"));
