@@ -20,9 +20,12 @@ use tracing::{info, warn};
 use crate::{
     compile::{CompiledTable, Origin, build_table, compile},
     compiled::CompileCache,
-    dataplane::Dataplane,
+    dataplane::{
+        Dataplane,
+        expedite::{self, ExpeditedRcu},
+    },
     linktype::link_header,
-    model::{Addresses, BindingMode, Config, Direction, InterfaceBinding},
+    model::{Addresses, AttachMode, BindingMode, Config, Direction, InterfaceBinding},
     reference::Interface,
     verify::verify,
 };
@@ -97,6 +100,7 @@ impl Daemon {
     /// `config`. Interfaces the previous daemon
     /// enforced that `config` no longer binds are released.
     pub fn start(config: &Config) -> anyhow::Result<(Self, ApplyReport)> {
+        expedite::restore_after_crash(&config.daemon.runtime_dir);
         let dataplane = Dataplane::open_pinned(&config.daemon)?;
         let mut daemon = Daemon {
             dataplane,
@@ -427,6 +431,16 @@ impl Daemon {
                 report.released.push(name);
             }
         }
+        // Many first attaches (a hypervisor's start): each TCX one waits
+        // for an RCU grace period unless they are expedited.
+        let attaches = present
+            .iter()
+            .filter(|(b, ..)| !self.dataplane.is_attached(&b.name))
+            .count();
+        let _expedited = (attaches >= expedite::FROM_ATTACHES
+            && self.dataplane.attach_mode() != Some(AttachMode::Tc))
+        .then(|| ExpeditedRcu::begin(&config.daemon.runtime_dir))
+        .flatten();
         // Each table named once per apply: a reused id may hold a new table.
         let mut named: HashSet<u32> = HashSet::new();
         for (binding, ifindex, _, [inbound, outbound]) in present {

@@ -166,6 +166,12 @@ impl Dataplane {
         }
     }
 
+    /// Whether this dataplane attached to `ifname` (or took its hooks
+    /// over).
+    pub fn is_attached(&self, ifname: &str) -> bool {
+        self.links.contains_key(ifname)
+    }
+
     /// The interfaces this dataplane attached to.
     pub fn attached(&self) -> impl Iterator<Item = &str> {
         self.links.keys().map(String::as_str)

@@ -26,12 +26,15 @@
 //! - `sessions`: the session tables, listed, swept and flushed, their
 //!   fill level and evictions. It is
 //!   apart from the readers because sweeping and flushing write to it;
+//! - `expedite`: expedited RCU grace periods while many interfaces are
+//!   attached at once (each first TCX attach waits for one);
 //! - `migrate`: moving the sessions of an earlier map layout's pinned
 //!   tables into this one's (an upgrade that changes the layout).
 
 mod adopt;
 mod antispoof;
 mod attach;
+pub mod expedite;
 mod migrate;
 mod pins;
 mod readers;
