@@ -66,6 +66,9 @@ pub const PINNED: [&str; 15] = [
 pub mod programs {
     pub const INGRESS: &str = "sg_tc_ingress";
     pub const EGRESS: &str = "sg_tc_egress";
+    /// A classifier that returns at once: the benchmark's floor. Never
+    /// loaded by the daemon.
+    pub const FLOOR: &str = "sg_tc_floor";
 }
 
 /// Rules per direction of one interface, including hidden ones. SPEC §4
