@@ -204,6 +204,17 @@ mod sg {
             self.0.collect_garbage().expect("free old tables");
         }
 
+        /// Instructions the verifier walked to load the hook's program.
+        pub fn verified_instructions(&self, hook: Hook) -> u32 {
+            self.0
+                .program(hook)
+                .expect("program")
+                .info()
+                .ok()
+                .and_then(|i| i.verified_instruction_count())
+                .unwrap_or(0)
+        }
+
         /// Runs `frame` `repeat` times through a hook: the kernel's average
         /// duration per repetition, and the reason counters that moved (with
         /// how much).
@@ -873,6 +884,11 @@ fn main() {
             k
         })
         .collect();
+    println!(
+        "verified instructions: ingress {}, egress {}",
+        kernels[0].verified_instructions(Hook::Ingress),
+        kernels[0].verified_instructions(Hook::Egress)
+    );
     let floor = sg::Floor::load();
     let floor_frame = &probes[ESTABLISHED].frame;
     // samples[size][probe][round]; the last probe index is the floor.
