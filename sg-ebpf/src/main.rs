@@ -114,6 +114,7 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
         Direction::Egress
     };
     w.ifindex = ifindex;
+    w.slot = iface.slot;
     w.dir = dir as u32;
     w.now = unsafe { bpf_ktime_get_boot_ns() };
     let kind = parse::parse(ctx, &mut w.packet, iface.flags);

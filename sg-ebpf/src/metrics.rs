@@ -1,15 +1,16 @@
 //! Counters and drop records, read by the daemon: packets per reason
 //! (`SG_STATS`), packets and bytes per deciding rule and interface (`SG_RULE_COUNTERS`:
 //! a table shared by interfaces counts for each apart)
-//! and per interface, direction and verdict (`SG_IFACE_COUNTERS`), and a
+//! and per interface slot, direction and verdict (`SG_IFACE_COUNTERS`, an
+//! array indexed by the slot the daemon gave the interface), and a
 //! record of each drop in the `SG_DROPS` ring, rate-limited per CPU by a
 //! token bucket (`SG_DROP_BUDGET`) so that a flood of dropped packets
 //! cannot flood the daemon. All per CPU: no atomic adds.
 
 use aya_ebpf::{maps::LruPerCpuHashMap, programs::TcContext};
 use sg_common::{
-    Counter, DROP_RECORDS_BURST, DROP_RECORDS_PER_SEC, DropRecord, IfaceCounterKey, NO_RULE,
-    Reason, RuleCounterKey,
+    Counter, DROP_RECORDS_BURST, DROP_RECORDS_PER_SEC, DropRecord, NO_RULE, Reason,
+    RuleCounterKey, maps::iface_counter_index,
 };
 
 use crate::{
@@ -32,13 +33,14 @@ pub fn count_reason(reason: Reason) {
 pub fn count(ctx: &TcContext, w: &Work, reason: Reason, rule: u32, table: u32) {
     let bytes = ctx.len() as u64;
     if reason != Reason::Unbound {
-        let key = IfaceCounterKey {
-            ifindex: w.ifindex,
-            dir: w.dir as u8,
-            accepted: reason.accepts() as u8,
-            _pad: [0; 2],
-        };
-        add(&SG_IFACE_COUNTERS, &key, bytes);
+        let index = iface_counter_index(w.slot, w.dir, reason.accepts() as u32);
+        if let Some(c) = SG_IFACE_COUNTERS.get_ptr_mut(index) {
+            // Per-CPU value: no other writer.
+            unsafe {
+                (*c).packets += 1;
+                (*c).bytes += bytes;
+            }
+        }
     }
     if rule != NO_RULE {
         let key = RuleCounterKey {

@@ -29,6 +29,8 @@ pub struct Work {
     /// `GLOBAL_*` bits.
     pub global_flags: u32,
     pub ifindex: u32,
+    /// The interface's counter slot (`InterfaceConfig::slot`).
+    pub slot: u32,
     /// The packet's `Direction` (as u32), seen from the instance.
     pub dir: u32,
     /// Set once a stage has decided.
