@@ -119,7 +119,7 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     w.now = unsafe { bpf_ktime_get_boot_ns() };
     let kind = parse::parse(ctx, &mut w.packet, iface.flags);
     if hypervisor && dir == Direction::Egress && kind != Parsed::Malformed {
-        antispoof::stage_link(ctx, w, iface, kind);
+        antispoof::stage_link(ctx, w, iface, antispoof::link_kind(kind));
     }
     match kind {
         Parsed::NotIp(_) | Parsed::Arp if done(w) => return,

@@ -31,9 +31,10 @@ use self::reader::{Linear, Reader, Skb};
 pub use sg_common::proto;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Fragment {
     /// A whole packet.
-    No,
+    No = 0,
     /// The first fragment (offset 0, more to come): carries the ports.
     First,
     /// A later fragment: no transport header.
@@ -41,24 +42,14 @@ pub enum Fragment {
 }
 
 /// The fields the decision needs. IPv4 addresses sit in the first four
-/// bytes of the 16-byte address fields.
+/// bytes of the 16-byte address fields. `repr(C)` and 8-byte aligned, the
+/// addresses first: zeroing or copying them is then two 8-byte stores
+/// each, not a call to a byte-wise `memset`.
 #[derive(Clone, Copy)]
+#[repr(C, align(8))]
 pub struct Flow {
-    pub family: u8,
-    pub proto: u8,
     pub src: [u8; 16],
     pub dst: [u8; 16],
-    /// TCP/UDP ports; for ICMP echo both carry the identifier, so a request
-    /// and its reply share one session key; 0 otherwise.
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub icmp_type: u8,
-    pub icmp_code: u8,
-    /// TCP flags (`proto::TCP_*`); 0 for other protocols.
-    pub tcp_flags: u8,
-    pub fragment: Fragment,
-    /// IPv4 identification or IPv6 fragment identification.
-    pub frag_id: u32,
     /// Offset of the transport header (ICMP errors: where the quote starts
     /// is 8 bytes further; ARP: of the ARP header).
     pub l4: usize,
@@ -66,6 +57,19 @@ pub struct Flow {
     /// frame (link padding, or bytes an attacker appends) is not part of
     /// the packet the receiving stack sees, and is never read.
     pub end: usize,
+    /// IPv4 identification or IPv6 fragment identification.
+    pub frag_id: u32,
+    /// TCP/UDP ports; for ICMP echo both carry the identifier, so a request
+    /// and its reply share one session key; 0 otherwise.
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub family: u8,
+    pub proto: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// TCP flags (`proto::TCP_*`); 0 for other protocols.
+    pub tcp_flags: u8,
+    pub fragment: Fragment,
 }
 
 /// Field reads for the decision. Each is a fresh load (volatile), so the
@@ -244,7 +248,8 @@ fn parse_with<R: Reader>(ctx: &TcContext, r: &R, out: &mut Flow, iface_flags: u3
         ethernet::ETH_P_IPV6 => ipv6::parse_v6(r, l3),
         t if ethernet::is_tag(t) => None,
         ethernet::ETH_P_ARP if iface_flags & IFACE_L3 == 0 => {
-            *out = empty_flow(FAMILY_V4, 0);
+            clear(out);
+            out.family = FAMILY_V4;
             out.l4 = l3;
             return Parsed::Arp;
         }
@@ -256,6 +261,18 @@ fn parse_with<R: Reader>(ctx: &TcContext, r: &R, out: &mut Flow, iface_flags: u3
             Parsed::Ip
         }
         None => Parsed::Malformed,
+    }
+}
+
+/// Zeroes `out` word by word (`Fragment::No` is 0): the compiler would
+/// otherwise call a byte-wise `memset` for it.
+#[inline(always)]
+pub fn clear(out: &mut Flow) {
+    const WORDS: usize = core::mem::size_of::<Flow>() / 8;
+    let words = out as *mut Flow as *mut u64;
+    for i in 0..WORDS {
+        // SAFETY: `Flow` is 8-byte aligned plain data, `WORDS` words long.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
     }
 }
 
