@@ -894,13 +894,14 @@ fn main() {
     // samples[size][probe][round]; the last probe index is the floor.
     let mut samples = vec![vec![Vec::with_capacity(ROUNDS); probes.len() + 1]; RULE_COUNTS.len()];
     for round in 0..ROUNDS {
-        for p in 0..=probes.len() {
+        // The probes, then the floor (`None`).
+        for (p, probe) in probes.iter().map(Some).chain([None]).enumerate() {
             // The sizes back to back, so that the cells compared in a ratio
             // are measured milliseconds apart; the order rotates so that no
             // size is always first. The floor runs in each size's turn too.
             for i in 0..RULE_COUNTS.len() {
                 let s = (i + round) % RULE_COUNTS.len();
-                let ns = match probes.get(p) {
+                let ns = match probe {
                     Some(probe) => measure(&kernels[s], probe),
                     None => floor.run(floor_frame, REPEAT).as_nanos() as f64,
                 };

@@ -68,8 +68,7 @@ pub fn stage_link(ctx: &TcContext, w: &mut Work, iface: &InterfaceConfig, kind: 
         None => (false, [0u8; 6]),
     };
     // The source MAC, whatever the frame carries (VLAN tags included).
-    let source_ok =
-        (!has_mac || ctx.load::<[u8; 6]>(6).ok() == Some(mac)) && !tagged(ctx, iface);
+    let source_ok = (!has_mac || ctx.load::<[u8; 6]>(6).ok() == Some(mac)) && !tagged(ctx, iface);
     let spoofed = match kind {
         LINK_ARP => {
             let mut a = arp::Arp::default();

@@ -231,8 +231,7 @@ fn follow(session: &mut CtValue, w: &Work) {
         SESSION_CLOSED
     } else if !from_opener && state == SESSION_HALF_OPEN {
         SESSION_ANSWERED
-    } else if from_opener && state == SESSION_ANSWERED && flags & (TCP_SYN | TCP_ACK) == TCP_ACK
-    {
+    } else if from_opener && state == SESSION_ANSWERED && flags & (TCP_SYN | TCP_ACK) == TCP_ACK {
         SESSION_ESTABLISHED
     } else {
         state

@@ -12,9 +12,9 @@ use aya_ebpf::{
 use sg_common::{
     ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CONNTRACK_ENTRIES, Counter, CtKey, CtValue,
     DROP_RING_BYTES, FRAGMENT_ENTRIES, FragKey, FragValue, GlobalConfig, IFACE_COUNTER_ENTRIES,
-    INSTANCE_ADDR_ENTRIES, InstanceMac, InterfaceConfig, MAX_INTERFACES,
-    MAX_TABLES, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT,
-    RULE_COUNTER_ENTRIES, RuleCounterKey, TableInfo, maps::SESSION_STAT_SLOTS,
+    INSTANCE_ADDR_ENTRIES, InstanceMac, InterfaceConfig, MAX_INTERFACES, MAX_TABLES,
+    PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT, RULE_COUNTER_ENTRIES,
+    RuleCounterKey, TableInfo, maps::SESSION_STAT_SLOTS,
 };
 
 use crate::{parse::Flow, work::Work};

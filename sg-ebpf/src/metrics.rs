@@ -9,8 +9,8 @@
 
 use aya_ebpf::{maps::LruPerCpuHashMap, programs::TcContext};
 use sg_common::{
-    Counter, DROP_RECORDS_BURST, DROP_RECORDS_PER_SEC, DropRecord, NO_RULE, Reason,
-    RuleCounterKey, maps::iface_counter_index,
+    Counter, DROP_RECORDS_BURST, DROP_RECORDS_PER_SEC, DropRecord, NO_RULE, Reason, RuleCounterKey,
+    maps::iface_counter_index,
 };
 
 use crate::{

@@ -27,10 +27,9 @@ impl Dataplane {
         if let Some(&slot) = self.iface_slots.get(&ifindex) {
             return Ok(slot);
         }
-        let slot = self
-            .free_slots
-            .pop()
-            .ok_or_else(|| anyhow!("all {IFACE_COUNTER_SLOTS} interface counter slots are in use"))?;
+        let slot = self.free_slots.pop().ok_or_else(|| {
+            anyhow!("all {IFACE_COUNTER_SLOTS} interface counter slots are in use")
+        })?;
         if let Err(e) = self.zero_slot(slot) {
             self.free_slots.push(slot);
             return Err(e);
@@ -78,12 +77,13 @@ impl Dataplane {
             for dir in 0..2u8 {
                 for accepted in 0..2u8 {
                     let index = iface_counter_index(slot, dir.into(), accepted.into());
-                    let total = array.get(&index, 0)?.iter().fold(Counter::default(), |a, c| {
-                        Counter {
+                    let total = array
+                        .get(&index, 0)?
+                        .iter()
+                        .fold(Counter::default(), |a, c| Counter {
                             packets: a.packets + c.packets,
                             bytes: a.bytes + c.bytes,
-                        }
-                    });
+                        });
                     if total.packets > 0 {
                         let key = IfaceCounterKey {
                             ifindex,

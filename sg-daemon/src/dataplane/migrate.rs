@@ -152,8 +152,9 @@ fn read_as<const PAD: usize>(dir: &Path) -> anyhow::Result<Vec<Session>> {
         let path = dir.join(name);
         let data =
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-        let map: BpfHashMap<MapData, CtKey, EarlierValue<PAD>> = BpfHashMap::try_from(Map::from_map_data(data)?)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let map: BpfHashMap<MapData, CtKey, EarlierValue<PAD>> =
+            BpfHashMap::try_from(Map::from_map_data(data)?)
+                .with_context(|| format!("reading {}", path.display()))?;
         out.extend(map.iter().filter_map(Result::ok).map(|(key, v)| Session {
             key,
             value: v.current(),

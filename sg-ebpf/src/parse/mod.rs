@@ -24,8 +24,8 @@ pub mod reader;
 use aya_ebpf::programs::TcContext;
 use sg_common::{FAMILY_V4, IFACE_L3};
 
-pub use self::{ethernet::ETH_P_ARP, quoted::quoted};
 use self::reader::{Linear, Reader, Skb};
+pub use self::{ethernet::ETH_P_ARP, quoted::quoted};
 
 /// Protocol numbers: the one table, shared with the daemon.
 pub use sg_common::proto;
