@@ -14,7 +14,7 @@
 //! stays as an ended entry that drops every packet of the flow, both ways,
 //! while a drop rule still matches it, so neither side can open it again.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruHashMap};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, maps::LruHashMap};
 use sg_common::{
     CtKey, CtValue, Direction, InterfaceConfig, NO_RULE, Reason, SESSION_ANSWERED, SESSION_CLOSED,
     SESSION_ESTABLISHED, SESSION_HALF_OPEN, SESSION_OPEN,
@@ -104,6 +104,8 @@ const UNANSWERED: u32 = 1;
 /// which it would then walk once for every state an entry can be in.
 #[inline(never)]
 fn judge(w: &mut Work, iface: &InterfaceConfig, session: &mut CtValue) -> Seen {
+    // A session was found: its deadline needs the time.
+    w.now = unsafe { bpf_ktime_get_boot_ns() };
     // The kernel checks the idle deadline itself: an expired entry is as
     // good as absent, whatever userspace does. A SYN on the ports of a
     // closed connection opens a new one: the rules judge it. An ended
@@ -290,7 +292,8 @@ pub fn session_key(ifindex: u32, flow: &Flow, dir: Direction) -> CtKey {
     clippy::needless_borrows_for_generic_args,
     reason = "`w.key` is in map memory: by value it would be copied to the stack first"
 )]
-pub fn open_session(w: &Work, epoch: u32) {
+pub fn open_session(w: &mut Work, epoch: u32) {
+    w.now = unsafe { bpf_ktime_get_boot_ns() };
     let flags = w.packet.tcp_flags();
     if flags & TCP_RST != 0 {
         return;
