@@ -115,7 +115,7 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
     };
     w.ifindex = ifindex;
     w.slot = iface.slot;
-    // The clock is read only where a stage needs it (see `Work::now`);
+    // The clock is read only where a stage needs it (see `Work::now`).
     // This call's result is not used: inlined by the JIT, it costs nothing,
     // but the verifier treats it as a helper call that clobbers R1-R5,
     // which leaves fewer register states to tell apart in the stages
