@@ -3,8 +3,9 @@
 //! A benchmark, not a test: what a hypervisor with many instances in the
 //! same groups costs to apply, and what one rule change costs. N
 //! hypervisor-mode bindings (100, then 1000) share 10 groups of 100 rules
-//! (60 inbound, 40 outbound): binding `i` is on groups `i % 10` and
-//! `(i + 1) % 10`, so there are 10 distinct lists of groups. For each N:
+//! (60 inbound, 40 outbound): binding `i` is on `sg-0` (the group a
+//! change edits) and `sg-{1 + i % 9}`, so there are 9 distinct lists of
+//! groups (the config of `benches/scale`). For each N:
 //!
 //! 1. the compile step of an apply (`CompileCache::compile_all`: tables
 //!    built per distinct list of groups, each distinct table compiled and
@@ -20,64 +21,27 @@
 //! The interfaces need not exist: tables are installed for ifindexes that
 //! no packet carries, and nothing is attached.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use sg_daemon::{
     compiled::CompileCache,
-    config,
     daemon::compile_binding,
     dataplane::Dataplane,
     model::{Addresses, Config},
 };
 
-const GROUPS: usize = 10;
-const INBOUND_RULES: usize = 60;
-const OUTBOUND_RULES: usize = 40;
+#[path = "scale/config.rs"]
+mod scale_config;
 
-/// The config: 10 groups, `bindings` hypervisor-mode bindings; `port0`
-/// is the port of group 0's first inbound rule (the one a change moves).
+/// The config: 10 groups, `bindings` hypervisor-mode bindings `vm<i>`;
+/// `port0` is the port of group 0's first inbound rule (the one a change
+/// moves).
 fn config_toml(bindings: usize, port0: u16) -> String {
-    let mut toml = String::new();
-    for g in 0..GROUPS {
-        toml += &format!("[[security_group]]\nid = \"sg-{g}\"\n");
-        for r in 0..INBOUND_RULES {
-            let port = if g == 0 && r == 0 {
-                port0
-            } else {
-                1000 + (g * 100 + r) as u16
-            };
-            toml += &format!(
-                "[[security_group.ingress]]\nid = \"in-{r}\"\npolicy = \"accept\"\n\
-                 ip_protocol = \"tcp\"\nport_range = \"{port}/{port}\"\n\
-                 source_cidr_ip = \"10.{g}.{r}.0/24\"\n"
-            );
-        }
-        for r in 0..OUTBOUND_RULES {
-            let port = 2000 + (g * 100 + r) as u16;
-            toml += &format!(
-                "[[security_group.egress]]\nid = \"out-{r}\"\npolicy = \"drop\"\n\
-                 ip_protocol = \"udp\"\nport_range = \"{port}/{port}\"\n\
-                 dest_cidr_ip = \"172.16.{g}.{r}/32\"\n"
-            );
-        }
-    }
-    for i in 0..bindings {
-        let (a, b) = (i % GROUPS, (i + 1) % GROUPS);
-        toml += &format!(
-            "[[interface]]\nname = \"vm{i}\"\nmode = \"hypervisor\"\n\
-             addresses = [\"100.64.{}.{}\"]\nsecurity_groups = [\"sg-{a}\", \"sg-{b}\"]\n",
-            i / 250,
-            i % 250 + 1
-        );
-    }
-    toml
+    scale_config::text("", |i| format!("vm{i}"), bindings, port0, false)
 }
 
 fn parse(toml: &str) -> Config {
-    config::parse(Path::new("sharing.toml"), toml).unwrap_or_else(|e| panic!("{e}"))
+    scale_config::parse(toml)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -133,7 +97,7 @@ fn run(bindings: usize, per_binding_too: bool) {
     dp.collect_garbage().expect("collect");
     let entries_after = dp.table_entries().expect("entries");
 
-    println!("{bindings} hypervisor-mode bindings, 10 groups of 100 rules, 10 distinct lists:");
+    println!("{bindings} hypervisor-mode bindings, 10 groups of 100 rules, 9 distinct lists:");
     println!(
         "  full apply:   compile {:8.1} ms ({distinct} distinct tables), install {:8.1} ms",
         ms(compile_cold),

@@ -154,11 +154,34 @@ impl Daemon {
     /// that are still enforced there, and forgets the freed tables: before
     /// their ids are reused.
     fn fold_freed(&mut self) {
+        let names = self.names();
+        let freed = self.freed_rule_counts(&names);
+        self.fold(freed);
+    }
+
+    /// Enforced interfaces by ifindex (owned: to name counters after the
+    /// names change).
+    fn names(&self) -> HashMap<u32, String> {
+        let names = self.enforced.iter();
+        names.map(|(name, i)| (*i, name.clone())).collect()
+    }
+
+    /// The counts the dataplane freed or took since last asked, each with
+    /// its rule on the interface `names` calls its index.
+    fn freed_rule_counts(&mut self, names: &HashMap<u32, String>) -> Vec<(RuleKey, Counter)> {
         let freed = self.dataplane.take_freed_counts();
-        let names = self.names_by_ifindex();
-        let to_rules: Vec<(RuleKey, Counter)> = freed
+        let names: HashMap<u32, &str> = names.iter().map(|(i, n)| (*i, n.as_str())).collect();
+        freed
             .iter()
             .filter_map(|(key, counter)| Some((self.rule_key(&names, key)?, *counter)))
+            .collect()
+    }
+
+    /// Adds `counts` to the rules still enforced, and forgets the freed
+    /// tables and the rules no longer enforced.
+    fn fold(&mut self, counts: Vec<(RuleKey, Counter)>) {
+        let to_rules: Vec<(RuleKey, Counter)> = counts
+            .into_iter()
             .filter(|(rule, _)| self.is_current(rule))
             .collect();
         for (rule, counter) in to_rules {
@@ -277,30 +300,38 @@ impl Daemon {
             .filter_map(|b| Some((b.name.clone(), if_nametoindex(b.name.as_str()).ok()?)))
             .filter(|(name, _)| link_header(name).is_ok())
             .collect();
-        present == self.enforced
-            && Addresses::resolve(config, |b| interface_addresses(&b.name)) == self.addresses
+        present == self.enforced && resolve_addresses(config) == self.addresses
     }
 
     /// Makes the host enforce `config`. Interfaces no longer bound, or no
     /// longer present, are released; each interface switches atomically.
     pub fn apply(&mut self, config: &Config) -> anyhow::Result<ApplyReport> {
-        let addresses = Addresses::resolve(config, |b| interface_addresses(&b.name));
+        let addresses = resolve_addresses(config);
         addresses
             .check_group_sizes(config)
             .map_err(|why| anyhow::anyhow!("not applied: {why}"))?;
         let tables = self.compiled.compile_all(config, &addresses)?;
         let compiled: Vec<(&InterfaceBinding, [Arc<CompiledTable>; 2])> =
             config.interfaces.iter().zip(tables).collect();
+        let mut distinct: HashMap<*const CompiledTable, &CompiledTable> = HashMap::new();
+        for table in compiled.iter().flat_map(|(_, t)| t) {
+            distinct.insert(Arc::as_ptr(table), table);
+        }
+        Dataplane::check_restartable(distinct.into_values())
+            .map_err(|why| anyhow::anyhow!("not applied: {why}"))?;
 
         self.dataplane.set_global(&config.daemon)?;
         let mut report = ApplyReport::default();
         // The interfaces to switch: (binding, ifindex, flags, tables).
         let mut present = Vec::new();
+        // Bound names not enforced now (missing, or of a link type sg
+        // cannot parse).
+        let mut stopped: Vec<&String> = Vec::new();
         for (binding, tables) in &compiled {
             let Ok(ifindex) = if_nametoindex(binding.name.as_str()) else {
                 warn!(interface = %binding.name, "bound interface not present; enforced when it appears");
                 // It disappeared: its links died with it.
-                self.stop_enforcing(&binding.name)?;
+                stopped.push(&binding.name);
                 report.missing.push(binding.name.clone());
                 continue;
             };
@@ -308,7 +339,7 @@ impl Daemon {
                 Ok(link) => link,
                 Err(why) => {
                     warn!(interface = %binding.name, "not enforced: {why}");
-                    self.stop_enforcing(&binding.name)?;
+                    stopped.push(&binding.name);
                     report.unsupported.push((binding.name.clone(), why));
                     continue;
                 }
@@ -319,6 +350,15 @@ impl Daemon {
                     BindingMode::Hypervisor => IFACE_HYPERVISOR,
                 };
             present.push((*binding, ifindex, flags, tables));
+        }
+        // The interfaces bound names are on now: a name stopped whose
+        // interface another bound name holds now (renames) keeps its hooks
+        // there until they are handed to that name, below.
+        let held: HashSet<u32> = present.iter().map(|(_, i, _, _)| *i).collect();
+        for name in stopped {
+            if !self.enforced.get(name).is_some_and(|i| held.contains(i)) {
+                self.stop_enforcing(name)?;
+            }
         }
         // Every interface whose tables or flags changed switches, or none
         // does; the others are left alone (see `Dataplane::install_all`).
@@ -347,16 +387,51 @@ impl Daemon {
             .iter()
             .map(|(_, ifindex, _, _)| (*ifindex, self.dataplane.tables_of(*ifindex)))
             .collect();
+        let names_before = self.names();
         self.dataplane.install_all(&switches).context(kept)?;
+        // The counts of the tables interfaces left, under the names they
+        // had (an index may go by another name now: renames).
+        let left = self.freed_rule_counts(&names_before);
+        // Names no longer enforced where they were (unbound, gone, or now
+        // on another interface: one re-created, or renames), all of them
+        // before any name is attached. The index a name had may be another
+        // bound name's now: its entry was just installed for that name,
+        // and its hooks stay, handed to that name (taking them off and
+        // attaching again would leave the interface without them, and
+        // fail: the kernel frees an unpinned link later, not at once).
+        // Otherwise the old index's entry and hooks go.
+        let now: HashMap<&str, u32> = present
+            .iter()
+            .map(|(b, i, _, _)| (b.name.as_str(), *i))
+            .collect();
+        let bound = |name: &str| config.interfaces.iter().any(|b| b.name == name);
+        let gone: Vec<(String, u32)> = self
+            .enforced
+            .iter()
+            .filter(|(name, old)| now.get(name.as_str()) != Some(*old))
+            .map(|(name, old)| (name.clone(), *old))
+            .collect();
+        // Hooks on an interface another bound name holds now stay on it,
+        // handed to that name below.
+        let mut handed = HashMap::new();
+        for (name, old) in gone {
+            self.enforced.remove(&name);
+            if held.contains(&old) {
+                handed.insert(old, self.dataplane.take_hooks(&name));
+            } else {
+                self.dataplane.uninstall(old)?;
+                self.dataplane.detach(&name, old)?;
+            }
+            if !bound(&name) {
+                info!(interface = %name, "released");
+                report.released.push(name);
+            }
+        }
         // Each table named once per apply: a reused id may hold a new table.
         let mut named: HashSet<u32> = HashSet::new();
         for (binding, ifindex, _, [inbound, outbound]) in present {
-            if let Some(old) = self.enforced.get(&binding.name)
-                && *old != ifindex
-            {
-                // Same name, new interface: the old index is gone.
-                self.dataplane.uninstall(*old)?;
-                self.dataplane.detach(&binding.name, *old)?;
+            if let Some(hooks) = handed.remove(&ifindex) {
+                self.dataplane.give_hooks(&binding.name, ifindex, hooks);
             }
             self.dataplane.attach(&binding.name, ifindex)?;
             let ids = self.dataplane.tables_of(ifindex);
@@ -383,22 +458,11 @@ impl Daemon {
             }
             report.enforced.push(binding.name.clone());
         }
-        let stale: Vec<_> = self
-            .enforced
-            .keys()
-            .filter(|name| !config.interfaces.iter().any(|b| &b.name == *name))
-            .cloned()
-            .collect();
-        for name in stale {
-            let ifindex = self.enforced.remove(&name).unwrap_or_default();
-            self.dataplane.uninstall(ifindex)?;
-            self.dataplane.detach(&name, ifindex)?;
-            info!(interface = %name, "released");
-            report.released.push(name);
-        }
         self.addresses = addresses;
-        // Counts of interfaces that left shared tables go to their rules.
-        self.fold_freed();
+        // Counts of interfaces that left tables go to their rules.
+        let mut counts = left;
+        counts.extend(self.freed_rule_counts(&self.names()));
+        self.fold(counts);
         Ok(report)
     }
 
@@ -448,20 +512,38 @@ pub fn compile_binding(
     Ok([inbound?, outbound?])
 }
 
+/// The addresses of `config`'s bindings and groups, the host's own
+/// addresses read once (and only if a binding lists none): reading them
+/// per binding made an apply quadratic in the interfaces.
+pub fn resolve_addresses(config: &Config) -> Addresses {
+    let host = std::cell::OnceCell::new();
+    Addresses::resolve(config, |b| {
+        let host = host.get_or_init(host_addresses);
+        host.get(&b.name).cloned().unwrap_or_default()
+    })
+}
+
 /// An interface's own addresses: an instance-mode binding's default.
 pub fn interface_addresses(name: &str) -> Vec<IpAddr> {
+    host_addresses().remove(name).unwrap_or_default()
+}
+
+/// Every interface's own addresses, by name (one `getifaddrs`).
+fn host_addresses() -> HashMap<String, Vec<IpAddr>> {
+    let mut out: HashMap<String, Vec<IpAddr>> = HashMap::new();
     let Ok(addrs) = getifaddrs() else {
-        return Vec::new();
+        return out;
     };
-    addrs
-        .filter(|a| a.interface_name == name)
-        .filter_map(|a| {
-            let addr = a.address?;
-            if let Some(v4) = addr.as_sockaddr_in() {
-                Some(IpAddr::V4(v4.ip()))
-            } else {
-                addr.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-            }
-        })
-        .collect()
+    for a in addrs {
+        let Some(addr) = a.address else { continue };
+        let ip = if let Some(v4) = addr.as_sockaddr_in() {
+            IpAddr::V4(v4.ip())
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            IpAddr::V6(v6.ip())
+        } else {
+            continue;
+        };
+        out.entry(a.interface_name).or_default().push(ip);
+    }
+    out
 }

@@ -28,9 +28,10 @@ pub struct DaemonSettings {
     pub syn_timeout_secs: u64,
     /// Idle timeout of closed TCP sessions (RST, or FIN both ways).
     pub tcp_closed_timeout_secs: u64,
-    /// Entries of each session table (answered, unanswered); default
-    /// `CONNTRACK_ENTRIES`, twice that when a binding is in
-    /// hypervisor mode.
+    /// Entries of the answered session table; default
+    /// `CONNTRACK_ENTRIES`, twice that when a binding is in hypervisor
+    /// mode. The unanswered table holds a quarter of it
+    /// (`dataplane::table_capacities`).
     pub session_table_size: u32,
     pub block_smtp_egress: bool,
     pub state_dir: PathBuf,

@@ -147,8 +147,9 @@ fn maps_of_a_layout_sgd_cannot_read_are_removed_with_a_warning() {
 
 /// New session tables smaller than the earlier ones' sessions keep the
 /// most recent: 1500 flows the server opened, then one more (the last),
-/// into tables of 1024. The log says how many were left behind, and the
-/// last flow's answer passes.
+/// all unanswered (a table of 2048 at `session_table_size = 8192`), into
+/// tables of 1024. The log says how many were left behind, and the last
+/// flow's answer passes.
 #[test]
 fn smaller_tables_keep_the_most_recent_sessions() {
     let t = Topology::pair("ups").unwrap();
@@ -159,7 +160,7 @@ fn smaller_tables_keep_the_most_recent_sessions() {
             groups_on(SERVER_IF, &[web()])
         )
     };
-    let mut sgd = Daemon::start_binary(&layout_test_sgd_path(), s, &rules(4096)).unwrap();
+    let mut sgd = Daemon::start_binary(&layout_test_sgd_path(), s, &rules(8192)).unwrap();
     let sent = udp_flood(s, c.ipv4().into(), 20000..21500, 1).unwrap();
     assert_eq!(sent, 1500);
     let (server, client) = (

@@ -10,7 +10,7 @@ mod setup;
 mod util;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,10 +39,35 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Setup, build, then run the dataplane benchmark (as root; it loads eBPF).
+    /// Setup, build, then run the dataplane benchmark (as root; it loads eBPF),
+    /// with --scale the scale benchmark, or with --compare the veth
+    /// comparison with iptables-nft and nftables.
+    #[command(
+        after_help = "Examples:\n  \
+        cargo xtask bench                            # BPF_PROG_TEST_RUN: ns per packet, compile time, map memory\n  \
+        cargo xtask bench --scale                    # 1000 hypervisor-mode interfaces: apply, one change, memory\n  \
+        cargo xtask bench --compare                  # veth: no filter, sg, iptables-nft, nftables; table + docs/compare.png\n  \
+        cargo xtask bench --compare --rounds 5 --rules 10,1000\n  \
+        cargo xtask bench --compare --help           # the comparison's own options",
+        disable_help_flag = true
+    )]
     Bench {
-        /// Extra arguments for `cargo bench`.
-        #[arg(last = true)]
+        /// Print help (with --compare: sg-compare's options).
+        #[arg(short, long)]
+        help: bool,
+        /// The scale benchmark instead: 1000 hypervisor-mode interfaces in
+        /// a namespace of its own (`sg-daemon/benches/scale/`).
+        #[arg(long, conflicts_with = "compare")]
+        scale: bool,
+        /// Run `sg-compare` instead: trafgen blasting UDP through a veth into a
+        /// namespace holding no filter, sg (sgd), iptables-nft or nftables with
+        /// the same rules; the median ratios to no filter as a table and a plot.
+        #[arg(long)]
+        compare: bool,
+        /// Extra arguments: with --compare, sg-compare's options (`--rounds N`,
+        /// `--rules 10,100,1000`, `--seconds S`, `--help`, ...); otherwise
+        /// `cargo bench`'s, after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Check formatting (needs no setup).
@@ -76,6 +101,39 @@ fn main() -> ExitCode {
 
 fn try_main(cli: Cli) -> Result<()> {
     util::init_path();
+    // Help needs neither setup nor root; `--help` after other options of
+    // the comparison lands in `args`.
+    if let Command::Bench {
+        help,
+        compare,
+        args,
+        ..
+    } = &cli.command
+    {
+        let asked = *help || (*compare && args.iter().any(|a| a == "--help" || a == "-h"));
+        if asked && *compare {
+            return run::compare_help();
+        }
+        if asked {
+            let mut cmd = Cli::command();
+            cmd.build();
+            let bench = cmd
+                .find_subcommand_mut("bench")
+                .expect("bench is a subcommand");
+            return Ok(bench.print_long_help()?);
+        }
+        // `cargo bench`'s own arguments come after `--`, as before
+        // --compare existed: a mistyped option is an error, not something
+        // handed on to cargo.
+        let separated = std::env::args().any(|a| a == "--");
+        if let (false, false, Some(first)) = (*compare, separated, args.first()) {
+            anyhow::bail!(
+                "unexpected argument {first:?} for `cargo xtask bench`: `cargo bench`'s own \
+                 arguments go after `--` (`cargo xtask bench -- --help`), the comparison's \
+                 after `--compare` (`cargo xtask bench --compare --help`)"
+            );
+        }
+    }
     if !matches!(cli.command, Command::FmtCheck) {
         setup::ensure()?;
     }
@@ -84,7 +142,17 @@ fn try_main(cli: Cli) -> Result<()> {
         Command::Build => run::build(),
         Command::Test { args } => run::test(&args),
         Command::Demo { args } => run::demo(&args),
-        Command::Bench { args } => run::bench(&args),
+        Command::Bench {
+            compare: false,
+            scale,
+            args,
+            ..
+        } => run::bench(scale, &args),
+        Command::Bench {
+            compare: true,
+            args,
+            ..
+        } => run::compare(&args),
         Command::FmtCheck => run::fmt_check(),
         Command::Lint => run::lint(),
         Command::Install { prefix, destdir } => install::install(&prefix, destdir.as_deref()),

@@ -1,4 +1,4 @@
-//! The build, test, demo, bench and lint commands, plus the clean-up of
+//! The build, test, demo, bench (and its veth comparison) and lint commands, plus the clean-up of
 //! network namespaces that crashed test runs leave behind.
 
 use crate::util::{self, cargo, output, run};
@@ -72,13 +72,52 @@ pub fn demo(args: &[String]) -> Result<()> {
 
 /// Runs the dataplane benchmark (`sg-daemon/benches/dataplane.rs`): it
 /// loads the eBPF program and runs it through `BPF_PROG_TEST_RUN`, hence
-/// root. It prints figures; nothing is attached anywhere.
-pub fn bench(args: &[String]) -> Result<()> {
+/// root. It prints figures; nothing is attached anywhere. With `scale`,
+/// the scale benchmark (`sg-daemon/benches/scale/`) instead.
+pub fn bench(scale: bool, args: &[String]) -> Result<()> {
     util::require_root("`cargo xtask bench`")?;
     build()?;
+    let bench = if scale { "scale" } else { "dataplane" };
     run(cargo()
-        .args(["bench", "-p", "sg-daemon", "--bench", "dataplane"])
+        .args(["bench", "-p", "sg-daemon", "--bench", bench])
         .args(args))
+}
+
+/// Runs `sg-compare` (`tests/src/bin/compare/`): trafgen through a veth
+/// into a namespace holding no filter, sg, iptables-nft or nftables with the
+/// same rules. Root: it creates namespaces and starts `sgd`. Replaces this
+/// process, like [`demo`], so that Ctrl-C reaches it and it cleans up.
+pub fn compare(args: &[String]) -> Result<()> {
+    util::require_root("`cargo xtask bench --compare`")?;
+    build()?;
+    clean_stale_netns()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "sg-tests",
+        "--bin",
+        "sg-compare",
+        "--",
+    ])
+    .args(args)
+    .env("SGD_BIN", sgd_bin()?);
+    Err(cmd.exec()).context("starting `cargo run -p sg-tests --bin sg-compare`")
+}
+
+/// `sg-compare --help`: builds that binary alone (no eBPF, no root).
+pub fn compare_help() -> Result<()> {
+    run(cargo().args([
+        "run",
+        "--quiet",
+        "-p",
+        "sg-tests",
+        "--bin",
+        "sg-compare",
+        "--",
+        "--help",
+    ]))
 }
 
 pub fn fmt_check() -> Result<()> {

@@ -8,8 +8,20 @@ use std::process::Command;
 
 /// Debian packages: LLVM for bpf-linker to link against, `ip` and `ping` for
 /// the integration tests, `systemd-analyze` (package `systemd`) for the
-/// unit's check. (`llvm-22-dev` comes from bookworm-security here.)
-const DEB_PACKAGES: &[&str] = &["llvm-22-dev", "iproute2", "iputils-ping", "systemd"];
+/// unit's check; for `cargo xtask bench --compare`, trafgen (`netsniff-ng`),
+/// `nft`, `iptables-nft`, `conntrack` and the plot's font. (`llvm-22-dev`
+/// comes from bookworm-security here.)
+const DEB_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "iproute2",
+    "iputils-ping",
+    "systemd",
+    "netsniff-ng",
+    "nftables",
+    "iptables",
+    "conntrack",
+    "fonts-dejavu-core",
+];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -8,7 +8,7 @@ use super::{
     names::{binding, bound_name, policy_name, ports_text},
 };
 use crate::{
-    model::{self, Addresses, Config},
+    model::{self, Config},
     reference::{self, BuiltIn, DecidedBy, Interface, Packet},
     sessions,
 };
@@ -39,7 +39,7 @@ pub(super) fn diagnose(
         icmp,
         ..Packet::probe(probe.src, probe.dst, proto, probe.src_port, probe.dst_port)
     };
-    let addresses = Addresses::resolve(config, |b| crate::daemon::interface_addresses(&b.name));
+    let addresses = crate::daemon::resolve_addresses(config);
     let iface = Interface {
         config,
         binding: b,

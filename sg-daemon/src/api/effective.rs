@@ -9,7 +9,7 @@ use super::{
 use crate::{
     compile::{Origin, build_table},
     config::schema::Document,
-    model::{self, Addresses, Config, PortRange},
+    model::{self, Config, PortRange},
 };
 
 pub(super) fn describe_groups(doc: &Document, only: Option<&str>) -> Result<Reply, String> {
@@ -58,7 +58,7 @@ pub(super) fn effective_rules(
     interface: &str,
 ) -> Result<Effective, String> {
     let b = binding(config, interface)?;
-    let addresses = Addresses::resolve(config, |b| crate::daemon::interface_addresses(&b.name));
+    let addresses = crate::daemon::resolve_addresses(config);
     let one = |dir: model::Direction| -> DirectionRules {
         let table = build_table(config, b, &addresses, dir);
         let rules = table

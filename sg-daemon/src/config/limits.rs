@@ -24,7 +24,8 @@ pub const LIST_ENTRIES_RANGE: RangeInclusive<usize> = 1..=MAX_RULES_PER_INTERFAC
 /// `session_timeout_secs`, `syn_timeout_secs`, `tcp_closed_timeout_secs`:
 /// up to a week.
 pub const SESSION_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=86_400 * 7;
-/// `session_table_size`: entries of each of the two session tables.
+/// `session_table_size`: entries of the answered session table (the
+/// unanswered one holds a quarter, see `dataplane::table_capacities`).
 pub const SESSION_TABLE_SIZE_RANGE: RangeInclusive<u64> = 1024..=16_777_216;
 /// The default `session_table_size` when any binding is in hypervisor
 /// mode (one host, many instances); otherwise `CONNTRACK_ENTRIES`.

@@ -19,6 +19,10 @@ use tracing::info;
 use super::{Dataplane, tc, tcx};
 use crate::model::AttachMode;
 
+/// Hooks held under an interface name, between [`Dataplane::take_hooks`]
+/// and [`Dataplane::give_hooks`].
+pub struct HeldHooks(Option<Vec<(Hook, SchedClassifierLinkId)>>);
+
 /// The two TC hooks of the host's interface, each with its own entry
 /// point. Not a [`sg_common::Direction`]: a hook is where a packet meets
 /// the host's interface; the direction is the instance's, and in
@@ -129,6 +133,37 @@ impl Dataplane {
         }
         self.release(ifindex);
         Ok(())
+    }
+
+    /// Takes the hooks held under `ifname` off the books, leaving them on
+    /// their interface: that interface goes by another bound name now
+    /// (renames), and [`Dataplane::give_hooks`] hands them to it. Detaching
+    /// and attaching again would leave the hooks empty for a moment, and
+    /// fail: the kernel frees a link whose pin is removed later, not at
+    /// once.
+    pub fn take_hooks(&mut self, ifname: &str) -> HeldHooks {
+        HeldHooks(self.links.remove(ifname))
+    }
+
+    /// Gives the hooks of [`Dataplane::take_hooks`], on `ifindex`, to the
+    /// name it goes by now, their pins and records renamed to match (the
+    /// next daemon finds them by index and name).
+    pub fn give_hooks(&mut self, ifname: &str, ifindex: u32, hooks: HeldHooks) {
+        if let Some(pins) = &self.pins {
+            for path in super::pins::entries(&pins.links, Some(ifindex)) {
+                let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+                let hook = Hook::BOTH.into_iter().find(|h| file.ends_with(h.program()));
+                if let Some(hook) = hook {
+                    let _ = std::fs::rename(&path, pins.link(ifindex, ifname, hook));
+                }
+            }
+            for path in super::pins::entries(&pins.tc, Some(ifindex)) {
+                let _ = std::fs::rename(&path, pins.tc_record(ifindex, ifname));
+            }
+        }
+        if let Some(held) = hooks.0 {
+            self.links.insert(ifname.to_owned(), held);
+        }
     }
 
     /// The interfaces this dataplane attached to.

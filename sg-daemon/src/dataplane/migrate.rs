@@ -332,7 +332,12 @@ impl Dataplane {
                     moved.current_here += 1;
                     continue;
                 }
-                table.insert(s.key, value, 0)?;
+                // A full table (the new program opens flows meanwhile)
+                // refuses this one; the others may still fit.
+                if table.insert(s.key, value, 0).is_err() {
+                    moved.no_room += 1;
+                    continue;
+                }
                 moved.copied[t] += 1;
                 match previous {
                     Some(p) if p.table == t => {}

@@ -56,9 +56,9 @@ use sg_common::{
     GLOBAL_BUILTIN_NEIGHBOR_DISCOVERY, GLOBAL_BUILTIN_NON_IP, GlobalConfig, MAX_TABLES, maps,
 };
 
-pub use attach::Hook;
+pub use attach::{HeldHooks, Hook};
 pub use pins::{Pins, remove_pins};
-pub use sessions::{TABLE_NAMES, TableUse};
+pub use sessions::{TABLE_NAMES, TableUse, table_capacities};
 pub use tc::{HANDLE as TC_HANDLE, PRIORITY as TC_PRIORITY};
 
 use crate::model::{AttachMode, DaemonSettings};
@@ -158,8 +158,9 @@ impl Dataplane {
         } as u8;
         let mut loader = EbpfLoader::new();
         loader.override_global(aya_log::LEVEL, &kernel_log_level, true);
-        for name in maps::SESSION_TABLES {
-            loader.map_max_entries(name, settings.session_table_size);
+        let sizes = sessions::table_capacities(settings.session_table_size);
+        for (name, size) in maps::SESSION_TABLES.into_iter().zip(sizes) {
+            loader.map_max_entries(name, size);
         }
         if let Some(pins) = &pins {
             for name in maps::PINNED {
@@ -212,7 +213,9 @@ impl Dataplane {
         let Ok(tables) = self.session_tables() else {
             return;
         };
-        for t in tables.iter().filter(|t| t.capacity != u64::from(wanted)) {
+        let sizes = sessions::table_capacities(wanted);
+        let differ = tables.iter().zip(sizes);
+        for (t, _) in differ.filter(|(t, size)| t.capacity != u64::from(*size)) {
             tracing::warn!(
                 table = t.table,
                 capacity = t.capacity,

@@ -38,6 +38,24 @@ pub struct TableUse {
 /// The names of the tables in metrics, by index.
 pub const TABLE_NAMES: [&str; 2] = ["answered", "unanswered"];
 
+/// The unanswered table holds this fraction of `session_table_size`.
+pub const UNANSWERED_SHARE: u32 = 4;
+
+/// The capacity of each table (as in [`SESSION_TABLES`]) for
+/// `session_table_size`: the answered table holds `session_table_size`,
+/// the unanswered one a quarter of it, and never less than the smallest
+/// `session_table_size` (1024). A session stays unanswered one round trip
+/// when it is answered; only flows that are never answered (one-way UDP,
+/// scans, floods) stay there longer, and evicting one of them costs its
+/// next packet a lookup of the rules, not a connection. The kernel
+/// allocates both tables whole (some 136 bytes an entry), so this saves
+/// three eighths of the session memory: 25.5 MiB on a hypervisor's
+/// default, 12.8 MiB on a single host's.
+pub fn table_capacities(session_table_size: u32) -> [u32; 2] {
+    let unanswered = (session_table_size / UNANSWERED_SHARE).max(1024);
+    [session_table_size, unanswered.min(session_table_size)]
+}
+
 impl Dataplane {
     /// Tracked sessions (live or expired but not yet evicted), of both
     /// tables.
@@ -183,4 +201,20 @@ pub(super) fn map_capacity(map: &aya::maps::Map) -> anyhow::Result<u64> {
         _ => return Err(anyhow!("a session table is not an LRU hash map")),
     };
     Ok(data.info()?.max_entries().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unanswered table is a quarter of the answered one, never below
+    /// the smallest size, never above the answered one.
+    #[test]
+    fn the_unanswered_table_holds_a_quarter() {
+        assert_eq!(table_capacities(262_144), [262_144, 65_536]);
+        assert_eq!(table_capacities(131_072), [131_072, 32_768]);
+        assert_eq!(table_capacities(4096), [4096, 1024]);
+        assert_eq!(table_capacities(2048), [2048, 1024]);
+        assert_eq!(table_capacities(1024), [1024, 1024]);
+    }
 }

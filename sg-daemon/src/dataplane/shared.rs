@@ -173,16 +173,17 @@ impl Dataplane {
     }
 
     /// Interface `ifindex` no longer uses table `id` (in one direction).
-    /// A table without users is retired; from one that stays, the
-    /// interface's rule counters are taken (see
-    /// [`Dataplane::take_freed_counts`]) so that they go to its rules now.
+    /// The interface's rule counters there are taken (see
+    /// [`Dataplane::take_freed_counts`]) so that they go to its rules now,
+    /// under the name it had (a table retired is freed later, when the
+    /// index may go by another name); a table without users is retired.
     pub(super) fn leave_table(&mut self, id: u32, ifindex: u32) {
         let Some(t) = self.live.get_mut(&id) else {
             return;
         };
         t.users = t.users.saturating_sub(1);
+        self.left.push((id, ifindex));
         if t.users > 0 {
-            self.left.push((id, ifindex));
             return;
         }
         let Some(t) = self.live.remove(&id) else {

@@ -292,6 +292,48 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Refuses a ruleset whose distinct tables (`tables`, each once) take
+    /// more than half of the table ids or of any table map: a restarted
+    /// daemon writes every table afresh beside the ones it takes over
+    /// (their contents are not known), so a host enforcing more could not
+    /// restart or upgrade.
+    pub fn check_restartable<'a>(
+        tables: impl IntoIterator<Item = &'a CompiledTable>,
+    ) -> anyhow::Result<()> {
+        let tables: Vec<&CompiledTable> = tables.into_iter().collect();
+        let limits = [
+            ("kernel tables", MAX_TABLES, tables.len()),
+            (
+                maps::PROTO,
+                PROTO_ENTRIES,
+                tables.iter().map(|t| t.proto.len()).sum(),
+            ),
+            (
+                maps::ADDR,
+                ADDR_TRIE_ENTRIES,
+                tables.iter().map(|t| t.addr.len()).sum(),
+            ),
+            (
+                maps::PORT,
+                PORT_TRIE_ENTRIES,
+                tables.iter().map(|t| t.port.len()).sum(),
+            ),
+        ];
+        for (what, capacity, needed) in limits {
+            let half = capacity as usize / 2;
+            if needed > half {
+                return Err(anyhow!(
+                    "the bound interfaces need {needed} {what} entries, over half of the \
+                     {capacity} sg has ({half}): sgd could not restart or upgrade beside them \
+                     (a restart writes every table afresh before the old ones go); bind fewer \
+                     distinct lists of groups, or put interfaces on the same groups (equal \
+                     tables are shared)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Tables no packet will newly read from: freed once their grace
     /// period from now is over.
     pub(super) fn retire(&mut self, tables: Vec<TableKeys>) {

@@ -54,6 +54,26 @@ impl Dataplane {
         hook: Hook,
     ) -> anyhow::Result<SchedClassifierLinkId> {
         let pin = self.pins.as_ref().map(|p| p.link(ifindex, ifname, hook));
+        // A link pinned for this index and hook under another name (the
+        // interface was renamed) is the same hook's: taken over, its pin
+        // renamed, rather than a second program attached beside it.
+        if let (Some(pins), Some(pin)) = (&self.pins, &pin)
+            && !pin.exists()
+        {
+            let program = hook.program();
+            let other = super::pins::entries(&pins.links, Some(ifindex))
+                .into_iter()
+                .find(|p| {
+                    p.file_name()
+                        .and_then(|f| f.to_str())
+                        .is_some_and(|f| f.ends_with(program))
+                });
+            if let Some(other) = other {
+                std::fs::rename(&other, pin).with_context(|| {
+                    format!("renaming {} to {}", other.display(), pin.display())
+                })?;
+            }
+        }
         if let Some(pin) = &pin
             && pin.exists()
         {
