@@ -117,6 +117,11 @@ pub struct InterfaceConfig {
     /// Bumped at every ruleset change; a session from an older epoch is
     /// re-checked against the new explicit drop rules once (SPEC §3.6).
     pub epoch: u32,
+    /// The interface's counters in `SG_IFACE_COUNTERS`
+    /// (`maps::iface_counter_index`), below `IFACE_COUNTER_SLOTS`; the
+    /// daemon assigns it and keeps it while the interface is bound.
+    pub slot: u32,
+    pub _pad: u32,
 }
 
 /// The interface is the host side of an instance's link: TC ingress is the
@@ -346,7 +351,8 @@ pub struct RuleCounterKey {
     pub ifindex: u32,
 }
 
-/// Key of `SG_IFACE_COUNTERS`.
+/// An interface counter as the daemon reports it (the kernel indexes them
+/// by slot, `maps::iface_counter_index`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IfaceCounterKey {
@@ -398,10 +404,10 @@ const _: () = {
         _ => 24,
     };
     assert!(
-        (MAP_LAYOUT_VERSION == 4 || MAP_LAYOUT_VERSION == TEST_LAYOUT_VERSION)
+        (MAP_LAYOUT_VERSION == 5 || MAP_LAYOUT_VERSION == TEST_LAYOUT_VERSION)
             && size_of::<Bitmap>() == 128
             && size_of::<GlobalConfig>() == 32
-            && size_of::<InterfaceConfig>() == 16
+            && size_of::<InterfaceConfig>() == 24
             && size_of::<TableInfo>() == 144
             && size_of::<ProtoKey>() == 8
             && size_of::<AddrKey>() == 24

@@ -14,8 +14,11 @@
 /// 3: the first released layout. 4: `SG_SESSION_STATS` counts the
 /// sessions the daemon inserts (`STAT_DAEMON_INSERTED`: migrated ones), and
 /// `RuleCounterKey` names the interface (tables are shared by interfaces).
+/// 5: `SG_IFACE_COUNTERS` is a per-CPU array indexed by the interface's
+/// counter slot (`InterfaceConfig::slot`, [`iface_counter_index`]); the
+/// sessions are those of 3 and 4.
 #[cfg(not(feature = "layout-test"))]
-pub const MAP_LAYOUT_VERSION: u32 = 4;
+pub const MAP_LAYOUT_VERSION: u32 = 5;
 /// The `layout-test` build's layout: this one with `CtValue` padded by 8
 /// bytes, under a number no release uses.
 #[cfg(feature = "layout-test")]
@@ -66,6 +69,9 @@ pub const PINNED: [&str; 15] = [
 pub mod programs {
     pub const INGRESS: &str = "sg_tc_ingress";
     pub const EGRESS: &str = "sg_tc_egress";
+    /// A classifier that returns at once: the benchmark's floor. Never
+    /// loaded by the daemon.
+    pub const FLOOR: &str = "sg_tc_floor";
 }
 
 /// Rules per direction of one interface, including hidden ones. SPEC §4
@@ -106,7 +112,7 @@ pub const SESSION_STAT_SLOTS: u32 = 8;
 // The slots are part of the layout: a new one takes a new version.
 const _: () = assert!(
     SESSION_STAT_SLOTS == 8
-        && (MAP_LAYOUT_VERSION == 4 || MAP_LAYOUT_VERSION == TEST_LAYOUT_VERSION),
+        && (MAP_LAYOUT_VERSION == 5 || MAP_LAYOUT_VERSION == TEST_LAYOUT_VERSION),
     "the session statistics changed: bump MAP_LAYOUT_VERSION and update this check"
 );
 
@@ -119,8 +125,18 @@ pub const FRAGMENT_ENTRIES: u32 = 8192;
 /// (table, rule, interface) triples with counters; the least recently hit
 /// go first.
 pub const RULE_COUNTER_ENTRIES: u32 = 65_536;
-/// (interface, direction, verdict) counters.
-pub const IFACE_COUNTER_ENTRIES: u32 = 16_384;
+/// Interface counter slots: one per bound interface, which the daemon
+/// assigns (`InterfaceConfig::slot`).
+pub const IFACE_COUNTER_SLOTS: u32 = MAX_INTERFACES;
+/// (slot, direction, verdict) counters: [`iface_counter_index`].
+pub const IFACE_COUNTER_ENTRIES: u32 = IFACE_COUNTER_SLOTS * 4;
+
+/// The index in `SG_IFACE_COUNTERS` of an interface's counter: its slot,
+/// the direction (`Direction` as u32) and the verdict (1 accepted).
+#[inline(always)]
+pub const fn iface_counter_index(slot: u32, dir: u32, accepted: u32) -> u32 {
+    slot * 4 + dir * 2 + accepted
+}
 /// Ring buffer of drop records, bytes (a power of two of pages).
 pub const DROP_RING_BYTES: u32 = 256 * 1024;
 /// Drop records each CPU may emit per second, and in a burst: a flood of

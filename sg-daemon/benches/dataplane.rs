@@ -138,6 +138,41 @@ mod sg {
         }
     }
 
+    /// The floor: `sg_tc_floor`, a classifier of the same object that
+    /// returns at once, loaded the same way (its own copy of the object's
+    /// maps, which it does not use).
+    pub struct Floor(aya::Ebpf);
+
+    impl Floor {
+        pub fn load() -> Floor {
+            let mut ebpf = aya::Ebpf::load(sg_daemon::dataplane::EBPF_OBJECT).expect("load object");
+            let prog: &mut aya::programs::SchedClassifier = ebpf
+                .program_mut(sg_common::maps::programs::FLOOR)
+                .expect("floor program")
+                .try_into()
+                .expect("a classifier");
+            prog.load().expect("load the floor program");
+            Floor(ebpf)
+        }
+
+        /// Runs `frame` `repeat` times: the kernel's average duration.
+        pub fn run(&self, frame: &[u8], repeat: u32) -> Duration {
+            let prog: &aya::programs::SchedClassifier = self
+                .0
+                .program(sg_common::maps::programs::FLOOR)
+                .expect("floor program")
+                .try_into()
+                .expect("a classifier");
+            prog.test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN")
+            .duration
+        }
+    }
+
     impl Compiled {
         /// Entries written to SG_PROTO, SG_ADDR and SG_PORT (both directions).
         pub fn entries(&self) -> [(&'static str, usize); 3] {
@@ -167,6 +202,17 @@ mod sg {
         /// change, off the apply path).
         pub fn collect_garbage(&mut self) {
             self.0.collect_garbage().expect("free old tables");
+        }
+
+        /// Instructions the verifier walked to load the hook's program.
+        pub fn verified_instructions(&self, hook: Hook) -> u32 {
+            self.0
+                .program(hook)
+                .expect("program")
+                .info()
+                .ok()
+                .and_then(|i| i.verified_instruction_count())
+                .unwrap_or(0)
         }
 
         /// Runs `frame` `repeat` times through a hook: the kernel's average
@@ -211,6 +257,9 @@ const REPEAT: u32 = 50_000;
 const COMPILE_RUNS: usize = 21;
 const SEED: u64 = 0x5eed_5eed_0000_0001;
 const NEW_FLOW_TARGET: f64 = 1.25;
+/// Per-packet cost above the floor (an empty classifier), ns.
+const ESTABLISHED_ABOVE_FLOOR: f64 = 100.0;
+const NEW_FLOW_ABOVE_FLOOR: f64 = 250.0;
 const COMPILE_TARGET_MS: f64 = 20.0;
 const MEMORY_TARGET: u64 = 2 << 20;
 /// The group-reference timing: rules referencing one group of members.
@@ -547,12 +596,19 @@ fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     let mut h = Vec::with_capacity(20);
     h.extend_from_slice(&sport.to_be_bytes());
     h.extend_from_slice(&dport.to_be_bytes());
-    h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     h
+}
+
+fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
+    tcp(sport, dport, SYN)
 }
 
 fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
@@ -628,12 +684,12 @@ fn probes() -> Vec<Probe> {
                 PEER_V4.into(),
                 SERVER_V4.into(),
                 TCP,
-                &tcp_syn(PEER_PORT, LOCAL_PORT),
+                &tcp(PEER_PORT, LOCAL_PORT, ACK),
             ),
             reason: Reason::Session,
         },
         Probe {
-            label: "non-IP (floor)",
+            label: "non-IP (ARP)",
             hook: Hook::Ingress,
             frame: arp_request(),
             reason: Reason::NotIp,
@@ -779,40 +835,82 @@ fn main() {
 
     // --- 1. Per-packet cost. ---
     let probes = probes();
-    let opener = ip_frame(
-        SERVER_V4.into(),
-        PEER_V4.into(),
-        TCP,
-        &tcp_syn(LOCAL_PORT, PEER_PORT),
-    );
+    // The handshake of the established probe's session: out SYN, in
+    // SYN-ACK, out ACK (established, in the answered table).
+    let handshake = [
+        (
+            Hook::Egress,
+            ip_frame(
+                SERVER_V4.into(),
+                PEER_V4.into(),
+                TCP,
+                &tcp_syn(LOCAL_PORT, PEER_PORT),
+            ),
+            Reason::DefaultAccept,
+        ),
+        (
+            Hook::Ingress,
+            ip_frame(
+                PEER_V4.into(),
+                SERVER_V4.into(),
+                TCP,
+                &tcp(PEER_PORT, LOCAL_PORT, SYN | ACK),
+            ),
+            Reason::Session,
+        ),
+        (
+            Hook::Egress,
+            ip_frame(
+                SERVER_V4.into(),
+                PEER_V4.into(),
+                TCP,
+                &tcp(LOCAL_PORT, PEER_PORT, ACK),
+            ),
+            Reason::Session,
+        ),
+    ];
     let kernels: Vec<sg::Kernel> = rulesets
         .iter()
         .map(|rs| {
             let mut k = rs.load();
             k.install(&rs.compile());
-            // Opens the session of the established probe.
-            let (_, moved) = k.run(Hook::Egress, &opener, 1);
-            assert_eq!(moved, vec![(Reason::DefaultAccept, 1)], "session opener");
+            for (hook, frame, reason) in &handshake {
+                let (_, moved) = k.run(*hook, frame, 1);
+                assert_eq!(moved, vec![(*reason, 1)], "session handshake");
+            }
             for p in &probes {
                 measure(&k, p); // warm-up and check
             }
             k
         })
         .collect();
-    // samples[size][probe][round]
-    let mut samples = vec![vec![Vec::with_capacity(ROUNDS); probes.len()]; RULE_COUNTS.len()];
+    println!(
+        "verified instructions: ingress {}, egress {}",
+        kernels[0].verified_instructions(Hook::Ingress),
+        kernels[0].verified_instructions(Hook::Egress)
+    );
+    let floor = sg::Floor::load();
+    let floor_frame = &probes[ESTABLISHED].frame;
+    // samples[size][probe][round]; the last probe index is the floor.
+    let mut samples = vec![vec![Vec::with_capacity(ROUNDS); probes.len() + 1]; RULE_COUNTS.len()];
     for round in 0..ROUNDS {
-        for (p, probe) in probes.iter().enumerate() {
+        // The probes, then the floor (`None`).
+        for (p, probe) in probes.iter().map(Some).chain([None]).enumerate() {
             // The sizes back to back, so that the cells compared in a ratio
             // are measured milliseconds apart; the order rotates so that no
-            // size is always first.
+            // size is always first. The floor runs in each size's turn too.
             for i in 0..RULE_COUNTS.len() {
                 let s = (i + round) % RULE_COUNTS.len();
-                samples[s][p].push(measure(&kernels[s], probe));
+                let ns = match probe {
+                    Some(probe) => measure(&kernels[s], probe),
+                    None => floor.run(floor_frame, REPEAT).as_nanos() as f64,
+                };
+                samples[s][p].push(ns);
             }
         }
     }
     drop(kernels);
+    let floor_at = probes.len();
 
     // --- Report. ---
     println!(
@@ -823,7 +921,7 @@ fn main() {
     for p in &probes {
         print!(" {:>18}", p.label);
     }
-    println!();
+    println!(" {:>18}", "floor");
     for (s, (&n, rs)) in RULE_COUNTS.iter().zip(&rulesets).enumerate() {
         let [inb, outb] = rs.rule_counts();
         print!("{n:>6} {:>9}", format!("{inb}/{outb}"));
@@ -845,10 +943,27 @@ fn main() {
         "{:>16}",
         format!("{}/{}", RULE_COUNTS[last], RULE_COUNTS[0])
     );
-    for p in 0..probes.len() {
+    for p in 0..=probes.len() {
         print!(" {:>17.2}x", ratio(p));
     }
     println!();
+    // Above the floor: per round, the probe minus the floor measured in
+    // the same round at the same size; the median of those.
+    let above = |s: usize, p: usize| {
+        median(
+            (0..ROUNDS)
+                .map(|r| samples[s][p][r] - samples[s][floor_at][r])
+                .collect(),
+        )
+    };
+    println!("above the floor (median of per-round differences), ns");
+    for (s, &n) in RULE_COUNTS.iter().enumerate() {
+        print!("{n:>16}");
+        for p in 0..probes.len() {
+            print!(" {:>18.1}", above(s, p));
+        }
+        println!();
+    }
     let deciding: Vec<String> = rulesets
         .iter()
         .zip(RULE_COUNTS)
@@ -882,6 +997,23 @@ fn main() {
         verdict(new_ratio <= NEW_FLOW_TARGET)
     );
     println!("established flow: {:.2}x", ratio(ESTABLISHED));
+    let established_above = (0..RULE_COUNTS.len())
+        .map(|s| above(s, ESTABLISHED))
+        .fold(f64::MIN, f64::max);
+    println!(
+        "target: established within {ESTABLISHED_ABOVE_FLOOR} ns of the floor: {established_above:.1} ns at worst, {}",
+        verdict(established_above <= ESTABLISHED_ABOVE_FLOOR)
+    );
+    let (worst, new_above) = NEW_FLOWS
+        .iter()
+        .map(|&p| (probes[p].label, above(last, p)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    println!(
+        "target: {}-rule new flow within {NEW_FLOW_ABOVE_FLOOR} ns of the floor: {new_above:.1} ns at worst ({worst}), {}",
+        RULE_COUNTS[last],
+        verdict(new_above <= NEW_FLOW_ABOVE_FLOOR)
+    );
 
     let n = RULE_COUNTS[last];
     println!("\ncompile at {n} rules, both directions, ms (median of {COMPILE_RUNS} runs)");

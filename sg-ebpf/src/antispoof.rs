@@ -23,7 +23,7 @@ use sg_common::{
 
 use crate::{
     maps::{SG_INSTANCE_ADDRS, SG_INSTANCE_MACS, addr_key},
-    parse::{Flow, Fragment, Parsed, arp, empty_flow, ethernet, nd, proto},
+    parse::{self, Flow, Fragment, Parsed, arp, ethernet, nd, proto},
     work::{Work, finish},
 };
 
@@ -49,43 +49,67 @@ pub fn spoofed(
 /// comment). Called for the instance's outbound frames of every `kind`
 /// but malformed ones; drops with `Reason::Spoofed`, or `Reason::Malformed`
 /// for ARP that is not IPv4 over Ethernet.
+///
+/// `kind` comes as a plain number ([`link_kind`]): an enum with a payload
+/// would pass undefined payload bytes in a register, which the verifier
+/// refuses to read.
 #[inline(never)]
-pub fn stage_link(ctx: &TcContext, w: &mut Work, iface: &InterfaceConfig, kind: Parsed) {
-    let mac = if iface.flags & IFACE_L3 == 0 {
-        unsafe { SG_INSTANCE_MACS.get(w.ifindex) }.copied()
+pub fn stage_link(ctx: &TcContext, w: &mut Work, iface: &InterfaceConfig, kind: u32) {
+    // The pinned MAC, all zeroes when none is: an `Option` would leave
+    // its payload undefined when `None`, and the compiler moves that
+    // register around, which the verifier refuses.
+    let pinned = if iface.flags & IFACE_L3 == 0 {
+        unsafe { SG_INSTANCE_MACS.get(w.ifindex) }
     } else {
         None
     };
-    let source_ok = match mac {
-        // The source MAC, whatever the frame carries (VLAN tags included).
-        Some(mac) => ctx.load::<[u8; 6]>(6).ok() == Some(mac),
-        None => true,
-    } && !tagged(ctx, iface);
+    let (has_mac, mac) = match pinned {
+        Some(m) => (true, *m),
+        None => (false, [0u8; 6]),
+    };
+    // The source MAC, whatever the frame carries (VLAN tags included).
+    let source_ok = (!has_mac || ctx.load::<[u8; 6]>(6).ok() == Some(mac)) && !tagged(ctx, iface);
     let spoofed = match kind {
-        Parsed::Arp => match arp::arp(ctx, w.packet.l4) {
-            Some(a) => {
-                // The drop record shows the sender and target addresses.
-                w.packet.src[..4].copy_from_slice(&a.spa);
-                w.packet.dst[..4].copy_from_slice(&a.tpa);
-                !source_ok || mac.is_some_and(|m| a.sha != m) || !arp_sender_ok(w)
+        LINK_ARP => {
+            let mut a = arp::Arp::default();
+            if !arp::arp(ctx, w.packet.l4, &mut a) {
+                return finish(w, Reason::Malformed, NO_RULE, 0);
             }
-            None => return finish(w, Reason::Malformed, NO_RULE, 0),
-        },
-        Parsed::Ip => {
+            // The drop record shows the sender and target addresses.
+            w.packet.src[..4].copy_from_slice(&a.spa);
+            w.packet.dst[..4].copy_from_slice(&a.tpa);
+            !source_ok || (has_mac && a.sha != mac) || !arp_sender_ok(w)
+        }
+        LINK_IP => {
             !source_ok
-                || nd_spoofed(ctx, &w.packet, w.ifindex, mac.as_ref())
+                || nd_spoofed(ctx, &w.packet, w.ifindex, has_mac.then_some(&mac))
                 || dhcp_server(&w.packet)
         }
         _ => {
             if !source_ok {
                 // Not IP: no addresses to record.
-                w.packet = empty_flow(FAMILY_V4, 0);
+                parse::clear(&mut w.packet);
+                w.packet.family = FAMILY_V4;
             }
             !source_ok
         }
     };
     if spoofed {
         finish(w, Reason::Spoofed, NO_RULE, 0);
+    }
+}
+
+const LINK_OTHER: u32 = 0;
+const LINK_ARP: u32 = 1;
+const LINK_IP: u32 = 2;
+
+/// What [`stage_link`] is told of a parsed frame.
+#[inline(always)]
+pub fn link_kind(kind: Parsed) -> u32 {
+    match kind {
+        Parsed::Arp => LINK_ARP,
+        Parsed::Ip => LINK_IP,
+        _ => LINK_OTHER,
     }
 }
 

@@ -14,7 +14,7 @@
 //! stays as an ended entry that drops every packet of the flow, both ways,
 //! while a drop rule still matches it, so neither side can open it again.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruHashMap};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, maps::LruHashMap};
 use sg_common::{
     CtKey, CtValue, Direction, InterfaceConfig, NO_RULE, Reason, SESSION_ANSWERED, SESSION_CLOSED,
     SESSION_ESTABLISHED, SESSION_HALF_OPEN, SESSION_OPEN,
@@ -104,6 +104,8 @@ const UNANSWERED: u32 = 1;
 /// which it would then walk once for every state an entry can be in.
 #[inline(never)]
 fn judge(w: &mut Work, iface: &InterfaceConfig, session: &mut CtValue) -> Seen {
+    // A session was found: its deadline needs the time.
+    w.now = unsafe { bpf_ktime_get_boot_ns() };
     // The kernel checks the idle deadline itself: an expired entry is as
     // good as absent, whatever userspace does. A SYN on the ports of a
     // closed connection opens a new one: the rules judge it. An ended
@@ -206,30 +208,48 @@ fn ending(w: &Work, iface: &InterfaceConfig, opened: Direction) -> Option<(Reaso
 }
 
 /// A packet passed through the session: it refreshes it, and a TCP
-/// session follows the connection. The state is written only when it
-/// changes.
+/// session follows the connection. The entry is shared by the CPUs that
+/// carry the flow, so it is written only when something moved: the state
+/// or the FIN bits changed (then `last_seen_ns` too), or `last_seen_ns`
+/// is more than [`REFRESH_NS`] old. Idle timeouts are whole seconds, so a
+/// session may expire up to that much earlier than its last packet plus
+/// its timeout, never later.
 #[inline(never)]
 fn follow(session: &mut CtValue, w: &Work) {
-    session.last_seen_ns = w.now;
+    let stale = w.now.saturating_sub(fresh(&session.last_seen_ns)) > REFRESH_NS;
     if w.packet.proto() != TCP || fresh(&session.state) == SESSION_CLOSED {
+        if stale {
+            session.last_seen_ns = w.now;
+        }
         return;
     }
     let flags = w.packet.tcp_flags();
     let dir = w.direction() as u8;
     // The FIN flag is bit 0: it becomes the bit of the direction.
-    session.fin |= (flags & TCP_FIN) << dir;
+    let fin = fresh(&session.fin) | ((flags & TCP_FIN) << dir);
     let from_opener = dir as u32 == fresh(&session.opened);
-    if flags & TCP_RST != 0 || fresh(&session.fin) == 0b11 {
-        session.state = SESSION_CLOSED;
-    } else if !from_opener && fresh(&session.state) == SESSION_HALF_OPEN {
-        session.state = SESSION_ANSWERED;
-    } else if from_opener
-        && fresh(&session.state) == SESSION_ANSWERED
-        && flags & (TCP_SYN | TCP_ACK) == TCP_ACK
-    {
-        session.state = SESSION_ESTABLISHED;
+    let state = fresh(&session.state);
+    let next = if flags & TCP_RST != 0 || fin == 0b11 {
+        SESSION_CLOSED
+    } else if !from_opener && state == SESSION_HALF_OPEN {
+        SESSION_ANSWERED
+    } else if from_opener && state == SESSION_ANSWERED && flags & (TCP_SYN | TCP_ACK) == TCP_ACK {
+        SESSION_ESTABLISHED
+    } else {
+        state
+    };
+    let moved = fin != fresh(&session.fin) || next != state;
+    if moved {
+        session.fin = fin;
+        session.state = next;
+    }
+    if moved || stale {
+        session.last_seen_ns = w.now;
     }
 }
+
+/// How old `last_seen_ns` may get before a passing packet rewrites it.
+const REFRESH_NS: u64 = 1_000_000_000;
 
 /// A TCP connection attempt: SYN without ACK.
 #[inline(always)]
@@ -272,25 +292,26 @@ pub fn session_key(ifindex: u32, flow: &Flow, dir: Direction) -> CtKey {
     clippy::needless_borrows_for_generic_args,
     reason = "`w.key` is in map memory: by value it would be copied to the stack first"
 )]
-pub fn open_session(w: &Work, epoch: u32) {
+pub fn open_session(w: &mut Work, epoch: u32) {
+    w.now = unsafe { bpf_ktime_get_boot_ns() };
     let flags = w.packet.tcp_flags();
     if flags & TCP_RST != 0 {
         return;
     }
     let dir = w.direction() as u8;
-    let value = CtValue {
-        last_seen_ns: w.now,
-        opened: dir as u32,
-        epoch,
-        state: if w.packet.proto() == TCP {
-            SESSION_HALF_OPEN
-        } else {
-            SESSION_OPEN
-        },
-        fin: (flags & TCP_FIN) << dir,
-        ended: 0,
-        _pad: [0; sg_common::CT_VALUE_PAD],
+    // Zeroed whole (word stores), then filled: built field by field, its
+    // byte padding would be a call to a byte-wise `memset`.
+    // SAFETY: `CtValue` is plain data; all zeroes is a valid value.
+    let mut value: CtValue = unsafe { core::mem::zeroed() };
+    value.last_seen_ns = w.now;
+    value.opened = dir as u32;
+    value.epoch = epoch;
+    value.state = if w.packet.proto() == TCP {
+        SESSION_HALF_OPEN
+    } else {
+        SESSION_OPEN
     };
+    value.fin = (flags & TCP_FIN) << dir;
     // A stale entry of the flow (expired, or closed) goes: the new
     // session starts unanswered. A full table evicts the least recently
     // used unanswered session (LRU map); NOEXIST: a session another CPU

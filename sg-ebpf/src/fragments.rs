@@ -24,8 +24,10 @@ pub fn stage_fragment(w: &mut Work) {
     if w.packet.fragment() != Fragment::Later {
         return;
     }
+    w.now = unsafe { aya_ebpf::helpers::bpf_ktime_get_boot_ns() };
+    let now = w.now;
     match unsafe { SG_FRAGMENTS.get(fragment_key(w.ifindex, &w.packet)) } {
-        Some(first) if w.now.wrapping_sub(first.first_seen_ns) <= FRAGMENT_TIMEOUT_NS => {
+        Some(first) if now.wrapping_sub(first.first_seen_ns) <= FRAGMENT_TIMEOUT_NS => {
             let reason = match Reason::from_u32(first.reason) {
                 Some(r) if r.accepts() => Reason::FragmentAccept,
                 _ => Reason::FragmentDrop,
@@ -40,9 +42,9 @@ pub fn stage_fragment(w: &mut Work) {
 
 /// Remembers a first fragment's decision for the later fragments.
 #[inline(always)]
-pub fn remember_fragment(w: &Work) {
+pub fn remember_fragment(w: &mut Work) {
     let value = FragValue {
-        first_seen_ns: w.now,
+        first_seen_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_boot_ns() },
         reason: w.reason,
         rule: w.rule,
         table: w.table,

@@ -39,7 +39,6 @@ mod work;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::bpf_ktime_get_boot_ns,
     macros::classifier,
     programs::TcContext,
 };
@@ -69,6 +68,13 @@ pub fn sg_tc_egress(mut ctx: TcContext) -> i32 {
     verdict(&mut ctx, TC_EGRESS)
 }
 
+/// The benchmark's floor (`cargo xtask bench`): a classifier of the same
+/// object that returns at once. The daemon never loads or attaches it.
+#[classifier]
+pub fn sg_tc_floor(_ctx: TcContext) -> i32 {
+    PASS
+}
+
 #[inline(always)]
 fn verdict(ctx: &mut TcContext, hook: usize) -> i32 {
     let Some(w) = SG_WORK.get_ptr_mut(0) else {
@@ -77,6 +83,7 @@ fn verdict(ctx: &mut TcContext, hook: usize) -> i32 {
     // SAFETY: a per-CPU slot; one program run uses it at a time.
     let w = unsafe { &mut *w };
     w.done = 0;
+    w.now = 0;
     w.rule = NO_RULE;
     w.table = 0;
     decide(ctx, hook, w);
@@ -107,11 +114,18 @@ fn decide(ctx: &TcContext, hook: usize, w: &mut Work) {
         Direction::Egress
     };
     w.ifindex = ifindex;
+    w.slot = iface.slot;
+    // The clock is read only where a stage needs it (see `Work::now`).
+    // This call's result is not used: inlined by the JIT, it costs nothing,
+    // but the verifier treats it as a helper call that clobbers R1-R5,
+    // which leaves fewer register states to tell apart in the stages
+    // below (without it, the program takes 194k verified instructions
+    // instead of 108k).
+    let _ = unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() };
     w.dir = dir as u32;
-    w.now = unsafe { bpf_ktime_get_boot_ns() };
     let kind = parse::parse(ctx, &mut w.packet, iface.flags);
     if hypervisor && dir == Direction::Egress && kind != Parsed::Malformed {
-        antispoof::stage_link(ctx, w, iface, kind);
+        antispoof::stage_link(ctx, w, iface, antispoof::link_kind(kind));
     }
     match kind {
         Parsed::NotIp(_) | Parsed::Arp if done(w) => return,

@@ -12,9 +12,9 @@ use aya_ebpf::{
 use sg_common::{
     ADDR_TRIE_ENTRIES, AddrKey, Bitmap, CONNTRACK_ENTRIES, Counter, CtKey, CtValue,
     DROP_RING_BYTES, FRAGMENT_ENTRIES, FragKey, FragValue, GlobalConfig, IFACE_COUNTER_ENTRIES,
-    INSTANCE_ADDR_ENTRIES, IfaceCounterKey, InstanceMac, InterfaceConfig, MAX_INTERFACES,
-    MAX_TABLES, PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT,
-    RULE_COUNTER_ENTRIES, RuleCounterKey, TableInfo, maps::SESSION_STAT_SLOTS,
+    INSTANCE_ADDR_ENTRIES, InstanceMac, InterfaceConfig, MAX_INTERFACES, MAX_TABLES,
+    PORT_TRIE_ENTRIES, PROTO_ENTRIES, PortKey, ProtoKey, REASON_COUNT, RULE_COUNTER_ENTRIES,
+    RuleCounterKey, TableInfo, maps::SESSION_STAT_SLOTS,
 };
 
 use crate::{parse::Flow, work::Work};
@@ -115,10 +115,11 @@ pub static SG_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_COU
 pub static SG_RULE_COUNTERS: LruPerCpuHashMap<RuleCounterKey, Counter> =
     LruPerCpuHashMap::with_max_entries(RULE_COUNTER_ENTRIES, 0);
 
-/// Packets and bytes per interface, direction and verdict, per CPU.
+/// Packets and bytes per interface slot (`InterfaceConfig::slot`),
+/// direction and verdict, per CPU: an array, one access a packet.
 #[map]
-pub static SG_IFACE_COUNTERS: LruPerCpuHashMap<IfaceCounterKey, Counter> =
-    LruPerCpuHashMap::with_max_entries(IFACE_COUNTER_ENTRIES, 0);
+pub static SG_IFACE_COUNTERS: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries(IFACE_COUNTER_ENTRIES, 0);
 
 /// Records of dropped packets for the daemon, rate-limited per CPU.
 #[map]

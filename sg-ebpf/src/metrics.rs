@@ -1,15 +1,20 @@
 //! Counters and drop records, read by the daemon: packets per reason
 //! (`SG_STATS`), packets and bytes per deciding rule and interface (`SG_RULE_COUNTERS`:
 //! a table shared by interfaces counts for each apart)
-//! and per interface, direction and verdict (`SG_IFACE_COUNTERS`), and a
+//! and per interface slot, direction and verdict (`SG_IFACE_COUNTERS`, an
+//! array indexed by the slot the daemon gave the interface), and a
 //! record of each drop in the `SG_DROPS` ring, rate-limited per CPU by a
 //! token bucket (`SG_DROP_BUDGET`) so that a flood of dropped packets
 //! cannot flood the daemon. All per CPU: no atomic adds.
 
-use aya_ebpf::{maps::LruPerCpuHashMap, programs::TcContext};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
+    maps::LruPerCpuHashMap,
+    programs::TcContext,
+};
 use sg_common::{
-    Counter, DROP_RECORDS_BURST, DROP_RECORDS_PER_SEC, DropRecord, IfaceCounterKey, NO_RULE,
-    Reason, RuleCounterKey,
+    Counter, DROP_RECORDS_BURST, DROP_RECORDS_PER_SEC, DropRecord, NO_RULE, Reason, RuleCounterKey,
+    maps::iface_counter_index,
 };
 
 use crate::{
@@ -32,13 +37,14 @@ pub fn count_reason(reason: Reason) {
 pub fn count(ctx: &TcContext, w: &Work, reason: Reason, rule: u32, table: u32) {
     let bytes = ctx.len() as u64;
     if reason != Reason::Unbound {
-        let key = IfaceCounterKey {
-            ifindex: w.ifindex,
-            dir: w.dir as u8,
-            accepted: reason.accepts() as u8,
-            _pad: [0; 2],
-        };
-        add(&SG_IFACE_COUNTERS, &key, bytes);
+        let index = iface_counter_index(w.slot, w.dir, reason.accepts() as u32);
+        if let Some(c) = SG_IFACE_COUNTERS.get_ptr_mut(index) {
+            // Per-CPU value: no other writer.
+            unsafe {
+                (*c).packets += 1;
+                (*c).bytes += bytes;
+            }
+        }
     }
     if rule != NO_RULE {
         let key = RuleCounterKey {
@@ -49,7 +55,7 @@ pub fn count(ctx: &TcContext, w: &Work, reason: Reason, rule: u32, table: u32) {
         add(&SG_RULE_COUNTERS, &key, bytes);
     }
     // Malformed frames have no parsed packet to report.
-    if !reason.accepts() && reason != Reason::Malformed && take_drop_token(w.now) {
+    if !reason.accepts() && reason != Reason::Malformed && take_drop_token() {
         record_drop(w, reason, rule, table);
     }
 }
@@ -68,7 +74,11 @@ fn add<K>(map: &LruPerCpuHashMap<K, Counter>, key: &K, bytes: u64) {
 }
 
 #[inline(always)]
-fn take_drop_token(now: u64) -> bool {
+fn take_drop_token() -> bool {
+    // The coarse clock (a tick's resolution, no clock-source read): the
+    // bucket is this program's own per-CPU state, never compared with the
+    // boot time of sessions or records.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let Some(bucket) = SG_DROP_BUDGET.get_ptr_mut(0) else {
         return false;
     };
@@ -92,7 +102,12 @@ fn record_drop(w: &Work, reason: Reason, rule: u32, table: u32) {
     };
     let p = &w.packet;
     entry.write(DropRecord {
-        time_ns: w.now,
+        // The decision's boot time if a stage read it, else now.
+        time_ns: if w.now != 0 {
+            w.now
+        } else {
+            unsafe { bpf_ktime_get_boot_ns() }
+        },
         ifindex: w.ifindex,
         reason: reason as u32,
         rule,

@@ -46,7 +46,7 @@ pub fn stage_rules(w: &mut Work, iface: &InterfaceConfig) {
 /// once for every way [`classify`] can end (which tripled the program's
 /// verification cost).
 #[inline(never)]
-fn open_if_accepted(w: &Work, epoch: u32) {
+fn open_if_accepted(w: &mut Work, epoch: u32) {
     // SAFETY: a plain read of the work area's own field.
     let reason = unsafe { core::ptr::read_volatile(&w.reason) };
     let accepted = reason == Reason::RuleAccept as u32 || reason == Reason::DefaultAccept as u32;

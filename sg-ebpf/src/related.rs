@@ -21,6 +21,7 @@ pub fn stage_related(ctx: &TcContext, w: &mut Work) {
     }
     // The quoted packet went the other way.
     let key = session_key(w.ifindex, &w.quoted, w.direction().reverse());
+    w.now = unsafe { aya_ebpf::helpers::bpf_ktime_get_boot_ns() };
     let session = match SG_CONNTRACK.get_ptr(key) {
         Some(session) => Some(session),
         None => SG_UNANSWERED.get_ptr(key),

@@ -22,13 +22,19 @@ pub struct Work {
     pub quoted: Flow,
     /// The packet's session key.
     pub key: CtKey,
-    /// Boot time of the decision, ns.
+    /// Boot time of the decision, ns: 0 until a stage that needs the time
+    /// reads the clock (a session found or opened, a fragment, related
+    /// ICMP). A packet that needs none (a new flow a rule drops, a frame
+    /// that is not IP) does not pay for the clock; the drop-record budget
+    /// uses the coarse clock, and a drop record reads the time itself.
     pub now: u64,
     /// How long sessions live idle, by state.
     pub timeouts: SessionTimeouts,
     /// `GLOBAL_*` bits.
     pub global_flags: u32,
     pub ifindex: u32,
+    /// The interface's counter slot (`InterfaceConfig::slot`).
+    pub slot: u32,
     /// The packet's `Direction` (as u32), seen from the instance.
     pub dir: u32,
     /// Set once a stage has decided.

@@ -1193,11 +1193,13 @@ fn the_sweeper_frees_only_idle_sessions() {
     // Nothing is idle for an hour yet.
     let sweep = |k: &mut Kernel, ns| k.dataplane.sweep_sessions(&idle_for(ns), |_, _| true);
     assert_eq!(sweep(&mut k, 3_600_000_000_000).unwrap(), 0);
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // The kernel refreshes a session's `last_seen_ns` once it is more than
+    // a second old (timeouts are whole seconds): wait past that.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     #[rustfmt::skip]
     k.check(&[case("query from 40001 again", Egress, out(40001), Session)]);
-    // Idle for more than 10 ms: only the one not touched since.
-    assert_eq!(sweep(&mut k, 10_000_000).unwrap(), 1);
+    // Idle for more than a second: only the one not touched since.
+    assert_eq!(sweep(&mut k, 1_000_000_000).unwrap(), 1);
     let left = k.dataplane.sessions().unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].0.local_port, 40001);

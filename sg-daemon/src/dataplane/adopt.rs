@@ -82,6 +82,7 @@ impl Dataplane {
                 flags: config.flags,
             };
             self.installed.insert(*ifindex, installed);
+            self.adopt_iface_slot(*ifindex, config.slot);
             self.epoch = self.epoch.max(config.epoch);
         }
         used.extend(by_table.keys());

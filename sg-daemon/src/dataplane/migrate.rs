@@ -35,7 +35,7 @@ use super::{Dataplane, sessions::map_capacity};
 use crate::clock::boot_time_ns;
 
 /// A session value as the released layouts store it, with `PAD` bytes of
-/// padding at the end: 5 in layouts 3 and 4 (the releases so far), 13 in
+/// padding at the end: 5 in layouts 3 to 5 (the releases so far), 13 in
 /// the test layout (`TEST_LAYOUT_VERSION`, sg-common's `layout-test`).
 /// `CtKey` has not changed since layout 3.
 #[repr(C)]
@@ -87,7 +87,7 @@ enum Encoding {
 
 fn encoding(version: u32) -> Option<Encoding> {
     match version {
-        3 | 4 => Some(Encoding::Release),
+        3..=5 => Some(Encoding::Release),
         TEST_LAYOUT_VERSION => Some(Encoding::Padded),
         _ => None,
     }

@@ -23,6 +23,7 @@
 //! - `adopt`: taking over the tables a previous daemon left pinned;
 //! - `readers`: what the kernel reports (counters, drop records, the
 //!   kernel log);
+//! - `counters`: the interfaces' counter slots and their counters;
 //! - `sessions`: the session tables, listed, swept and flushed, their
 //!   fill level and evictions. It is
 //!   apart from the readers because sweeping and flushing write to it;
@@ -34,6 +35,7 @@
 mod adopt;
 mod antispoof;
 mod attach;
+mod counters;
 pub mod expedite;
 mod migrate;
 mod pins;
@@ -117,6 +119,9 @@ pub struct Dataplane {
     /// The global flags changed: the next install switches every
     /// interface it is given, so that their sessions are re-checked.
     recheck_all: bool,
+    /// Per bound ifindex, its slot in `SG_IFACE_COUNTERS` (see `counters`).
+    iface_slots: HashMap<u32, u32>,
+    free_slots: Vec<u32>,
 }
 
 impl Dataplane {
@@ -195,6 +200,8 @@ impl Dataplane {
             instance_macs: HashMap::new(),
             global_flags: None,
             recheck_all: false,
+            iface_slots: HashMap::new(),
+            free_slots: counters::all_slots(),
         };
         dp.set_global(settings)?;
         dp.check_session_table_size(settings.session_table_size);

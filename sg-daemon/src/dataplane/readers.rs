@@ -1,10 +1,10 @@
 //! What the kernel reports: decisions per reason, packets and bytes per
-//! rule and per interface (per-CPU counters, summed here), the ring of
+//! rule (per-CPU counters, summed here; per interface: `counters`), the ring of
 //! drop records and the kernel's log records.
 
 use anyhow::{Context as _, anyhow};
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use sg_common::{Counter, IfaceCounterKey, REASON_COUNT, Reason, RuleCounterKey, maps};
+use sg_common::{Counter, REASON_COUNT, Reason, RuleCounterKey, maps};
 
 use super::Dataplane;
 
@@ -68,12 +68,6 @@ impl Dataplane {
     /// tables held before it reuses their ids.
     pub fn take_freed_counts(&mut self) -> Vec<(RuleCounterKey, Counter)> {
         std::mem::take(&mut self.freed_counts)
-    }
-
-    /// Packets and bytes per (interface, direction, verdict), summed over
-    /// CPUs.
-    pub fn interface_counters(&self) -> anyhow::Result<Vec<(IfaceCounterKey, Counter)>> {
-        self.per_cpu_counters(maps::IFACE_COUNTERS)
     }
 
     fn per_cpu_counters<K: aya::Pod>(&self, name: &str) -> anyhow::Result<Vec<(K, Counter)>> {

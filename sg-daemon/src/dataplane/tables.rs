@@ -121,6 +121,17 @@ impl Dataplane {
                 Source::New(at) => written[at].id,
             })
         };
+        // Each switching interface's counter slot (new ones get one).
+        let mut slots = Vec::with_capacity(plan.switches.len());
+        for (ifindex, _, _) in &plan.switches {
+            match self.iface_slot(*ifindex) {
+                Ok(slot) => slots.push(slot),
+                Err(e) => {
+                    self.remove_tables(written);
+                    return Err(e);
+                }
+            }
+        }
         self.epoch = self.epoch.wrapping_add(1);
         let epoch = self.epoch;
         let mut ifaces: BpfHashMap<_, u32, InterfaceConfig> =
@@ -128,12 +139,14 @@ impl Dataplane {
         // Each switched interface with the entry it had, to put back.
         let mut switched: Vec<(u32, Option<InterfaceConfig>)> = Vec::new();
         let mut failure = None;
-        for (ifindex, flags, sources) in &plan.switches {
+        for ((ifindex, flags, sources), slot) in plan.switches.iter().zip(slots) {
             let before = ifaces.get(ifindex, 0).ok();
             let config = InterfaceConfig {
                 tables: ids(*sources),
                 flags: *flags,
                 epoch,
+                slot,
+                _pad: 0,
             };
             if let Err(e) = ifaces.insert(*ifindex, config, 0) {
                 failure = Some(e);
@@ -338,6 +351,7 @@ impl Dataplane {
         let mut ifaces: BpfHashMap<_, u32, InterfaceConfig> =
             BpfHashMap::try_from(self.map(maps::INTERFACES)?)?;
         let _ = ifaces.remove(&ifindex);
+        self.free_iface_slot(ifindex);
         if let Some(old) = self.installed.remove(&ifindex) {
             for id in old.ids {
                 self.leave_table(id, ifindex);

@@ -6,7 +6,7 @@
 
 use aya_ebpf::programs::TcContext;
 
-use super::load;
+use super::reader::Reader;
 
 const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -27,15 +27,15 @@ pub fn is_tag(ethertype: u16) -> bool {
 /// the offset of the network header; `None` if the frame is too short to
 /// say. Still a tag ([`is_tag`]) when there are more tags than that.
 #[inline(always)]
-pub fn ethertype(ctx: &TcContext) -> Option<(u16, usize)> {
-    let mut ethertype = load::<u16>(ctx, 12).map(u16::from_be)?;
+pub fn ethertype<R: Reader>(r: &R) -> Option<(u16, usize)> {
+    let mut ethertype = r.load::<u16>(12).map(u16::from_be)?;
     let mut l3 = ETH_HLEN;
     if is_tag(ethertype) {
-        ethertype = load::<u16>(ctx, l3 + 2).map(u16::from_be)?;
+        ethertype = r.load::<u16>(l3 + 2).map(u16::from_be)?;
         l3 += VLAN_HLEN;
     }
     if is_tag(ethertype) {
-        ethertype = load::<u16>(ctx, l3 + 2).map(u16::from_be)?;
+        ethertype = r.load::<u16>(l3 + 2).map(u16::from_be)?;
         l3 += VLAN_HLEN;
     }
     Some((ethertype, l3))

@@ -3,10 +3,9 @@
 //! [`MAX_EXT_HEADERS`] of them, then the transport header unless the
 //! packet is a later fragment.
 
-use aya_ebpf::programs::TcContext;
 use sg_common::FAMILY_V6;
 
-use super::{Flow, Fragment, empty_flow, l4::parse_l4, load, load_in, proto};
+use super::{Flow, Fragment, empty_flow, l4::parse_l4, load_in, proto, reader::Reader};
 
 /// IPv6 extension headers walked before giving up (the packet is then
 /// dropped as malformed).
@@ -15,29 +14,29 @@ const MAX_EXT_HEADERS: usize = 8;
 /// The fixed IPv6 header at `l3`: the flow without its transport fields;
 /// `l4` is where the header after the fixed one starts.
 #[inline(always)]
-pub fn ipv6_header(ctx: &TcContext, l3: usize) -> Option<Flow> {
-    let ver = load::<u8>(ctx, l3)?;
+pub fn ipv6_header<R: Reader>(r: &R, l3: usize) -> Option<Flow> {
+    let ver = r.load::<u8>(l3)?;
     if ver >> 4 != 6 {
         return None;
     }
-    let mut flow = empty_flow(FAMILY_V6, load::<u8>(ctx, l3 + 6)?);
-    flow.src = load::<[u8; 16]>(ctx, l3 + 8)?;
-    flow.dst = load::<[u8; 16]>(ctx, l3 + 24)?;
+    let mut flow = empty_flow(FAMILY_V6, r.load::<u8>(l3 + 6)?);
+    flow.src = r.load::<[u8; 16]>(l3 + 8)?;
+    flow.dst = r.load::<[u8; 16]>(l3 + 24)?;
     flow.l4 = l3 + 40;
     // A payload length of 0 is a jumbogram's, which no link sg serves
     // carries: nothing after the fixed header is then read.
-    flow.end = flow.l4 + u16::from_be(load::<u16>(ctx, l3 + 4)?) as usize;
+    flow.end = flow.l4 + u16::from_be(r.load::<u16>(l3 + 4)?) as usize;
     Some(flow)
 }
 
 #[inline(always)]
-pub fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Flow> {
-    let mut flow = ipv6_header(ctx, l3)?;
-    extension_headers(ctx, &mut flow)?;
+pub fn parse_v6<R: Reader>(r: &R, l3: usize) -> Option<Flow> {
+    let mut flow = ipv6_header(r, l3)?;
+    extension_headers(r, &mut flow)?;
     if flow.fragment == Fragment::Later {
         return Some(flow);
     }
-    parse_l4(ctx, flow)
+    parse_l4(r, flow)
 }
 
 /// Walks the extension headers from `flow.l4`: `flow.proto` becomes the
@@ -45,19 +44,19 @@ pub fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Flow> {
 /// later fragment, the Fragment header's next header and where the
 /// fragment's data starts. `None`: a header cut short, or too many.
 #[inline(always)]
-pub fn extension_headers(ctx: &TcContext, flow: &mut Flow) -> Option<()> {
+pub fn extension_headers<R: Reader>(r: &R, flow: &mut Flow) -> Option<()> {
     let mut off = flow.l4;
     let mut frag_seen = false;
     // One turn per extension header, and one to land on what follows.
     for _ in 0..=MAX_EXT_HEADERS {
         match flow.proto {
             proto::HOPOPTS | proto::ROUTING | proto::DSTOPTS => {
-                let [next, len] = load_in::<[u8; 2]>(ctx, flow.end, off)?;
+                let [next, len] = load_in::<[u8; 2], _>(r, flow.end, off)?;
                 flow.proto = next;
                 off += (len as usize + 1) * 8;
             }
             proto::AH => {
-                let [next, len] = load_in::<[u8; 2]>(ctx, flow.end, off)?;
+                let [next, len] = load_in::<[u8; 2], _>(r, flow.end, off)?;
                 flow.proto = next;
                 off += (len as usize + 2) * 4;
             }
@@ -69,9 +68,9 @@ pub fn extension_headers(ctx: &TcContext, flow: &mut Flow) -> Option<()> {
                     return None;
                 }
                 frag_seen = true;
-                let next = load_in::<u8>(ctx, flow.end, off)?;
-                let offset_flags = u16::from_be(load_in::<u16>(ctx, flow.end, off + 2)?);
-                flow.frag_id = u32::from_be(load_in::<u32>(ctx, flow.end, off + 4)?);
+                let next = load_in::<u8, _>(r, flow.end, off)?;
+                let offset_flags = u16::from_be(load_in::<u16, _>(r, flow.end, off + 2)?);
+                flow.frag_id = u32::from_be(load_in::<u32, _>(r, flow.end, off + 4)?);
                 flow.proto = next;
                 off += 8;
                 if offset_flags & 0xfff8 != 0 {

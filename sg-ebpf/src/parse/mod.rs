@@ -2,13 +2,15 @@
 //! under at most two VLAN tags, or none on an L3 device), IPv4 with options skipped by IHL ([`ipv4`]), IPv6 with
 //! its extension headers walked, bounded ([`ipv6`]), then TCP, UDP, ICMP
 //! and ICMPv6 headers ([`l4`]); for ICMP errors also the quoted packet's
-//! addresses and ports ([`mod@quoted`]). Every read goes through
-//! `bpf_skb_load_bytes` (`TcContext::load`), which checks bounds against
-//! the whole skb, so a truncated header is a failed load and never an
-//! out-of-bounds read.
+//! addresses and ports ([`mod@quoted`]). Every read is bounds-checked: a
+//! truncated header is a failed read, never an out-of-bounds one. The
+//! parser reads the skb's linear head directly, and goes through
+//! `bpf_skb_load_bytes` only when the head does not hold the headers
+//! ([`reader`]).
 //!
 //! ARP ([`mod@arp`]) and neighbour discovery ([`nd`]) are read further only
-//! by anti-spoofing, on what hypervisor-mode instances send.
+//! by anti-spoofing, on what hypervisor-mode instances send, through
+//! `bpf_skb_load_bytes`.
 
 pub mod arp;
 pub mod ethernet;
@@ -17,19 +19,22 @@ mod ipv6;
 mod l4;
 pub mod nd;
 mod quoted;
+pub mod reader;
 
 use aya_ebpf::programs::TcContext;
 use sg_common::{FAMILY_V4, IFACE_L3};
 
+use self::reader::{Linear, Reader, Skb};
 pub use self::{ethernet::ETH_P_ARP, quoted::quoted};
 
 /// Protocol numbers: the one table, shared with the daemon.
 pub use sg_common::proto;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Fragment {
     /// A whole packet.
-    No,
+    No = 0,
     /// The first fragment (offset 0, more to come): carries the ports.
     First,
     /// A later fragment: no transport header.
@@ -37,24 +42,14 @@ pub enum Fragment {
 }
 
 /// The fields the decision needs. IPv4 addresses sit in the first four
-/// bytes of the 16-byte address fields.
+/// bytes of the 16-byte address fields. `repr(C)` and 8-byte aligned, the
+/// addresses first: zeroing or copying them is then two 8-byte stores
+/// each, not a call to a byte-wise `memset`.
 #[derive(Clone, Copy)]
+#[repr(C, align(8))]
 pub struct Flow {
-    pub family: u8,
-    pub proto: u8,
     pub src: [u8; 16],
     pub dst: [u8; 16],
-    /// TCP/UDP ports; for ICMP echo both carry the identifier, so a request
-    /// and its reply share one session key; 0 otherwise.
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub icmp_type: u8,
-    pub icmp_code: u8,
-    /// TCP flags (`proto::TCP_*`); 0 for other protocols.
-    pub tcp_flags: u8,
-    pub fragment: Fragment,
-    /// IPv4 identification or IPv6 fragment identification.
-    pub frag_id: u32,
     /// Offset of the transport header (ICMP errors: where the quote starts
     /// is 8 bytes further; ARP: of the ARP header).
     pub l4: usize,
@@ -62,6 +57,19 @@ pub struct Flow {
     /// frame (link padding, or bytes an attacker appends) is not part of
     /// the packet the receiving stack sees, and is never read.
     pub end: usize,
+    /// IPv4 identification or IPv6 fragment identification.
+    pub frag_id: u32,
+    /// TCP/UDP ports; for ICMP echo both carry the identifier, so a request
+    /// and its reply share one session key; 0 otherwise.
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub family: u8,
+    pub proto: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// TCP flags (`proto::TCP_*`); 0 for other protocols.
+    pub tcp_flags: u8,
+    pub fragment: Fragment,
 }
 
 /// Field reads for the decision. Each is a fresh load (volatile), so the
@@ -177,44 +185,71 @@ pub enum Parsed {
     Ip,
 }
 
+/// A read through `bpf_skb_load_bytes` (anti-spoofing's ARP and
+/// neighbour discovery reads).
 #[inline(always)]
 fn load<T>(ctx: &TcContext, offset: usize) -> Option<T> {
     ctx.load::<T>(offset).ok()
 }
 
-/// A load from inside the IP packet that ends at `end`; `None` past it.
+/// A read from inside the IP packet that ends at `end`; `None` past it.
 #[inline(always)]
-fn load_in<T>(ctx: &TcContext, end: usize, offset: usize) -> Option<T> {
+fn load_in<T: Copy, R: Reader>(r: &R, end: usize, offset: usize) -> Option<T> {
     if offset + core::mem::size_of::<T>() > end {
         return None;
     }
-    load(ctx, offset)
+    r.load(offset)
 }
 
 /// Parses the frame into `out`; `iface_flags` say whether the interface
-/// has a link header (`IFACE_L3`). A separate BPF function writing into
-/// map memory: the verifier then carries no per-protocol knowledge from
-/// the parser into the decision, which keeps its state count small.
+/// has a link header (`IFACE_L3`). Over the linear head first; again
+/// through `bpf_skb_load_bytes` when that failed and the head does not
+/// hold the whole packet (see [`reader`]), so the outcome is the same
+/// whichever way the bytes are read.
 ///
 /// More VLAN tags than the parser walks make the frame malformed, never
 /// "not IP": the kernel strips priority tags (VLAN 0) and would hand an IP
 /// packet behind them to the stack.
-#[inline(never)]
+#[inline(always)]
 pub fn parse(ctx: &TcContext, out: &mut Flow, iface_flags: u32) -> Parsed {
+    let kind = parse_linear(ctx, out, iface_flags);
+    if matches!(kind, Parsed::Malformed | Parsed::NotIp(0)) && !Linear::whole(ctx) {
+        return parse_skb(ctx, out, iface_flags);
+    }
+    kind
+}
+
+/// The parser over the linear head. A separate BPF function writing into
+/// map memory: the verifier then carries no per-protocol knowledge from
+/// the parser into the decision, which keeps its state count small.
+#[inline(never)]
+fn parse_linear(ctx: &TcContext, out: &mut Flow, iface_flags: u32) -> Parsed {
+    parse_with(ctx, &Linear::new(ctx), out, iface_flags)
+}
+
+/// The parser through `bpf_skb_load_bytes`.
+#[inline(never)]
+fn parse_skb(ctx: &TcContext, out: &mut Flow, iface_flags: u32) -> Parsed {
+    parse_with(ctx, &Skb::new(ctx), out, iface_flags)
+}
+
+#[inline(always)]
+fn parse_with<R: Reader>(ctx: &TcContext, r: &R, out: &mut Flow, iface_flags: u32) -> Parsed {
     let (ethertype, l3) = if iface_flags & IFACE_L3 != 0 {
         ethernet::l3_protocol(ctx)
     } else {
-        match ethernet::ethertype(ctx) {
+        match ethernet::ethertype(r) {
             Some(header) => header,
             None => return Parsed::NotIp(0),
         }
     };
     let flow = match ethertype {
-        ethernet::ETH_P_IP => ipv4::parse_v4(ctx, l3),
-        ethernet::ETH_P_IPV6 => ipv6::parse_v6(ctx, l3),
+        ethernet::ETH_P_IP => ipv4::parse_v4(r, l3),
+        ethernet::ETH_P_IPV6 => ipv6::parse_v6(r, l3),
         t if ethernet::is_tag(t) => None,
         ethernet::ETH_P_ARP if iface_flags & IFACE_L3 == 0 => {
-            *out = empty_flow(FAMILY_V4, 0);
+            clear(out);
+            out.family = FAMILY_V4;
             out.l4 = l3;
             return Parsed::Arp;
         }
@@ -226,6 +261,18 @@ pub fn parse(ctx: &TcContext, out: &mut Flow, iface_flags: u32) -> Parsed {
             Parsed::Ip
         }
         None => Parsed::Malformed,
+    }
+}
+
+/// Zeroes `out` word by word (`Fragment::No` is 0): the compiler would
+/// otherwise call a byte-wise `memset` for it.
+#[inline(always)]
+pub fn clear(out: &mut Flow) {
+    const WORDS: usize = core::mem::size_of::<Flow>() / 8;
+    let words = out as *mut Flow as *mut u64;
+    for i in 0..WORDS {
+        // SAFETY: `Flow` is 8-byte aligned plain data, `WORDS` words long.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
     }
 }
 
