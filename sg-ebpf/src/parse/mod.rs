@@ -212,11 +212,32 @@ fn load_in<T: Copy, R: Reader>(r: &R, end: usize, offset: usize) -> Option<T> {
 /// packet behind them to the stack.
 #[inline(always)]
 pub fn parse(ctx: &TcContext, out: &mut Flow, iface_flags: u32) -> Parsed {
+    pull_headers(ctx);
     let kind = parse_linear(ctx, out, iface_flags);
     if matches!(kind, Parsed::Malformed | Parsed::NotIp(0)) && !Linear::whole(ctx) {
         return parse_skb(ctx, out, iface_flags);
     }
     kind
+}
+
+/// How much of a packet is pulled into the skb's linear head when the
+/// head holds less: the link, IP and transport headers (and an ICMP
+/// error's quote) of nearly every packet.
+const PULL_BYTES: u32 = 128;
+
+/// Makes the first [`PULL_BYTES`] of the packet readable directly. A
+/// packet whose headers are in paged fragments (AF_PACKET's zero-copy
+/// transmit, GRO, some drivers) would otherwise fail the direct parse and
+/// be parsed a second time through `bpf_skb_load_bytes`, a helper call a
+/// field. The stack pulls the same headers into the head right after
+/// (`pskb_may_pull`), so the copy moves, it is not added. A pull that
+/// fails leaves the packet as it was (the parse then falls back).
+#[inline(never)]
+fn pull_headers(ctx: &TcContext) {
+    let want = ctx.len().min(PULL_BYTES);
+    if ctx.data_end() - ctx.data() < want as usize {
+        let _ = ctx.pull_data(want);
+    }
 }
 
 /// The parser over the linear head. A separate BPF function writing into
