@@ -27,6 +27,9 @@ use ipnet::IpNet;
 // change of its signatures (e.g. `build_table` gaining a parameter) is fixed
 // here and nowhere else.
 // ---------------------------------------------------------------------------
+#[path = "scale/memory.rs"]
+mod memory;
+
 mod sg {
     use std::{
         net::IpAddr,
@@ -735,25 +738,6 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
 
-/// `memlock` of every BPF map this process holds, by map id.
-fn map_memlock() -> BTreeMap<u32, u64> {
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc/self/fdinfo").expect("read /proc/self/fdinfo") {
-        let Ok(text) = std::fs::read_to_string(entry.expect("fdinfo entry").path()) else {
-            continue;
-        };
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
-            out.insert(id as u32, memlock);
-        }
-    }
-    out
-}
-
 fn main() {
     if !is_root() {
         eprintln!("the dataplane benchmark loads eBPF programs: run it as root");
@@ -778,9 +762,9 @@ fn main() {
     // --- 3. Map memory of one 1000-rule interface (fresh maps). ---
     let mut kernel = big.load();
     let compiled = big.compile();
-    let before = map_memlock();
+    let before = memory::memlock_by_id();
     kernel.install(&compiled);
-    let after = map_memlock();
+    let after = memory::memlock_by_id();
     let mut grown: Vec<(String, u64, u64)> = after
         .iter()
         .filter_map(|(id, &a)| {
