@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tracing::error;
 
-use super::{Reply, edit::explain};
+use super::{Direction, Reply, edit::explain};
 use crate::{
     config::schema::Document,
     daemon::ApplyReport,
@@ -35,6 +35,46 @@ pub(super) fn change(
         return Err(format!("not applied: the state cannot be persisted: {e}"));
     }
     Ok(report)
+}
+
+/// `HealthCheck`: the findings; with `remove`, the redundant rules are
+/// deleted in one change (validated, applied, persisted, or nothing
+/// changes).
+pub(super) fn health_check(
+    state: &mut Store,
+    group: &str,
+    remove: bool,
+    apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
+) -> Result<Reply, String> {
+    let findings = crate::health::check(state.config(), group)?;
+    let mut report = crate::health::HealthReport {
+        group: group.to_owned(),
+        findings,
+        removed: Vec::new(),
+    };
+    let redundant: Vec<(Direction, String)> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == "redundant")
+        .map(|f| (f.direction, f.rule.clone()))
+        .collect();
+    if remove && !redundant.is_empty() {
+        let mut doc = state.document().clone();
+        // Ids first, so that the remaining rules keep theirs.
+        doc.fill_rule_ids(state.config());
+        let g = doc
+            .security_group
+            .iter_mut()
+            .find(|g| g.id == group)
+            .ok_or_else(|| format!("no group {group}"))?;
+        for (dir, id) in &redundant {
+            g.rules_mut(*dir)
+                .retain(|r| r.id.as_deref() != Some(id.as_str()));
+        }
+        change(state, doc, apply)?;
+        report.removed = redundant.into_iter().map(|(_, id)| id).collect();
+    }
+    Ok(Reply::Health(report))
 }
 
 /// After a failed change: makes the host enforce the state in force again,

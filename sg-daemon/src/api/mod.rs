@@ -52,7 +52,7 @@ use std::path::{Path, PathBuf};
 use tracing::{debug, info, warn};
 
 use self::{
-    change::{change, reload, report_note},
+    change::{change, health_check, reload, report_note},
     counters::counters,
     diagnose::diagnose,
     edit::edit_document,
@@ -155,6 +155,7 @@ pub fn handle_desired(
         Request::Reload {
             discard_api_changes,
         } => reload(state, discard_api_changes, apply),
+        Request::HealthCheck { group, remove } => health_check(state, &group, remove, apply),
         edit => {
             let mut doc = state.document().clone();
             match edit_document(&mut doc, edit) {

@@ -661,3 +661,72 @@ fn addresses_are_stored_in_canonical_form() {
     assert_eq!(r.source_cidr_ip.as_deref(), Some("2001:db8::1"));
     assert_eq!(r.dest_cidr_ip.as_deref(), Some("2001:db8::/64"));
 }
+
+#[test]
+fn the_health_check_reports_redundant_rules_and_removes_them_in_one_change() {
+    let mut f = Fixture::new();
+    let health = |group: &str, remove: bool| Request::HealthCheck {
+        group: group.into(),
+        remove,
+    };
+    let Reply::Health(report) = f.ok(health("sg-web", false)) else {
+        panic!()
+    };
+    assert!(report.findings.is_empty(), "{report:?}");
+    for (id, text) in [
+        (
+            "narrow",
+            "priority = 5\nip_protocol = \"tcp\"\nport_range = \"80/80\"\nsource_cidr_ip = \"198.51.100.0/24\"",
+        ),
+        (
+            "ssh",
+            "priority = 5\nip_protocol = \"tcp\"\nport_range = \"22/22\"\nsource_cidr_ip = \"::/0\"",
+        ),
+    ] {
+        f.ok(Request::AuthorizeRule {
+            group: "sg-web".into(),
+            direction: Direction::Ingress,
+            rule: rule(&format!("id = \"{id}\"\npolicy = \"accept\"\n{text}")),
+        });
+    }
+    let applied = f.applied.len();
+    let Reply::Health(report) = f.ok(health("sg-web", false)) else {
+        panic!()
+    };
+    let kinds: Vec<(&str, &str, Option<&str>)> = report
+        .findings
+        .iter()
+        .map(|x| (x.kind.as_str(), x.rule.as_str(), x.by.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("redundant", "narrow", Some(WEB_HTTP)),
+            ("exposed", "ssh", None)
+        ]
+    );
+    assert!(report.removed.is_empty());
+    assert_eq!(f.applied.len(), applied, "a report changes nothing");
+
+    // Bad input changes nothing; neither does a refused apply.
+    assert_eq!(f.err(health("sg-nope", true)), "no group sg-nope");
+    f.fail = true;
+    assert!(f.err(health("sg-web", true)).contains("the kernel said no"));
+    f.fail = false;
+    assert_eq!(ingress_ids(&f).len(), 4);
+
+    let Reply::Health(report) = f.ok(health("sg-web", true)) else {
+        panic!()
+    };
+    assert_eq!(report.removed, ["narrow"]);
+    assert_eq!(
+        ingress_ids(&f),
+        [WEB_HTTP, WEB_OFFICE, "ssh"],
+        "the others keep their ids"
+    );
+    let Reply::Health(report) = f.ok(health("sg-web", true)) else {
+        panic!()
+    };
+    assert!(report.removed.is_empty());
+    assert_eq!(report.findings.len(), 1, "{report:?}");
+}

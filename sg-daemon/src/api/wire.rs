@@ -156,6 +156,13 @@ pub enum Request {
     },
     /// The desired state as a config file (SPEC §7).
     Export,
+    /// A group's redundant, shadowed and exposed rules ([`crate::health`]);
+    /// `remove` deletes the redundant ones in one change.
+    HealthCheck {
+        group: String,
+        #[serde(default)]
+        remove: bool,
+    },
 }
 
 impl Request {
@@ -185,6 +192,7 @@ impl Request {
             Request::Drops { .. } => "Drops",
             Request::Reload { .. } => "Reload",
             Request::Export => "Export",
+            Request::HealthCheck { .. } => "HealthCheck",
         }
     }
 }
@@ -237,6 +245,7 @@ pub enum Reply {
     Export {
         toml: String,
     },
+    Health(crate::health::HealthReport),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
