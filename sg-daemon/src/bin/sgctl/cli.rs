@@ -195,6 +195,18 @@ pub(crate) enum GroupCmd {
         /// The group's id.
         group: String,
     },
+    /// Redundant rules (covered by a rule of the same policy at least as
+    /// strong), shadowed ones (covered by a stronger rule of the other
+    /// policy) and SSH/RDP/database ports open to the world. Exit code 0:
+    /// no findings left; 4: findings left.
+    #[command(after_help = "Example: sgctl group health-check sg-web --remove")]
+    HealthCheck {
+        /// The group's id.
+        group: String,
+        /// Delete the redundant rules, in one change.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 /// A rule's fields, named as in the config file.

@@ -1,7 +1,8 @@
 //! `sgctl`: the command line of sgd's control API (SPEC §5, §6).
 //!
 //! Exit codes: 0 done, 1 the daemon refused or failed the request (the
-//! reason on stderr), 2 usage, 3 the daemon cannot be reached.
+//! reason on stderr), 2 usage, 3 the daemon cannot be reached, 4 a health
+//! check found rules to look at (findings other than removed ones).
 //!
 //! `cli` holds the options and subcommands, `render` the tables; this file
 //! turns a command into a request, sends it, prints the answer (or follows
@@ -25,6 +26,7 @@ use self::{
 
 const EXIT_REFUSED: u8 = 1;
 const EXIT_UNREACHABLE: u8 = 3;
+const EXIT_FINDINGS: u8 = 4;
 
 fn request(command: Command) -> (Request, View) {
     match command {
@@ -83,6 +85,9 @@ fn request(command: Command) -> (Request, View) {
                 View::Message,
             ),
             GroupCmd::Delete { group } => (Request::DeleteGroup { group }, View::Message),
+            GroupCmd::HealthCheck { group, remove } => {
+                (Request::HealthCheck { group, remove }, View::Plain)
+            }
         },
         Command::Rule(r) => match r {
             RuleCmd::Add {
@@ -258,6 +263,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_REFUSED);
         }
     };
+    let status = match &reply {
+        Reply::Health(r) if r.findings.iter().any(|f| !r.removed.contains(&f.rule)) => {
+            ExitCode::from(EXIT_FINDINGS)
+        }
+        _ => ExitCode::SUCCESS,
+    };
     let mut last = match &reply {
         Reply::Drops(drops) => drops.last().map(|d| d.seq),
         _ => None,
@@ -279,13 +290,13 @@ fn main() -> ExitCode {
             "{}",
             serde_json::to_string_pretty(&data).expect("JSON values serialise")
         );
-        return ExitCode::SUCCESS;
+        return status;
     }
     print!("{}", render(reply, view));
     if follow {
         return follow_drops(&cli.socket, cli.timeout, &mut last, cli.output);
     }
-    ExitCode::SUCCESS
+    status
 }
 
 /// Followed drops: table rows, or one JSON object a line; flushed.

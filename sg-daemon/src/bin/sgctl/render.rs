@@ -138,7 +138,40 @@ pub(crate) fn render(reply: Reply, view: View) -> String {
         Reply::Sessions(s) => sessions(&s),
         Reply::Counters(c) => counters(&c),
         Reply::Export { toml } => toml,
+        Reply::Health(report) => health(&report),
     }
+}
+
+/// `group health-check`: one finding a row, then what was removed.
+fn health(report: &sg_daemon::health::HealthReport) -> String {
+    if report.findings.is_empty() {
+        return format!("group {}: healthy, no findings\n", report.group);
+    }
+    let rows: Vec<Vec<String>> = report
+        .findings
+        .iter()
+        .map(|f| {
+            vec![
+                f.kind.clone(),
+                f.direction.name().to_owned(),
+                f.rule.clone(),
+                or_dash(f.by.as_deref()),
+                f.why.clone(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["FINDING", "DIRECTION", "RULE", "COVERED BY", "WHY"],
+        &rows,
+    );
+    if !report.removed.is_empty() {
+        out.push_str(&format!(
+            "removed {} redundant rule(s): {}\n",
+            report.removed.len(),
+            report.removed.join(", ")
+        ));
+    }
+    out
 }
 
 fn group_list(groups: &[GroupInfo]) -> String {
