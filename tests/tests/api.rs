@@ -480,3 +480,71 @@ fn the_socket_serves_root_only() {
     // Root is served.
     assert!(ctl.ok(&["group", "list"]).contains("sg-web"));
 }
+
+#[test]
+fn the_health_check_finds_and_removes_redundant_rules() {
+    let t = Topology::pair("apih").unwrap();
+    let (s, c) = (t.server(), t.client());
+    let _srv = tcp_servers(s, &[s.v4(80)]);
+    let sgd = enforce(s, &[web()]);
+    let ctl = sgd.ctl();
+    let healthy = ctl.ok(&["group", "health-check", "sg-web"]);
+    assert!(healthy.contains("healthy"), "{healthy}");
+
+    // HTTP from the client alone, weaker: covered by HTTP from everyone.
+    let client = format!("{}/32", c.ipv4());
+    ctl.ok(&[
+        "rule",
+        "add",
+        "sg-web",
+        "ingress",
+        "--id",
+        "narrow",
+        "--policy",
+        "accept",
+        "--priority",
+        "5",
+        "--ip-protocol",
+        "tcp",
+        "--port-range",
+        "80/80",
+        "--source-cidr-ip",
+        &client,
+    ]);
+    let out = ctl.run(&["group", "health-check", "sg-web"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stdout.starts_with("FINDING ")
+            && out.stdout.contains("redundant")
+            && out.stdout.contains("narrow")
+            && out.stdout.contains(WEB_HTTP),
+        "{out:?}"
+    );
+    let out = ctl.run(&["--output", "json", "group", "health-check", "sg-web"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    let report: sg_daemon::health::HealthReport = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report.findings.len(), 1, "{report:?}");
+    assert_eq!(report.findings[0].by.as_deref(), Some(WEB_HTTP));
+
+    // Bad input changes nothing.
+    let before = ctl.ok(&["export"]);
+    let e = ctl.refused(&["group", "health-check", "sg-nope", "--remove"]);
+    assert!(e.contains("no group sg-nope"), "{e}");
+    assert_eq!(ctl.ok(&["export"]), before);
+
+    let removed = ctl.ok(&["group", "health-check", "sg-web", "--remove"]);
+    assert!(
+        removed.contains("removed 1 redundant rule(s): narrow"),
+        "{removed}"
+    );
+    let show = ctl.ok(&["group", "show", "sg-web"]);
+    assert!(
+        !show.contains("narrow") && show.contains(WEB_HTTP),
+        "{show}"
+    );
+    assert!(
+        ctl.ok(&["group", "health-check", "sg-web"])
+            .contains("healthy")
+    );
+    check(&[probe("http", Tcp(80), c, s.ipv4(), PASS)]);
+}
