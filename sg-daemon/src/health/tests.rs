@@ -373,3 +373,67 @@ fn cidr_unions() {
     assert!(ranges_covered(&[r(10, 30)], &[r(21, 30), r(1, 20)]));
     assert!(!ranges_covered(&[r(10, 30)], &[r(22, 30), r(1, 20)]));
 }
+
+/// The verdict of `rules` in decision order (SPEC §3: priority, drop
+/// before accept, then file order) for `f`: `None` for the default.
+fn verdict(rules: &[Rule], addresses: &Addresses, f: &Fields) -> Option<bool> {
+    let mut sorted: Vec<&Rule> = rules.iter().collect();
+    sorted.sort_by_key(|r| (r.priority, r.policy));
+    sorted
+        .into_iter()
+        .map(|r| table_rule(r, addresses))
+        .find(|t| t.matches(f))
+        .map(|t| t.accept)
+}
+
+proptest! {
+    /// Removing every redundant rule, and every shadowed one, changes no
+    /// verdict of the group.
+    #[test]
+    fn removing_the_findings_changes_no_verdict(
+        rules in (arb_rule(0), arb_rule(1), arb_rule(2), arb_rule(3), arb_rule(4))
+    ) {
+        let rules = vec![rules.0, rules.1, rules.2, rules.3, rules.4];
+        let mut config = config("");
+        config.groups.push(SecurityGroup {
+            id: "sg-p".into(),
+            name: "sg-p".into(),
+            description: String::new(),
+            kind: crate::model::GroupType::Basic,
+            inner_access_accept: true,
+            members: vec![],
+            ingress: rules.clone(),
+            egress: vec![],
+            deletion_protection: false,
+        });
+        let addresses = Addresses::resolve(&config, |_| vec![]);
+        let findings = check(&config, "sg-p").unwrap();
+        let gone = |kind: &str| -> Vec<Rule> {
+            rules
+                .iter()
+                .filter(|r| !findings.iter().any(|f| f.kind == kind && f.rule == r.id))
+                .cloned()
+                .collect()
+        };
+        let (without_redundant, without_shadowed) = (gone("redundant"), gone("shadowed"));
+        for proto in [1u8, 6, 17] {
+            let ports: &[u16] = if sg_common::proto::has_ports(proto) { &[0, 22, 80, 443, 1024, 65535] } else { &[0] };
+            for &dst_port in ports {
+                for &src_port in ports {
+                    for remote in ["10.0.0.1", "10.0.0.200", "10.0.1.1", "10.9.0.1", "11.0.0.1", "2001:db8::1", "2001:db9::1"] {
+                        for local in ["10.0.0.1", "10.9.0.1", "2001:db8::1", "2001:db9::1"] {
+                            let (remote, local): (IpAddr, IpAddr) = (remote.parse().unwrap(), local.parse().unwrap());
+                            if remote.is_ipv4() != local.is_ipv4() {
+                                continue;
+                            }
+                            let f = Fields { proto, src_port, dst_port, remote, local };
+                            let all = verdict(&rules, &addresses, &f);
+                            prop_assert_eq!(all, verdict(&without_redundant, &addresses, &f), "redundant {:?} {:?}", findings, f);
+                            prop_assert_eq!(all, verdict(&without_shadowed, &addresses, &f), "shadowed {:?} {:?}", findings, f);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
