@@ -70,14 +70,23 @@ pub fn check(config: &Config, id: &str) -> Result<Vec<Finding>, String> {
             .map(|a| rules.iter().map(|b| covered(config, a, b)).collect())
             .collect();
         // covers[a][b]: b's packets are all a's.
-        let redundant: Vec<bool> = (0..rules.len())
+        let mut redundant: Vec<bool> = (0..rules.len())
             .map(|a| (0..rules.len()).any(|b| b != a && redundant_by(rules, &covers, a, b)))
             .collect();
+        // Each redundant rule must keep a cover that is not itself removed
+        // (covers chain to one; this only guards the guarantee).
+        while let Some(a) = (0..rules.len()).find(|&a| {
+            redundant[a]
+                && !(0..rules.len())
+                    .any(|b| b != a && !redundant[b] && redundant_by(rules, &covers, a, b))
+        }) {
+            redundant[a] = false;
+        }
         for (a, rule) in rules.iter().enumerate() {
             if redundant[a] {
                 let b = (0..rules.len())
                     .find(|&b| b != a && !redundant[b] && redundant_by(rules, &covers, a, b))
-                    .expect("a chain of covers ends at a rule that is not redundant");
+                    .unwrap_or(a);
                 out.push(Finding {
                     kind: "redundant".into(),
                     direction: dir,
@@ -248,36 +257,24 @@ pub fn covered(config: &Config, outer: &Rule, inner: &Rule) -> bool {
         return false;
     }
     // Remote addresses: a group reference is covered only by itself or by
-    // CIDRs holding all its members, and covers nothing but itself.
-    let inner_remote: Option<Vec<IpNet>> = match &inner.peer {
-        Peer::Group(g) if outer.peer == inner.peer => {
-            let _ = g;
-            None // same reference: same members
-        }
-        Peer::Group(g) => Some(members(config, g)),
-        Peer::Cidrs(nets) => Some(nets.clone()),
+    // CIDRs holding all its members, and covers nothing but itself. Only
+    // those of the local side's family meet it (one family per packet).
+    let nets: Vec<IpNet> = match &inner.peer {
+        Peer::Group(g) => members(config, g),
+        Peer::Cidrs(nets) => nets.clone(),
     };
-    // The local side, restricted to what can meet the remote side (one
-    // address family per packet).
-    let families: Vec<bool> = match &inner_remote {
-        Some(nets) => {
-            let mut f: Vec<bool> = nets.iter().map(|n| matches!(n, IpNet::V4(_))).collect();
-            f.sort();
-            f.dedup();
-            f
-        }
-        None => vec![false, true],
-    };
-    let inner_remote = inner_remote.map(|nets| match inner.local {
-        Some(l) => nets
-            .into_iter()
-            .filter(|n| same_family(n, &l))
-            .collect::<Vec<_>>(),
+    let nets: Vec<IpNet> = match inner.local {
+        Some(l) => nets.into_iter().filter(|n| same_family(n, &l)).collect(),
         None => nets,
-    });
-    if inner_remote.as_ref().is_some_and(Vec::is_empty) {
+    };
+    if nets.is_empty() {
         return true; // matches nothing
     }
+    let mut families: Vec<bool> = nets.iter().map(|n| matches!(n, IpNet::V4(_))).collect();
+    families.sort();
+    families.dedup();
+    let same_reference = matches!(inner.peer, Peer::Group(_)) && outer.peer == inner.peer;
+    let inner_remote = (!same_reference).then_some(nets);
     if let Some(nets) = &inner_remote {
         let Peer::Cidrs(outer_nets) = &outer.peer else {
             return false;
@@ -292,7 +289,7 @@ pub fn covered(config: &Config, outer: &Rule, inner: &Rule) -> bool {
         (Some(o), None) => {
             // Every local address of the families the remote side has.
             let v4 = matches!(o, IpNet::V4(_));
-            o.prefix_len() == 0 && inner_remote.is_some() && families.iter().all(|&f| f == v4)
+            o.prefix_len() == 0 && families.iter().all(|&f| f == v4)
         }
     }
 }

@@ -71,7 +71,16 @@ pub(super) fn health_check(
             g.rules_mut(*dir)
                 .retain(|r| r.id.as_deref() != Some(id.as_str()));
         }
-        change(state, doc, apply)?;
+        let applied = change(state, doc, apply)?;
+        tracing::info!(
+            "api: health check of group {group} removed {}{}",
+            redundant
+                .iter()
+                .map(|(_, id)| id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            report_note(&applied)
+        );
         report.removed = redundant.into_iter().map(|(_, id)| id).collect();
     }
     Ok(Reply::Health(report))

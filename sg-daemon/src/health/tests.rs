@@ -437,3 +437,53 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn egress_ipv6_and_the_local_side_of_one_family() {
+    let egress = |id: &str, fields: &str| {
+        format!("[[security_group.egress]]\nid = \"{id}\"\npolicy = \"drop\"\n{fields}\n")
+    };
+    // An egress drop to 2001:db8::/48 is covered by one to 2001:db8::/32;
+    // an ingress rule of the same geometry is not compared with it.
+    let rules = egress(
+        "wide",
+        "ip_protocol = \"udp\"\nport_range = \"1/65535\"\ndest_cidr_ip = \"2001:db8::/32\"",
+    ) + &egress(
+        "narrow",
+        "priority = 2\nip_protocol = \"udp\"\nport_range = \"53/53\"\ndest_cidr_ip = \"2001:db8::/48\"",
+    ) + &rule(
+        "in",
+        "priority = 2\nip_protocol = \"udp\"\nport_range = \"53/53\"\nsource_cidr_ip = \"2001:db8::/48\"",
+    );
+    let f = check(&config(&rules), "sg-a").unwrap();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(
+        (f[0].direction, f[0].rule.as_str()),
+        (Direction::Egress, "narrow")
+    );
+    // A local 0.0.0.0/0 covers "any local address" for IPv4 remotes only.
+    let rules = rule(
+        "all4",
+        "ip_protocol = \"tcp\"\nport_range = \"80/80\"\nsource_cidr_ip = \"10.0.0.0/8\"\ndest_cidr_ip = \"0.0.0.0/0\"",
+    ) + &rule(
+        "any",
+        "priority = 2\nip_protocol = \"tcp\"\nport_range = \"80/80\"\nsource_cidr_ip = \"10.1.0.0/16\"",
+    ) + &rule(
+        "all6",
+        "ip_protocol = \"tcp\"\nport_range = \"80/80\"\nsource_cidr_ip = \"2001:db8::/32\"\ndest_cidr_ip = \"::/0\"",
+    ) + &rule(
+        "any6",
+        "priority = 2\nip_protocol = \"tcp\"\nport_range = \"80/80\"\nsource_cidr_ip = \"2001:db8:1::/48\"",
+    ) + &rule(
+        "local6",
+        "priority = 2\nip_protocol = \"tcp\"\nport_range = \"80/80\"\nsource_cidr_ip = \"2001:db8:1::/48\"\ndest_cidr_ip = \"2001:db8::1/128\"",
+    );
+    assert_eq!(
+        findings(&rules),
+        [
+            red("any", "all4"),
+            red("any6", "all6"),
+            red("local6", "all6")
+        ]
+    );
+}
