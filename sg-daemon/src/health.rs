@@ -103,7 +103,7 @@ pub fn check(config: &Config, id: &str) -> Result<Vec<Finding>, String> {
                             "<"
                         },
                         rule.priority,
-                        describe(&rules[b])
+                        describe(&rules[b], dir)
                     ),
                 });
             }
@@ -120,7 +120,7 @@ pub fn check(config: &Config, id: &str) -> Result<Vec<Finding>, String> {
                         rules[b].id,
                         policy(rules[b].policy),
                         rules[b].priority,
-                        describe(&rules[b])
+                        describe(&rules[b], dir)
                     ),
                 });
             }
@@ -164,7 +164,7 @@ fn policy(p: Policy) -> &'static str {
     }
 }
 
-fn describe(r: &Rule) -> String {
+fn describe(r: &Rule, dir: Direction) -> String {
     let ports: Vec<String> = r.ports.iter().map(ToString::to_string).collect();
     let remote = match &r.peer {
         Peer::Cidrs(nets) => nets
@@ -174,7 +174,11 @@ fn describe(r: &Rule) -> String {
             .join(","),
         Peer::Group(g) => format!("group {g}"),
     };
-    let mut s = format!("{} {} from {remote}", r.protocol, ports.join(","));
+    let side = match dir {
+        Direction::Ingress => "from",
+        Direction::Egress => "to",
+    };
+    let mut s = format!("{} {} {side} {remote}", r.protocol, ports.join(","));
     if r.source_ports != PortRange::ANY {
         s.push_str(&format!(" source ports {}", r.source_ports));
     }

@@ -487,3 +487,18 @@ fn egress_ipv6_and_the_local_side_of_one_family() {
         ]
     );
 }
+
+#[test]
+fn findings_say_why_in_the_rules_own_terms() {
+    let text = "[[port_list]]\nid = \"prl-w\"\nmax_entries = 2\nentries = [\"80/80\", \"443/443\"]\n\
+                [[security_group]]\nid = \"sg-o\"\n[[security_group]]\nid = \"sg-a\"\n\
+                [[security_group.egress]]\nid = \"wide\"\npolicy = \"drop\"\nip_protocol = \"tcp\"\nport_range_list_id = \"prl-w\"\ndest_group_id = \"sg-o\"\n\
+                [[security_group.egress]]\nid = \"narrow\"\npolicy = \"drop\"\npriority = 2\nip_protocol = \"tcp\"\nport_range = \"443/443\"\ndest_group_id = \"sg-o\"\n";
+    let config = crate::config::parse(Path::new("t.toml"), text).unwrap();
+    let f = check(&config, "sg-a").unwrap();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(
+        f[0].why,
+        "every packet it matches is matched by wide (drop, priority 1 < 2): tcp 80/80,443/443 to group sg-o"
+    );
+}
