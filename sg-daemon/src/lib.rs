@@ -18,6 +18,7 @@
 //! - [`daemon`]: applying a whole config to the interfaces, reloads;
 //! - [`store`]: the desired state in the file format, persisted for the API;
 //! - [`drift`]: what API changes made that the config file lacks;
+//! - [`health`]: a group's redundant, shadowed and exposed rules;
 //! - [`api`]: the control API on a Unix socket, used by `sgctl`.
 pub mod api;
 pub mod clock;

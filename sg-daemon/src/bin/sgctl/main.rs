@@ -377,6 +377,21 @@ mod tests {
     }
 
     #[test]
+    fn health_check_takes_a_group_and_remove() {
+        let cli =
+            Cli::try_parse_from(["sgctl", "group", "health-check", "sg-web", "--remove"]).unwrap();
+        let (req, _) = request(cli.command);
+        assert_eq!(
+            req,
+            Request::HealthCheck {
+                group: "sg-web".into(),
+                remove: true
+            }
+        );
+        assert!(Cli::try_parse_from(["sgctl", "group", "health-check"]).is_err());
+    }
+
+    #[test]
     fn diagnose_needs_a_destination_port_for_tcp_and_udp() {
         let base = ["sgctl", "diagnose", "eth0", "--direction", "ingress"];
         let addrs = ["--src", "198.51.100.7", "--dst", "192.0.2.10"];
