@@ -28,6 +28,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod drift;
 pub mod drops;
+pub mod ecs;
 pub mod links;
 pub mod linktype;
 pub mod metrics;
