@@ -8,6 +8,7 @@
 //! the drops) and sets the exit code.
 
 mod cli;
+mod export;
 mod render;
 
 use std::{path::Path, process::ExitCode, time::Duration};
@@ -83,6 +84,23 @@ fn request(command: Command) -> (Request, View) {
                 View::Message,
             ),
             GroupCmd::Delete { group } => (Request::DeleteGroup { group }, View::Message),
+            GroupCmd::Clone {
+                source,
+                id,
+                name,
+                description,
+                without_rules,
+            } => (
+                Request::CloneGroup {
+                    source,
+                    id,
+                    name,
+                    description,
+                    without_rules,
+                },
+                View::Message,
+            ),
+            GroupCmd::Export { group, .. } => (Request::ExportGroup { group }, View::Plain),
         },
         Command::Rule(r) => match r {
             RuleCmd::Add {
@@ -237,6 +255,7 @@ fn main() -> ExitCode {
         e.exit();
     }
     let follow = matches!(cli.command, Command::Drops { follow: true });
+    let export = export::target(&cli.command);
     let (req, view) = request(cli.command);
     let response = match api::call(&cli.socket, &req, Duration::from_secs(cli.timeout)) {
         Ok(r) => r,
@@ -258,6 +277,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_REFUSED);
         }
     };
+    if let (Some((format, dir)), Reply::EcsGroup(group)) = (export, &reply) {
+        return export::write(group, format, &dir, cli.output);
+    }
     let mut last = match &reply {
         Reply::Drops(drops) => drops.last().map(|d| d.seq),
         _ => None,
