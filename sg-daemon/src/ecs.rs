@@ -195,7 +195,12 @@ impl SecurityGroupAttribute {
         };
         let permission = [Direction::Ingress, Direction::Egress]
             .into_iter()
-            .flat_map(|d| group.rules(d).iter().map(move |r| Permission::from_rule(d, r)))
+            .flat_map(|d| {
+                group
+                    .rules(d)
+                    .iter()
+                    .map(move |r| Permission::from_rule(d, r))
+            })
             .collect();
         SecurityGroupAttribute {
             region_id: region.into(),

@@ -514,9 +514,19 @@ fn clone_and_export_a_group() {
     assert!(e.contains("no group sg-nope"), "{e}");
     let empty: serde_json::Value = json_value(
         &ctl,
-        &["group", "clone", "sg-web", "--id", "sg-empty", "--without-rules"],
+        &[
+            "group",
+            "clone",
+            "sg-web",
+            "--id",
+            "sg-empty",
+            "--without-rules",
+        ],
     );
-    assert!(empty["message"].as_str().unwrap().contains("0 rules"), "{empty}");
+    assert!(
+        empty["message"].as_str().unwrap().contains("0 rules"),
+        "{empty}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
@@ -529,22 +539,42 @@ fn clone_and_export_a_group() {
     assert_eq!(a.description, "copy, \"of\" web");
     let p = &a.permissions.permission[0];
     assert_eq!(
-        (p.direction.as_str(), p.ip_protocol.as_str(), p.port_range.as_str()),
+        (
+            p.direction.as_str(),
+            p.ip_protocol.as_str(),
+            p.port_range.as_str()
+        ),
         ("ingress", "TCP", "80/80")
     );
     assert_eq!(p.source_cidr_ip, "0.0.0.0/0");
     assert_eq!(p.security_group_rule_id, id);
 
-    let out = json_value(&ctl, &["group", "export", "sg-web2", "--format", "csv", "--dir", d]);
+    let out = json_value(
+        &ctl,
+        &["group", "export", "sg-web2", "--format", "csv", "--dir", d],
+    );
     let csv = PathBuf::from(out["path"].as_str().unwrap());
     let name = csv.file_name().unwrap().to_str().unwrap().to_owned();
-    assert!(name.starts_with("ecs_sgRule_sg-web2_local_") && name.ends_with(".csv"), "{name}");
-    assert_eq!(name.len(), "ecs_sgRule_sg-web2_local_YYYY-MM-DD.csv".len(), "{name}");
+    assert!(
+        name.starts_with("ecs_sgRule_sg-web2_local_") && name.ends_with(".csv"),
+        "{name}"
+    );
+    assert_eq!(
+        name.len(),
+        "ecs_sgRule_sg-web2_local_YYYY-MM-DD.csv".len(),
+        "{name}"
+    );
     let text = fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].starts_with("Direction,IpProtocol,PortRange,SourceCidrIp,"), "{text}");
-    assert!(lines[1].starts_with("ingress,TCP,80/80,0.0.0.0/0,"), "{text}");
+    assert!(
+        lines[0].starts_with("Direction,IpProtocol,PortRange,SourceCidrIp,"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("ingress,TCP,80/80,0.0.0.0/0,"),
+        "{text}"
+    );
 
     // Without --dir: sgctl's current directory.
     let here = tempfile::tempdir().unwrap();
@@ -552,7 +582,10 @@ fn clone_and_export_a_group() {
     cmd.current_dir(here.path());
     let out = Ctl::run_command(cmd);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(here.path().join("ecs_local_sg-web.json").exists(), "{out:?}");
+    assert!(
+        here.path().join("ecs_local_sg-web.json").exists(),
+        "{out:?}"
+    );
     let e = ctl.refused(&["group", "export", "sg-nope", "--format", "csv", "--dir", d]);
     assert!(e.contains("no group sg-nope"), "{e}");
 }

@@ -368,7 +368,9 @@ fn clone_group(
         return Err("cannot clone: the new group needs an id (--id)".into());
     }
     if doc.group(&id).is_some() {
-        return Err(format!("cannot clone: group {id} exists; choose another --id"));
+        return Err(format!(
+            "cannot clone: group {id} exists; choose another --id"
+        ));
     }
     let fresh = |rules: &[schema::Rule]| -> Vec<schema::Rule> {
         if without_rules {

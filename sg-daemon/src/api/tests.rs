@@ -695,20 +695,45 @@ fn a_cloned_group_has_the_rules_with_fresh_ids_but_not_the_bindings() {
     assert_eq!(new.kind, src.kind);
     assert_eq!(new.description.as_deref(), Some("web servers"));
     assert_eq!(new.name, None);
-    assert!(!new.deletion_protection, "deletion protection is not copied");
+    assert!(
+        !new.deletion_protection,
+        "deletion protection is not copied"
+    );
     assert_eq!(new.ingress.len(), 2);
     assert_eq!(new.egress.len(), 1);
-    for (a, b) in src.ingress.iter().chain(&src.egress).zip(new.ingress.iter().chain(&new.egress)) {
+    for (a, b) in src
+        .ingress
+        .iter()
+        .chain(&src.egress)
+        .zip(new.ingress.iter().chain(&new.egress))
+    {
         let (ida, idb) = (a.id.as_deref().unwrap(), b.id.as_deref().unwrap());
         assert!(idb.starts_with("sg-web2/"), "{idb}");
         assert_ne!(ida, idb);
-        assert_eq!(schema::Rule { id: None, ..a.clone() }, schema::Rule { id: None, ..b.clone() });
+        assert_eq!(
+            schema::Rule {
+                id: None,
+                ..a.clone()
+            },
+            schema::Rule {
+                id: None,
+                ..b.clone()
+            }
+        );
     }
     // Bindings stay with the source; the clone is persisted.
-    let bound: Vec<_> = doc.interface.iter().flat_map(|b| &b.security_groups).collect();
+    let bound: Vec<_> = doc
+        .interface
+        .iter()
+        .flat_map(|b| &b.security_groups)
+        .collect();
     assert_eq!(bound, ["sg-web"]);
     assert!(f.store.state_file().exists());
-    let reopened = Store::open(f.store.state_file().parent().unwrap(), f.store.config_file()).unwrap();
+    let reopened = Store::open(
+        f.store.state_file().parent().unwrap(),
+        f.store.config_file(),
+    )
+    .unwrap();
     assert!(reopened.document().group("sg-web2").is_some());
 
     f.ok(Request::CloneGroup {
@@ -757,7 +782,9 @@ fn clone_makes_priorities_over_100_100() {
 #[test]
 fn export_group_answers_in_ecs_shape_with_the_region() {
     let mut f = Fixture::new();
-    let Reply::EcsGroup(a) = f.ok(Request::ExportGroup { group: "sg-web".into() }) else {
+    let Reply::EcsGroup(a) = f.ok(Request::ExportGroup {
+        group: "sg-web".into(),
+    }) else {
         panic!()
     };
     assert_eq!(a.region_id, "local");
@@ -766,6 +793,8 @@ fn export_group_answers_in_ecs_shape_with_the_region() {
     assert_eq!(a.permissions.permission.len(), 3);
     assert_eq!(a.permissions.permission[0].security_group_rule_id, WEB_HTTP);
     assert_eq!(a.permissions.permission[2].direction, "egress");
-    let e = f.err(Request::ExportGroup { group: "sg-nope".into() });
+    let e = f.err(Request::ExportGroup {
+        group: "sg-nope".into(),
+    });
     assert_eq!(e, "no group sg-nope");
 }
