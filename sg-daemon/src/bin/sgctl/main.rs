@@ -388,6 +388,54 @@ mod tests {
     }
 
     #[test]
+    fn clone_and_export_parse_their_flags() {
+        let cli = Cli::try_parse_from([
+            "sgctl",
+            "group",
+            "clone",
+            "sg-web",
+            "--id",
+            "sg-new",
+            "--name",
+            "n",
+            "--without-rules",
+        ])
+        .unwrap();
+        let (
+            Request::CloneGroup {
+                source,
+                id,
+                name,
+                description,
+                without_rules,
+            },
+            _,
+        ) = request(cli.command)
+        else {
+            panic!()
+        };
+        assert_eq!((source.as_str(), id.as_str()), ("sg-web", "sg-new"));
+        assert_eq!(
+            (name.as_deref(), description, without_rules),
+            (Some("n"), None, true)
+        );
+        assert!(Cli::try_parse_from(["sgctl", "group", "clone", "sg-web"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "sgctl", "group", "export", "sg-web", "--format", "csv", "--dir", "/tmp",
+        ])
+        .unwrap();
+        let (format, dir) = export::target(&cli.command).unwrap();
+        assert!(format == cli::ExportFormat::Csv && dir == Path::new("/tmp"));
+        assert!(
+            matches!(request(cli.command).0, Request::ExportGroup { group } if group == "sg-web")
+        );
+        assert!(
+            Cli::try_parse_from(["sgctl", "group", "export", "sg-web", "--format", "xml"]).is_err()
+        );
+    }
+
+    #[test]
     fn diagnose_needs_a_destination_port_for_tcp_and_udp() {
         let base = ["sgctl", "diagnose", "eth0", "--direction", "ingress"];
         let addrs = ["--src", "198.51.100.7", "--dst", "192.0.2.10"];
