@@ -5,8 +5,10 @@
 //! One mapping both ways: [`Permission`] is one rule in ECS terms, its
 //! serde names are the JSON keys and [`COLUMNS`] (the same names, in the
 //! CSV's order) the CSV header; [`Permission::from_rule`] maps an sg rule to
-//! it and [`Permission::fields`] lists its values in [`COLUMNS`] order, so
-//! an import needs only the reverse of `from_rule`. sg's rule fields map by
+//! it and [`Permission::to_rule`] back (values in any letter case), and
+//! [`Permission::fields`] / [`Permission::from_fields`] give and take its
+//! values in [`COLUMNS`] order (a CSV row): an import reuses all of it and
+//! adds only the reading of the files. sg's rule fields map by
 //! name: `source_cidr_ip` / `dest_cidr_ip` into the IPv4 or the IPv6 column
 //! by the address family (`SourceCidrIp` or `Ipv6SourceCidrIp`, ...), the
 //! group and prefix-list ids into `Source*` / `Dest*` as written — so an
@@ -99,6 +101,14 @@ const PROTOCOLS: [(&str, &str); 6] = [
 /// sg's policies and ECS's.
 const POLICIES: [(&str, &str); 2] = [("accept", "Accept"), ("drop", "Drop")];
 
+/// ECS's value back to sg's, in any letter case; `None` if unknown.
+fn from_ecs(table: &[(&'static str, &str)], ecs: &str) -> Option<&'static str> {
+    table
+        .iter()
+        .find(|(_, e)| e.eq_ignore_ascii_case(ecs))
+        .map(|(s, _)| *s)
+}
+
 fn to_ecs(table: &[(&str, &'static str)], sg: &str) -> String {
     table
         .iter()
@@ -156,6 +166,117 @@ impl Permission {
             description: text(&rule.description),
             security_group_rule_id: text(&rule.id),
             create_time: String::new(),
+        }
+    }
+
+    /// The reverse of [`Permission::from_rule`] (for an import): the
+    /// direction and the rule, without validating it further than the
+    /// mapping needs (the config file's checks do the rest). Values are
+    /// read in any letter case; an error names the field.
+    pub fn to_rule(&self) -> Result<(Direction, Rule), String> {
+        let direction = match self.direction.to_ascii_lowercase().as_str() {
+            "ingress" => Direction::Ingress,
+            "egress" => Direction::Egress,
+            other => {
+                return Err(format!(
+                    "Direction: {other:?} is not valid; allowed: \"ingress\", \"egress\""
+                ));
+            }
+        };
+        let opt = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        let cidr = |v4: &str, v6: &str, names: &str| match (v4.is_empty(), v6.is_empty()) {
+            (_, true) => Ok(opt(v4)),
+            (true, false) => Ok(opt(v6)),
+            (false, false) => Err(format!("{names}: give one of them, not both")),
+        };
+        let ip_protocol = match self.ip_protocol.as_str() {
+            "" => None,
+            p => Some(match (from_ecs(&PROTOCOLS, p), p.parse::<i64>()) {
+                (Some(name), _) => ProtocolValue::Name(name.into()),
+                (None, Ok(n)) => ProtocolValue::Number(n),
+                (None, Err(_)) => ProtocolValue::Name(p.to_owned()),
+            }),
+        };
+        let priority = match self.priority.as_str() {
+            "" => None,
+            p => Some(
+                p.parse::<i64>()
+                    .map_err(|_| format!("Priority: {p:?} is not a number; allowed: 1..=100"))?,
+            ),
+        };
+        let port_range = match (self.port_range.as_str(), self.port_range_list_id.as_str()) {
+            ("", _) => None,
+            ("-1/-1", l) if !l.is_empty() => None,
+            (r, _) => Some(r.to_owned()),
+        };
+        let rule = Rule {
+            id: opt(&self.security_group_rule_id),
+            policy: opt(&self.policy).map(|p| from_ecs(&POLICIES, &p).map_or(p, str::to_owned)),
+            priority,
+            ip_protocol,
+            port_range,
+            port_range_list_id: opt(&self.port_range_list_id),
+            source_port_range: opt(&self.source_port_range),
+            source_cidr_ip: cidr(
+                &self.source_cidr_ip,
+                &self.ipv6_source_cidr_ip,
+                "SourceCidrIp, Ipv6SourceCidrIp",
+            )?,
+            source_group_id: opt(&self.source_group_id),
+            source_prefix_list_id: opt(&self.source_prefix_list_id),
+            dest_cidr_ip: cidr(
+                &self.dest_cidr_ip,
+                &self.ipv6_dest_cidr_ip,
+                "DestCidrIp, Ipv6DestCidrIp",
+            )?,
+            dest_group_id: opt(&self.dest_group_id),
+            dest_prefix_list_id: opt(&self.dest_prefix_list_id),
+            description: opt(&self.description),
+        };
+        Ok((direction, rule))
+    }
+
+    /// A permission from values in [`COLUMNS`] order (a CSV row).
+    pub fn from_fields(v: [&str; 18]) -> Permission {
+        let [
+            direction,
+            ip_protocol,
+            port_range,
+            source_cidr_ip,
+            ipv6_source_cidr_ip,
+            source_group_id,
+            source_prefix_list_id,
+            source_port_range,
+            dest_cidr_ip,
+            ipv6_dest_cidr_ip,
+            dest_group_id,
+            dest_prefix_list_id,
+            port_range_list_id,
+            policy,
+            priority,
+            description,
+            security_group_rule_id,
+            create_time,
+        ] = v.map(str::to_owned);
+        Permission {
+            direction,
+            ip_protocol,
+            port_range,
+            source_cidr_ip,
+            ipv6_source_cidr_ip,
+            source_group_id,
+            source_prefix_list_id,
+            source_port_range,
+            dest_cidr_ip,
+            ipv6_dest_cidr_ip,
+            dest_group_id,
+            dest_prefix_list_id,
+            port_range_list_id,
+            policy,
+            priority,
+            description,
+            security_group_rule_id,
+            create_time,
         }
     }
 

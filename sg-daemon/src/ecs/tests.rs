@@ -192,3 +192,63 @@ fn file_names_follow_the_ecs_console() {
         "ecs_sgRule_sg-web_local_2026-12-01.csv"
     );
 }
+
+#[test]
+fn the_mapping_reads_back_into_the_same_rules() {
+    let doc = Document::from_toml(GROUP).unwrap();
+    let g = &doc.security_group[0];
+    let a = attribute();
+    let mut rules = Vec::new();
+    for p in &a.permissions.permission {
+        // Through the CSV's columns and back.
+        assert_eq!(&Permission::from_fields(p.fields()), p);
+        let (dir, rule) = p.to_rule().unwrap();
+        assert_eq!(&Permission::from_rule(dir, &rule), p);
+        rules.push((dir, rule));
+    }
+    // The same rules, with the defaults written out (priority 1, all
+    // ports as "-1/-1").
+    let defaults = |r: &Rule| Rule {
+        priority: r.priority.or(Some(1)),
+        port_range: r
+            .port_range
+            .clone()
+            .or_else(|| r.port_range_list_id.is_none().then(|| "-1/-1".into())),
+        ..r.clone()
+    };
+    let want: Vec<_> = g
+        .ingress
+        .iter()
+        .map(|r| (Direction::Ingress, defaults(r)))
+        .chain(g.egress.iter().map(|r| (Direction::Egress, defaults(r))))
+        .collect();
+    assert_eq!(rules, want);
+
+    // Any letter case; errors name the field.
+    let p = Permission {
+        direction: "Ingress".into(),
+        ip_protocol: "tcp".into(),
+        policy: "accept".into(),
+        ..Default::default()
+    };
+    let (dir, rule) = p.to_rule().unwrap();
+    assert_eq!(dir, Direction::Ingress);
+    assert_eq!(rule.ip_protocol, Some(ProtocolValue::Name("tcp".into())));
+    assert_eq!(rule.policy.as_deref(), Some("accept"));
+    let bad = Permission {
+        direction: "inbound".into(),
+        ..Default::default()
+    };
+    assert!(bad.to_rule().unwrap_err().starts_with("Direction:"));
+    let both = Permission {
+        direction: "egress".into(),
+        dest_cidr_ip: "192.0.2.0/24".into(),
+        ipv6_dest_cidr_ip: "2001:db8::/32".into(),
+        ..Default::default()
+    };
+    assert!(
+        both.to_rule()
+            .unwrap_err()
+            .contains("DestCidrIp, Ipv6DestCidrIp")
+    );
+}
