@@ -18,7 +18,8 @@
 //! - [`daemon`]: applying a whole config to the interfaces, reloads;
 //! - [`store`]: the desired state in the file format, persisted for the API;
 //! - [`drift`]: what API changes made that the config file lacks;
-//! - [`api`]: the control API on a Unix socket, used by `sgctl`.
+//! - [`api`]: the control API on a Unix socket, used by `sgctl`;
+//! - [`ecs`]: a group's rules in ECS's JSON and CSV formats (export).
 pub mod api;
 pub mod clock;
 pub mod compile;
