@@ -344,25 +344,20 @@ impl SecurityGroupAttribute {
     /// a field with a comma, a quote or a line break is quoted, quotes
     /// doubled; lines end with CRLF).
     pub fn to_csv(&self) -> String {
-        let mut out = String::new();
-        let mut row = |fields: &[&str]| {
-            let cells: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-            out.push_str(&cells.join(","));
-            out.push_str("\r\n");
-        };
-        row(&COLUMNS);
-        for p in &self.permissions.permission {
-            row(&p.fields());
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::new());
+        let rows =
+            std::iter::once(COLUMNS).chain(self.permissions.permission.iter().map(|p| p.fields()));
+        for row in rows {
+            writer
+                .write_record(row)
+                .expect("writing CSV into memory cannot fail");
         }
-        out
-    }
-}
-
-fn csv_field(f: &str) -> String {
-    if f.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", f.replace('"', "\"\""))
-    } else {
-        f.to_owned()
+        let bytes = writer
+            .into_inner()
+            .expect("flushing CSV into memory cannot fail");
+        String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
     }
 }
 
