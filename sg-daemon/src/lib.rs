@@ -19,7 +19,8 @@
 //! - [`store`]: the desired state in the file format, persisted for the API;
 //! - [`drift`]: what API changes made that the config file lacks;
 //! - [`health`]: a group's redundant, shadowed and exposed rules;
-//! - [`api`]: the control API on a Unix socket, used by `sgctl`.
+//! - [`api`]: the control API on a Unix socket, used by `sgctl`;
+//! - [`ecs`]: a group's rules in ECS's JSON and CSV formats (export).
 pub mod api;
 pub mod clock;
 pub mod compile;
@@ -29,6 +30,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod drift;
 pub mod drops;
+pub mod ecs;
 pub mod health;
 pub mod links;
 pub mod linktype;

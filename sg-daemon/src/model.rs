@@ -50,6 +50,9 @@ pub struct DaemonSettings {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// How the classifier is attached to interfaces.
     pub attach: AttachMode,
+    /// `[daemon] region`: names the files `sgctl group export` writes
+    /// (ECS's region id); default `local`.
+    pub region: String,
 }
 
 impl Default for DaemonSettings {
@@ -69,6 +72,7 @@ impl Default for DaemonSettings {
             builtin_non_ip: true,
             metrics_address: None,
             attach: AttachMode::Auto,
+            region: "local".into(),
         }
     }
 }

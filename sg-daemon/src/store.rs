@@ -305,6 +305,7 @@ state_dir = "/var/lib/sg"
 runtime_dir = "/run/sg"
 bpffs_dir = "/sys/fs/bpf/sg"
 builtin_dhcp_client = false
+region = "cn-test"
 
 [[prefix_list]]
 id = "pl-office"

@@ -548,3 +548,112 @@ fn the_health_check_finds_and_removes_redundant_rules() {
     );
     check(&[probe("http", Tcp(80), c, s.ipv4(), PASS)]);
 }
+
+/// `sgctl group clone` and `sgctl group export` (SPEC §5): the clone gets
+/// the rules with fresh ids and not the binding; the export writes the ECS
+/// JSON or CSV file where it is told (or in sgctl's directory), named by
+/// `[daemon] region`, and prints its path.
+#[test]
+fn clone_and_export_a_group() {
+    let t = Topology::pair("apic").unwrap();
+    let s = t.server();
+    let sgd = enforce(s, &[web()]);
+    let ctl = sgd.ctl();
+
+    let said = ctl.ok(&[
+        "group",
+        "clone",
+        "sg-web",
+        "--id",
+        "sg-web2",
+        "--description",
+        "copy, \"of\" web",
+    ]);
+    assert!(said.contains("cloned group sg-web as sg-web2"), "{said}");
+    let groups: Vec<GroupInfo> = json!(ctl, &["group", "show", "sg-web2"]);
+    let g = &groups[0];
+    assert!(g.interfaces.is_empty(), "bindings are not copied: {g:?}");
+    assert_eq!(g.group.ingress.len(), 1);
+    let id = g.group.ingress[0].id.clone().unwrap();
+    assert!(id.starts_with("sg-web2/ingress/"), "{id}");
+    let e = ctl.refused(&["group", "clone", "sg-web", "--id", "sg-web2"]);
+    assert!(e.contains("group sg-web2 exists"), "{e}");
+    let e = ctl.refused(&["group", "clone", "sg-nope", "--id", "sg-x"]);
+    assert!(e.contains("no group sg-nope"), "{e}");
+    let empty: serde_json::Value = json_value(
+        &ctl,
+        &[
+            "group",
+            "clone",
+            "sg-web",
+            "--id",
+            "sg-empty",
+            "--without-rules",
+        ],
+    );
+    assert!(
+        empty["message"].as_str().unwrap().contains("0 rules"),
+        "{empty}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let path = ctl.ok(&["group", "export", "sg-web2", "--format", "json", "--dir", d]);
+    let want = dir.path().join("ecs_local_sg-web2.json");
+    assert_eq!(path.trim(), want.to_str().unwrap());
+    let a: sg_daemon::ecs::SecurityGroupAttribute =
+        serde_json::from_str(&fs::read_to_string(&want).unwrap()).unwrap();
+    assert_eq!(a.region_id, "local");
+    assert_eq!(a.description, "copy, \"of\" web");
+    let p = &a.permissions.permission[0];
+    assert_eq!(
+        (
+            p.direction.as_str(),
+            p.ip_protocol.as_str(),
+            p.port_range.as_str()
+        ),
+        ("ingress", "TCP", "80/80")
+    );
+    assert_eq!(p.source_cidr_ip, "0.0.0.0/0");
+    assert_eq!(p.security_group_rule_id, id);
+
+    let out = json_value(
+        &ctl,
+        &["group", "export", "sg-web2", "--format", "csv", "--dir", d],
+    );
+    let csv = PathBuf::from(out["path"].as_str().unwrap());
+    let name = csv.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        name.starts_with("ecs_sgRule_sg-web2_local_") && name.ends_with(".csv"),
+        "{name}"
+    );
+    assert_eq!(
+        name.len(),
+        "ecs_sgRule_sg-web2_local_YYYY-MM-DD.csv".len(),
+        "{name}"
+    );
+    let text = fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("Direction,IpProtocol,PortRange,SourceCidrIp,"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("ingress,TCP,80/80,0.0.0.0/0,"),
+        "{text}"
+    );
+
+    // Without --dir: sgctl's current directory.
+    let here = tempfile::tempdir().unwrap();
+    let mut cmd = ctl.command(&["group", "export", "sg-web", "--format", "json"]);
+    cmd.current_dir(here.path());
+    let out = Ctl::run_command(cmd);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        here.path().join("ecs_local_sg-web.json").exists(),
+        "{out:?}"
+    );
+    let e = ctl.refused(&["group", "export", "sg-nope", "--format", "csv", "--dir", d]);
+    assert!(e.contains("no group sg-nope"), "{e}");
+}

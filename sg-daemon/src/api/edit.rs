@@ -92,6 +92,13 @@ pub(super) fn edit_document(
             doc.security_group.push(group);
             Ok((message, None))
         }
+        Request::CloneGroup {
+            source,
+            id,
+            name,
+            description,
+            without_rules,
+        } => clone_group(doc, &source, id, name, description, without_rules),
         Request::ModifyGroup {
             group,
             name,
@@ -340,6 +347,61 @@ fn rule_position(
 /// revoked rule's id does not come back for a different rule.
 fn next_rule_id(g: &schema::Group, dir: Direction, rule: &schema::Rule) -> String {
     rule_id::generated(&g.id, dir, rule, |id| rule_position(g, None, id).is_some())
+}
+
+/// CloneGroup: `source`'s type, inner access policy, members and (unless
+/// `without_rules`) rules, without their ids (fresh ones are generated)
+/// and with priorities over 100 made 100. Bindings and deletion protection
+/// are not copied; the description is `source`'s unless one is given.
+fn clone_group(
+    doc: &mut Document,
+    source: &str,
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+    without_rules: bool,
+) -> Result<(String, Option<String>), String> {
+    let src = doc
+        .group(source)
+        .ok_or_else(|| format!("cannot clone: no group {source}"))?;
+    if id.is_empty() {
+        return Err("cannot clone: the new group needs an id (--id)".into());
+    }
+    if doc.group(&id).is_some() {
+        return Err(format!(
+            "cannot clone: group {id} exists; choose another --id"
+        ));
+    }
+    let fresh = |rules: &[schema::Rule]| -> Vec<schema::Rule> {
+        if without_rules {
+            return Vec::new();
+        }
+        rules
+            .iter()
+            .map(|r| schema::Rule {
+                id: None,
+                priority: r.priority.map(|p| p.min(100)),
+                ..r.clone()
+            })
+            .collect()
+    };
+    let group = schema::Group {
+        id: id.clone(),
+        name: name.and_then(non_empty),
+        description: description.map_or_else(|| src.description.clone(), non_empty),
+        kind: src.kind.clone(),
+        inner_access_policy: src.inner_access_policy.clone(),
+        members: src.members.clone(),
+        deletion_protection: false,
+        ingress: fresh(&src.ingress),
+        egress: fresh(&src.egress),
+    };
+    let rules = group.ingress.len() + group.egress.len();
+    doc.security_group.push(group);
+    Ok((
+        format!("cloned group {source} as {id} ({rules} rules)"),
+        None,
+    ))
 }
 
 /// ModifyRule: the given fields replace the rule's; the remote side and the

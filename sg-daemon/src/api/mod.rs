@@ -152,6 +152,12 @@ pub fn handle_desired(
             effective_rules(state.document(), state.config(), &interface).map(Reply::EffectiveRules)
         }
         Request::Export => state.export().map(|toml| Reply::Export { toml }),
+        Request::ExportGroup { group } => match state.document().group(&group) {
+            Some(g) => Ok(Reply::EcsGroup(
+                crate::ecs::SecurityGroupAttribute::from_group(&state.config().daemon.region, g),
+            )),
+            None => Err(format!("no group {group}")),
+        },
         Request::Reload {
             discard_api_changes,
         } => reload(state, discard_api_changes, apply),

@@ -730,3 +730,140 @@ fn the_health_check_reports_redundant_rules_and_removes_them_in_one_change() {
     assert!(report.removed.is_empty());
     assert_eq!(report.findings.len(), 1, "{report:?}");
 }
+
+fn clone(source: &str, id: &str, without_rules: bool) -> Request {
+    Request::CloneGroup {
+        source: source.into(),
+        id: id.into(),
+        name: None,
+        description: None,
+        without_rules,
+    }
+}
+
+#[test]
+fn a_cloned_group_has_the_rules_with_fresh_ids_but_not_the_bindings() {
+    let mut f = Fixture::new();
+    f.ok(Request::ModifyGroup {
+        group: "sg-web".into(),
+        name: None,
+        description: Some("web servers".into()),
+        inner_access_policy: Some("drop".into()),
+        deletion_protection: Some(true),
+        members: Some(vec!["192.0.2.99".into()]),
+    });
+    let reply = f.ok(clone("sg-web", "sg-web2", false));
+    assert!(
+        matches!(&reply, Reply::Done { message, .. } if message.contains("cloned group sg-web as sg-web2")),
+        "{reply:?}"
+    );
+    let doc = f.store.document();
+    let (src, new) = (doc.group("sg-web").unwrap(), doc.group("sg-web2").unwrap());
+    assert_eq!(new.inner_access_policy.as_deref(), Some("drop"));
+    assert_eq!(new.members, src.members);
+    assert_eq!(new.kind, src.kind);
+    assert_eq!(new.description.as_deref(), Some("web servers"));
+    assert_eq!(new.name, None);
+    assert!(
+        !new.deletion_protection,
+        "deletion protection is not copied"
+    );
+    assert_eq!(new.ingress.len(), 2);
+    assert_eq!(new.egress.len(), 1);
+    for (a, b) in src
+        .ingress
+        .iter()
+        .chain(&src.egress)
+        .zip(new.ingress.iter().chain(&new.egress))
+    {
+        let (ida, idb) = (a.id.as_deref().unwrap(), b.id.as_deref().unwrap());
+        assert!(idb.starts_with("sg-web2/"), "{idb}");
+        assert_ne!(ida, idb);
+        assert_eq!(
+            schema::Rule {
+                id: None,
+                ..a.clone()
+            },
+            schema::Rule {
+                id: None,
+                ..b.clone()
+            }
+        );
+    }
+    // Bindings stay with the source; the clone is persisted.
+    let bound: Vec<_> = doc
+        .interface
+        .iter()
+        .flat_map(|b| &b.security_groups)
+        .collect();
+    assert_eq!(bound, ["sg-web"]);
+    assert!(f.store.state_file().exists());
+    let reopened = Store::open(
+        f.store.state_file().parent().unwrap(),
+        f.store.config_file(),
+    )
+    .unwrap();
+    assert!(reopened.document().group("sg-web2").is_some());
+
+    f.ok(Request::CloneGroup {
+        source: "sg-web".into(),
+        id: "sg-empty".into(),
+        name: Some("empty".into()),
+        description: Some("no rules".into()),
+        without_rules: true,
+    });
+    let g = f.store.document().group("sg-empty").unwrap();
+    assert!(g.ingress.is_empty() && g.egress.is_empty());
+    assert_eq!(g.name.as_deref(), Some("empty"));
+    assert_eq!(g.description.as_deref(), Some("no rules"));
+    assert_eq!(g.members, ["192.0.2.99"]);
+}
+
+#[test]
+fn clone_refuses_an_unknown_source_an_existing_id_and_bad_input() {
+    let mut f = Fixture::new();
+    let e = f.err(clone("sg-nope", "sg-new", false));
+    assert_eq!(e, "cannot clone: no group sg-nope");
+    let e = f.err(clone("sg-web", "sg-db", false));
+    assert!(e.contains("group sg-db exists"), "{e}");
+    let e = f.err(clone("sg-web", "", false));
+    assert!(e.contains("needs an id"), "{e}");
+    // The file's checks: an id with a space is refused, naming the field.
+    let e = f.err(clone("sg-web", "sg new", false));
+    assert!(e.starts_with("invalid: "), "{e}");
+    assert!(f.applied.is_empty());
+}
+
+#[test]
+fn clone_makes_priorities_over_100_100() {
+    // The file's checks refuse priorities over 100, so this is the edit
+    // alone, on a document that has one (as an ECS import might).
+    let mut doc = Fixture::new().store.document().clone();
+    doc.group_mut("sg-web").unwrap().ingress[0].priority = Some(150);
+    doc.group_mut("sg-web").unwrap().ingress[1].priority = Some(7);
+    super::edit::edit_document(&mut doc, clone("sg-web", "sg-c", false)).unwrap();
+    let g = doc.group("sg-c").unwrap();
+    assert_eq!(g.ingress[0].priority, Some(100));
+    assert_eq!(g.ingress[1].priority, Some(7));
+    assert_eq!(g.egress[0].priority, Some(2));
+}
+
+#[test]
+fn export_group_answers_in_ecs_shape_with_the_region() {
+    let mut f = Fixture::new();
+    let Reply::EcsGroup(a) = f.ok(Request::ExportGroup {
+        group: "sg-web".into(),
+    }) else {
+        panic!()
+    };
+    assert_eq!(a.region_id, "local");
+    assert_eq!(a.security_group_id, "sg-web");
+    assert_eq!(a.security_group_name, "web");
+    assert_eq!(a.permissions.permission.len(), 3);
+    assert_eq!(a.permissions.permission[0].security_group_rule_id, WEB_HTTP);
+    assert_eq!(a.permissions.permission[2].direction, "egress");
+    let e = f.err(Request::ExportGroup {
+        group: "sg-nope".into(),
+    });
+    assert_eq!(e, "no group sg-nope");
+}

@@ -63,6 +63,24 @@ pub enum Request {
     DeleteGroup {
         group: String,
     },
+    /// A new group `id` with `source`'s type, inner access policy, members
+    /// and (unless `without_rules`) rules, with fresh ids and priorities
+    /// over 100 made 100; not its bindings or deletion protection.
+    CloneGroup {
+        source: String,
+        id: String,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        description: Option<String>,
+        #[serde(default)]
+        without_rules: bool,
+    },
+    /// A group in the shape of ECS's `DescribeSecurityGroupAttribute`
+    /// (`sgctl group export` writes it as JSON or CSV).
+    ExportGroup {
+        group: String,
+    },
     /// Adds a rule; without an `id` one is generated. Answers with the id.
     AuthorizeRule {
         group: String,
@@ -172,6 +190,8 @@ impl Request {
             Request::CreateGroup { .. } => "CreateGroup",
             Request::ModifyGroup { .. } => "ModifyGroup",
             Request::DeleteGroup { .. } => "DeleteGroup",
+            Request::CloneGroup { .. } => "CloneGroup",
+            Request::ExportGroup { .. } => "ExportGroup",
             Request::AuthorizeRule { .. } => "AuthorizeRule",
             Request::RevokeRule { .. } => "RevokeRule",
             Request::ModifyRule { .. } => "ModifyRule",
@@ -246,6 +266,8 @@ pub enum Reply {
         toml: String,
     },
     Health(crate::health::HealthReport),
+    /// A group in ECS's shape ([`crate::ecs`]).
+    EcsGroup(crate::ecs::SecurityGroupAttribute),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -61,6 +61,8 @@ pub struct Daemon {
     pub metrics_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attach: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// `[[prefix_list]]` or `[[port_list]]`.

@@ -657,3 +657,20 @@ fn attach_is_auto_tcx_or_tc() {
         errs[0].message
     );
 }
+
+#[test]
+fn region_defaults_to_local_and_names_files_safely() {
+    let with = |value: &str| GOOD.replace("[daemon]\n", &format!("[daemon]\nregion = {value:?}\n"));
+    assert_eq!(
+        parse(Path::new("sg.toml"), GOOD).unwrap().daemon.region,
+        "local"
+    );
+    let config = parse(Path::new("sg.toml"), &with("cn-hangzhou")).unwrap();
+    assert_eq!(config.daemon.region, "cn-hangzhou");
+    for bad in ["", "../etc", "CN", "a b"] {
+        let errs = errors(&with(bad));
+        assert_eq!(errs.len(), 1, "{bad}: {errs:#?}");
+        assert_eq!(errs[0].field, "daemon.region");
+        assert!(errs[0].message.contains("allowed:"), "{}", errs[0].message);
+    }
+}

@@ -122,6 +122,12 @@ pub(crate) enum Command {
     Export,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    Json,
+    Csv,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum GroupCmd {
     /// Every group, one per line.
@@ -188,6 +194,41 @@ pub(crate) enum GroupCmd {
         /// Removes every listed member.
         #[arg(long)]
         clear_members: bool,
+    },
+    /// A new group with SRC's type, inner access policy, members and rules
+    /// (fresh rule ids; priorities over 100 become 100); not its bindings
+    /// or deletion protection.
+    #[command(
+        after_help = "Example: sgctl group clone sg-web --id sg-web-staging --name web-staging"
+    )]
+    Clone {
+        /// The group to copy.
+        source: String,
+        /// The new group's id.
+        #[arg(long)]
+        id: String,
+        /// A display name (defaults to the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Free text (defaults to SRC's).
+        #[arg(long)]
+        description: Option<String>,
+        /// Copy no rules.
+        #[arg(long)]
+        without_rules: bool,
+    },
+    /// Write a group's rules in ECS's format (`ecs_{region}_{group}.json`,
+    /// or `ecs_sgRule_{group}_{region}_{date}.csv`) and print the path.
+    #[command(after_help = "Example: sgctl group export sg-web --format csv --dir /tmp")]
+    Export {
+        /// The group's id.
+        group: String,
+        /// The shape of DescribeSecurityGroupAttribute, or the console's CSV.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Where to write the file (default: the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Delete a group (refused while bound, referenced or protected).
     #[command(after_help = "Example: sgctl group delete sg-old")]

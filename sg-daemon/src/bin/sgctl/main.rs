@@ -9,6 +9,7 @@
 //! the drops) and sets the exit code.
 
 mod cli;
+mod export;
 mod render;
 
 use std::{path::Path, process::ExitCode, time::Duration};
@@ -88,6 +89,23 @@ fn request(command: Command) -> (Request, View) {
             GroupCmd::HealthCheck { group, remove } => {
                 (Request::HealthCheck { group, remove }, View::Plain)
             }
+            GroupCmd::Clone {
+                source,
+                id,
+                name,
+                description,
+                without_rules,
+            } => (
+                Request::CloneGroup {
+                    source,
+                    id,
+                    name,
+                    description,
+                    without_rules,
+                },
+                View::Message,
+            ),
+            GroupCmd::Export { group, .. } => (Request::ExportGroup { group }, View::Plain),
         },
         Command::Rule(r) => match r {
             RuleCmd::Add {
@@ -242,6 +260,7 @@ fn main() -> ExitCode {
         e.exit();
     }
     let follow = matches!(cli.command, Command::Drops { follow: true });
+    let export = export::target(&cli.command);
     let (req, view) = request(cli.command);
     let response = match api::call(&cli.socket, &req, Duration::from_secs(cli.timeout)) {
         Ok(r) => r,
@@ -263,6 +282,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_REFUSED);
         }
     };
+    if let (Some((format, dir)), Reply::EcsGroup(group)) = (export, &reply) {
+        return export::write(group, format, &dir, cli.output);
+    }
     let status = match &reply {
         Reply::Health(r) if r.findings.iter().any(|f| !r.removed.contains(&f.rule)) => {
             ExitCode::from(EXIT_FINDINGS)
@@ -389,6 +411,54 @@ mod tests {
             }
         );
         assert!(Cli::try_parse_from(["sgctl", "group", "health-check"]).is_err());
+    }
+
+    #[test]
+    fn clone_and_export_parse_their_flags() {
+        let cli = Cli::try_parse_from([
+            "sgctl",
+            "group",
+            "clone",
+            "sg-web",
+            "--id",
+            "sg-new",
+            "--name",
+            "n",
+            "--without-rules",
+        ])
+        .unwrap();
+        let (
+            Request::CloneGroup {
+                source,
+                id,
+                name,
+                description,
+                without_rules,
+            },
+            _,
+        ) = request(cli.command)
+        else {
+            panic!()
+        };
+        assert_eq!((source.as_str(), id.as_str()), ("sg-web", "sg-new"));
+        assert_eq!(
+            (name.as_deref(), description, without_rules),
+            (Some("n"), None, true)
+        );
+        assert!(Cli::try_parse_from(["sgctl", "group", "clone", "sg-web"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "sgctl", "group", "export", "sg-web", "--format", "csv", "--dir", "/tmp",
+        ])
+        .unwrap();
+        let (format, dir) = export::target(&cli.command).unwrap();
+        assert!(format == cli::ExportFormat::Csv && dir == Path::new("/tmp"));
+        assert!(
+            matches!(request(cli.command).0, Request::ExportGroup { group } if group == "sg-web")
+        );
+        assert!(
+            Cli::try_parse_from(["sgctl", "group", "export", "sg-web", "--format", "xml"]).is_err()
+        );
     }
 
     #[test]

@@ -108,6 +108,7 @@ fn or_dash(s: Option<&str>) -> String {
 pub(crate) fn render(reply: Reply, view: View) -> String {
     match reply {
         Reply::Done { message, .. } => format!("{message}\n"),
+        Reply::EcsGroup(group) => group.to_json(),
         Reply::Drops(drops) => drop_rows(&drops, true),
         Reply::Groups(groups) => match view {
             View::GroupDetail => groups

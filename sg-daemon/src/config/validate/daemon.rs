@@ -15,6 +15,18 @@ impl Validator {
     pub(super) fn daemon(&mut self, raw: Option<&schema::Daemon>) -> DaemonSettings {
         let mut d = DaemonSettings::default();
         let Some(raw) = raw else { return d };
+        if let Some(r) = &raw.region {
+            if valid_region(r) {
+                d.region = r.clone();
+            } else {
+                self.error(
+                    "daemon.region",
+                    format!(
+                        "{r:?} is not valid; allowed: 1 to 64 lowercase letters, digits and \"-\" (default \"local\")"
+                    ),
+                );
+            }
+        }
         for (value, name, slot) in [
             (
                 raw.session_timeout_secs,
@@ -105,4 +117,11 @@ impl Validator {
         }
         d
     }
+}
+
+/// A region id, as ECS writes them (`cn-hangzhou`): it names files.
+fn valid_region(r: &str) -> bool {
+    (1..=64).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
