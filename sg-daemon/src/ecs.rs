@@ -5,10 +5,10 @@
 //! One mapping both ways: [`Permission`] is one rule in ECS terms, its
 //! serde names are the JSON keys and [`COLUMNS`] (the same names, in the
 //! CSV's order) the CSV header; [`Permission::from_rule`] maps an sg rule to
-//! it and [`Permission::to_rule`] back (values in any letter case), and
-//! [`Permission::fields`] / [`Permission::from_fields`] give and take its
-//! values in [`COLUMNS`] order (a CSV row): an import reuses all of it and
-//! adds only the reading of the files. sg's rule fields map by
+//! it and [`Permission::to_rule`] back (values in any letter case); the
+//! csv crate writes and reads it by the same serde names
+//! ([`SecurityGroupAttribute::to_csv`], [`permissions_from_csv`]): an import reuses all
+//! of it. sg's rule fields map by
 //! name: `source_cidr_ip` / `dest_cidr_ip` into the IPv4 or the IPv6 column
 //! by the address family (`SourceCidrIp` or `Ipv6SourceCidrIp`, ...), the
 //! group and prefix-list ids into `Source*` / `Dest*` as written — so an
@@ -235,74 +235,6 @@ impl Permission {
         };
         Ok((direction, rule))
     }
-
-    /// A permission from values in [`COLUMNS`] order (a CSV row).
-    pub fn from_fields(v: [&str; 18]) -> Permission {
-        let [
-            direction,
-            ip_protocol,
-            port_range,
-            source_cidr_ip,
-            ipv6_source_cidr_ip,
-            source_group_id,
-            source_prefix_list_id,
-            source_port_range,
-            dest_cidr_ip,
-            ipv6_dest_cidr_ip,
-            dest_group_id,
-            dest_prefix_list_id,
-            port_range_list_id,
-            policy,
-            priority,
-            description,
-            security_group_rule_id,
-            create_time,
-        ] = v.map(str::to_owned);
-        Permission {
-            direction,
-            ip_protocol,
-            port_range,
-            source_cidr_ip,
-            ipv6_source_cidr_ip,
-            source_group_id,
-            source_prefix_list_id,
-            source_port_range,
-            dest_cidr_ip,
-            ipv6_dest_cidr_ip,
-            dest_group_id,
-            dest_prefix_list_id,
-            port_range_list_id,
-            policy,
-            priority,
-            description,
-            security_group_rule_id,
-            create_time,
-        }
-    }
-
-    /// The values in [`COLUMNS`] order.
-    pub fn fields(&self) -> [&str; 18] {
-        [
-            &self.direction,
-            &self.ip_protocol,
-            &self.port_range,
-            &self.source_cidr_ip,
-            &self.ipv6_source_cidr_ip,
-            &self.source_group_id,
-            &self.source_prefix_list_id,
-            &self.source_port_range,
-            &self.dest_cidr_ip,
-            &self.ipv6_dest_cidr_ip,
-            &self.dest_group_id,
-            &self.dest_prefix_list_id,
-            &self.port_range_list_id,
-            &self.policy,
-            &self.priority,
-            &self.description,
-            &self.security_group_rule_id,
-            &self.create_time,
-        ]
-    }
 }
 
 impl SecurityGroupAttribute {
@@ -344,14 +276,17 @@ impl SecurityGroupAttribute {
     /// a field with a comma, a quote or a line break is quoted, quotes
     /// doubled; lines end with CRLF).
     pub fn to_csv(&self) -> String {
+        // The header written here, not by serde: also when there is no rule.
         let mut writer = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
+            .has_headers(false)
             .from_writer(Vec::new());
-        let rows =
-            std::iter::once(COLUMNS).chain(self.permissions.permission.iter().map(|p| p.fields()));
-        for row in rows {
+        writer
+            .write_record(COLUMNS)
+            .expect("writing CSV into memory cannot fail");
+        for p in &self.permissions.permission {
             writer
-                .write_record(row)
+                .serialize(p)
                 .expect("writing CSV into memory cannot fail");
         }
         let bytes = writer
@@ -359,6 +294,17 @@ impl SecurityGroupAttribute {
             .expect("flushing CSV into memory cannot fail");
         String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
     }
+}
+
+/// The permissions of a CSV file's text (a header row naming the columns,
+/// in any order, then one rule a row); an error names the row.
+pub fn permissions_from_csv(text: &str) -> Result<Vec<Permission>, String> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    reader
+        .deserialize()
+        .enumerate()
+        .map(|(i, row)| row.map_err(|e| format!("row {}: {e}", i + 2)))
+        .collect()
 }
 
 /// `ecs_{region}_{groupId}.json`.
