@@ -270,7 +270,7 @@ fn the_verbs_against_a_running_daemon() {
     assert_eq!(config.group("sg-admin").unwrap().ingress[0].id, "ssh");
 
     // Refusals (1), usage (2), no daemon (3).
-    let e = ctl.refused(&["group", "delete", "sg-admin"]);
+    let e = ctl.refused(&["group", "delete", "sg-admin", "--yes"]);
     assert!(e.contains("bound to interface sg0"), "{e}");
     assert_eq!(ctl.run(&["rule", "add", "sg-admin"]).code, 2);
     let gone = Ctl::new(sgd.dirs().runtime_dir().join("nothing.sock"));
@@ -279,7 +279,12 @@ fn the_verbs_against_a_running_daemon() {
     // Leaving the group closes the port again for new connections.
     ctl.ok(&["interface", "leave", "sg0", "sg-admin"]);
     check(&[ssh_in(DROPPED)]);
-    ctl.ok(&["group", "delete", "sg-admin"]);
+    // Deleting asks first; from a script (no terminal) --yes is required.
+    let asked = ctl.run(&["group", "delete", "sg-admin"]);
+    assert_eq!(asked.code, 2, "{asked:?}");
+    assert!(asked.stderr.contains("--yes"), "{asked:?}");
+    assert!(ctl.ok(&["group", "list"]).contains("sg-admin"));
+    ctl.ok(&["group", "delete", "sg-admin", "--yes"]);
     assert!(!ctl.ok(&["group", "list"]).contains("sg-admin"));
 }
 
@@ -359,7 +364,7 @@ fn a_bad_request_changes_nothing() {
         (add_ssh(&["--source-group-id", "sg-nope"]), &["sg-nope"]),
         (vec!["rule", "remove", "sg-web", "nope"], &["no rule nope"]),
         (vec!["interface", "join", "sg0", "sg-nope"], &["no group sg-nope"]),
-        (vec!["group", "delete", "sg-web"], &["bound to interface sg0"]),
+        (vec!["group", "delete", "sg-web", "--yes"], &["bound to interface sg0"]),
         (
             vec!["rule", "modify", "sg-web", WEB_HTTP, "--port-range", "0/80"],
             &["group sg-web ingress rule sg-web/ingress/a9921e34: port_range"],

@@ -230,11 +230,15 @@ pub(crate) enum GroupCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Delete a group (refused while bound, referenced or protected).
-    #[command(after_help = "Example: sgctl group delete sg-old")]
+    /// Delete a group (refused while bound, referenced or protected). Asks
+    /// for confirmation on a terminal; elsewhere `--yes` is required.
+    #[command(after_help = "Example: sgctl group delete sg-old --yes")]
     Delete {
         /// The group's id.
         group: String,
+        /// Delete without asking.
+        #[arg(long, short)]
+        yes: bool,
     },
     /// Redundant rules (covered by a rule of the same policy at least as
     /// strong), shadowed ones (covered by a stronger rule of the other

@@ -85,7 +85,7 @@ fn request(command: Command) -> (Request, View) {
                 },
                 View::Message,
             ),
-            GroupCmd::Delete { group } => (Request::DeleteGroup { group }, View::Message),
+            GroupCmd::Delete { group, .. } => (Request::DeleteGroup { group }, View::Message),
             GroupCmd::HealthCheck { group, remove } => {
                 (Request::HealthCheck { group, remove }, View::Plain)
             }
@@ -233,6 +233,28 @@ fn list_request(cmd: ListCmd, prefix: bool) -> (Request, View) {
     }
 }
 
+/// Asks before a group is deleted: on a terminal, a `y` goes on; anywhere
+/// else (a script) `--yes` is required. `None`: go on; else the exit code.
+fn confirm_delete(group: &str) -> Option<ExitCode> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "sgctl: deleting security group {group} needs confirmation: \
+             add --yes (stdin is not a terminal)"
+        );
+        return Some(ExitCode::from(2));
+    }
+    eprint!("Delete security group {group}? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        return None;
+    }
+    eprintln!("sgctl: not deleted");
+    Some(ExitCode::from(EXIT_REFUSED))
+}
+
 /// What clap cannot say alone: a usage error (exit code 2) naming the flag.
 fn check(command: &Command) -> Result<(), clap::Error> {
     if let Command::Diagnose(d) = command
@@ -258,6 +280,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = check(&cli.command) {
         e.exit();
+    }
+    if let Command::Group(GroupCmd::Delete { group, yes: false }) = &cli.command
+        && let Some(code) = confirm_delete(group)
+    {
+        return code;
     }
     let follow = matches!(cli.command, Command::Drops { follow: true });
     let export = export::target(&cli.command);
