@@ -64,9 +64,10 @@ pub struct Permissions {
     pub permission: Vec<Permission>,
 }
 
-/// One rule in ECS terms; every field is text, `""` when empty.
+/// One rule in ECS terms; every field is text, `""` when empty (or
+/// missing, when read).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", default)]
 pub struct Permission {
     pub direction: String,
     pub ip_protocol: String,
@@ -82,10 +83,27 @@ pub struct Permission {
     pub dest_prefix_list_id: String,
     pub port_range_list_id: String,
     pub policy: String,
+    /// Text; read also as a number (as the ECS API writes it).
+    #[serde(deserialize_with = "text_or_number")]
     pub priority: String,
     pub description: String,
     pub security_group_rule_id: String,
     pub create_time: String,
+}
+
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(String),
+        Integer(i64),
+        Number(f64),
+    }
+    Ok(match Value::deserialize(d)? {
+        Value::Text(s) => s,
+        Value::Integer(n) => n.to_string(),
+        Value::Number(n) => n.to_string(),
+    })
 }
 
 /// sg's protocol names and ECS's.
@@ -305,6 +323,73 @@ pub fn permissions_from_csv(text: &str) -> Result<Vec<Permission>, String> {
         .enumerate()
         .map(|(i, row)| row.map_err(|e| format!("row {}: {e}", i + 2)))
         .collect()
+}
+
+/// The permissions of an ECS file's text: JSON (the shape of
+/// `DescribeSecurityGroupAttribute`, or a bare array of permissions) or
+/// CSV; `format` is `"json"`, `"csv"` or empty (then by the content: JSON
+/// starts with `{` or `[`). Returns them and whether the file was CSV.
+pub fn permissions_from_text(text: &str, format: &str) -> Result<(Vec<Permission>, bool), String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let csv = match format.to_ascii_lowercase().as_str() {
+        "json" => false,
+        "csv" => true,
+        "" => !matches!(text.trim_start().chars().next(), Some('{' | '[')),
+        other => {
+            return Err(format!(
+                "unknown format {other:?}; allowed: \"json\", \"csv\""
+            ));
+        }
+    };
+    if csv {
+        return permissions_from_csv(text).map(|p| (p, true));
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum File {
+        Group {
+            #[serde(rename = "Permissions")]
+            permissions: Permissions,
+        },
+        Bare(Vec<Permission>),
+    }
+    match serde_json::from_str::<File>(text) {
+        Ok(File::Group { permissions }) => Ok((permissions.permission, false)),
+        Ok(File::Bare(p)) => Ok((p, false)),
+        Err(e) => Err(format!(
+            "not an ECS JSON file (an object with Permissions.Permission, or an array of permissions): {e}"
+        )),
+    }
+}
+
+/// What an import did (or, on a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub group: String,
+    pub dry_run: bool,
+    /// Whether the rules were added (not on a dry run, nor when a rule was
+    /// refused).
+    pub applied: bool,
+    pub added: Vec<ImportedRule>,
+    pub skipped: Vec<ImportedRule>,
+    pub refused: Vec<ImportedRule>,
+}
+
+/// One rule of an imported file: where it is (`row 3` of a CSV, counting
+/// the header as row 1, or `index 0` of a JSON), its direction, its id
+/// (the new one, for an added rule; the existing duplicate's for a
+/// duplicate), the field at fault and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportedRule {
+    pub position: String,
+    #[serde(default)]
+    pub direction: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub field: String,
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// `ecs_{region}_{groupId}.json`.

@@ -345,7 +345,7 @@ fn rule_position(
 /// The file's scheme: derived from the rule's content, with a suffix when
 /// the group already has that id. Never an id of another content, so a
 /// revoked rule's id does not come back for a different rule.
-fn next_rule_id(g: &schema::Group, dir: Direction, rule: &schema::Rule) -> String {
+pub(super) fn next_rule_id(g: &schema::Group, dir: Direction, rule: &schema::Rule) -> String {
     rule_id::generated(&g.id, dir, rule, |id| rule_position(g, None, id).is_some())
 }
 

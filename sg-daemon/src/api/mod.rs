@@ -39,6 +39,7 @@ mod counters;
 mod diagnose;
 mod edit;
 mod effective;
+mod import;
 mod names;
 mod server;
 mod sessions;
@@ -162,6 +163,12 @@ pub fn handle_desired(
             discard_api_changes,
         } => reload(state, discard_api_changes, apply),
         Request::HealthCheck { group, remove } => health_check(state, &group, remove, apply),
+        Request::ImportGroup {
+            group,
+            format,
+            content,
+            dry_run,
+        } => import::import(state, &group, &format, &content, dry_run, apply),
         edit => {
             let mut doc = state.document().clone();
             match edit_document(&mut doc, edit) {

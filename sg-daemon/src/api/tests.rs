@@ -867,3 +867,170 @@ fn export_group_answers_in_ecs_shape_with_the_region() {
     });
     assert_eq!(e, "no group sg-nope");
 }
+
+/// The seeds' web-server and SSH examples, IPv6 included, as the ECS
+/// console exports them (numbers as numbers, extra keys, real ids).
+const CONSOLE_JSON: &str = include_str!("../ecs/fixtures/console_web_ssh.json");
+
+fn import(group: &str, format: &str, content: &str, dry_run: bool) -> Request {
+    Request::ImportGroup {
+        group: group.into(),
+        format: format.into(),
+        content: content.into(),
+        dry_run,
+    }
+}
+
+fn import_report(f: &mut Fixture, request: Request) -> crate::ecs::ImportReport {
+    match f.ok(request) {
+        Reply::Import(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn import_of_the_console_json_adds_rules_with_fresh_ids_and_skips_duplicates() {
+    let mut f = Fixture::new();
+    // A dry run changes nothing.
+    let r = import_report(&mut f, import("sg-spare", "", CONSOLE_JSON, true));
+    assert!(r.dry_run && !r.applied);
+    assert_eq!(r.added.len(), 6, "{r:?}");
+    assert!(f.applied.is_empty());
+    assert!(
+        f.store
+            .document()
+            .group("sg-spare")
+            .unwrap()
+            .ingress
+            .is_empty()
+    );
+    // The import itself: one change.
+    let r = import_report(&mut f, import("sg-spare", "json", CONSOLE_JSON, false));
+    assert!(
+        r.applied && r.refused.is_empty() && r.skipped.is_empty(),
+        "{r:?}"
+    );
+    assert_eq!(r.added.len(), 6);
+    assert_eq!(r.added[2].position, "index 2");
+    assert_eq!(f.applied.len(), 1);
+    let g = f.store.document().group("sg-spare").unwrap().clone();
+    assert_eq!((g.ingress.len(), g.egress.len()), (5, 1));
+    // Ids from the file are not sg's: fresh ones.
+    assert!(
+        g.ingress
+            .iter()
+            .all(|r| r.id.as_deref().unwrap().starts_with("sg-spare/"))
+    );
+    assert_eq!(g.ingress[2].source_cidr_ip.as_deref(), Some("::/0"));
+    assert_eq!(g.ingress[4].port_range.as_deref(), Some("22/22"));
+    assert_eq!(
+        g.ingress[4].description.as_deref(),
+        Some("SSH from the office")
+    );
+    // The same file again: every rule a duplicate, nothing changes.
+    let r = import_report(&mut f, import("sg-spare", "", CONSOLE_JSON, false));
+    assert!(r.added.is_empty() && !r.applied, "{r:?}");
+    assert_eq!(r.skipped.len(), 6);
+    assert!(
+        r.skipped[0]
+            .reason
+            .starts_with("duplicate of rule sg-spare/"),
+        "{r:?}"
+    );
+    assert_eq!(f.applied.len(), 1);
+    // Import, export, import again (JSON and CSV): nothing changes.
+    let Reply::EcsGroup(a) = f.ok(Request::ExportGroup {
+        group: "sg-spare".into(),
+    }) else {
+        panic!()
+    };
+    for (format, text) in [("json", a.to_json()), ("", a.to_csv())] {
+        let r = import_report(&mut f, import("sg-spare", format, &text, false));
+        assert!(r.added.is_empty() && r.refused.is_empty(), "{r:?}");
+        assert_eq!(r.skipped.len(), 6);
+    }
+    assert_eq!(f.applied.len(), 1);
+    assert_eq!(f.store.document().group("sg-spare").unwrap(), &g);
+}
+
+#[test]
+fn import_skips_priorities_over_100_and_refuses_invalid_files_whole() {
+    let mut f = Fixture::new();
+    let header = crate::ecs::COLUMNS.join(",");
+    let row = |dir: &str, proto: &str, ports: &str, cidr: &str, prio: &str| {
+        format!("{dir},{proto},{ports},{cidr},,,,,,,,,,accept,{prio},,sgr-x,\n")
+    };
+    // Bare JSON array, letter case of values ignored, priority over 100 skipped.
+    let bare = r#"[{"Direction":"INGRESS","IpProtocol":"tcp","PortRange":"8080/8080",
+        "SourceCidrIp":"10.0.0.0/8","Policy":"ACCEPT","Priority":"150"},
+        {"Direction":"Ingress","IpProtocol":"udp","PortRange":"53/53",
+        "SourceCidrIp":"10.0.0.0/8","Policy":"accept","Priority":"5"}]"#;
+    let r = import_report(&mut f, import("sg-spare", "", bare, false));
+    assert_eq!(r.added.len(), 1, "{r:?}");
+    assert_eq!(r.skipped.len(), 1);
+    assert_eq!(r.skipped[0].position, "index 0");
+    assert!(r.skipped[0].reason.contains("over 100"), "{r:?}");
+    assert_eq!(f.applied.len(), 1);
+    // A CSV with an invalid port range in row 3 (the header is row 1) and a
+    // bad direction in row 4: refused whole, named by row and field.
+    let csv = format!(
+        "{header}\n{}{}{}",
+        row("ingress", "TCP", "22/22", "198.51.100.0/24", "1"),
+        row("ingress", "TCP", "99999/1", "198.51.100.0/24", "1"),
+        row("sideways", "TCP", "23/23", "198.51.100.0/24", "1"),
+    );
+    let r = import_report(&mut f, import("sg-spare", "csv", &csv, false));
+    assert!(!r.applied && r.added.is_empty(), "{r:?}");
+    assert_eq!(r.refused.len(), 2, "{r:?}");
+    assert_eq!(r.refused[0].position, "row 3");
+    assert_eq!(r.refused[0].field, "PortRange");
+    assert_eq!(r.refused[1].position, "row 4");
+    assert_eq!(r.refused[1].field, "Direction");
+    assert_eq!(f.applied.len(), 1);
+    assert_eq!(
+        f.store.document().group("sg-spare").unwrap().ingress.len(),
+        1
+    );
+    // More than 200 rules: the whole file refused.
+    let many: String = (0..201)
+        .map(|i| {
+            row(
+                "ingress",
+                "TCP",
+                &format!("{}/{}", 1000 + i, 1000 + i),
+                "10.1.0.0/16",
+                "1",
+            )
+        })
+        .collect();
+    let e = f.err(import(
+        "sg-spare",
+        "csv",
+        &format!("{header}\n{many}"),
+        false,
+    ));
+    assert!(e.contains("201 rules") && e.contains("200"), "{e}");
+    // 200 are fine.
+    let many: String = (0..200)
+        .map(|i| {
+            row(
+                "ingress",
+                "TCP",
+                &format!("{}/{}", 1000 + i, 1000 + i),
+                "10.1.0.0/16",
+                "1",
+            )
+        })
+        .collect();
+    let r = import_report(
+        &mut f,
+        import("sg-spare", "csv", &format!("{header}\n{many}"), true),
+    );
+    assert_eq!(r.added.len(), 200, "{r:?}");
+    // An unknown group, and a file that is neither format.
+    let e = f.err(import("sg-nope", "", CONSOLE_JSON, false));
+    assert_eq!(e, "cannot import: no group sg-nope");
+    let e = f.err(import("sg-spare", "json", "{\"Permissions\": 3}", false));
+    assert!(e.starts_with("cannot import: not an ECS JSON file"), "{e}");
+    assert_eq!(f.applied.len(), 1);
+}

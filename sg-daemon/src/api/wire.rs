@@ -81,6 +81,17 @@ pub enum Request {
     ExportGroup {
         group: String,
     },
+    /// Adds the rules of an ECS file (`content`, JSON or CSV; `format`
+    /// `"json"`, `"csv"` or empty: by the content) to `group` in one change
+    /// ([`crate::ecs::ImportReport`]); `dry_run` changes nothing.
+    ImportGroup {
+        group: String,
+        #[serde(default)]
+        format: String,
+        content: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// Adds a rule; without an `id` one is generated. Answers with the id.
     AuthorizeRule {
         group: String,
@@ -192,6 +203,7 @@ impl Request {
             Request::DeleteGroup { .. } => "DeleteGroup",
             Request::CloneGroup { .. } => "CloneGroup",
             Request::ExportGroup { .. } => "ExportGroup",
+            Request::ImportGroup { .. } => "ImportGroup",
             Request::AuthorizeRule { .. } => "AuthorizeRule",
             Request::RevokeRule { .. } => "RevokeRule",
             Request::ModifyRule { .. } => "ModifyRule",
@@ -268,6 +280,8 @@ pub enum Reply {
     Health(crate::health::HealthReport),
     /// A group in ECS's shape ([`crate::ecs`]).
     EcsGroup(crate::ecs::SecurityGroupAttribute),
+    /// What an import added, skipped and refused.
+    Import(crate::ecs::ImportReport),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

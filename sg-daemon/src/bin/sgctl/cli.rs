@@ -230,6 +230,21 @@ pub(crate) enum GroupCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Add the rules of an ECS file (JSON or CSV, as `group export` writes
+    /// them or the ECS console exports them) to a group, in one change: at
+    /// most 200 rules; priorities over 100 and duplicates of existing rules
+    /// are skipped; a rule that is not valid refuses the whole file (exit
+    /// code 1). Imported rules get fresh ids.
+    #[command(after_help = "Example: sgctl group import sg-web ecs_local_sg-web.json --dry-run")]
+    Import {
+        /// The group's id.
+        group: String,
+        /// The file: .json or .csv (otherwise told by its content).
+        file: PathBuf,
+        /// Report what would be added, skipped and refused; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Delete a group (refused while bound, referenced or protected). Asks
     /// for confirmation on a terminal; elsewhere `--yes` is required.
     #[command(after_help = "Example: sgctl group delete sg-old --yes")]

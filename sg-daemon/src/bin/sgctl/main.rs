@@ -106,6 +106,25 @@ fn request(command: Command) -> (Request, View) {
                 View::Message,
             ),
             GroupCmd::Export { group, .. } => (Request::ExportGroup { group }, View::Plain),
+            GroupCmd::Import {
+                group,
+                file,
+                dry_run,
+            } => (
+                Request::ImportGroup {
+                    group,
+                    // By the extension; otherwise the daemon tells by the content.
+                    format: match file.extension().and_then(|e| e.to_str()) {
+                        Some(e) if e.eq_ignore_ascii_case("json") => "json".into(),
+                        Some(e) if e.eq_ignore_ascii_case("csv") => "csv".into(),
+                        _ => String::new(),
+                    },
+                    // Read by `main` (the caller's file, sent as text).
+                    content: String::new(),
+                    dry_run,
+                },
+                View::Plain,
+            ),
         },
         Command::Rule(r) => match r {
             RuleCmd::Add {
@@ -288,7 +307,20 @@ fn main() -> ExitCode {
     }
     let follow = matches!(cli.command, Command::Drops { follow: true });
     let export = export::target(&cli.command);
-    let (req, view) = request(cli.command);
+    let import_file = match &cli.command {
+        Command::Group(GroupCmd::Import { file, .. }) => Some(file.clone()),
+        _ => None,
+    };
+    let (mut req, view) = request(cli.command);
+    if let (Some(file), Request::ImportGroup { content, .. }) = (import_file, &mut req) {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => *content = text,
+            Err(e) => {
+                eprintln!("sgctl: cannot read {}: {e}", file.display());
+                return ExitCode::from(EXIT_REFUSED);
+            }
+        }
+    }
     let response = match api::call(&cli.socket, &req, Duration::from_secs(cli.timeout)) {
         Ok(r) => r,
         Err(e) => {
@@ -316,6 +348,7 @@ fn main() -> ExitCode {
         Reply::Health(r) if r.findings.iter().any(|f| !r.removed.contains(&f.rule)) => {
             ExitCode::from(EXIT_FINDINGS)
         }
+        Reply::Import(r) if !r.refused.is_empty() => ExitCode::from(EXIT_REFUSED),
         _ => ExitCode::SUCCESS,
     };
     let mut last = match &reply {
