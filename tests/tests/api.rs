@@ -662,3 +662,69 @@ fn clone_and_export_a_group() {
     let e = ctl.refused(&["group", "export", "sg-nope", "--format", "csv", "--dir", d]);
     assert!(e.contains("no group sg-nope"), "{e}");
 }
+
+/// `sgctl group import` of the ECS console's JSON (the seeds' web-server
+/// and SSH examples, IPv6 included) and of sg's own CSV export: a dry run,
+/// the import, the second import skipping every rule, a refused file.
+#[test]
+fn import_a_group_from_ecs_files() {
+    let t = Topology::pair("apii").unwrap();
+    let s = t.server();
+    let sgd = enforce(s, &[web()]);
+    let ctl = sgd.ctl();
+    ctl.ok(&["group", "create", "sg-imp"]);
+    let dir = tempfile::tempdir().unwrap();
+    let console = dir.path().join("web.json");
+    fs::write(
+        &console,
+        include_str!("../../sg-daemon/src/ecs/fixtures/console_web_ssh.json"),
+    )
+    .unwrap();
+    let console = console.to_str().unwrap();
+    let rules = |ctl: &Ctl| {
+        let groups: Vec<GroupInfo> = json!(ctl, &["group", "show", "sg-imp"]);
+        groups[0].group.ingress.len() + groups[0].group.egress.len()
+    };
+
+    let said = ctl.ok(&["group", "import", "sg-imp", console, "--dry-run"]);
+    assert!(said.contains("dry run: would add 6 rule(s)"), "{said}");
+    assert_eq!(rules(&ctl), 0);
+    let said = ctl.ok(&["group", "import", "sg-imp", console]);
+    assert!(
+        said.contains("imported 6 rule(s) into group sg-imp"),
+        "{said}"
+    );
+    assert!(said.contains("index 5"), "{said}");
+    assert_eq!(rules(&ctl), 6);
+
+    // Export as CSV, import it again (without its extension: by content).
+    let d = dir.path().to_str().unwrap();
+    let csv = ctl.ok(&["group", "export", "sg-imp", "--format", "csv", "--dir", d]);
+    let plain = dir.path().join("rules");
+    fs::rename(csv.trim(), &plain).unwrap();
+    let again = json_value(
+        &ctl,
+        &["group", "import", "sg-imp", plain.to_str().unwrap()],
+    );
+    assert_eq!(again["added"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 6, "{again}");
+    assert_eq!(again["skipped"][0]["position"], "row 2", "{again}");
+    assert_eq!(rules(&ctl), 6);
+
+    // A file with an invalid rule: refused whole, by row and field.
+    let text = fs::read_to_string(&plain).unwrap();
+    let bad = dir.path().join("bad.csv");
+    fs::write(
+        &bad,
+        format!("{text}ingress,TCP,70000/1,10.0.0.0/8,,,,,,,,,,Accept,1,,,\r\n"),
+    )
+    .unwrap();
+    let out = ctl.run(&["group", "import", "sg-imp", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("row 8"), "{out:?}");
+    assert!(out.stdout.contains("PortRange"), "{out:?}");
+    assert!(out.stdout.contains("nothing imported"), "{out:?}");
+    assert_eq!(rules(&ctl), 6);
+    let e = ctl.refused(&["group", "import", "sg-nope", console]);
+    assert!(e.contains("no group sg-nope"), "{e}");
+}
