@@ -263,3 +263,39 @@ fn a_group_without_rules_exports_the_header_alone() {
     assert_eq!(a.to_csv(), format!("{}\r\n", COLUMNS.join(",")));
     assert!(permissions_from_csv(&a.to_csv()).unwrap().is_empty());
 }
+
+#[test]
+fn an_import_reads_either_format_by_name_or_by_content() {
+    let a = attribute();
+    let want = a.permissions.permission.clone();
+    // sg's own files, by name and by content.
+    for format in ["json", "JSON", ""] {
+        assert_eq!(
+            permissions_from_text(&a.to_json(), format).unwrap(),
+            (want.clone(), false)
+        );
+    }
+    for format in ["csv", ""] {
+        assert_eq!(
+            permissions_from_text(&a.to_csv(), format).unwrap(),
+            (want.clone(), true)
+        );
+    }
+    // A bare array, missing fields empty, a numeric priority, a BOM.
+    let (p, csv) = permissions_from_text(
+        "\u{feff} [{\"Direction\": \"EGRESS\", \"Priority\": 7, \"NicType\": \"intranet\"}]",
+        "",
+    )
+    .unwrap();
+    assert!(!csv);
+    assert_eq!(
+        (p[0].direction.as_str(), p[0].priority.as_str()),
+        ("EGRESS", "7")
+    );
+    assert_eq!(p[0].port_range, "");
+    assert_eq!(p[0].to_rule().unwrap().0, Direction::Egress);
+    let e = permissions_from_text("{}", "json").unwrap_err();
+    assert!(e.starts_with("not an ECS JSON file"), "{e}");
+    let e = permissions_from_text("", "xml").unwrap_err();
+    assert!(e.contains("unknown format"), "{e}");
+}

@@ -314,6 +314,15 @@ fn main() -> ExitCode {
     let (mut req, view) = request(cli.command);
     if let (Some(file), Request::ImportGroup { content, .. }) = (import_file, &mut req) {
         match std::fs::read_to_string(&file) {
+            Ok(text) if text.len() > api::MAX_REQUEST_BYTES / 2 => {
+                eprintln!(
+                    "sgctl: {} is too large to import ({} bytes; at most {})",
+                    file.display(),
+                    text.len(),
+                    api::MAX_REQUEST_BYTES / 2
+                );
+                return ExitCode::from(EXIT_REFUSED);
+            }
             Ok(text) => *content = text,
             Err(e) => {
                 eprintln!("sgctl: cannot read {}: {e}", file.display());
@@ -519,6 +528,20 @@ mod tests {
         assert!(
             Cli::try_parse_from(["sgctl", "group", "export", "sg-web", "--format", "xml"]).is_err()
         );
+
+        // import: the format by the extension (any case), else left to the
+        // daemon (by the content); the content is read by `main`.
+        for (file, want) in [("a.JSON", "json"), ("b.csv", "csv"), ("rules", "")] {
+            let cli =
+                Cli::try_parse_from(["sgctl", "group", "import", "sg-web", file, "--dry-run"])
+                    .unwrap();
+            assert!(
+                matches!(request(cli.command).0, Request::ImportGroup { group, format, dry_run: true, .. }
+                    if group == "sg-web" && format == want),
+                "{file}"
+            );
+        }
+        assert!(Cli::try_parse_from(["sgctl", "group", "import", "sg-web"]).is_err());
     }
 
     #[test]
