@@ -724,6 +724,7 @@ fn import_a_group_from_ecs_files() {
     assert!(out.stdout.contains("row 8"), "{out:?}");
     assert!(out.stdout.contains("PortRange"), "{out:?}");
     assert!(out.stdout.contains("nothing imported"), "{out:?}");
+    assert!(out.stderr.contains("import refused"), "{out:?}");
     assert_eq!(rules(&ctl), 6);
     let e = ctl.refused(&["group", "import", "sg-nope", console]);
     assert!(e.contains("no group sg-nope"), "{e}");

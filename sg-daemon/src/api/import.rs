@@ -191,6 +191,15 @@ pub(super) fn import(
                 other.join("; ")
             ));
         }
+        // Errors of the group as a whole (none is expected once a rule is
+        // refused, but none is lost either).
+        report
+            .refused
+            .extend(other.into_iter().map(|reason| ImportedRule {
+                position: "group".into(),
+                reason,
+                ..Default::default()
+            }));
     }
     if !report.refused.is_empty() {
         // Nothing of a file with a refused rule is applied.

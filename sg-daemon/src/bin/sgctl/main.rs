@@ -357,7 +357,13 @@ fn main() -> ExitCode {
         Reply::Health(r) if r.findings.iter().any(|f| !r.removed.contains(&f.rule)) => {
             ExitCode::from(EXIT_FINDINGS)
         }
-        Reply::Import(r) if !r.refused.is_empty() => ExitCode::from(EXIT_REFUSED),
+        Reply::Import(r) if !r.refused.is_empty() => {
+            eprintln!(
+                "sgctl: import refused: {} rule(s) of the file are not valid; nothing was imported",
+                r.refused.len()
+            );
+            ExitCode::from(EXIT_REFUSED)
+        }
         _ => ExitCode::SUCCESS,
     };
     let mut last = match &reply {
