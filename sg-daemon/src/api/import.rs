@@ -111,8 +111,9 @@ pub(super) fn import(
                 .map(move |r| (content(d, r), r.id.clone().unwrap_or_default()))
         })
         .collect();
-    // Where each added rule came from: (direction, index in it) -> position.
-    let mut origin: Vec<(Direction, usize, String)> = Vec::new();
+    // Where each added rule came from: direction, index there, position,
+    // the permission.
+    let mut origin: Vec<(Direction, usize, String, usize)> = Vec::new();
     for (i, p) in permissions.iter().enumerate() {
         let at = position(i);
         let (dir, mut rule) = match p.to_rule() {
@@ -155,7 +156,7 @@ pub(super) fn import(
         let id = rule.id.clone().unwrap_or_default();
         seen.push((key, id.clone()));
         let rules = g.rules_mut(dir);
-        origin.push((dir, rules.len(), at.clone()));
+        origin.push((dir, rules.len(), at.clone(), i));
         rules.push(rule);
         report.added.push(skip(String::new(), id));
     }
@@ -168,17 +169,26 @@ pub(super) fn import(
             .expect("checked above");
         let mut other = Vec::new();
         for e in &errors.0 {
-            let found = origin.iter().find_map(|(dir, j, at)| {
+            let found = origin.iter().find_map(|(dir, j, at, i)| {
                 let prefix = format!("security_group[{gi}].{}[{j}]", dir.name());
                 let rest = e.field.strip_prefix(&prefix)?;
                 (rest.is_empty() || rest.starts_with('.'))
-                    .then(|| (dir, at, rest.trim_start_matches('.')))
+                    .then(|| (dir, at, rest.trim_start_matches('.'), &permissions[*i]))
             });
             match found {
-                Some((dir, at, field)) => report.refused.push(ImportedRule {
+                Some((dir, at, field, p)) => report.refused.push(ImportedRule {
                     position: at.clone(),
                     direction: dir.name().into(),
-                    field: column(field),
+                    // The column the value came from (IPv6 ones by name).
+                    field: match field {
+                        "source_cidr_ip" if !p.ipv6_source_cidr_ip.is_empty() => {
+                            "Ipv6SourceCidrIp".into()
+                        }
+                        "dest_cidr_ip" if !p.ipv6_dest_cidr_ip.is_empty() => {
+                            "Ipv6DestCidrIp".into()
+                        }
+                        f => column(f),
+                    },
                     reason: e.message.clone(),
                     ..Default::default()
                 }),

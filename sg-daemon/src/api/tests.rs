@@ -1034,3 +1034,48 @@ fn import_skips_priorities_over_100_and_refuses_invalid_files_whole() {
     assert!(e.starts_with("cannot import: not an ECS JSON file"), "{e}");
     assert_eq!(f.applied.len(), 1);
 }
+
+#[test]
+fn import_skips_duplicates_within_the_file_and_names_json_indexes_and_ipv6_columns() {
+    let mut f = Fixture::new();
+    let json = r#"[
+        {"Direction":"ingress","IpProtocol":"TCP","PortRange":"22/22","SourceCidrIp":"198.51.100.0/24","Policy":"Accept","Priority":1,"Description":"ssh"},
+        {"Direction":"ingress","IpProtocol":"tcp","PortRange":"22/22","SourceCidrIp":"198.51.100.0/24","Policy":"accept","Description":"again"}
+    ]"#;
+    let r = import_report(&mut f, import("sg-spare", "", json, true));
+    assert_eq!((r.added.len(), r.skipped.len()), (1, 1), "{r:?}");
+    assert_eq!(r.skipped[0].position, "index 1");
+    assert_eq!(
+        r.skipped[0].reason,
+        format!("duplicate of rule {}", r.added[0].id)
+    );
+    // An existing rule of sg-web (its description differs): a duplicate.
+    let web = r#"[{"Direction":"ingress","IpProtocol":"TCP","PortRange":"80/80","SourceCidrIp":"0.0.0.0/0","Policy":"Accept","Priority":"1","Description":"web"}]"#;
+    let r = import_report(&mut f, import("sg-web", "", web, false));
+    assert_eq!(
+        r.skipped[0].reason,
+        format!("duplicate of rule {WEB_HTTP}"),
+        "{r:?}"
+    );
+    assert!(f.applied.is_empty());
+    // An invalid IPv6 source at index 1 and a bad protocol at index 2.
+    let bad = r#"[
+        {"Direction":"ingress","IpProtocol":"TCP","PortRange":"22/22","SourceCidrIp":"198.51.100.0/24","Policy":"Accept"},
+        {"Direction":"ingress","IpProtocol":"TCP","PortRange":"22/22","Ipv6SourceCidrIp":"2001:db8::/200","Policy":"Accept"},
+        {"Direction":"ingress","IpProtocol":"SCTP-ish","PortRange":"22/22","SourceCidrIp":"10.0.0.0/8","Policy":"Accept"}
+    ]"#;
+    let r = import_report(&mut f, import("sg-spare", "", bad, false));
+    assert!(r.added.is_empty() && !r.applied, "{r:?}");
+    let at: Vec<(&str, &str)> = r
+        .refused
+        .iter()
+        .map(|r| (r.position.as_str(), r.field.as_str()))
+        .collect();
+    // (The file's checks also find the port range then not valid.)
+    assert_eq!(
+        at[..2],
+        [("index 1", "Ipv6SourceCidrIp"), ("index 2", "IpProtocol")],
+        "{r:?}"
+    );
+    assert!(f.applied.is_empty());
+}
