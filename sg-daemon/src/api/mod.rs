@@ -27,7 +27,8 @@
 //!
 //! The modules: `wire` (the lines and their types), `server` and `client`
 //! (the two ends of the socket), `edit` and `change` (editing the desired
-//! state and putting it in force), the read-only views `effective`,
+//! state and putting it in force), `import` (an ECS file's rules added to
+//! a group in one change), the read-only views `effective`,
 //! `diagnose`, `sessions` and `counters`, and `names` (small helpers the
 //! views share); `tests` runs requests against a store.
 //!

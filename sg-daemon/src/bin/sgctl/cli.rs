@@ -40,7 +40,7 @@ pub(crate) enum Output {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Security groups: list, show, create, modify, clone, export, delete, health-check.
+    /// Security groups: list, show, create, modify, clone, export, import, delete, health-check.
     #[command(subcommand, after_help = "Example: sgctl group show sg-web")]
     Group(GroupCmd),
     /// Rules of a group: add, remove, modify (by rule id).
