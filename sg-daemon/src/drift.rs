@@ -36,6 +36,13 @@ pub fn differences(state: &Document, file: &Document) -> Vec<String> {
         &file.interface,
         |b| &b.name,
     );
+    compare(
+        &mut out,
+        "snapshot policy",
+        &state.snapshot_policy,
+        &file.snapshot_policy,
+        |p| &p.id,
+    );
     out
 }
 

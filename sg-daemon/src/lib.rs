@@ -18,6 +18,7 @@
 //! - [`daemon`]: applying a whole config to the interfaces, reloads;
 //! - [`store`]: the desired state in the file format, persisted for the API;
 //! - [`drift`]: what API changes made that the config file lacks;
+//! - [`snapshots`]: covered groups' rules kept as they were, to restore;
 //! - [`health`]: a group's redundant, shadowed and exposed rules;
 //! - [`api`]: the control API on a Unix socket, used by `sgctl`;
 //! - [`ecs`]: a group's rules in ECS's JSON and CSV formats (export).
@@ -39,5 +40,6 @@ pub mod model;
 pub mod protection;
 pub mod reference;
 pub mod sessions;
+pub mod snapshots;
 pub mod store;
 pub mod verify;

@@ -12,12 +12,37 @@ pub struct Config {
     pub daemon: DaemonSettings,
     pub groups: Vec<SecurityGroup>,
     pub interfaces: Vec<InterfaceBinding>,
+    pub snapshot_policies: Vec<SnapshotPolicy>,
 }
 
 impl Config {
     pub fn group(&self, id: &str) -> Option<&SecurityGroup> {
         self.groups.iter().find(|g| g.id == id)
     }
+
+    /// The groups an enabled snapshot policy covers, each with the longest
+    /// retention among those policies (days), and the policies' ids.
+    pub fn snapshot_coverage(&self) -> std::collections::BTreeMap<&str, (u32, Vec<&str>)> {
+        let mut out = std::collections::BTreeMap::<&str, (u32, Vec<&str>)>::new();
+        for p in self.snapshot_policies.iter().filter(|p| p.enabled) {
+            for g in &p.groups {
+                let entry = out.entry(g.as_str()).or_default();
+                entry.0 = entry.0.max(p.retention_days);
+                entry.1.push(p.id.as_str());
+            }
+        }
+        out
+    }
+}
+
+/// A `[[snapshot_policy]]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotPolicy {
+    pub id: String,
+    pub name: Option<String>,
+    pub enabled: bool,
+    pub retention_days: u32,
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +78,8 @@ pub struct DaemonSettings {
     /// `[daemon] region`: names the files `sgctl group export` writes
     /// (ECS's region id); default `local`.
     pub region: String,
+    /// From a rule change to the snapshot of the rules before it.
+    pub snapshot_delay_secs: u64,
 }
 
 impl Default for DaemonSettings {
@@ -73,6 +100,7 @@ impl Default for DaemonSettings {
             metrics_address: None,
             attach: AttachMode::Auto,
             region: "local".into(),
+            snapshot_delay_secs: crate::config::limits::SNAPSHOT_DELAY_DEFAULT_SECS,
         }
     }
 }

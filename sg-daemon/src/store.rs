@@ -42,7 +42,12 @@ use tracing::{info, warn};
 
 /// The document types are the config file's schema.
 pub use crate::config::schema::{Binding, Document, Group, List, ProtocolValue, Rule};
-use crate::{config, model::Config, protection};
+use crate::{
+    config,
+    model::Config,
+    protection,
+    snapshots::{Snapshots, unix_now},
+};
 
 /// The name of the persisted desired state in `state_dir`.
 pub const STATE_FILE: &str = "state.toml";
@@ -64,6 +69,8 @@ pub struct Store {
     doc: Document,
     config: Config,
     source: Source,
+    /// The snapshots of covered groups; every change is shown to them.
+    snapshots: Snapshots,
 }
 
 /// A config file read, validated and with its rule ids filled in.
@@ -81,6 +88,7 @@ impl Store {
     pub fn open(state_dir: &Path, config_file: &Path) -> anyhow::Result<Store> {
         let (file_doc, file_config) = load_file(config_file).map_err(|e| anyhow!("{e}"))?;
         let state_file = state_dir.join(STATE_FILE);
+        let snapshots = Snapshots::open(state_dir, file_config.daemon.snapshot_delay_secs);
         let text = match fs::read_to_string(&state_file) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -90,6 +98,7 @@ impl Store {
                     doc: file_doc,
                     config: file_config,
                     source: Source::File,
+                    snapshots,
                 }
                 .protected_at_start();
             }
@@ -129,6 +138,7 @@ impl Store {
             doc,
             config,
             source: Source::State,
+            snapshots,
         }
         .protected_at_start()
     }
@@ -143,8 +153,35 @@ impl Store {
         };
         protection::check_at_start(self.state_dir(), &self.doc, source)
             .map_err(|e| anyhow!("{e}"))?;
-        self.record_protected();
-        Ok(self)
+        let mut store = self;
+        store.record_protected();
+        store.observe_snapshots();
+        Ok(store)
+    }
+
+    /// Shows the desired state in force to the snapshots (see
+    /// [`crate::snapshots`]); a failure to write one is logged: the change
+    /// itself stands.
+    fn observe_snapshots(&mut self) {
+        if let Err(e) = self.snapshots.observe(&self.config, &self.doc, unix_now()) {
+            warn!("snapshots: {e}");
+        }
+    }
+
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+
+    /// Takes the snapshots due by now, and deletes those past their
+    /// retention; failures are logged.
+    pub fn snapshot_tick(&mut self) {
+        let now = unix_now();
+        if let Err(e) = self.snapshots.take_due(now) {
+            warn!("snapshots: {e}");
+        }
+        if let Err(e) = self.snapshots.purge(now) {
+            warn!("snapshots: {e}");
+        }
     }
 
     fn state_dir(&self) -> &Path {
@@ -216,6 +253,7 @@ impl Store {
         self.config = config;
         self.source = Source::State;
         self.record_protected();
+        self.observe_snapshots();
         Ok(())
     }
 
@@ -227,7 +265,10 @@ impl Store {
         self.doc = doc;
         self.config = config;
         self.source = Source::File;
+        self.snapshots
+            .set_delay(self.config.daemon.snapshot_delay_secs);
         self.record_protected();
+        self.observe_snapshots();
         Ok(existed)
     }
 }
@@ -274,7 +315,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 
 /// Removes `path` and fsyncs its directory; `Ok(false)` if it was not
 /// there.
-fn remove_durably(path: &Path) -> io::Result<bool> {
+pub(crate) fn remove_durably(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

@@ -235,6 +235,7 @@ fn arb_config() -> impl Strategy<Value = Config> {
                         },
                         groups,
                         interfaces: vec![binding],
+                        snapshot_policies: Vec::new(),
                     }
                 })
         },
@@ -893,6 +894,7 @@ fn kernel_decides_like_the_reference() {
         daemon: DaemonSettings::default(),
         groups: Vec::new(),
         interfaces: Vec::new(),
+        snapshot_policies: Vec::new(),
     };
     let kernel = RefCell::new(Kernel::load(&first));
     let seen = RefCell::new(Seen::default());

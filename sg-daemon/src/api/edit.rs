@@ -60,6 +60,10 @@ fn friendly_field(doc: &Document, field: &str) -> String {
                 .port_list
                 .get(i)
                 .map(|l| format!("port list {}", l.id.escape_debug())),
+            Some(("snapshot_policy", i)) => doc
+                .snapshot_policy
+                .get(i)
+                .map(|p| format!("snapshot policy {}", p.id.escape_debug())),
             _ => None,
         };
         match named {
@@ -168,7 +172,23 @@ pub(super) fn edit_document(
                 ));
             }
             doc.security_group.retain(|g| g.id != group);
-            Ok((format!("deleted group {group}"), None))
+            // Its snapshot policies let it go; its snapshots stay for
+            // their retention.
+            let mut policies = Vec::new();
+            for p in &mut doc.snapshot_policy {
+                if p.security_groups.contains(&group) {
+                    p.security_groups.retain(|g| *g != group);
+                    policies.push(p.id.clone());
+                }
+            }
+            let note = match policies.is_empty() {
+                true => String::new(),
+                false => format!(
+                    " (and took it off snapshot policy {}; its snapshots stay for their retention)",
+                    policies.join(", ")
+                ),
+            };
+            Ok((format!("deleted group {group}{note}"), None))
         }
         Request::AuthorizeRule {
             group,
@@ -297,6 +317,11 @@ pub(super) fn edit_document(
             let users = users.into_iter().map(|(_, name)| name).collect();
             delete_list(&mut doc.port_list, &id, "port list", users)
         }
+        policy @ (Request::CreateSnapshotPolicy { .. }
+        | Request::ModifySnapshotPolicy { .. }
+        | Request::DeleteSnapshotPolicy { .. }
+        | Request::AssociateSnapshotPolicy { .. }
+        | Request::DisassociateSnapshotPolicy { .. }) => super::snapshot::edit_policy(doc, policy),
         other => Err(format!("{} changes nothing here", other.verb())),
     }
 }

@@ -28,7 +28,8 @@
 //! The modules: `wire` (the lines and their types), `server` and `client`
 //! (the two ends of the socket), `edit` and `change` (editing the desired
 //! state and putting it in force), `import` (an ECS file's rules added to
-//! a group in one change), the read-only views `effective`,
+//! a group in one change), `snapshot` (snapshot policies, and a group's
+//! snapshots listed, compared and restored), the read-only views `effective`,
 //! `diagnose`, `sessions` and `counters`, and `names` (small helpers the
 //! views share); `tests` runs requests against a store.
 //!
@@ -44,6 +45,7 @@ mod import;
 mod names;
 mod server;
 mod sessions;
+mod snapshot;
 mod wire;
 
 #[cfg(test)]
@@ -67,7 +69,8 @@ pub use self::{
     wire::{
         Counters, Diagnosis, DirectionRules, Effective, EffectiveRule, GroupInfo, InterfaceCount,
         InterfaceInfo, MAX_REQUEST_BYTES, Probe, ReasonCount, Reply, Request, RequestLine,
-        Response, ResponseLine, RuleCount, SessionInfo, VERSION, parse_request,
+        Response, ResponseLine, RuleCount, SessionInfo, SnapshotInfo, SnapshotList, VERSION,
+        parse_request,
     },
 };
 use crate::{
@@ -170,6 +173,16 @@ pub fn handle_desired(
             content,
             dry_run,
         } => import::import(state, &group, &format, &content, dry_run, apply),
+        Request::ListSnapshotPolicies => Ok(Reply::SnapshotPolicies(
+            state.document().snapshot_policy.clone(),
+        )),
+        Request::ListSnapshots { group } => snapshot::list(state, &group),
+        Request::DiffSnapshot { group, snapshot } => {
+            snapshot::diff_snapshot(state, &group, &snapshot)
+        }
+        Request::RestoreSnapshot { group, snapshot } => {
+            snapshot::restore(state, &group, &snapshot, apply)
+        }
         edit => {
             let mut doc = state.document().clone();
             match edit_document(&mut doc, edit) {

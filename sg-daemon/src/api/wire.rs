@@ -115,6 +115,54 @@ pub enum Request {
         id: String,
         rule: schema::Rule,
     },
+    /// The snapshot policies (`[[snapshot_policy]]`).
+    ListSnapshotPolicies,
+    /// A new snapshot policy; the groups it lists are snapshotted at once
+    /// (if it is enabled).
+    CreateSnapshotPolicy {
+        policy: schema::SnapshotPolicy,
+    },
+    /// Changes the given fields of a snapshot policy.
+    ModifySnapshotPolicy {
+        id: String,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        enabled: Option<bool>,
+        #[serde(default)]
+        retention_days: Option<i64>,
+    },
+    /// Removes a snapshot policy (its snapshots stay for their retention).
+    DeleteSnapshotPolicy {
+        id: String,
+    },
+    /// Adds groups to a snapshot policy; each newly covered group is
+    /// snapshotted at once.
+    AssociateSnapshotPolicy {
+        id: String,
+        groups: Vec<String>,
+    },
+    /// Takes groups off a snapshot policy.
+    DisassociateSnapshotPolicy {
+        id: String,
+        groups: Vec<String>,
+    },
+    /// A group's snapshots, newest first, and when the next is due.
+    ListSnapshots {
+        group: String,
+    },
+    /// A snapshot against the group's rules in force, per direction.
+    DiffSnapshot {
+        group: String,
+        snapshot: String,
+    },
+    /// Replaces every rule of the group with the snapshot's, in one
+    /// change (itself a change: a snapshot of what it replaced is
+    /// scheduled).
+    RestoreSnapshot {
+        group: String,
+        snapshot: String,
+    },
     /// The interface bindings.
     ListInterfaces,
     /// Adds a group to an interface's bindings (last in order), binding the
@@ -225,6 +273,15 @@ impl Request {
             Request::Reload { .. } => "Reload",
             Request::Export => "Export",
             Request::HealthCheck { .. } => "HealthCheck",
+            Request::ListSnapshotPolicies => "ListSnapshotPolicies",
+            Request::CreateSnapshotPolicy { .. } => "CreateSnapshotPolicy",
+            Request::ModifySnapshotPolicy { .. } => "ModifySnapshotPolicy",
+            Request::DeleteSnapshotPolicy { .. } => "DeleteSnapshotPolicy",
+            Request::AssociateSnapshotPolicy { .. } => "AssociateSnapshotPolicy",
+            Request::DisassociateSnapshotPolicy { .. } => "DisassociateSnapshotPolicy",
+            Request::ListSnapshots { .. } => "ListSnapshots",
+            Request::DiffSnapshot { .. } => "DiffSnapshot",
+            Request::RestoreSnapshot { .. } => "RestoreSnapshot",
         }
     }
 }
@@ -282,6 +339,37 @@ pub enum Reply {
     EcsGroup(crate::ecs::SecurityGroupAttribute),
     /// What an import added, skipped and refused.
     Import(crate::ecs::ImportReport),
+    SnapshotPolicies(Vec<schema::SnapshotPolicy>),
+    Snapshots(SnapshotList),
+    SnapshotDiff(crate::snapshots::SnapshotDiff),
+}
+
+/// A group's snapshots (`sgctl snapshot list`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotList {
+    pub group: String,
+    /// When the scheduled snapshot of the rules before a change is
+    /// taken (RFC 3339, UTC), if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<String>,
+    pub snapshots: Vec<SnapshotInfo>,
+}
+
+/// One snapshot, without its rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub taken_at: String,
+    /// `associated` (the group became covered) or `changed` (the rules
+    /// before a change).
+    pub trigger: String,
+    pub inbound_rules: usize,
+    pub outbound_rules: usize,
+    pub retention_days: u32,
+    /// RFC 3339, UTC: deleted then.
+    pub expires_at: String,
+    pub policies: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

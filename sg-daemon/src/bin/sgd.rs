@@ -127,6 +127,11 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
         // Tables an apply switched away from are freed a grace period
         // after their own switch, whatever happens in between.
         let collect_at = daemon.dataplane().next_collection();
+        // The next scheduled snapshot (the wall clock: they outlive boots).
+        let snapshot_at = store.snapshots().next_due().map(|due| {
+            let wait = due.saturating_sub(sg_daemon::snapshots::unix_now());
+            tokio::time::Instant::now() + std::time::Duration::from_secs(wait)
+        });
         tokio::select! {
             _ = hangup.recv() => {
                 reload(&mut store, &mut daemon, &drop_log);
@@ -152,6 +157,9 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
                     tracing::warn!("freeing old tables: {e:#}");
                 }
             }
+            _ = tokio::time::sleep_until(snapshot_at.unwrap_or_else(tokio::time::Instant::now)), if snapshot_at.is_some() => {
+                store.snapshot_tick();
+            }
             Some(record) = drops_rx.recv() => {
                 let drop = drop_log.push(&daemon, &record);
                 tracing::debug!(?drop, "dropped");
@@ -164,6 +172,8 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
                 let _ = scrape.send(text);
             }
             _ = sweep.tick() => {
+                // Snapshots past their retention go too.
+                store.snapshot_tick();
                 match daemon.sweep_sessions(store.config()) {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(freed = n, "expired sessions swept"),

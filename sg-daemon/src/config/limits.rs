@@ -71,3 +71,12 @@ pub fn rule_quota(
         })
         .sum()
 }
+
+/// `retention_days` of a snapshot policy (seed 002; default 1).
+pub const SNAPSHOT_RETENTION_DAYS_RANGE: RangeInclusive<i64> = 1..=30;
+/// Groups one snapshot policy may cover (seed 002).
+pub const MAX_GROUPS_PER_SNAPSHOT_POLICY: usize = 10;
+/// `[daemon] snapshot_delay_secs`: from a rule change to its snapshot
+/// (the seeds' 5 minutes by default); up to a day.
+pub const SNAPSHOT_DELAY_RANGE: RangeInclusive<i64> = 0..=86_400;
+pub const SNAPSHOT_DELAY_DEFAULT_SECS: u64 = 300;

@@ -27,6 +27,8 @@ pub struct Document {
     pub security_group: Vec<Group>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interface: Vec<Binding>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshot_policy: Vec<SnapshotPolicy>,
 }
 
 /// `[daemon]`: host settings (SPEC §7, and the built-in switches).
@@ -63,6 +65,8 @@ pub struct Daemon {
     pub attach: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_delay_secs: Option<i64>,
 }
 
 /// `[[prefix_list]]` or `[[port_list]]`.
@@ -221,6 +225,22 @@ impl Rule {
     }
 }
 
+/// `[[snapshot_policy]]`: which groups' rules are kept as snapshots, and
+/// for how long (see `crate::snapshots`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotPolicy {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<i64>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+}
+
 /// `[[interface]]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -321,5 +341,6 @@ impl Document {
             && self.port_list == other.port_list
             && self.security_group == other.security_group
             && self.interface == other.interface
+            && self.snapshot_policy == other.snapshot_policy
     }
 }

@@ -120,6 +120,16 @@ pub(crate) enum Command {
     /// Print the desired state as a config file (SPEC §7).
     #[command(after_help = "Example: sgctl export > sg-backup.toml")]
     Export,
+    /// A group's snapshots (its rules as they were): list, diff, restore.
+    #[command(subcommand, after_help = "Example: sgctl snapshot list sg-web")]
+    Snapshot(super::snapshot::SnapshotCmd),
+    /// Snapshot policies: which groups are snapshotted, kept how long.
+    #[command(
+        subcommand,
+        name = "snapshot-policy",
+        after_help = "Example: sgctl snapshot-policy create daily --retention-days 7 --group sg-web"
+    )]
+    SnapshotPolicy(super::snapshot::PolicyCmd),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

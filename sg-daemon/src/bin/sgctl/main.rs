@@ -4,13 +4,15 @@
 //! reason on stderr), 2 usage, 3 the daemon cannot be reached, 4 a health
 //! check found rules to look at (findings other than removed ones).
 //!
-//! `cli` holds the options and subcommands, `render` the tables; this file
+//! `cli` holds the options and subcommands, `render` the tables, `export`
+//! the ECS files, `snapshot` the snapshot commands; this file
 //! turns a command into a request, sends it, prints the answer (or follows
 //! the drops) and sets the exit code.
 
 mod cli;
 mod export;
 mod render;
+mod snapshot;
 
 use std::{path::Path, process::ExitCode, time::Duration};
 
@@ -219,6 +221,8 @@ fn request(command: Command) -> (Request, View) {
             View::Message,
         ),
         Command::Export => (Request::Export, View::Plain),
+        Command::Snapshot(cmd) => snapshot::request(cmd),
+        Command::SnapshotPolicy(cmd) => snapshot::policy_request(cmd),
     }
 }
 
@@ -252,25 +256,23 @@ fn list_request(cmd: ListCmd, prefix: bool) -> (Request, View) {
     }
 }
 
-/// Asks before a group is deleted: on a terminal, a `y` goes on; anywhere
-/// else (a script) `--yes` is required. `None`: go on; else the exit code.
-fn confirm_delete(group: &str) -> Option<ExitCode> {
+/// Asks before what cannot be undone: on a terminal, a `y` goes on;
+/// anywhere else (a script) `--yes` is required. `None`: go on; else the
+/// exit code.
+fn confirm(question: &str, action: &str, declined: &str) -> Option<ExitCode> {
     use std::io::{BufRead as _, IsTerminal as _, Write as _};
     if !std::io::stdin().is_terminal() {
-        eprintln!(
-            "sgctl: deleting security group {group} needs confirmation: \
-             add --yes (stdin is not a terminal)"
-        );
+        eprintln!("sgctl: {action} needs confirmation: add --yes (stdin is not a terminal)");
         return Some(ExitCode::from(2));
     }
-    eprint!("Delete security group {group}? [y/N] ");
+    eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
     if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
         return None;
     }
-    eprintln!("sgctl: not deleted");
+    eprintln!("sgctl: {declined}");
     Some(ExitCode::from(EXIT_REFUSED))
 }
 
@@ -300,9 +302,20 @@ fn main() -> ExitCode {
     if let Err(e) = check(&cli.command) {
         e.exit();
     }
-    if let Command::Group(GroupCmd::Delete { group, yes: false }) = &cli.command
-        && let Some(code) = confirm_delete(group)
-    {
+    let confirmed = match &cli.command {
+        Command::Group(GroupCmd::Delete { group, yes: false }) => confirm(
+            &format!("Delete security group {group}?"),
+            &format!("deleting security group {group}"),
+            "not deleted",
+        ),
+        Command::Snapshot(snapshot::SnapshotCmd::Restore {
+            group,
+            snapshot,
+            yes: false,
+        }) => snapshot::confirm_restore(group, snapshot),
+        _ => None,
+    };
+    if let Some(code) = confirmed {
         return code;
     }
     let follow = matches!(cli.command, Command::Drops { follow: true });

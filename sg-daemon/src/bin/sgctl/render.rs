@@ -1,8 +1,11 @@
 //! The tables `sgctl` prints for each reply (the default `--output table`).
 
-use sg_daemon::api::{
-    Counters, Diagnosis, Direction, Effective, EffectiveRule, GroupInfo, InterfaceInfo, Reply,
-    SessionInfo,
+use sg_daemon::{
+    api::{
+        Counters, Diagnosis, Direction, Effective, EffectiveRule, GroupInfo, InterfaceInfo, Reply,
+        SessionInfo,
+    },
+    config::schema,
 };
 
 /// How to show the answer, chosen with the request (`Plain`: the reply's
@@ -74,7 +77,7 @@ pub(crate) fn drop_rows(drops: &[sg_daemon::drops::Drop], headers: bool) -> Stri
 }
 
 /// Left-aligned columns, two spaces apart; no trailing spaces.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -101,7 +104,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn or_dash(s: Option<&str>) -> String {
+pub(crate) fn or_dash(s: Option<&str>) -> String {
     s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned()
 }
 
@@ -141,6 +144,9 @@ pub(crate) fn render(reply: Reply, view: View) -> String {
         Reply::Export { toml } => toml,
         Reply::Health(report) => health(&report),
         Reply::Import(report) => import(&report),
+        Reply::SnapshotPolicies(list) => super::snapshot::policies(&list),
+        Reply::Snapshots(list) => super::snapshot::list(&list),
+        Reply::SnapshotDiff(diff) => super::snapshot::diff(&diff),
     }
 }
 
@@ -280,44 +286,51 @@ fn group_detail(g: &GroupInfo) -> String {
         if rules.is_empty() {
             continue;
         }
-        let rows: Vec<Vec<String>> = rules
-            .iter()
-            .map(|r| {
-                vec![
-                    or_dash(r.id.as_deref()),
-                    or_dash(r.policy.as_deref()),
-                    r.priority.unwrap_or(1).to_string(),
-                    r.ip_protocol
-                        .as_ref()
-                        .map_or("-".into(), ToString::to_string),
-                    or_dash(r.port_range.as_deref().or(r.port_range_list_id.as_deref())),
-                    or_dash(r.remote(dir)),
-                    or_dash(r.local(dir)),
-                    or_dash(r.source_port_range.as_deref()),
-                    or_dash(r.description.as_deref()),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &[
-                "ID",
-                "POLICY",
-                "PRIORITY",
-                "PROTOCOL",
-                "PORTS",
-                if dir == Direction::Ingress {
-                    "SOURCE"
-                } else {
-                    "DESTINATION"
-                },
-                "LOCAL",
-                "SOURCE PORTS",
-                "DESCRIPTION",
-            ],
-            &rows,
-        ));
+        let rules: Vec<&schema::Rule> = rules.iter().collect();
+        out.push_str(&table(&rule_headers(dir), &rule_rows(&rules, dir)));
     }
     out
+}
+
+/// The columns of [`rule_rows`].
+pub(crate) fn rule_headers(dir: Direction) -> Vec<&'static str> {
+    vec![
+        "ID",
+        "POLICY",
+        "PRIORITY",
+        "PROTOCOL",
+        "PORTS",
+        if dir == Direction::Ingress {
+            "SOURCE"
+        } else {
+            "DESTINATION"
+        },
+        "LOCAL",
+        "SOURCE PORTS",
+        "DESCRIPTION",
+    ]
+}
+
+/// Rules of one direction, a row each.
+pub(crate) fn rule_rows(rules: &[&schema::Rule], dir: Direction) -> Vec<Vec<String>> {
+    rules
+        .iter()
+        .map(|r| {
+            vec![
+                or_dash(r.id.as_deref()),
+                or_dash(r.policy.as_deref()),
+                r.priority.unwrap_or(1).to_string(),
+                r.ip_protocol
+                    .as_ref()
+                    .map_or("-".into(), ToString::to_string),
+                or_dash(r.port_range.as_deref().or(r.port_range_list_id.as_deref())),
+                or_dash(r.remote(dir)),
+                or_dash(r.local(dir)),
+                or_dash(r.source_port_range.as_deref()),
+                or_dash(r.description.as_deref()),
+            ]
+        })
+        .collect()
 }
 
 fn interfaces(list: &[InterfaceInfo]) -> String {

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use super::Validator;
 use crate::{
     config::{
-        limits::{SESSION_TABLE_SIZE_HYPERVISOR, SESSION_TABLE_SIZE_RANGE, SESSION_TIMEOUT_RANGE},
+        limits::{
+            SESSION_TABLE_SIZE_HYPERVISOR, SESSION_TABLE_SIZE_RANGE, SESSION_TIMEOUT_RANGE,
+            SNAPSHOT_DELAY_DEFAULT_SECS, SNAPSHOT_DELAY_RANGE,
+        },
         schema,
     },
     model::{AttachMode, DaemonSettings},
@@ -98,6 +101,20 @@ impl Validator {
                         "{a:?} is not valid; allowed: \"auto\", \"tcx\", \"tc\" (default \"auto\")"
                     ),
                 ),
+            }
+        }
+        if let Some(t) = raw.snapshot_delay_secs {
+            if SNAPSHOT_DELAY_RANGE.contains(&t) {
+                d.snapshot_delay_secs = t as u64;
+            } else {
+                self.error(
+                    "daemon.snapshot_delay_secs",
+                    format!(
+                        "{t} is out of range; allowed: {}..={} seconds (default {SNAPSHOT_DELAY_DEFAULT_SECS})",
+                        SNAPSHOT_DELAY_RANGE.start(),
+                        SNAPSHOT_DELAY_RANGE.end()
+                    ),
+                );
             }
         }
         for (value, name, slot) in [

@@ -1,6 +1,6 @@
 //! Checking a whole document and building the model from it (SPEC §2, §4,
 //! §7), one module per object: `daemon`, `lists`, `group`, `rule`,
-//! `binding`, and `text` for ids, names and descriptions. Every problem
+//! `binding`, `snapshot`, and `text` for ids, names and descriptions. Every problem
 //! is collected (none stops the others from being found), each with its field path and the allowed values; a
 //! document with any problem yields no `Config`.
 
@@ -9,6 +9,7 @@ mod daemon;
 mod group;
 mod lists;
 mod rule;
+mod snapshot;
 mod text;
 
 use std::collections::{HashMap, HashSet};
@@ -137,10 +138,12 @@ impl Validator {
                 );
             }
         }
+        let snapshot_policies = self.snapshot_policies(&doc.snapshot_policy, &refs.group_ids);
         Config {
             daemon,
             groups,
             interfaces,
+            snapshot_policies,
         }
     }
 }
