@@ -81,12 +81,18 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with("", "")
+    }
+
+    /// BASE with `daemon` lines added to `[daemon]` and `objects` after
+    /// BASE's.
+    fn with(daemon: &str, objects: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("sg.toml");
         std::fs::write(
             &file,
             format!(
-                "[daemon]\nstate_dir = {:?}\nruntime_dir = {:?}\n{BASE}",
+                "[daemon]\nstate_dir = {:?}\nruntime_dir = {:?}\n{daemon}\n{BASE}\n{objects}",
                 dir.path().join("state"),
                 dir.path().join("run")
             ),
@@ -562,3 +568,4 @@ fn addresses_are_stored_in_canonical_form() {
 
 mod operations;
 mod reload;
+mod snapshots;

@@ -111,3 +111,51 @@ fn region_defaults_to_local_and_names_files_safely() {
         assert!(errs[0].message.contains("allowed:"), "{}", errs[0].message);
     }
 }
+
+#[test]
+fn snapshot_policies_and_the_delay_are_checked_at_their_lines() {
+    let config = parse(Path::new("sg.toml"), GOOD).unwrap();
+    assert_eq!(config.daemon.snapshot_delay_secs, 300);
+    let good = format!(
+        "{}\n[[snapshot_policy]]\nid = \"daily\"\nsecurity_groups = [\"sg-web\"]\n",
+        GOOD.replace("[daemon]\n", "[daemon]\nsnapshot_delay_secs = 5\n")
+    );
+    let config = parse(Path::new("sg.toml"), &good).unwrap();
+    assert_eq!(config.daemon.snapshot_delay_secs, 5);
+    let p = &config.snapshot_policies[0];
+    assert_eq!((p.enabled, p.retention_days), (true, 1), "the defaults");
+    let groups: Vec<String> = (0..11).map(|i| format!("\"sg-g{i}\"")).collect();
+    let bad = format!(
+        "{}\n[[snapshot_policy]]\nid = \"daily\"\nretention_days = 0\nsecurity_groups = [\"sg-nope\"]\n\
+         [[snapshot_policy]]\nid = \"daily\"\nsecurity_groups = [{}]\n",
+        GOOD.replace("[daemon]\n", "[daemon]\nsnapshot_delay_secs = -1\n"),
+        groups.join(", ")
+    );
+    let errs = errors(&bad);
+    let line_of = |needle: &str| bad.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let find = |field: &str| {
+        errs.iter()
+            .find(|e| e.field == field)
+            .unwrap_or_else(|| panic!("{field}: {errs:#?}"))
+    };
+    let delay = find("daemon.snapshot_delay_secs");
+    assert!(
+        delay.message.contains("0..=86400 seconds (default 300)"),
+        "{delay:?}"
+    );
+    assert_eq!(delay.line, line_of("snapshot_delay_secs"));
+    let retention = find("snapshot_policy[0].retention_days");
+    assert!(retention.message.contains("1..=30 days"), "{retention:?}");
+    assert_eq!(retention.line, line_of("retention_days"));
+    assert!(
+        find("snapshot_policy[0].security_groups[0]")
+            .message
+            .contains("no group \"sg-nope\"")
+    );
+    assert!(find("snapshot_policy[1].id").message.contains("duplicate"));
+    assert!(
+        find("snapshot_policy[1].security_groups")
+            .message
+            .contains("at most 10")
+    );
+}
