@@ -273,8 +273,14 @@ impl Snapshots {
         Ok(purged)
     }
 
-    /// A group's snapshots, newest first.
+    /// A group's snapshots, newest first (none for text that is not a
+    /// group id: it names a directory).
     pub fn list(&self, group: &str) -> io::Result<Vec<Snapshot>> {
+        let is_id = group.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && group.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !is_id {
+            return Ok(Vec::new());
+        }
         let mut all = files::read_group(&self.dir, group)?;
         all.sort_by(|a, b| b.taken_at.cmp(&a.taken_at).then(b.id.cmp(&a.id)));
         Ok(all)
