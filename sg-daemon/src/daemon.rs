@@ -137,6 +137,12 @@ impl Daemon {
         self.dataplane.unpin_all()
     }
 
+    /// The addresses the enforced tables were compiled with (members,
+    /// instances).
+    pub fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+
     pub fn dataplane(&self) -> &Dataplane {
         &self.dataplane
     }

@@ -32,6 +32,7 @@ pub mod dataplane;
 pub mod drift;
 pub mod drops;
 pub mod ecs;
+pub mod fleet;
 pub mod health;
 pub mod links;
 pub mod linktype;

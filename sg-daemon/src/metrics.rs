@@ -20,7 +20,12 @@ use crate::{compile::Origin, daemon::Daemon};
 type Labels = Vec<(String, String)>;
 
 /// The metrics in the Prometheus text format.
-pub fn render(daemon: &Daemon) -> anyhow::Result<String> {
+/// `fleet`: on a fleet host, the connection to etcd and the revision in
+/// force.
+pub fn render(
+    daemon: &Daemon,
+    fleet: Option<(&crate::fleet::FleetStatus, i64)>,
+) -> anyhow::Result<String> {
     let mut registry = Registry::with_prefix("sg");
     let decisions = Family::<Labels, Counter>::default();
     registry.register(
@@ -118,6 +123,29 @@ pub fn render(daemon: &Daemon) -> anyhow::Result<String> {
     }
 
     let mut out = String::new();
+    if let Some((status, applied)) = fleet {
+        let connected = Gauge::<i64>::default();
+        registry.register(
+            "datastore_connected",
+            "1 while etcd answers; 0 during an outage (the rules in force stay, edits are refused)",
+            connected.clone(),
+        );
+        connected.set(i64::from(status.connected));
+        let revision = Gauge::<i64>::default();
+        registry.register(
+            "datastore_revision",
+            "The etcd revision of the shared state in force",
+            revision.clone(),
+        );
+        revision.set(applied);
+        let lag = Gauge::<i64>::default();
+        registry.register(
+            "datastore_lag_revisions",
+            "Revisions etcd is ahead of the shared state in force",
+            lag.clone(),
+        );
+        lag.set((status.store_revision - applied).max(0));
+    }
     encode(&mut out, &registry)?;
     Ok(out)
 }

@@ -13,6 +13,12 @@ pub struct Config {
     pub groups: Vec<SecurityGroup>,
     pub interfaces: Vec<InterfaceBinding>,
     pub snapshot_policies: Vec<SnapshotPolicy>,
+    /// `[datastore]` with `kind = "etcd"`; `None`: the file holds
+    /// everything.
+    pub datastore: Option<crate::fleet::FleetSettings>,
+    /// Members published by the fleet's other hosts (their bound
+    /// instances' addresses), by group.
+    pub fleet_members: std::collections::BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl Config {
@@ -330,7 +336,8 @@ pub struct Addresses {
 
 impl Addresses {
     /// A group's members are its listed `members` plus the instance
-    /// addresses of every local interface bound to it. `own` gives an
+    /// addresses of every local interface bound to it, and of the fleet's
+    /// other hosts' (`fleet_members`). `own` gives an
     /// instance-mode binding's addresses when the file lists none (the
     /// interface's own addresses).
     pub fn resolve(config: &Config, own: impl Fn(&InterfaceBinding) -> Vec<IpAddr>) -> Addresses {
@@ -358,6 +365,13 @@ impl Addresses {
                     );
                 }
             }
+            // Instances bound on the fleet's other hosts.
+            let elsewhere = config.fleet_members.get(&group.id).into_iter().flatten();
+            members.extend(
+                elsewhere
+                    .filter(|a| !is_link_local(a))
+                    .map(|a| IpNet::from(*a)),
+            );
             members.sort();
             members.dedup();
             out.members.insert(group.id.clone(), members);

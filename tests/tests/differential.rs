@@ -236,6 +236,8 @@ fn arb_config() -> impl Strategy<Value = Config> {
                         groups,
                         interfaces: vec![binding],
                         snapshot_policies: Vec::new(),
+                        datastore: None,
+                        fleet_members: Default::default(),
                     }
                 })
         },
@@ -895,6 +897,8 @@ fn kernel_decides_like_the_reference() {
         groups: Vec::new(),
         interfaces: Vec::new(),
         snapshot_policies: Vec::new(),
+        datastore: None,
+        fleet_members: Default::default(),
     };
     let kernel = RefCell::new(Kernel::load(&first));
     let seen = RefCell::new(Seen::default());

@@ -21,9 +21,11 @@ pub(super) fn change(
     mut doc: Document,
     apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
 ) -> Result<ApplyReport, String> {
-    let config = doc
+    state.check_writable()?;
+    let mut config = doc
         .validate(Path::new("request"))
         .map_err(|e| explain(&doc, &e))?;
+    state.complete(&mut config);
     doc.fill_rule_ids(&config);
     doc.canonical_addresses();
     let report = apply(&config).map_err(|e| {
@@ -32,7 +34,7 @@ pub(super) fn change(
     })?;
     if let Err(e) = state.commit(doc, config) {
         restore(state.config(), apply);
-        return Err(format!("not applied: the state cannot be persisted: {e}"));
+        return Err(format!("not applied: {e}"));
     }
     Ok(report)
 }
@@ -103,6 +105,7 @@ pub(super) fn reload(
     discard: bool,
     apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
 ) -> Result<Reply, String> {
+    state.check_writable()?;
     let (doc, config) = state.read_config_file()?;
     let file = state.config_file().display().to_string();
     let protected = crate::protection::protected_groups_lost(state.document(), &doc);

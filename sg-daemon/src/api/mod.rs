@@ -29,7 +29,8 @@
 //! (the two ends of the socket), `edit` and `change` (editing the desired
 //! state and putting it in force), `import` (an ECS file's rules added to
 //! a group in one change), `snapshot` (snapshot policies, and a group's
-//! snapshots listed, compared and restored), the read-only views `effective`,
+//! snapshots listed, compared and restored), `datastore` (the fleet's
+//! status, seeding etcd), the read-only views `effective`,
 //! `diagnose`, `sessions` and `counters`, and `names` (small helpers the
 //! views share); `tests` runs requests against a store.
 //!
@@ -38,6 +39,7 @@
 mod change;
 mod client;
 mod counters;
+mod datastore;
 mod diagnose;
 mod edit;
 mod effective;
@@ -67,10 +69,10 @@ pub use self::{
     client::{CallError, call},
     server::{Call, Listener, bind, serve},
     wire::{
-        Counters, Diagnosis, DirectionRules, Effective, EffectiveRule, GroupInfo, InterfaceCount,
-        InterfaceInfo, MAX_REQUEST_BYTES, Probe, ReasonCount, Reply, Request, RequestLine,
-        Response, ResponseLine, RuleCount, SessionInfo, SnapshotInfo, SnapshotList, VERSION,
-        parse_request,
+        Counters, DatastoreInfo, Diagnosis, DirectionRules, Effective, EffectiveRule, FleetHost,
+        GroupInfo, InterfaceCount, InterfaceInfo, MAX_REQUEST_BYTES, Probe, ReasonCount, Reply,
+        Request, RequestLine, Response, ResponseLine, RuleCount, SessionInfo, SnapshotInfo,
+        SnapshotList, VERSION, parse_request,
     },
 };
 use crate::{
@@ -173,6 +175,14 @@ pub fn handle_desired(
             content,
             dry_run,
         } => import::import(state, &group, &format, &content, dry_run, apply),
+        Request::DatastoreStatus => Ok(datastore::status(state)),
+        Request::DatastorePush { content } => datastore::push(state, &content),
+        Request::DeleteGroup { group } if !state.bound_elsewhere(&group).is_empty() => {
+            Err(format!(
+                "group {group} cannot be deleted: other hosts bind it: {}",
+                state.bound_elsewhere(&group).join(", ")
+            ))
+        }
         Request::ListSnapshotPolicies => Ok(Reply::SnapshotPolicies(
             state.document().snapshot_policy.clone(),
         )),

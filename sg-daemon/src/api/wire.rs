@@ -163,6 +163,14 @@ pub enum Request {
         group: String,
         snapshot: String,
     },
+    /// Where the shared objects live, and on a fleet host the connection
+    /// to etcd, the revision in force and the hosts seen.
+    DatastoreStatus,
+    /// Seeds an empty etcd prefix with the groups, lists and snapshot
+    /// policies of a config file (`content`, its TOML text).
+    DatastorePush {
+        content: String,
+    },
     /// The interface bindings.
     ListInterfaces,
     /// Adds a group to an interface's bindings (last in order), binding the
@@ -282,6 +290,8 @@ impl Request {
             Request::ListSnapshots { .. } => "ListSnapshots",
             Request::DiffSnapshot { .. } => "DiffSnapshot",
             Request::RestoreSnapshot { .. } => "RestoreSnapshot",
+            Request::DatastoreStatus => "DatastoreStatus",
+            Request::DatastorePush { .. } => "DatastorePush",
         }
     }
 }
@@ -342,6 +352,34 @@ pub enum Reply {
     SnapshotPolicies(Vec<schema::SnapshotPolicy>),
     Snapshots(SnapshotList),
     SnapshotDiff(Box<crate::snapshots::SnapshotDiff>),
+    Datastore(Box<DatastoreInfo>),
+}
+
+/// `sgctl datastore status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatastoreInfo {
+    /// `file` or `etcd`.
+    pub kind: String,
+    /// The connection (etcd only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<crate::fleet::FleetStatus>,
+    /// The revision of the shared state in force.
+    pub applied_revision: i64,
+    /// Revisions the store is ahead of the state in force.
+    pub lag: i64,
+    /// Why the newest shared state is not in force, if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
+    pub hosts: Vec<FleetHost>,
+}
+
+/// A host of the fleet, as it publishes itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetHost {
+    pub host_id: String,
+    pub this_host: bool,
+    pub interfaces: Vec<String>,
+    pub instances: Vec<String>,
 }
 
 /// A group's snapshots (`sgctl snapshot list`).

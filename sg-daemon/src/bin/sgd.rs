@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use sd_notify::NotifyState;
-use sg_daemon::{api, config, daemon::Daemon, store::Store};
+use sg_daemon::{api, config, daemon::Daemon, fleet::FleetEvent, store::Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info};
 
@@ -93,9 +93,20 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
     let (links_tx, mut links_rx) = tokio::sync::mpsc::channel(1);
     sg_daemon::links::watch(links_tx)?;
 
-    // The desired state: the file, or what the API made of it (see store).
-    let mut store = Store::open(&config.daemon.state_dir, &args.config)?;
+    // The desired state: the file, or what the API made of it (see store);
+    // on a fleet host, the shared objects from etcd with this host's
+    // bindings (see sg_daemon::fleet).
+    let (fleet_tx, mut fleet_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut store = match config.datastore.clone() {
+        None => Store::open(&config.daemon.state_dir, &args.config)?,
+        Some(settings) => {
+            info!(endpoints = ?settings.endpoints, prefix = %settings.prefix, host_id = %settings.host_id, "shared state from etcd");
+            let fleet = sg_daemon::fleet::Fleet::start(settings, fleet_tx.clone())?;
+            Store::open_fleet(&config.daemon.state_dir, &args.config, fleet)?
+        }
+    };
     let (mut daemon, report) = Daemon::start(store.config())?;
+    store.publish_bindings(daemon.addresses());
     forward_kernel_log(&mut daemon);
     let (drops_tx, mut drops_rx) = tokio::sync::mpsc::channel(1024);
     sg_daemon::drops::read_ring(daemon.dataplane_mut().take_drop_ring()?, drops_tx)?;
@@ -160,12 +171,33 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
             _ = tokio::time::sleep_until(snapshot_at.unwrap_or_else(tokio::time::Instant::now)), if snapshot_at.is_some() => {
                 store.snapshot_tick();
             }
+            Some(event) = fleet_rx.recv() => {
+                // Only the newest view matters: take what is queued.
+                let mut newest = None;
+                let mut next = Some(event);
+                while let Some(event) = next {
+                    match event {
+                        FleetEvent::View(view) => newest = Some(view),
+                        FleetEvent::Connected { endpoint } => info!(%endpoint, "etcd answers"),
+                        FleetEvent::Disconnected { error } => tracing::warn!("etcd cannot be reached: {error}; the rules in force stay enforced, edits are refused"),
+                    }
+                    next = fleet_rx.try_recv().ok();
+                }
+                if let Some(config) = newest.and_then(|view| store.fleet_view(view)) {
+                    match daemon.apply(&config) {
+                        Ok(report) => info!(enforced = ?report.enforced, missing = ?report.missing, "applied the shared state"),
+                        Err(e) => error!("applying the shared state: {e:#}"),
+                    }
+                }
+            }
             Some(record) = drops_rx.recv() => {
                 let drop = drop_log.push(&daemon, &record);
                 tracing::debug!(?drop, "dropped");
             }
             Some(scrape) = scrape_rx.recv() => {
-                let text = sg_daemon::metrics::render(&daemon).unwrap_or_else(|e| {
+                let fleet = store.fleet_status();
+                let fleet = fleet.as_ref().map(|(status, view, _)| (status, view.revision));
+                let text = sg_daemon::metrics::render(&daemon, fleet).unwrap_or_else(|e| {
                     tracing::warn!("metrics: {e:#}");
                     String::new()
                 });
@@ -183,6 +215,9 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
+        // A fleet host publishes its bindings as applied (no-op unless
+        // they changed).
+        store.publish_bindings(daemon.addresses());
     }
     notify(&[NotifyState::Stopping]);
     info!("sgd stopping; the pinned programs keep enforcing the last rules");
@@ -249,12 +284,23 @@ fn notify(states: &[NotifyState]) {
 /// What `--check` says of a valid file, and whether the API's state
 /// (`<state_dir>/state.toml`) overrides the file's objects at start.
 fn check_report(file: &std::path::Path, config: &sg_daemon::model::Config) -> String {
-    let mut out = format!(
-        "{}: ok ({} security groups, {} interfaces)\n",
-        file.display(),
-        config.groups.len(),
-        config.interfaces.len()
-    );
+    let mut out = match &config.datastore {
+        None => format!(
+            "{}: ok ({} security groups, {} interfaces)\n",
+            file.display(),
+            config.groups.len(),
+            config.interfaces.len()
+        ),
+        Some(fleet) => format!(
+            "{}: ok ({} interfaces; groups, lists and snapshot policies from etcd {} under {} as host {}: \
+             the bindings are checked against them at start)\n",
+            file.display(),
+            config.interfaces.len(),
+            fleet.endpoints.join(", "),
+            fleet.prefix,
+            fleet.host_id
+        ),
+    };
     let state = config.daemon.state_dir.join(sg_daemon::store::STATE_FILE);
     if state.exists() {
         out.push_str(&format!(

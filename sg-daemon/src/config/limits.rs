@@ -80,3 +80,8 @@ pub const MAX_GROUPS_PER_SNAPSHOT_POLICY: usize = 10;
 /// (the seeds' 5 minutes by default); up to a day.
 pub const SNAPSHOT_DELAY_RANGE: RangeInclusive<i64> = 0..=86_400;
 pub const SNAPSHOT_DELAY_DEFAULT_SECS: u64 = 300;
+
+/// `[datastore] lease_ttl_secs`: how long a host that stopped answering
+/// keeps its instances in groups elsewhere.
+pub const LEASE_TTL_RANGE: RangeInclusive<i64> = 2..=300;
+pub const LEASE_TTL_DEFAULT_SECS: u64 = 10;

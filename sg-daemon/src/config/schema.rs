@@ -19,6 +19,10 @@ pub struct Document {
     /// Host settings; always the config file's (see `crate::store`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon: Option<Daemon>,
+    /// Where the shared objects live (SPEC §8); a host setting, like
+    /// `[daemon]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<Datastore>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefix_list: Vec<List>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -67,6 +71,31 @@ pub struct Daemon {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_delay_secs: Option<i64>,
+}
+
+/// `[datastore]` (SPEC §8): `kind = "file"` (the default: this file holds
+/// everything) or `"etcd"` (groups, rules, lists and snapshot policies
+/// shared by a fleet through etcd; this file keeps `[daemon]`,
+/// `[datastore]` and the host's `[[interface]]` bindings).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Datastore {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl_secs: Option<i64>,
 }
 
 /// `[[prefix_list]]` or `[[port_list]]`.

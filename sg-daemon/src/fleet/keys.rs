@@ -31,7 +31,10 @@ pub struct Layout {
     root: String,
 }
 
-const KINDS: [(&str, fn(String) -> Key); 5] = [
+/// A kind of object: its folder under the root, and its key.
+type Kind = (&'static str, fn(String) -> Key);
+
+const KINDS: [Kind; 5] = [
     ("groups/", Key::Group),
     ("prefix-lists/", Key::PrefixList),
     ("port-lists/", Key::PortList),

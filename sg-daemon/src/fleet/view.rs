@@ -26,7 +26,7 @@ pub struct PublishedBinding {
 }
 
 /// The shared objects and the hosts, at `revision`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SharedView {
     /// The store's revision this view is at.
     pub revision: i64,
@@ -40,6 +40,7 @@ pub struct SharedView {
     pub hosts: BTreeMap<String, HostRecord>,
     /// Keys whose values do not read as their object, each with why
     /// (written by something other than sgd); left out of the view.
+    #[serde(default)]
     pub unreadable: BTreeMap<String, String>,
 }
 
@@ -72,12 +73,15 @@ impl SharedView {
                 self.version = mod_revision;
                 Ok(())
             }
-            Key::Group(id) => read(value, &id, |g: &Group| &g.id)
-                .map(|g| drop(self.groups.insert(id, g))),
-            Key::PrefixList(id) => read(value, &id, |l: &List| &l.id)
-                .map(|l| drop(self.prefix_lists.insert(id, l))),
-            Key::PortList(id) => read(value, &id, |l: &List| &l.id)
-                .map(|l| drop(self.port_lists.insert(id, l))),
+            Key::Group(id) => {
+                read(value, &id, |g: &Group| &g.id).map(|g| drop(self.groups.insert(id, g)))
+            }
+            Key::PrefixList(id) => {
+                read(value, &id, |l: &List| &l.id).map(|l| drop(self.prefix_lists.insert(id, l)))
+            }
+            Key::PortList(id) => {
+                read(value, &id, |l: &List| &l.id).map(|l| drop(self.port_lists.insert(id, l)))
+            }
             Key::SnapshotPolicy(id) => read(value, &id, |p: &SnapshotPolicy| &p.id)
                 .map(|p| drop(self.snapshot_policies.insert(id, p))),
             Key::Host(id) => read(value, &id, |h: &HostRecord| &h.host_id)
@@ -109,6 +113,7 @@ impl SharedView {
     pub fn document(&self) -> Document {
         Document {
             daemon: None,
+            datastore: None,
             prefix_list: self.prefix_lists.values().cloned().collect(),
             port_list: self.port_lists.values().cloned().collect(),
             security_group: self.groups.values().cloned().collect(),
@@ -184,5 +189,82 @@ fn diff_objects<T: PartialEq + Serialize>(
     }
     for k in from.keys().filter(|k| !to.contains_key(*k)) {
         out.push(Write::Delete { key: k.clone() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::schema::Rule;
+
+    fn group(id: &str, ports: &[&str]) -> Group {
+        Group {
+            id: id.into(),
+            ingress: (ports.iter())
+                .map(|p| Rule {
+                    id: Some(format!("{id}/{p}")),
+                    port_range: Some(p.to_string()),
+                    ..Rule::default()
+                })
+                .collect(),
+            ..Group::default()
+        }
+    }
+
+    #[test]
+    fn an_edit_writes_only_the_objects_it_changed() {
+        let layout = Layout::new("/sg");
+        let from = Document {
+            security_group: vec![group("sg-a", &["22/22"]), group("sg-b", &["80/80"])],
+            ..Document::default()
+        };
+        let mut to = from.clone();
+        to.security_group[1] = group("sg-b", &["80/80", "443/443"]);
+        to.security_group.remove(0);
+        to.security_group.push(group("sg-c", &[]));
+        let w = writes(&layout, &from, &to);
+        let keys: Vec<(&str, bool)> = (w.iter())
+            .map(|w| match w {
+                Write::Put { key, .. } => (key.as_str(), true),
+                Write::Delete { key } => (key.as_str(), false),
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("/sg/v1/groups/sg-b", true),
+                ("/sg/v1/groups/sg-c", true),
+                ("/sg/v1/groups/sg-a", false)
+            ]
+        );
+        assert!(writes(&layout, &to, &to).is_empty());
+    }
+
+    #[test]
+    fn a_view_follows_puts_and_deletes_and_sets_aside_what_it_cannot_read() {
+        let layout = Layout::new("/sg");
+        let g = serde_json::to_string(&group("sg-a", &["22/22"])).unwrap();
+        let key = layout.key(&Key::Group("sg-a".into()));
+        let version = layout.key(&Key::Version);
+        let mut view = SharedView::from_pairs(
+            &layout,
+            7,
+            [
+                (key.as_bytes(), g.as_bytes(), 5),
+                (version.as_bytes(), &b""[..], 6),
+                (&b"/sg/v1/groups/sg-x"[..], &b"{not json"[..], 4),
+                (&b"/elsewhere/key"[..], &b"x"[..], 3),
+            ],
+        );
+        assert_eq!((view.revision, view.version), (7, 6));
+        assert_eq!(view.document().security_group.len(), 1);
+        assert!(view.unreadable.contains_key("/sg/v1/groups/sg-x"));
+        // A value naming another id than its key is refused too.
+        view.put(&layout, b"/sg/v1/groups/sg-y", g.as_bytes(), 8);
+        assert!(view.unreadable["/sg/v1/groups/sg-y"].contains("not its key's"));
+        view.delete(&layout, key.as_bytes());
+        view.delete(&layout, b"/sg/v1/groups/sg-x");
+        assert!(view.groups.is_empty() && !view.unreadable.contains_key("/sg/v1/groups/sg-x"));
+        assert!(!view.is_empty(), "the version key says edits were made");
     }
 }

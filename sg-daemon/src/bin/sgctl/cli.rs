@@ -130,6 +130,9 @@ pub(crate) enum Command {
         after_help = "Example: sgctl snapshot-policy create daily --retention-days 7 --group sg-web"
     )]
     SnapshotPolicy(super::snapshot::PolicyCmd),
+    /// The fleet's shared store (etcd): status, first-time push.
+    #[command(subcommand, after_help = "Example: sgctl datastore status")]
+    Datastore(super::datastore::DatastoreCmd),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

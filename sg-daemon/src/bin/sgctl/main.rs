@@ -10,6 +10,7 @@
 //! the drops) and sets the exit code.
 
 mod cli;
+mod datastore;
 mod export;
 mod render;
 mod snapshot;
@@ -223,6 +224,7 @@ fn request(command: Command) -> (Request, View) {
         Command::Export => (Request::Export, View::Plain),
         Command::Snapshot(cmd) => snapshot::request(cmd),
         Command::SnapshotPolicy(cmd) => snapshot::policy_request(cmd),
+        Command::Datastore(cmd) => datastore::request(cmd),
     }
 }
 
@@ -321,11 +323,16 @@ fn main() -> ExitCode {
     let follow = matches!(cli.command, Command::Drops { follow: true });
     let export = export::target(&cli.command);
     let import_file = match &cli.command {
-        Command::Group(GroupCmd::Import { file, .. }) => Some(file.clone()),
+        Command::Group(GroupCmd::Import { file, .. })
+        | Command::Datastore(datastore::DatastoreCmd::Push { file }) => Some(file.clone()),
         _ => None,
     };
     let (mut req, view) = request(cli.command);
-    if let (Some(file), Request::ImportGroup { content, .. }) = (import_file, &mut req) {
+    let content = match &mut req {
+        Request::ImportGroup { content, .. } | Request::DatastorePush { content } => Some(content),
+        _ => None,
+    };
+    if let (Some(file), Some(content)) = (import_file, content) {
         match std::fs::read_to_string(&file) {
             Ok(text) if text.len() > api::MAX_REQUEST_BYTES / 2 => {
                 eprintln!(

@@ -147,6 +147,7 @@ pub(crate) fn render(reply: Reply, view: View) -> String {
         Reply::SnapshotPolicies(list) => super::snapshot::policies(&list),
         Reply::Snapshots(list) => super::snapshot::list(&list),
         Reply::SnapshotDiff(diff) => super::snapshot::diff(&diff),
+        Reply::Datastore(info) => super::datastore::status(&info),
     }
 }
 

@@ -567,3 +567,4 @@ fn groups_of_one_interface_share_a_type() {
 }
 
 mod daemon;
+mod datastore;

@@ -125,6 +125,9 @@ impl Validator {
         let mut quota = 0usize;
         for (i, id) in list.iter().enumerate() {
             let Some(group) = groups.iter().find(|g| &g.id == id) else {
+                if self.groups_elsewhere {
+                    continue;
+                }
                 self.error(
                     format!("{field}.security_groups[{i}]"),
                     format!("no [[security_group]] with id {id:?}"),

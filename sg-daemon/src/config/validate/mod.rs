@@ -1,11 +1,12 @@
 //! Checking a whole document and building the model from it (SPEC §2, §4,
-//! §7), one module per object: `daemon`, `lists`, `group`, `rule`,
+//! §7), one module per object: `daemon`, `datastore`, `lists`, `group`, `rule`,
 //! `binding`, `snapshot`, and `text` for ids, names and descriptions. Every problem
 //! is collected (none stops the others from being found), each with its field path and the allowed values; a
 //! document with any problem yields no `Config`.
 
 mod binding;
 mod daemon;
+mod datastore;
 mod group;
 mod lists;
 mod rule;
@@ -57,6 +58,10 @@ struct NamedList<T> {
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
+    /// The groups live in etcd (a fleet host's file): bindings name
+    /// groups this document does not have, checked once the shared state
+    /// is read.
+    groups_elsewhere: bool,
 }
 
 impl Validator {
@@ -84,6 +89,7 @@ impl Validator {
 
     fn document(&mut self, doc: &Document) -> Config {
         let daemon = self.daemon(doc.daemon.as_ref());
+        let datastore = self.datastore(doc);
         let refs = Refs {
             prefix_lists: self.prefix_lists(&doc.prefix_list),
             port_lists: self.port_lists(&doc.port_list),
@@ -144,6 +150,8 @@ impl Validator {
             groups,
             interfaces,
             snapshot_policies,
+            datastore,
+            fleet_members: Default::default(),
         }
     }
 }

@@ -1,0 +1,410 @@
+//! The desired state of a fleet host (SPEC §8): the shared objects as
+//! etcd holds them ([`SharedView`]), with this host's `[daemon]` and
+//! `[[interface]]` bindings (the file's, or `state.toml`'s after API
+//! changes), validated together as one document. Other hosts' published
+//! bindings make the groups' members.
+//!
+//! - At start, the first full read of etcd, or when etcd cannot be reached
+//!   the view last applied (`<state_dir>/fleet-view.json`): a restart
+//!   during an outage keeps enforcing what was enforced.
+//! - A view that arrives is composed with the local part; one that is not
+//!   valid here (a binding names a group deleted elsewhere) is not applied
+//!   and is reported, and the state in force stays (fail-static).
+//! - An edit writes the shared objects it changed in one transaction on
+//!   the version it was validated at; while etcd is unreachable edits are
+//!   refused.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::anyhow;
+use tracing::{info, warn};
+
+use super::{STATE_FILE, Source, Store, load_file, write_atomic};
+use crate::{
+    config::{ConfigErrors, schema::Document},
+    fleet::{
+        CommitError, Fleet, FleetSettings, FleetStatus, HostRecord, Layout, PublishedBinding,
+        SharedView, writes,
+    },
+    model::{Addresses, Config},
+    snapshots::Snapshots,
+};
+
+/// The view last applied, for a start while etcd is unreachable.
+const CACHE_FILE: &str = "fleet-view.json";
+
+/// How long a start waits for etcd before it falls back on the cache.
+const FIRST_VIEW_WAIT: Duration = Duration::from_secs(5);
+
+/// A fleet host's link to etcd, and the view its desired state is built
+/// from.
+pub(super) struct FleetLink {
+    fleet: Fleet,
+    settings: FleetSettings,
+    layout: Layout,
+    view: SharedView,
+    cache: PathBuf,
+    /// The host record last handed to the connection.
+    published: Option<HostRecord>,
+    /// Why the newest view is not in force, if it is not.
+    rejected: Option<String>,
+}
+
+impl std::fmt::Debug for FleetLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetLink")
+            .field("settings", &self.settings)
+            .field("revision", &self.view.revision)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetLink {
+    /// `local`'s `[daemon]` and bindings with the shared objects of the
+    /// view in force, validated as one document.
+    pub(super) fn compose(&self, local: &Document) -> Result<(Document, Config), ConfigErrors> {
+        compose(local, &self.view, &self.settings)
+    }
+
+    /// Writes the shared objects `to` changed from `from`, if any.
+    pub(super) fn write_shared(&mut self, from: &Document, to: &Document) -> Result<(), String> {
+        let changes = writes(&self.layout, from, to);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let revision = self
+            .fleet
+            .commit(self.view.version, changes.clone())
+            .map_err(|e| e.to_string())?;
+        // The view follows the edit at once: the next edit is checked
+        // against it (the watch brings the same revision later).
+        for write in &changes {
+            match write {
+                crate::fleet::Write::Put { key, value } => {
+                    self.view
+                        .put(&self.layout, key.as_bytes(), value.as_bytes(), revision)
+                }
+                crate::fleet::Write::Delete { key } => {
+                    self.view.delete(&self.layout, key.as_bytes())
+                }
+            }
+        }
+        self.view.version = revision;
+        self.view.revision = revision;
+        self.save_cache();
+        Ok(())
+    }
+
+    fn save_cache(&self) {
+        let text = serde_json::to_string(&self.view).expect("views serialise");
+        if let Err(e) = write_atomic(&self.cache, text.as_bytes()) {
+            warn!("keeping the fleet's view for a start without etcd: {e}");
+        }
+    }
+}
+
+fn read_cache(path: &Path) -> Option<SharedView> {
+    let text = fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text)
+        .map_err(|e| warn!("{}: {e}; not used", path.display()))
+        .ok()
+}
+
+/// A fleet host's desired state: `local`'s `[daemon]` and bindings, the
+/// view's shared objects, and the other hosts' instances as members.
+fn compose(
+    local: &Document,
+    view: &SharedView,
+    settings: &FleetSettings,
+) -> Result<(Document, Config), ConfigErrors> {
+    let mut doc = view.document();
+    doc.daemon = local.daemon.clone();
+    doc.interface = local.interface.clone();
+    let origin = format!(
+        "the shared state (etcd {} at revision {}) with this host's bindings",
+        settings.prefix, view.revision
+    );
+    let mut config = doc.validate(Path::new(&origin))?;
+    doc.fill_rule_ids(&config);
+    doc.canonical_addresses();
+    config.datastore = Some(settings.clone());
+    config.fleet_members = members(view, &settings.host_id);
+    Ok((doc, config))
+}
+
+/// The instances the other hosts publish, by group.
+fn members(view: &SharedView, own: &str) -> BTreeMap<String, Vec<IpAddr>> {
+    let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    let others = view.hosts.values().filter(|h| h.host_id != own);
+    for binding in others.flat_map(|h| &h.bindings) {
+        for group in &binding.security_groups {
+            out.entry(group.clone())
+                .or_default()
+                .extend(&binding.addresses);
+        }
+    }
+    for addrs in out.values_mut() {
+        addrs.sort();
+        addrs.dedup();
+    }
+    out
+}
+
+impl Store {
+    /// A fleet host's desired state at start: this host's part from the
+    /// file (or `state.toml`), the shared objects from etcd's first full
+    /// read, or from the view last applied when etcd cannot be reached in
+    /// time (fail-static).
+    pub fn open_fleet(state_dir: &Path, config_file: &Path, fleet: Fleet) -> anyhow::Result<Store> {
+        let (file_doc, file_config) = load_file(config_file).map_err(|e| anyhow!("{e}"))?;
+        let settings = (file_config.datastore.clone()).ok_or_else(|| {
+            anyhow!(
+                "{} has no [datastore] kind = \"etcd\"",
+                config_file.display()
+            )
+        })?;
+        let state_file = state_dir.join(STATE_FILE);
+        let (local, source) = match fs::read_to_string(&state_file) {
+            Ok(text) => {
+                let doc = Document::from_toml(&text)
+                    .map_err(|e| anyhow!("{}: {e}", state_file.display()))?;
+                (
+                    Document {
+                        daemon: file_doc.daemon.clone(),
+                        interface: doc.interface,
+                        ..Document::default()
+                    },
+                    Source::State,
+                )
+            }
+            Err(_) => (file_doc, Source::File),
+        };
+        let cache = state_dir.join(CACHE_FILE);
+        let view = match fleet.first_view(FIRST_VIEW_WAIT) {
+            Some(view) => view,
+            None => {
+                let view = read_cache(&cache).ok_or_else(|| {
+                    anyhow!(
+                        "etcd ({}) cannot be reached, and this host has never read the shared state ({} is missing); \
+                         start it once etcd answers",
+                        settings.endpoints.join(", "),
+                        cache.display()
+                    )
+                })?;
+                warn!(
+                    revision = view.revision,
+                    "etcd cannot be reached: enforcing the shared state last applied until it answers"
+                );
+                view
+            }
+        };
+        let (doc, config) = compose(&local, &view, &settings).map_err(|e| anyhow!("{e}"))?;
+        let link = FleetLink {
+            fleet,
+            layout: Layout::new(&settings.prefix),
+            settings,
+            view,
+            cache,
+            published: None,
+            rejected: None,
+        };
+        link.save_cache();
+        let mut store = Store {
+            state_file,
+            config_file: config_file.to_owned(),
+            snapshots: Snapshots::open(state_dir, config.daemon.snapshot_delay_secs),
+            doc,
+            config,
+            source,
+            fleet: Some(link),
+        };
+        store.record_protected();
+        store.observe_snapshots();
+        Ok(store)
+    }
+
+    /// Whether edits can be written now: on a fleet host, only while etcd
+    /// answers.
+    pub fn check_writable(&self) -> Result<(), String> {
+        match &self.fleet {
+            Some(link) if !link.fleet.status().connected => {
+                let status = link.fleet.status();
+                Err(CommitError::Unreachable(
+                    status.last_error.unwrap_or_else(|| {
+                        format!("no answer from {}", status.endpoints.join(", "))
+                    }),
+                )
+                .to_string())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds what a validated document does not say to its config: the
+    /// datastore and the members the fleet's other hosts publish.
+    pub fn complete(&self, config: &mut Config) {
+        if let Some(link) = &self.fleet {
+            config.datastore = Some(link.settings.clone());
+            config.fleet_members = members(&link.view, &link.settings.host_id);
+        }
+    }
+
+    /// A new view from etcd: the desired state it makes with this host's
+    /// bindings, if that differs from the one in force (`None`: nothing
+    /// to apply). A view that is not valid here is reported and not
+    /// applied; older views than the one in force are ignored.
+    pub fn fleet_view(&mut self, view: SharedView) -> Option<Config> {
+        let link = self.fleet.as_mut()?;
+        if view.revision < link.view.revision {
+            return None;
+        }
+        for (key, why) in &view.unreadable {
+            warn!(key, "etcd holds a value sg cannot read: {why}; left out");
+        }
+        let local = Document {
+            daemon: self.doc.daemon.clone(),
+            interface: self.doc.interface.clone(),
+            ..Document::default()
+        };
+        match compose(&local, &view, &link.settings) {
+            Err(e) => {
+                let why = format!(
+                    "the shared state at revision {} is not applied here (the rules in force stay): {e}",
+                    view.revision
+                );
+                warn!("{why}");
+                link.rejected = Some(why);
+                None
+            }
+            Ok((doc, config)) => {
+                link.rejected = None;
+                link.view = view;
+                link.save_cache();
+                if doc == self.doc && config == self.config {
+                    return None;
+                }
+                info!(revision = link.view.revision, "the shared state changed");
+                self.doc = doc;
+                self.config = config.clone();
+                self.record_protected();
+                self.observe_snapshots();
+                Some(config)
+            }
+        }
+    }
+
+    /// Hands this host's bindings, with the instance addresses they were
+    /// applied with, to the connection, when they changed.
+    pub fn publish_bindings(&mut self, addresses: &Addresses) {
+        let Some(link) = &mut self.fleet else { return };
+        let record = HostRecord {
+            host_id: link.settings.host_id.clone(),
+            bindings: (self.config.interfaces.iter())
+                .map(|b| PublishedBinding {
+                    interface: b.name.clone(),
+                    security_groups: b.security_groups.clone(),
+                    addresses: addresses.instance(&b.name).to_vec(),
+                })
+                .collect(),
+        };
+        if link.published.as_ref() != Some(&record) {
+            link.fleet.publish(record.clone());
+            link.published = Some(record);
+        }
+    }
+
+    /// The hosts other than this one that bind `group`, with their
+    /// interfaces (`hv-02 eth0`).
+    pub fn bound_elsewhere(&self, group: &str) -> Vec<String> {
+        let Some(link) = &self.fleet else {
+            return Vec::new();
+        };
+        let others = (link.view.hosts.values()).filter(|h| h.host_id != link.settings.host_id);
+        others
+            .flat_map(|h| {
+                (h.bindings.iter())
+                    .filter(|b| b.security_groups.iter().any(|g| g == group))
+                    .map(move |b| format!("{} {}", h.host_id, b.interface))
+            })
+            .collect()
+    }
+
+    /// The connection and the view in force (`None`: no datastore).
+    pub fn fleet_status(&self) -> Option<(FleetStatus, &SharedView, Option<&str>)> {
+        let link = self.fleet.as_ref()?;
+        Some((link.fleet.status(), &link.view, link.rejected.as_deref()))
+    }
+
+    /// `datastore push`: the shared objects of `doc` (a config file's) into
+    /// an empty prefix.
+    pub fn push(&self, doc: &Document) -> Result<i64, String> {
+        let link = self
+            .fleet
+            .as_ref()
+            .ok_or("this sgd keeps everything in its file ([datastore] kind = \"file\"); nothing to push to")?;
+        let changes = writes(&link.layout, &Document::default(), doc);
+        link.fleet.push(changes).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_document;
+
+    #[test]
+    fn other_hosts_instances_are_members_and_bindings_meet_the_shared_groups() {
+        let (shared, _) = parse_document(
+            Path::new("shared.toml"),
+            "[[security_group]]\nid = \"sg-app\"\n[[security_group]]\nid = \"sg-web\"\n  [[security_group.ingress]]\n  policy = \"accept\"\n  ip_protocol = \"tcp\"\n  port_range = \"80/80\"\n  source_group_id = \"sg-app\"\n",
+        )
+        .unwrap();
+        let mut view = SharedView {
+            revision: 9,
+            groups: (shared.security_group.iter())
+                .map(|g| (g.id.clone(), g.clone()))
+                .collect(),
+            ..SharedView::default()
+        };
+        let binding = |host: &str, addr: &str| HostRecord {
+            host_id: host.into(),
+            bindings: vec![PublishedBinding {
+                interface: "eth0".into(),
+                security_groups: vec!["sg-app".into()],
+                addresses: vec![addr.parse().unwrap()],
+            }],
+        };
+        view.hosts
+            .insert("hv-1".into(), binding("hv-1", "192.0.2.1"));
+        view.hosts
+            .insert("hv-2".into(), binding("hv-2", "192.0.2.2"));
+        let settings = FleetSettings {
+            endpoints: vec!["http://198.51.100.250:2379".into()],
+            prefix: "/sg".into(),
+            host_id: "hv-2".into(),
+            tls: None,
+            lease_ttl_secs: 10,
+        };
+        let (local, _) = parse_document(
+            Path::new("host.toml"),
+            "[datastore]\nkind = \"etcd\"\nendpoints = [\"http://198.51.100.250:2379\"]\n[[interface]]\nname = \"eth0\"\naddresses = [\"192.0.2.2\"]\nsecurity_groups = [\"sg-web\"]\n",
+        )
+        .unwrap();
+        let (doc, config) = compose(&local, &view, &settings).unwrap();
+        assert_eq!(doc.security_group.len(), 2);
+        assert_eq!(doc.datastore, None);
+        // Its own record is not a member from elsewhere.
+        let app = &config.fleet_members["sg-app"];
+        assert_eq!(app, &["192.0.2.1".parse::<IpAddr>().unwrap()]);
+        // A binding to a group the shared state lacks is not valid here.
+        view.groups.remove("sg-web");
+        let e = compose(&local, &view, &settings).unwrap_err().to_string();
+        assert!(e.contains("sg-web") && e.contains("revision 9"), "{e}");
+    }
+}
