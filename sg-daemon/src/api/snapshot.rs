@@ -158,7 +158,7 @@ fn current(doc: &Document, group: &str) -> Result<Rules, String> {
 pub(super) fn diff_snapshot(state: &Store, group: &str, id: &str) -> Result<Reply, String> {
     let snapshot = state.snapshots().get(group, id)?;
     let current = current(state.document(), group)?;
-    Ok(Reply::SnapshotDiff(diff(&current, &snapshot)))
+    Ok(Reply::SnapshotDiff(Box::new(diff(&current, &snapshot))))
 }
 
 /// `RestoreSnapshot`: every rule of the group replaced by the snapshot's,

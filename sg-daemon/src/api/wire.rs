@@ -341,7 +341,7 @@ pub enum Reply {
     Import(crate::ecs::ImportReport),
     SnapshotPolicies(Vec<schema::SnapshotPolicy>),
     Snapshots(SnapshotList),
-    SnapshotDiff(crate::snapshots::SnapshotDiff),
+    SnapshotDiff(Box<crate::snapshots::SnapshotDiff>),
 }
 
 /// A group's snapshots (`sgctl snapshot list`).
