@@ -320,3 +320,13 @@ where
     let entries: Vec<String> = entries.into_iter().map(|e| e.to_string()).collect();
     format!("\n[[{table}]]\nid = {id:?}\nmax_entries = {max_entries}\nentries = {entries:?}\n")
 }
+
+/// A `[[snapshot_policy]]` with `retention_days` covering `groups`. The
+/// delay of a change's snapshot is a `[daemon]` key, written before the
+/// first table: `format!("snapshot_delay_secs = 2\n{rest}")` (see
+/// [`crate::DaemonDirs::config`]).
+pub fn snapshot_policy(id: &str, retention_days: u32, groups: &[&str]) -> String {
+    format!(
+        "\n[[snapshot_policy]]\nid = {id:?}\nretention_days = {retention_days}\nsecurity_groups = {groups:?}\n"
+    )
+}

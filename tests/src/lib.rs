@@ -41,7 +41,7 @@ pub mod wire;
 pub use attach::{Attach, TcState};
 pub use config::{
     Group, Interface, Rule, accept_in, accept_out, drop_in, drop_out, groups_on, interface,
-    port_list, prefix_list,
+    port_list, prefix_list, snapshot_policy,
 };
 pub use conn::{
     DEFAULT_TIMEOUT, Outcome, TcpConn, TcpServer, assert_ping, assert_tcp_allowed,

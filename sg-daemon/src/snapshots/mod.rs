@@ -260,6 +260,18 @@ impl Snapshots {
         Ok(taken)
     }
 
+    /// Takes `group`'s scheduled snapshot now, if one is due later: before
+    /// a restore, so that the rules the restore replaces get a snapshot of
+    /// their own (a restore is not undoable; its window must not swallow
+    /// them).
+    pub fn take_now(&mut self, group: &str, now: u64) -> io::Result<Option<Snapshot>> {
+        let Some(p) = self.schedule.pending.get_mut(group) else {
+            return Ok(None);
+        };
+        p.due = now;
+        Ok(self.take_due(now)?.into_iter().find(|s| s.group == group))
+    }
+
     /// Deletes the snapshots older than their retention; returns them.
     pub fn purge(&self, now: u64) -> io::Result<Vec<Snapshot>> {
         let mut purged = Vec::new();

@@ -191,6 +191,13 @@ impl Store {
         }
     }
 
+    /// Takes `group`'s scheduled snapshot now (before a restore).
+    pub fn snapshot_now(&mut self, group: &str) -> Result<(), String> {
+        (self.snapshots.take_now(group, unix_now()))
+            .map(drop)
+            .map_err(|e| format!("the snapshot due for group {group} cannot be taken first: {e}"))
+    }
+
     fn state_dir(&self) -> &Path {
         self.state_file.parent().unwrap_or(Path::new("."))
     }

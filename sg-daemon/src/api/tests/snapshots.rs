@@ -96,6 +96,26 @@ fn diff_and_restore_replace_every_rule_in_one_change_which_is_itself_snapshotted
     assert_eq!(reopened.document(), f.store.document());
     // The restore is a change: the rules it replaced are due (300 s).
     assert!(list(&mut f, "sg-web").next_due.is_some());
+
+    // A restore within that window: the due snapshot is taken first, so
+    // the rules this restore replaces (the SSH rule again) are due in a
+    // snapshot of their own, not lost to the window.
+    add_ssh(&mut f);
+    let count = list(&mut f, "sg-web").snapshots.len();
+    f.ok(Request::RestoreSnapshot {
+        group: "sg-web".into(),
+        snapshot: first.clone(),
+    });
+    let l = list(&mut f, "sg-web");
+    assert_eq!(l.snapshots.len(), count + 1, "{l:?}");
+    assert_eq!(
+        l.snapshots[0].inbound_rules, 3,
+        "the rules before the first restore"
+    );
+    assert!(
+        l.next_due.is_some(),
+        "the rules the second restore replaced"
+    );
 }
 
 #[test]

@@ -215,7 +215,7 @@ pub(crate) fn list(l: &SnapshotList) -> String {
     };
     if let Some(due) = &l.next_due {
         out.push_str(&format!(
-            "a snapshot of the rules before the latest change is due at {due}\n"
+            "due at {due}: a snapshot of the rules as they were before the first change since the last snapshot\n"
         ));
     }
     out
