@@ -31,7 +31,10 @@ pub struct Layout {
     root: String,
 }
 
-const KINDS: [(&str, fn(String) -> Key); 5] = [
+/// A key's constructor from its id.
+type MakeKey = fn(String) -> Key;
+
+const KINDS: [(&str, MakeKey); 5] = [
     ("groups/", Key::Group),
     ("prefix-lists/", Key::PrefixList),
     ("port-lists/", Key::PortList),

@@ -72,12 +72,15 @@ impl SharedView {
                 self.version = mod_revision;
                 Ok(())
             }
-            Key::Group(id) => read(value, &id, |g: &Group| &g.id)
-                .map(|g| drop(self.groups.insert(id, g))),
-            Key::PrefixList(id) => read(value, &id, |l: &List| &l.id)
-                .map(|l| drop(self.prefix_lists.insert(id, l))),
-            Key::PortList(id) => read(value, &id, |l: &List| &l.id)
-                .map(|l| drop(self.port_lists.insert(id, l))),
+            Key::Group(id) => {
+                read(value, &id, |g: &Group| &g.id).map(|g| drop(self.groups.insert(id, g)))
+            }
+            Key::PrefixList(id) => {
+                read(value, &id, |l: &List| &l.id).map(|l| drop(self.prefix_lists.insert(id, l)))
+            }
+            Key::PortList(id) => {
+                read(value, &id, |l: &List| &l.id).map(|l| drop(self.port_lists.insert(id, l)))
+            }
             Key::SnapshotPolicy(id) => read(value, &id, |p: &SnapshotPolicy| &p.id)
                 .map(|p| drop(self.snapshot_policies.insert(id, p))),
             Key::Host(id) => read(value, &id, |h: &HostRecord| &h.host_id)

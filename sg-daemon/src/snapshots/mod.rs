@@ -277,7 +277,9 @@ impl Snapshots {
     /// group id: it names a directory).
     pub fn list(&self, group: &str) -> io::Result<Vec<Snapshot>> {
         let is_id = group.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && group.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            && group
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !is_id {
             return Ok(Vec::new());
         }
