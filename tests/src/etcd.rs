@@ -7,10 +7,13 @@
 //! Data directories are temporary directories; members are killed on drop
 //! (also while a failing test unwinds; deleting their namespace kills
 //! whatever still runs there too). A member can be killed and restarted
-//! on its data directory, alone or all of them.
+//! on its data directory, alone or all of them. [`Etcd::single_tls`]
+//! serves clients over TLS, with client certificates required
+//! ([`Pki`], made with the `openssl` command).
 
 use std::fs::File;
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -81,6 +84,7 @@ pub struct Etcd {
     ctl: Netns,
     initial_cluster: String,
     token: String,
+    tls: Option<Pki>,
     dir: TempDir,
     // Last: the bridge goes after the members' namespaces.
     mgmt: Mgmt,
@@ -89,15 +93,26 @@ pub struct Etcd {
 impl Etcd {
     /// One member at 198.51.100.250.
     pub fn single(label: &str) -> Result<Etcd> {
-        Etcd::start(label, 1)
+        Etcd::start(label, 1, false)
+    }
+
+    /// One member serving clients over TLS and requiring a client
+    /// certificate signed by [`Etcd::pki`]'s CA.
+    pub fn single_tls(label: &str) -> Result<Etcd> {
+        Etcd::start(label, 1, true)
     }
 
     /// `n` members at 198.51.100.250.. (static `initial-cluster`).
     pub fn cluster(label: &str, n: usize) -> Result<Etcd> {
-        Etcd::start(label, n)
+        Etcd::start(label, n, false)
     }
 
-    fn start(label: &str, n: usize) -> Result<Etcd> {
+    fn start(label: &str, n: usize, tls: bool) -> Result<Etcd> {
+        let dir = tempfile::tempdir()?;
+        let tls = match tls {
+            true => Some(Pki::new(&dir.path().join("pki"), n)?),
+            false => None,
+        };
         let mgmt = Mgmt::new(label)?;
         let ctl = mgmt.host(&format!("{label}-ctl"), CTL_IP)?;
         let mut members = Vec::new();
@@ -120,7 +135,8 @@ impl Etcd {
             ctl,
             initial_cluster,
             token: format!("sgt-{}-{label}", std::process::id()),
-            dir: tempfile::tempdir()?,
+            tls,
+            dir,
             mgmt,
         };
         for i in 0..n {
@@ -143,7 +159,13 @@ impl Etcd {
     }
 
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://{}:2379", self.members[i].ip)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:2379", self.members[i].ip)
+    }
+
+    /// The certificates of a TLS etcd.
+    pub fn pki(&self) -> Option<&Pki> {
+        self.tls.as_ref()
     }
 
     fn spawn(&mut self, i: usize) -> Result<()> {
@@ -151,12 +173,9 @@ impl Etcd {
         let data = self.dir.path().join(&m.name);
         let log = self.dir.path().join(format!("{}.log", m.name));
         let log = File::options().create(true).append(true).open(&log)?;
-        let (client, peer) = (
-            format!("http://{}:2379", m.ip),
-            format!("http://{}:2380", m.ip),
-        );
-        let child = Command::new("ip")
-            .args(["netns", "exec", m.ns.name(), "etcd", "--name", &m.name])
+        let (client, peer) = (self.endpoint(i), format!("http://{}:2380", m.ip));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", m.ns.name(), "etcd", "--name", &m.name])
             .arg("--data-dir")
             .arg(&data)
             .args(["--listen-client-urls", &client])
@@ -171,7 +190,17 @@ impl Etcd {
             // Quicker elections than the default (100/1000 ms), so that a
             // restart or a lost member costs a test well under a second.
             .args(["--heartbeat-interval", "100", "--election-timeout", "600"])
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .args(["--logger", "zap", "--log-outputs", "stderr"]);
+        if let Some(pki) = &self.tls {
+            cmd.arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&pki.ca)
+                .arg("--cert-file")
+                .arg(&pki.server.0)
+                .arg("--key-file")
+                .arg(&pki.server.1);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -242,10 +271,15 @@ impl Etcd {
     }
 
     fn etcdctl_at(&self, endpoints: &str, args: &[&str]) -> Result<String> {
-        let endpoints = format!("--endpoints={endpoints}");
-        let mut cmd = vec!["etcdctl", endpoints.as_str()];
-        cmd.extend_from_slice(args);
-        self.ctl.exec(&cmd)
+        let mut cmd = vec!["etcdctl".to_owned(), format!("--endpoints={endpoints}")];
+        if let Some(pki) = &self.tls {
+            cmd.push(format!("--cacert={}", pki.ca.display()));
+            cmd.push(format!("--cert={}", pki.client.0.display()));
+            cmd.push(format!("--key={}", pki.client.1.display()));
+        }
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        self.ctl
+            .exec(&cmd.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Puts `key` (from the tests' namespace); the store's new revision.
@@ -306,6 +340,56 @@ impl Etcd {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+/// A CA, a server certificate for the members' addresses and a client
+/// certificate (P-256, a day's validity), as PEM files.
+pub struct Pki {
+    pub ca: PathBuf,
+    /// Certificate and key.
+    pub server: (PathBuf, PathBuf),
+    pub client: (PathBuf, PathBuf),
+}
+
+impl Pki {
+    fn new(dir: &Path, members: usize) -> Result<Pki> {
+        std::fs::create_dir_all(dir)?;
+        let sans: Vec<String> = (0..members).map(|i| format!("IP:{}", etcd_ip(i))).collect();
+        let script = format!(
+            r#"set -e
+key="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $key -days 1 -subj /CN=sgt-ca -keyout ca.key -out ca.pem
+printf 'subjectAltName={}\nextendedKeyUsage=serverAuth\n' >server.ext
+printf 'extendedKeyUsage=clientAuth\n' >client.ext
+for n in server client; do
+  openssl req $key -subj /CN=$n -keyout $n.key -out $n.csr
+  openssl x509 -req -days 1 -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile $n.ext -out $n.pem
+done"#,
+            sans.join(",")
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(dir)
+            .output()
+            .context("running openssl")?;
+        if !out.status.success() {
+            bail!(
+                "making certificates: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let pair = |name: &str| {
+            (
+                dir.join(format!("{name}.pem")),
+                dir.join(format!("{name}.key")),
+            )
+        };
+        Ok(Pki {
+            ca: dir.join("ca.pem"),
+            server: pair("server"),
+            client: pair("client"),
+        })
     }
 }
 

@@ -10,10 +10,11 @@
 //! management bridge; its connection thread inherits that namespace.
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sg_daemon::fleet::{
-    CommitError, Fleet, FleetEvent, FleetSettings, Key, Layout, SharedView, Write, record,
+    CommitError, Fleet, FleetEvent, FleetSettings, Key, Layout, SharedView, TlsFiles, Write, record,
 };
 use sg_tests::{Etcd, Netns};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -445,4 +446,50 @@ fn three_members_survive_one_killed() {
         "a write with another member down",
         |v| v.groups.contains_key("sg-d"),
     );
+}
+
+#[test]
+fn tls_with_a_client_certificate() {
+    let etcd = Etcd::single_tls("fs-tls").unwrap();
+    let pki = etcd.pki().unwrap();
+    let ns = etcd.mgmt().host("fs-a", host_ip(11)).unwrap();
+    let start = |identity: Option<(PathBuf, PathBuf)>| {
+        let (tx, rx) = unbounded_channel();
+        let settings = FleetSettings {
+            endpoints: etcd.endpoints(),
+            prefix: "/sg".into(),
+            host_id: "hv-a".into(),
+            tls: Some(TlsFiles {
+                ca_file: pki.ca.clone(),
+                identity,
+            }),
+            lease_ttl_secs: 5,
+        };
+        let fleet = ns.run_in(move || Fleet::start(settings, tx)).unwrap();
+        (fleet, rx)
+    };
+    let (fleet, mut rx) = start(Some(pki.client.clone()));
+    fleet
+        .first_view(Duration::from_secs(5))
+        .expect("a view over TLS");
+    assert!(connected(&mut rx, Duration::from_secs(1)).starts_with("https://"));
+    let rev = fleet.commit(0, vec![put_group("sg-web", "tls")]).unwrap();
+    wait_view(&mut rx, Duration::from_secs(2), "the commit", |v| {
+        v.version == rev
+    });
+
+    // Without a client certificate etcd refuses: never connected.
+    let (anonymous, mut rx) = start(None);
+    let error = wait_for(
+        &mut rx,
+        Duration::from_secs(5),
+        "Disconnected",
+        |e| match e {
+            FleetEvent::Disconnected { error } => Some(error.clone()),
+            _ => None,
+        },
+    );
+    eprintln!("without a client certificate: {error}");
+    assert!(anonymous.first_view(Duration::from_millis(500)).is_none());
+    assert!(!anonymous.status().connected);
 }

@@ -11,8 +11,8 @@ use std::process::Command;
 /// unit's check; for `cargo xtask bench --compare`, trafgen (`netsniff-ng`),
 /// `nft`, `iptables-nft`, `conntrack` and the plot's font; `protoc`
 /// (`protobuf-compiler`) for the `etcd-client` crate's build script, and
-/// etcd itself (`etcd-server`, and `etcd-client` for `etcdctl`) for the
-/// fleet tests. (`llvm-22-dev` comes from bookworm-security here.)
+/// etcd itself (`etcd-server`, and `etcd-client` for `etcdctl`) and
+/// `openssl` (their TLS certificates) for the fleet tests. (`llvm-22-dev` comes from bookworm-security here.)
 const DEB_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -26,6 +26,7 @@ const DEB_PACKAGES: &[&str] = &[
     "protobuf-compiler",
     "etcd-server",
     "etcd-client",
+    "openssl",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
