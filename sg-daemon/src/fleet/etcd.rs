@@ -230,11 +230,12 @@ impl Connection {
                 let current = client.lock().unwrap().clone();
                 let result = match current {
                     None => Err(CommitError::Unreachable("not connected".into())),
-                    // Ambiguous on a timeout: the caller re-reads the view.
                     Some(mut c) => {
                         let write = write(&mut c, &layout, &host_id, edit.base, edit.writes);
                         match tokio::time::timeout(COMMIT_DEADLINE, write).await {
                             Ok(result) => result,
+                            // Ambiguous (it may yet be applied): the
+                            // view tells, its version moves if it was.
                             Err(_) => Err(CommitError::Unreachable(
                                 "no answer from etcd in time (the edit may not be written)".into(),
                             )),
