@@ -11,6 +11,8 @@
 //!   liveness, opening packet, what keeps an ended one ended);
 //! - [`clock`]: now on the kernel's clock (`CLOCK_BOOTTIME`);
 //! - [`drops`]: records of dropped packets from the kernel, named;
+//! - [`fleet`]: groups, lists and policies shared through etcd, and each
+//!   host's bindings published there (SPEC §8);
 //! - [`metrics`]: the Prometheus text endpoint;
 //! - [`links`]: interface and address changes from rtnetlink (hot-plug);
 //! - [`linktype`]: an interface's link header (Ethernet, none), or why sg

@@ -30,6 +30,7 @@ mod config;
 mod conn;
 mod crafted;
 mod daemon;
+mod etcd;
 pub mod frames;
 mod netns;
 mod probe;
@@ -52,6 +53,7 @@ pub use daemon::{
     Ctl, CtlOut, Daemon, DaemonDirs, READY_TIMEOUT, STOP_TIMEOUT, Sgd, enforce,
     layout_test_sgd_path, metrics, sgctl_path, sgd_check, sgd_path,
 };
+pub use etcd::{Etcd, MGMT_PREFIX_LEN, Mgmt, etcd_ip};
 pub use netns::{CLIENT_IF, Host, Hypervisor, NarrowPath, Netns, SERVER_IF, Topology, veth_pair};
 pub use probe::{
     DROPPED, Expect, PASS, Ping, Probe, Source, Tcp, TcpEcho, Traffic, Udp, UdpBytes,

@@ -9,8 +9,10 @@ use std::process::Command;
 /// Debian packages: LLVM for bpf-linker to link against, `ip` and `ping` for
 /// the integration tests, `systemd-analyze` (package `systemd`) for the
 /// unit's check; for `cargo xtask bench --compare`, trafgen (`netsniff-ng`),
-/// `nft`, `iptables-nft`, `conntrack` and the plot's font. (`llvm-22-dev`
-/// comes from bookworm-security here.)
+/// `nft`, `iptables-nft`, `conntrack` and the plot's font; `protoc`
+/// (`protobuf-compiler`) for the `etcd-client` crate's build script, and
+/// etcd itself (`etcd-server`, and `etcd-client` for `etcdctl`) and
+/// `openssl` (their TLS certificates) for the fleet tests. (`llvm-22-dev` comes from bookworm-security here.)
 const DEB_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -21,6 +23,10 @@ const DEB_PACKAGES: &[&str] = &[
     "iptables",
     "conntrack",
     "fonts-dejavu-core",
+    "protobuf-compiler",
+    "etcd-server",
+    "etcd-client",
+    "openssl",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -93,7 +93,7 @@ pub enum CommitError {
     Conflict { base: i64, current: i64 },
     /// etcd cannot be reached: nothing was written.
     #[error(
-        "the datastore is unreachable ({0}); edits are refused until it is back, and the rules in force stay enforced"
+        "the datastore is unreachable ({0}); edits are refused until it is back (one cut off mid-way may still land: look again then), and the rules in force stay enforced"
     )]
     Unreachable(String),
     /// `datastore push` into a prefix that holds objects already.

@@ -204,7 +204,34 @@ impl Store {
                 view
             }
         };
-        let (doc, config) = compose(&local, &view, &settings).map_err(|e| anyhow!("{e}"))?;
+        // A shared state that is not valid with this host's bindings (a
+        // group it binds deleted while it was away): the view last applied
+        // stays in force, said in the status, until one fits again.
+        let (view, doc, config, rejected) = match compose(&local, &view, &settings) {
+            Ok((doc, config)) => (view, doc, config, None),
+            Err(e) => {
+                let why = format!(
+                    "the shared state at revision {} is not applied here (the rules in force stay): {e}",
+                    view.revision
+                );
+                let cached = read_cache(&cache).and_then(|cached| {
+                    let (doc, config) = compose(&local, &cached, &settings).ok()?;
+                    Some((cached, doc, config))
+                });
+                let Some((cached, doc, config)) = cached else {
+                    return Err(anyhow!(
+                        "{e}with the shared state of etcd {} under {} at revision {}: \
+                         this host's bindings name groups it does not hold (a new fleet: seed it with \
+                         `sgctl datastore push FILE` on a host started without bindings)",
+                        settings.endpoints.join(", "),
+                        settings.prefix,
+                        view.revision
+                    ));
+                };
+                warn!("{why}");
+                (cached, doc, config, Some(why))
+            }
+        };
         let link = FleetLink {
             fleet,
             layout: Layout::new(&settings.prefix),
@@ -212,7 +239,7 @@ impl Store {
             view,
             cache,
             published: None,
-            rejected: None,
+            rejected,
         };
         link.save_cache();
         let mut store = Store {
