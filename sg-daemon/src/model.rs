@@ -417,7 +417,7 @@ impl Addresses {
 }
 
 /// fe80::/10 or 169.254.0.0/16: unique on one link only.
-fn is_link_local(addr: &IpAddr) -> bool {
+pub fn is_link_local(addr: &IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => a.is_link_local(),
         IpAddr::V6(a) => a.is_unicast_link_local(),

@@ -336,7 +336,11 @@ impl Store {
                 .map(|b| PublishedBinding {
                     interface: b.name.clone(),
                     security_groups: b.security_groups.clone(),
-                    addresses: addresses.instance(&b.name).to_vec(),
+                    // Link-local addresses name no one host: no member.
+                    addresses: (addresses.instance(&b.name).iter())
+                        .filter(|a| !crate::model::is_link_local(a))
+                        .copied()
+                        .collect(),
                 })
                 .collect(),
         };
