@@ -183,11 +183,11 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
                     }
                     next = fleet_rx.try_recv().ok();
                 }
-                if let Some(config) = newest.and_then(|view| store.fleet_view(view)) {
-                    match daemon.apply(&config) {
-                        Ok(report) => info!(enforced = ?report.enforced, missing = ?report.missing, "applied the shared state"),
-                        Err(e) => error!("applying the shared state: {e:#}"),
-                    }
+                let applied = newest.and_then(|view| store.fleet_view(view, &mut |c| daemon.apply(c)));
+                match applied {
+                    Some(Ok(report)) => info!(enforced = ?report.enforced, missing = ?report.missing, "applied the shared state"),
+                    Some(Err(why)) => error!("{why}"),
+                    None => {}
                 }
             }
             Some(record) = drops_rx.recv() => {

@@ -28,6 +28,7 @@ use tracing::{info, warn};
 use super::{STATE_FILE, Source, Store, load_file, write_atomic};
 use crate::{
     config::{ConfigErrors, schema::Document},
+    daemon::ApplyReport,
     fleet::{
         CommitError, Fleet, FleetSettings, FleetStatus, HostRecord, Layout, PublishedBinding,
         SharedView, writes,
@@ -282,11 +283,17 @@ impl Store {
         }
     }
 
-    /// A new view from etcd: the desired state it makes with this host's
-    /// bindings, if that differs from the one in force (`None`: nothing
-    /// to apply). A view that is not valid here is reported and not
-    /// applied; older views than the one in force are ignored.
-    pub fn fleet_view(&mut self, view: SharedView) -> Option<Config> {
+    /// A new view from etcd: puts in force, with `apply`, the desired
+    /// state it makes with this host's bindings, if that differs from the
+    /// one in force (`None`: nothing to do). A view that is not valid
+    /// here, or that `apply` refuses (the host's rules in force are then
+    /// applied again), is reported and not taken: the state in force
+    /// stays. Views older than the one in force are ignored.
+    pub fn fleet_view(
+        &mut self,
+        view: SharedView,
+        apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
+    ) -> Option<Result<ApplyReport, String>> {
         let link = self.fleet.as_mut()?;
         if view.revision < link.view.revision {
             return None;
@@ -299,31 +306,46 @@ impl Store {
             interface: self.doc.interface.clone(),
             ..Document::default()
         };
-        match compose(&local, &view, &link.settings) {
+        let revision = view.revision;
+        let not_applied = |why: String| {
+            format!(
+                "the shared state at revision {revision} is not applied here (the rules in force stay): {why}"
+            )
+        };
+        let (doc, config) = match compose(&local, &view, &link.settings) {
+            Ok(composed) => composed,
             Err(e) => {
-                let why = format!(
-                    "the shared state at revision {} is not applied here (the rules in force stay): {e}",
-                    view.revision
-                );
-                warn!("{why}");
-                link.rejected = Some(why);
-                None
+                let why = not_applied(e.to_string());
+                link.rejected = Some(why.clone());
+                return Some(Err(why));
             }
-            Ok((doc, config)) => {
-                link.rejected = None;
-                link.view = view;
-                link.save_cache();
-                if doc == self.doc && config == self.config {
-                    return None;
-                }
-                info!(revision = link.view.revision, "the shared state changed");
-                self.doc = doc;
-                self.config = config.clone();
-                self.record_protected();
-                self.observe_snapshots();
-                Some(config)
-            }
+        };
+        if doc == self.doc && config == self.config {
+            link.rejected = None;
+            link.view = view;
+            link.save_cache();
+            return None;
         }
+        let report = match apply(&config) {
+            Ok(report) => report,
+            Err(e) => {
+                if let Err(e) = apply(&self.config) {
+                    tracing::error!("restoring the rules in force after a failed change: {e:#}");
+                }
+                let why = not_applied(format!("{e:#}"));
+                link.rejected = Some(why.clone());
+                return Some(Err(why));
+            }
+        };
+        info!(revision, "the shared state changed");
+        link.rejected = None;
+        link.view = view;
+        link.save_cache();
+        self.doc = doc;
+        self.config = config;
+        self.record_protected();
+        self.observe_snapshots();
+        Some(Ok(report))
     }
 
     /// Hands this host's bindings, with the instance addresses they were
