@@ -96,6 +96,14 @@ fn wait_view(
     })
 }
 
+/// Waits for `Disconnected`; its error.
+fn disconnected(rx: &mut Events, limit: Duration) -> String {
+    wait_for(rx, limit, "Disconnected", |e| match e {
+        FleetEvent::Disconnected { error } => Some(error.clone()),
+        _ => None,
+    })
+}
+
 fn connected(rx: &mut Events, limit: Duration) -> String {
     wait_for(rx, limit, "Connected", |e| match e {
         FleetEvent::Connected { endpoint } => Some(endpoint.clone()),
@@ -270,15 +278,7 @@ fn outage_refuses_edits_and_resyncs() {
 
     etcd.kill(0);
     let killed = Instant::now();
-    let error = wait_for(
-        &mut rx,
-        Duration::from_secs(5),
-        "Disconnected",
-        |e| match e {
-            FleetEvent::Disconnected { error } => Some(error.clone()),
-            _ => None,
-        },
-    );
+    let error = disconnected(&mut rx, Duration::from_secs(5));
     eprintln!(
         "disconnected {:?} after the kill: {error}",
         killed.elapsed()
@@ -480,15 +480,7 @@ fn tls_with_a_client_certificate() {
 
     // Without a client certificate etcd refuses: never connected.
     let (anonymous, mut rx) = start(None);
-    let error = wait_for(
-        &mut rx,
-        Duration::from_secs(5),
-        "Disconnected",
-        |e| match e {
-            FleetEvent::Disconnected { error } => Some(error.clone()),
-            _ => None,
-        },
-    );
+    let error = disconnected(&mut rx, Duration::from_secs(5));
     eprintln!("without a client certificate: {error}");
     assert!(anonymous.first_view(Duration::from_millis(500)).is_none());
     assert!(!anonymous.status().connected);
