@@ -420,3 +420,22 @@ fn import_skips_duplicates_within_the_file_and_names_json_indexes_and_ipv6_colum
     );
     assert!(f.applied.is_empty());
 }
+
+#[test]
+fn a_single_host_says_its_datastore_is_the_file_and_has_nothing_to_push() {
+    let mut f = Fixture::new();
+    let Reply::Datastore(info) = f.ok(Request::DatastoreStatus) else {
+        panic!()
+    };
+    assert_eq!(info.kind, "file");
+    assert!(info.connection.is_none() && info.hosts.is_empty());
+    let e = f.err(Request::DatastorePush {
+        content: "[[security_group]]\nid = \"sg-x\"\n".into(),
+    });
+    assert!(e.contains("[datastore] kind = \"file\""), "{e}");
+    // A bad file is refused with its position before anything else.
+    let e = f.err(Request::DatastorePush {
+        content: "[[security_group]]\nid = \"bad\"\n".into(),
+    });
+    assert!(e.contains("the pushed file:2"), "{e}");
+}
