@@ -256,12 +256,23 @@ impl Connection {
     async fn sessions(&mut self, client: &Mutex<Option<Client>>) {
         let mut backoff = BACKOFF_MIN;
         let mut index = 0;
+        // A member that answered went away: the next one is tried at once,
+        // before the host calls it an outage (a cluster that lost one
+        // member is no outage).
+        let mut failing_over = false;
         loop {
             let endpoint = self.settings.endpoints[index % self.settings.endpoints.len()].clone();
             let mut connected = false;
             let error = self.session(&endpoint, client, &mut connected).await;
             *client.lock().unwrap() = None;
             let error = format!("{endpoint}: {error}");
+            if connected && !failing_over && self.settings.endpoints.len() > 1 {
+                tracing::info!("fleet: {error}; trying the next member");
+                failing_over = true;
+                index += 1;
+                continue;
+            }
+            failing_over = false;
             {
                 let mut status = self.shared.status.lock().unwrap();
                 if status.connected {
