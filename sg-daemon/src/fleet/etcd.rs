@@ -41,6 +41,9 @@ const COMMIT_DEADLINE: Duration = Duration::from_millis(2800);
 /// HTTP/2 pings say), so an outage is noticed within a few seconds.
 const KEEPALIVE_DEADLINE: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// The largest answer read (a full read of the prefix, a watch message):
+/// gRPC's default of 4 MiB would hold only ~25,000 rules.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The handle to the connection thread; dropping it stops the thread (the
@@ -437,20 +440,20 @@ impl Connection {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(self.next_revision);
+        let mut watcher = client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         within(
             REQUEST_TIMEOUT,
-            client.watch(self.layout.root(), Some(options)),
+            watcher.watch(self.layout.root(), Some(options)),
         )
         .await
     }
 
     async fn full_read(&mut self, client: &mut Client) -> Result<(), String> {
         let options = GetOptions::new().with_prefix();
-        let read = within(
-            REQUEST_TIMEOUT,
-            client.get(self.layout.root(), Some(options)),
-        )
-        .await?;
+        let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let read = within(REQUEST_TIMEOUT, kv.get(self.layout.root(), Some(options))).await?;
         let revision = read.header().map_or(0, |h| h.revision());
         self.heard(Some(revision));
         let pairs = read
