@@ -40,12 +40,15 @@ enum Command {
         args: Vec<String>,
     },
     /// Setup, build, then run the dataplane benchmark (as root; it loads eBPF),
-    /// with --scale the scale benchmark, or with --compare the veth
-    /// comparison with iptables-nft and nftables.
+    /// with --scale the scale benchmark, with --fleet the fleet's
+    /// propagation through etcd, or with --compare the veth comparison with
+    /// iptables-nft and nftables.
     #[command(
         after_help = "Examples:\n  \
         cargo xtask bench                            # BPF_PROG_TEST_RUN: ns per packet, compile time, map memory\n  \
         cargo xtask bench --scale                    # 1000 hypervisor-mode interfaces: apply, one change, memory\n  \
+        cargo xtask bench --fleet                    # one shared-rule edit through etcd to 10 and 100 hosts: p50/p99\n  \
+        cargo xtask bench --fleet -- 10 --rounds 50  # its own arguments: host counts, rounds, --fixed-table\n  \
         cargo xtask bench --compare                  # veth: no filter, sg, iptables-nft, nftables; table + docs/compare.png\n  \
         cargo xtask bench --compare --rounds 5 --rules 10,1000\n  \
         cargo xtask bench --compare --help           # the comparison's own options",
@@ -57,15 +60,24 @@ enum Command {
         help: bool,
         /// The scale benchmark instead: 1000 hypervisor-mode interfaces in
         /// a namespace of its own (`sg-daemon/benches/scale/`).
-        #[arg(long, conflicts_with = "compare")]
+        #[arg(long, conflicts_with_all = ["compare", "fleet"])]
         scale: bool,
+        /// The fleet benchmark instead: etcd (one member) in a namespace,
+        /// 10 then 100 simulated hosts (each its own etcd connection, store
+        /// and compile, as sgd without attaching), one shared-rule edit per
+        /// round; propagation p50/p99 and the per-host cost
+        /// (`sg-daemon/benches/fleet.rs`).
+        #[arg(long, conflicts_with = "compare")]
+        fleet: bool,
         /// Run `sg-compare` instead: trafgen blasting UDP through a veth into a
         /// namespace holding no filter, sg (sgd), iptables-nft or nftables with
         /// the same rules; the median ratios to no filter as a table and a plot.
         #[arg(long)]
         compare: bool,
         /// Extra arguments: with --compare, sg-compare's options (`--rounds N`,
-        /// `--rules 10,100,1000`, `--seconds S`, `--help`, ...); otherwise
+        /// `--rules 10,100,1000`, `--seconds S`, `--help`, ...); with --fleet,
+        /// after `--`, the bench's (host counts, `--rounds R`,
+        /// `--fixed-table`, `--serial`); otherwise
         /// `cargo bench`'s, after `--`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -145,9 +157,10 @@ fn try_main(cli: Cli) -> Result<()> {
         Command::Bench {
             compare: false,
             scale,
+            fleet,
             args,
             ..
-        } => run::bench(scale, &args),
+        } => run::bench(scale, fleet, &args),
         Command::Bench {
             compare: true,
             args,

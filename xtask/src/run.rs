@@ -74,13 +74,25 @@ pub fn demo(args: &[String]) -> Result<()> {
 /// loads the eBPF program and runs it through `BPF_PROG_TEST_RUN`, hence
 /// root. It prints figures; nothing is attached anywhere. With `scale`,
 /// the scale benchmark (`sg-daemon/benches/scale/`) instead.
-pub fn bench(scale: bool, args: &[String]) -> Result<()> {
+pub fn bench(scale: bool, fleet: bool, args: &[String]) -> Result<()> {
     util::require_root("`cargo xtask bench`")?;
     build()?;
-    let bench = if scale { "scale" } else { "dataplane" };
-    run(cargo()
-        .args(["bench", "-p", "sg-daemon", "--bench", bench])
-        .args(args))
+    let bench = match (scale, fleet) {
+        (true, _) => "scale",
+        (_, true) => {
+            // Namespaces and etcd members left by a killed run.
+            clean_stale_netns()?;
+            "fleet"
+        }
+        _ => "dataplane",
+    };
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "sg-daemon", "--bench", bench]);
+    // The fleet bench's own arguments (host counts, `--rounds R`).
+    if fleet && !args.is_empty() {
+        cmd.arg("--");
+    }
+    run(cmd.args(args))
 }
 
 /// Runs `sg-compare` (`tests/src/bin/compare/`): trafgen through a veth
