@@ -46,8 +46,9 @@ use std::time::{Duration, Instant};
 use sg_daemon::{
     compiled::CompileCache,
     config::schema::{Document, Group, ProtocolValue, Rule},
-    daemon::resolve_addresses,
+    daemon::{ApplyReport, resolve_addresses},
     fleet::{Fleet, FleetEvent, FleetSettings},
+    model::Config,
     store::Store,
 };
 use sg_tests::{Etcd, Netns};
@@ -273,7 +274,19 @@ fn run_host(
             }
             next = rx.try_recv().ok();
         }
-        let config = newest.and_then(|view| store.fleet_view(view));
+        // sgd applies inside `fleet_view`; here the config it would
+        // apply is kept and compiled below, without the kernel.
+        let mut applied = None;
+        let taken = newest.and_then(|view| {
+            store.fleet_view(view, &mut |c: &Config| {
+                applied = Some(c.clone());
+                Ok(ApplyReport::default())
+            })
+        });
+        let config = match taken {
+            Some(Ok(_)) => applied,
+            _ => None,
+        };
         let view = (t.elapsed(), thread_cpu() - cpu);
         handle(&mut store, config, t, cpu, view);
     }
@@ -309,7 +322,7 @@ fn run_fleet(endpoint: &str, n: usize, rounds: usize, member_rule: bool, serial:
         |editor: &mut Store, rx: &mut tokio::sync::mpsc::UnboundedReceiver<FleetEvent>| {
             while let Ok(event) = rx.try_recv() {
                 if let FleetEvent::View(view) = event {
-                    editor.fleet_view(view);
+                    editor.fleet_view(view, &mut |_| Ok(ApplyReport::default()));
                 }
             }
         };

@@ -452,7 +452,9 @@ impl Connection {
 
     async fn full_read(&mut self, client: &mut Client) -> Result<(), String> {
         let options = GetOptions::new().with_prefix();
-        let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let mut kv = client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let read = within(REQUEST_TIMEOUT, kv.get(self.layout.root(), Some(options))).await?;
         let revision = read.header().map_or(0, |h| h.revision());
         self.heard(Some(revision));

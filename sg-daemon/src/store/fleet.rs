@@ -25,7 +25,7 @@ use std::{
 use anyhow::anyhow;
 use tracing::{info, warn};
 
-use super::{STATE_FILE, Source, Store, load_file, write_atomic};
+use super::{STATE_FILE, Source, Store, load_file, write_atomic_unsynced};
 use crate::{
     config::{ConfigErrors, schema::Document},
     daemon::ApplyReport,
@@ -104,7 +104,7 @@ impl FleetLink {
 
     fn save_cache(&self) {
         let text = serde_json::to_string(&self.view).expect("views serialise");
-        if let Err(e) = write_atomic(&self.cache, text.as_bytes()) {
+        if let Err(e) = write_atomic_unsynced(&self.cache, text.as_bytes()) {
             warn!("keeping the fleet's view for a start without etcd: {e}");
         }
     }
