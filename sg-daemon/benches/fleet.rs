@@ -405,7 +405,7 @@ fn run_fleet(endpoint: &str, n: usize, rounds: usize, member_rule: bool, serial:
                 .ingress
                 .retain(|r| r.source_cidr_ip.as_deref() != Some(MARK_CIDR)),
         }
-        editor.check_writable().expect("writable");
+        editor.check_writable(&doc).expect("writable");
         let mut config = doc.validate(Path::new("request")).expect("a valid edit");
         editor.complete(&mut config);
         doc.fill_rule_ids(&config);

@@ -398,6 +398,22 @@ fn outage_keeps_enforcement_and_refuses_edits() {
     let refused = b.ctl().refused(&["group", "create", "sg-new"]);
     assert!(refused.contains("datastore is unreachable"), "{refused}");
     eprintln!("group create during the outage: {}", refused.trim());
+    // A change of a host's own bindings is local: taken during the
+    // outage (its record is published on return), so that an instance can
+    // still be isolated or bound.
+    let bindings = a.ctl().ok(&["interface", "list"]);
+    a.ctl().ok(&["interface", "join", DATA_IF, "sg-web"]);
+    a.ctl().ok(&["interface", "leave", DATA_IF, "sg-web"]);
+    assert_eq!(a.ctl().ok(&["interface", "list"]), bindings);
+    // A fleet host's export is its own file: [datastore] and bindings,
+    // not the shared groups.
+    let exported = b.ctl().ok(&["export"]);
+    assert!(
+        exported.contains("[datastore]")
+            && exported.contains("[[interface]]")
+            && !exported.contains("[[security_group]]"),
+        "{exported}"
+    );
 
     etcd.restart_all().unwrap_or_else(|e| panic!("{e:#}"));
     // A change made straight to the restored cluster: sg-web gets tcp/443

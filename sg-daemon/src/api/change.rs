@@ -21,7 +21,7 @@ pub(super) fn change(
     mut doc: Document,
     apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
 ) -> Result<ApplyReport, String> {
-    state.check_writable()?;
+    state.check_writable(&doc)?;
     let mut config = doc
         .validate(Path::new("request"))
         .map_err(|e| explain(&doc, &e))?;
@@ -105,7 +105,6 @@ pub(super) fn reload(
     discard: bool,
     apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
 ) -> Result<Reply, String> {
-    state.check_writable()?;
     let (doc, config) = state.read_config_file()?;
     let file = state.config_file().display().to_string();
     let protected = crate::protection::protected_groups_lost(state.document(), &doc);

@@ -173,7 +173,6 @@ pub(super) fn restore(
     let snapshot = state.snapshots().get(group, id)?;
     let before = current(state.document(), group)?;
     let changes = diff(&before, &snapshot);
-    state.check_writable()?;
     // A snapshot still due holds the rules before the window's first
     // change: taken now, so that the restore's own one holds the rules it
     // replaces (nothing is lost to the shared window).

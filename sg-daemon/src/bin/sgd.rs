@@ -206,6 +206,10 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
             _ = sweep.tick() => {
                 // Snapshots past their retention go too.
                 store.snapshot_tick();
+                // A shared state refused (an apply that failed) is tried again.
+                if let Some(Err(why)) = store.retry_fleet_view(&mut |c| daemon.apply(c)) {
+                    tracing::warn!("{why}");
+                }
                 match daemon.sweep_sessions(store.config()) {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(freed = n, "expired sessions swept"),

@@ -38,6 +38,9 @@ use crate::{
     model::Config,
 };
 
+/// Expired snapshots are looked for this often (and at start).
+pub const PURGE_EVERY_SECS: u64 = 3600;
+
 /// A snapshot that could not be written is tried again this much later.
 const RETRY_SECS: u64 = 60;
 
@@ -148,6 +151,8 @@ pub struct Snapshots {
     dir: PathBuf,
     delay_secs: u64,
     schedule: Schedule,
+    /// When expired snapshots were last looked for.
+    purged_at: Option<u64>,
 }
 
 impl Snapshots {
@@ -163,6 +168,7 @@ impl Snapshots {
             dir,
             delay_secs,
             schedule,
+            purged_at: None,
         }
     }
 
@@ -270,6 +276,16 @@ impl Snapshots {
         };
         p.due = now;
         Ok(self.take_due(now)?.into_iter().find(|s| s.group == group))
+    }
+
+    /// [`Snapshots::purge`], at most every [`PURGE_EVERY_SECS`] (it reads
+    /// every snapshot).
+    pub fn purge_now_and_then(&mut self, now: u64) -> io::Result<Vec<Snapshot>> {
+        if self.purged_at.is_some_and(|at| now < at + PURGE_EVERY_SECS) {
+            return Ok(Vec::new());
+        }
+        self.purged_at = Some(now);
+        self.purge(now)
     }
 
     /// Deletes the snapshots older than their retention; returns them.

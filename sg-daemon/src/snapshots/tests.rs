@@ -208,3 +208,16 @@ fn a_diff_shows_what_a_restore_removes_and_adds() {
     assert!(!d.is_empty());
     assert!(diff(&Rules::of(&doc, "sg-web"), &snapshot).is_empty());
 }
+
+#[test]
+fn expired_snapshots_are_looked_for_hourly_not_on_every_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut snaps = Snapshots::open(dir.path(), 0);
+    let (doc, config) = state(&[80], WEB_DAILY);
+    snaps.observe(&config, &doc, T0).unwrap();
+    let first = T0 + 2 * DAY - 10;
+    assert!(snaps.purge_now_and_then(first).unwrap().is_empty());
+    // Expired (2 days) but looked at less than an hour later: kept.
+    assert!(snaps.purge_now_and_then(T0 + 2 * DAY).unwrap().is_empty());
+    assert_eq!(snaps.purge_now_and_then(first + PURGE_EVERY_SECS).unwrap().len(), 1);
+}

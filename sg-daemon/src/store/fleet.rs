@@ -55,6 +55,10 @@ pub(super) struct FleetLink {
     published: Option<HostRecord>,
     /// Why the newest view is not in force, if it is not.
     rejected: Option<String>,
+    /// That view, tried again now and then (a failed apply may pass later).
+    retry: Option<SharedView>,
+    /// The file's `[datastore]`, for `sgctl export` (a host file).
+    datastore: Option<crate::config::schema::Datastore>,
 }
 
 impl std::fmt::Debug for FleetLink {
@@ -103,18 +107,46 @@ impl FleetLink {
     }
 
     fn save_cache(&self) {
-        let text = serde_json::to_string(&self.view).expect("views serialise");
+        let cache = CacheRef {
+            prefix: &self.settings.prefix,
+            view: &self.view,
+        };
+        let text = serde_json::to_string(&cache).expect("views serialise");
         if let Err(e) = write_atomic_unsynced(&self.cache, text.as_bytes()) {
             warn!("keeping the fleet's view for a start without etcd: {e}");
         }
     }
 }
 
-fn read_cache(path: &Path) -> Option<SharedView> {
+/// `fleet-view.json`: the view last applied, and the prefix it is of.
+#[derive(serde::Serialize)]
+struct CacheRef<'a> {
+    prefix: &'a str,
+    view: &'a SharedView,
+}
+
+#[derive(serde::Deserialize)]
+struct Cache {
+    prefix: String,
+    view: SharedView,
+}
+
+/// The view last applied under `prefix`; `None` when there is none (or
+/// it is of another prefix: a fleet moved).
+fn read_cache(path: &Path, prefix: &str) -> Option<SharedView> {
     let text = fs::read_to_string(path).ok()?;
-    serde_json::from_str(&text)
+    let cache: Cache = serde_json::from_str(&text)
         .map_err(|e| warn!("{}: {e}; not used", path.display()))
-        .ok()
+        .ok()?;
+    if cache.prefix != prefix {
+        warn!(
+            "{} holds the view of prefix {}, not {prefix}; not used",
+            path.display(),
+            cache.prefix
+        );
+        return None;
+    }
+    Some(cache.view)
 }
 
 /// A fleet host's desired state: `local`'s `[daemon]` and bindings, the
@@ -127,6 +159,24 @@ fn compose(
     let mut doc = view.document();
     doc.daemon = local.daemon.clone();
     doc.interface = local.interface.clone();
+    // A group deleted elsewhere (while this host was away, or at the same
+    // moment as a local join) leaves the bindings that name it; the rest
+    // of the shared state still applies. A binding left with no group is
+    // refused below, so that its interface keeps the rules in force.
+    for b in &mut doc.interface {
+        let (kept, gone): (Vec<String>, Vec<String>) = (b.security_groups.iter())
+            .cloned()
+            .partition(|g| view.groups.contains_key(g));
+        if !gone.is_empty() && !kept.is_empty() {
+            warn!(
+                interface = %b.name,
+                "the shared state (revision {}) has no group {}: left out of this binding",
+                view.revision,
+                gone.join(", ")
+            );
+            b.security_groups = kept;
+        }
+    }
     let origin = format!(
         "the shared state (etcd {} at revision {}) with this host's bindings",
         settings.prefix, view.revision
@@ -144,10 +194,13 @@ fn members(view: &SharedView, own: &str) -> BTreeMap<String, Vec<IpAddr>> {
     let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     let others = view.hosts.values().filter(|h| h.host_id != own);
     for binding in others.flat_map(|h| &h.bindings) {
+        // Only addresses that can name one instance: a record is another
+        // host's word, and 0.0.0.0, loopback, multicast or broadcast
+        // would make the group mean something else.
+        let unicast = (binding.addresses.iter()).filter(|a| names_an_instance(a));
+        let unicast: Vec<IpAddr> = unicast.copied().collect();
         for group in &binding.security_groups {
-            out.entry(group.clone())
-                .or_default()
-                .extend(&binding.addresses);
+            out.entry(group.clone()).or_default().extend(&unicast);
         }
     }
     for addrs in out.values_mut() {
@@ -157,6 +210,19 @@ fn members(view: &SharedView, own: &str) -> BTreeMap<String, Vec<IpAddr>> {
     out
 }
 
+fn names_an_instance(a: &IpAddr) -> bool {
+    let special = match a {
+        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified() || v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_multicast()
+                || v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.to_ipv4_mapped().is_some()
+        }
+    };
+    !special && !crate::model::is_link_local(a)
+}
+
 impl Store {
     /// A fleet host's desired state at start: this host's part from the
     /// file (or `state.toml`), the shared objects from etcd's first full
@@ -164,6 +230,7 @@ impl Store {
     /// time (fail-static).
     pub fn open_fleet(state_dir: &Path, config_file: &Path, fleet: Fleet) -> anyhow::Result<Store> {
         let (file_doc, file_config) = load_file(config_file).map_err(|e| anyhow!("{e}"))?;
+        let file_datastore = file_doc.datastore.clone();
         let settings = (file_config.datastore.clone()).ok_or_else(|| {
             anyhow!(
                 "{} has no [datastore] kind = \"etcd\"",
@@ -190,7 +257,7 @@ impl Store {
         let view = match fleet.first_view(FIRST_VIEW_WAIT) {
             Some(view) => view,
             None => {
-                let view = read_cache(&cache).ok_or_else(|| {
+                let view = read_cache(&cache, &settings.prefix).ok_or_else(|| {
                     anyhow!(
                         "etcd ({}) cannot be reached, and this host has never read the shared state ({} is missing); \
                          start it once etcd answers",
@@ -215,7 +282,7 @@ impl Store {
                     "the shared state at revision {} is not applied here (the rules in force stay): {e}",
                     view.revision
                 );
-                let cached = read_cache(&cache).and_then(|cached| {
+                let cached = read_cache(&cache, &settings.prefix).and_then(|cached| {
                     let (doc, config) = compose(&local, &cached, &settings).ok()?;
                     Some((cached, doc, config))
                 });
@@ -241,6 +308,8 @@ impl Store {
             cache,
             published: None,
             rejected,
+            retry: None,
+            datastore: file_datastore,
         };
         link.save_cache();
         let mut store = Store {
@@ -257,21 +326,34 @@ impl Store {
         Ok(store)
     }
 
-    /// Whether edits can be written now: on a fleet host, only while etcd
-    /// answers.
-    pub fn check_writable(&self) -> Result<(), String> {
-        match &self.fleet {
-            Some(link) if !link.fleet.status().connected => {
-                let status = link.fleet.status();
-                Err(CommitError::Unreachable(
-                    status.last_error.unwrap_or_else(|| {
-                        format!("no answer from {}", status.endpoints.join(", "))
-                    }),
-                )
-                .to_string())
-            }
-            _ => Ok(()),
+    /// Whether `doc` can be written now: on a fleet host, a change of
+    /// shared objects only while etcd answers (a change of this host's
+    /// bindings alone is local: its record is published on return).
+    pub fn check_writable(&self, doc: &Document) -> Result<(), String> {
+        let Some(link) = &self.fleet else {
+            return Ok(());
+        };
+        let status = link.fleet.status();
+        if status.connected || writes(&link.layout, &self.doc, doc).is_empty() {
+            return Ok(());
         }
+        Err(CommitError::Unreachable(
+            (status.last_error).unwrap_or_else(|| format!("no answer from {}", status.endpoints.join(", "))),
+        )
+        .to_string())
+    }
+
+    /// A fleet host's file as `sgctl export` gives it: `[daemon]`,
+    /// `[datastore]` and its bindings (the shared objects are etcd's:
+    /// `sgctl group export` saves a group).
+    pub(super) fn fleet_export(&self) -> Option<Document> {
+        let link = self.fleet.as_ref()?;
+        Some(Document {
+            daemon: self.doc.daemon.clone(),
+            datastore: link.datastore.clone(),
+            interface: self.doc.interface.clone(),
+            ..Document::default()
+        })
     }
 
     /// Adds what a validated document does not say to its config: the
@@ -298,6 +380,7 @@ impl Store {
         if view.revision < link.view.revision {
             return None;
         }
+        link.retry = None;
         for (key, why) in &view.unreadable {
             warn!(key, "etcd holds a value sg cannot read: {why}; left out");
         }
@@ -317,6 +400,7 @@ impl Store {
             Err(e) => {
                 let why = not_applied(e.to_string());
                 link.rejected = Some(why.clone());
+                link.retry = Some(view);
                 return Some(Err(why));
             }
         };
@@ -334,6 +418,7 @@ impl Store {
                 }
                 let why = not_applied(format!("{e:#}"));
                 link.rejected = Some(why.clone());
+                link.retry = Some(view);
                 return Some(Err(why));
             }
         };
@@ -346,6 +431,16 @@ impl Store {
         self.record_protected();
         self.observe_snapshots();
         Some(Ok(report))
+    }
+
+    /// The view last refused, tried again (from the main loop now and
+    /// then: an apply that failed for want of room may pass now).
+    pub fn retry_fleet_view(
+        &mut self,
+        apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
+    ) -> Option<Result<ApplyReport, String>> {
+        let view = self.fleet.as_mut()?.retry.take()?;
+        self.fleet_view(view, apply)
     }
 
     /// Hands this host's bindings, with the instance addresses they were
@@ -455,9 +550,48 @@ mod tests {
         // Its own record is not a member from elsewhere.
         let app = &config.fleet_members["sg-app"];
         assert_eq!(app, &["192.0.2.1".parse::<IpAddr>().unwrap()]);
-        // A binding to a group the shared state lacks is not valid here.
+        // Records name only unicast instances.
+        view.hosts.get_mut("hv-1").unwrap().bindings[0].addresses.extend(
+            ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "::", "::ffff:192.0.2.9", "fe80::1"]
+                .map(|a| a.parse::<IpAddr>().unwrap()),
+        );
+        let (_, config) = compose(&local, &view, &settings).unwrap();
+        assert_eq!(config.fleet_members["sg-app"], app.clone());
+        // A group deleted elsewhere leaves the bindings that name it; the
+        // rest applies.
+        let (two, _) = parse_document(
+            Path::new("host.toml"),
+            "[datastore]\nkind = \"etcd\"\nendpoints = [\"http://198.51.100.250:2379\"]\n[[interface]]\nname = \"eth0\"\naddresses = [\"192.0.2.2\"]\nsecurity_groups = [\"sg-web\", \"sg-app\"]\n",
+        )
+        .unwrap();
+        view.groups.remove("sg-app");
+        view.groups.get_mut("sg-web").unwrap().ingress.clear();
+        let (doc, _) = compose(&two, &view, &settings).unwrap();
+        assert_eq!(doc.interface[0].security_groups, ["sg-web"]);
+        // A binding left with no group is not valid here: the rules in
+        // force stay.
         view.groups.remove("sg-web");
         let e = compose(&local, &view, &settings).unwrap_err().to_string();
         assert!(e.contains("sg-web") && e.contains("revision 9"), "{e}");
+    }
+
+    #[test]
+    fn the_cached_view_is_of_its_prefix_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CACHE_FILE);
+        let view = SharedView {
+            revision: 5,
+            ..SharedView::default()
+        };
+        let text = serde_json::to_string(&CacheRef {
+            prefix: "/sg",
+            view: &view,
+        })
+        .unwrap();
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(read_cache(&path, "/sg"), Some(view));
+        assert_eq!(read_cache(&path, "/other"), None);
+        std::fs::write(&path, "{").unwrap();
+        assert_eq!(read_cache(&path, "/sg"), None);
     }
 }

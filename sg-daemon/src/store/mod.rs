@@ -186,7 +186,7 @@ impl Store {
         if let Err(e) = self.snapshots.take_due(now) {
             warn!("snapshots: {e}");
         }
-        if let Err(e) = self.snapshots.purge(now) {
+        if let Err(e) = self.snapshots.purge_now_and_then(now) {
             warn!("snapshots: {e}");
         }
     }
@@ -238,20 +238,44 @@ impl Store {
     /// Reads and validates the config file (for a reload); nothing
     /// changes.
     pub fn read_config_file(&self) -> Result<(Document, Config), String> {
+        let (file_doc, file_config) = load_file(&self.config_file)?;
+        // Where the shared objects live is read at start only: a reload
+        // of a file that moved them would enforce bindings without their
+        // groups.
+        let running = self.config.datastore.as_ref();
+        if file_config.datastore.as_ref() != running {
+            return Err(format!(
+                "reload refused: [datastore] in {} differs from the one in force ({}); \
+                 restart sgd to change where the shared objects live",
+                self.config_file.display(),
+                running.map_or("the file".to_owned(), |d| format!(
+                    "etcd {} under {} as {}",
+                    d.endpoints.join(", "),
+                    d.prefix,
+                    d.host_id
+                ))
+            ));
+        }
         match &self.fleet {
-            None => load_file(&self.config_file),
+            None => Ok((file_doc, file_config)),
             // A fleet host's file holds its bindings: with the shared
             // objects in force.
-            Some(link) => {
-                let (file_doc, _) = load_file(&self.config_file)?;
-                link.compose(&file_doc).map_err(|e| e.to_string())
-            }
+            Some(link) => link.compose(&file_doc).map_err(|e| e.to_string()),
         }
     }
 
     /// The desired state as a config file, with a header saying where it
     /// came from.
     pub fn export(&self) -> Result<String, String> {
+        if let Some(host) = self.fleet_export() {
+            let header = format!(
+                "sg: this fleet host's file (SPEC §8), exported by sgd.\n\
+                 Groups, lists and snapshot policies are etcd's (sgctl group export saves one).\n\
+                 Usable as {}.",
+                self.config_file.display()
+            );
+            return host.to_toml(&header);
+        }
         let header = format!(
             "sg desired state (SPEC §7), exported by sgd.\n\
              Usable as its config file; [daemon] is {}'s.",

@@ -104,3 +104,23 @@ fn a_protected_group_survives_a_discarding_reload() {
     assert!(e.contains("no group sg-db,"), "{e}");
     assert!(f.store.document().group("sg-db").is_some());
 }
+
+/// A reload keeps where the shared objects live: a file turned into a
+/// fleet host's (groups gone, `[datastore]` etcd) would otherwise bind
+/// its interfaces to groups it no longer has.
+#[test]
+fn a_reload_refuses_a_file_that_moves_the_shared_objects() {
+    let mut f = Fixture::new();
+    let file = f.store.config_file().to_owned();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (daemon, _) = text.split_once("[[prefix_list]]").unwrap();
+    let host = format!(
+        "{daemon}\n[datastore]\nkind = \"etcd\"\nendpoints = [\"http://198.51.100.250:2379\"]\n\n\
+         [[interface]]\nname = \"sgt-none0\"\naddresses = [\"192.0.2.10\"]\nsecurity_groups = [\"sg-web\"]\n"
+    );
+    std::fs::write(&file, host).unwrap();
+    let applied = f.applied.len();
+    let e = f.err(reload(true));
+    assert!(e.contains("[datastore]") && e.contains("restart sgd"), "{e}");
+    assert_eq!(f.applied.len(), applied, "nothing applied");
+}
