@@ -215,6 +215,35 @@ fn first_view_commits_conflicts_and_push() {
         Err(CommitError::NotEmpty(what)) => assert!(what.contains("groups/"), "{what}"),
         other => panic!("a second push: {other:?}"),
     }
+
+    // A push larger than one transaction may hold (etcd: 128 operations)
+    // goes in batches, and all of it arrives.
+    let (big, mut big_rx) = fleet_on(&ns, etcd.endpoints(), "/big", "hv-a", 5);
+    big.first_view(Duration::from_secs(5))
+        .expect("a view of /big");
+    let layout = Layout::new("/big");
+    let many: Vec<Write> = (0..250)
+        .map(|i| {
+            let id = format!("sg-{i:03}");
+            Write::Put {
+                key: layout.key(&Key::Group(id.clone())),
+                value: group(&id, "batched"),
+            }
+        })
+        .collect();
+    let revision = big.push(many.clone()).unwrap();
+    let view = wait_for(
+        &mut big_rx,
+        Duration::from_secs(5),
+        "the pushed view",
+        |e| match e {
+            FleetEvent::View(v) if v.revision >= revision => Some(v.clone()),
+            _ => None,
+        },
+    );
+    assert_eq!(view.groups.len(), 250);
+    assert_eq!(view.version, revision, "the version key comes last");
+    assert!(matches!(big.push(many), Err(CommitError::NotEmpty(_))));
 }
 
 #[test]

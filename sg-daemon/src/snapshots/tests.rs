@@ -219,5 +219,11 @@ fn expired_snapshots_are_looked_for_hourly_not_on_every_tick() {
     assert!(snaps.purge_now_and_then(first).unwrap().is_empty());
     // Expired (2 days) but looked at less than an hour later: kept.
     assert!(snaps.purge_now_and_then(T0 + 2 * DAY).unwrap().is_empty());
-    assert_eq!(snaps.purge_now_and_then(first + PURGE_EVERY_SECS).unwrap().len(), 1);
+    assert_eq!(
+        snaps
+            .purge_now_and_then(first + PURGE_EVERY_SECS)
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -212,7 +212,9 @@ fn members(view: &SharedView, own: &str) -> BTreeMap<String, Vec<IpAddr>> {
 
 fn names_an_instance(a: &IpAddr) -> bool {
     let special = match a {
-        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified() || v4.is_loopback(),
+        IpAddr::V4(v4) => {
+            v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified() || v4.is_loopback()
+        }
         IpAddr::V6(v6) => {
             v6.is_multicast()
                 || v6.is_unspecified()
@@ -338,7 +340,8 @@ impl Store {
             return Ok(());
         }
         Err(CommitError::Unreachable(
-            (status.last_error).unwrap_or_else(|| format!("no answer from {}", status.endpoints.join(", "))),
+            (status.last_error)
+                .unwrap_or_else(|| format!("no answer from {}", status.endpoints.join(", "))),
         )
         .to_string())
     }
@@ -551,10 +554,20 @@ mod tests {
         let app = &config.fleet_members["sg-app"];
         assert_eq!(app, &["192.0.2.1".parse::<IpAddr>().unwrap()]);
         // Records name only unicast instances.
-        view.hosts.get_mut("hv-1").unwrap().bindings[0].addresses.extend(
-            ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "::", "::ffff:192.0.2.9", "fe80::1"]
+        view.hosts.get_mut("hv-1").unwrap().bindings[0]
+            .addresses
+            .extend(
+                [
+                    "0.0.0.0",
+                    "127.0.0.1",
+                    "224.0.0.1",
+                    "255.255.255.255",
+                    "::",
+                    "::ffff:192.0.2.9",
+                    "fe80::1",
+                ]
                 .map(|a| a.parse::<IpAddr>().unwrap()),
-        );
+            );
         let (_, config) = compose(&local, &view, &settings).unwrap();
         assert_eq!(config.fleet_members["sg-app"], app.clone());
         // A group deleted elsewhere leaves the bindings that name it; the

@@ -121,6 +121,9 @@ fn a_reload_refuses_a_file_that_moves_the_shared_objects() {
     std::fs::write(&file, host).unwrap();
     let applied = f.applied.len();
     let e = f.err(reload(true));
-    assert!(e.contains("[datastore]") && e.contains("restart sgd"), "{e}");
+    assert!(
+        e.contains("[datastore]") && e.contains("restart sgd"),
+        "{e}"
+    );
     assert_eq!(f.applied.len(), applied, "nothing applied");
 }
