@@ -28,7 +28,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sg_tests::{
     Ctl, DEFAULT_TIMEOUT, Daemon, Etcd, Group, Netns, Outcome, TcpServer, accept_in, etcd_ip,
-    sgd_check, tcp_connect, tcp_servers, veth_pair,
+    metrics, sgd_check, tcp_connect, tcp_servers, veth_pair,
 };
 
 /// The etcd prefix of every test here.
@@ -63,7 +63,7 @@ impl Host {
     /// The host file: directories, the datastore, no bindings.
     fn config(&self) -> String {
         format!(
-            "\n[datastore]\nkind = \"etcd\"\nendpoints = {:?}\nprefix = {PREFIX:?}\nhost_id = {:?}\nlease_ttl_secs = {TTL}\n",
+            "metrics_address = \"127.0.0.1:9630\"\n\n[datastore]\nkind = \"etcd\"\nendpoints = {:?}\nprefix = {PREFIX:?}\nhost_id = {:?}\nlease_ttl_secs = {TTL}\n",
             self.endpoints, self.id
         )
     }
@@ -405,6 +405,9 @@ fn outage_keeps_enforcement_and_refuses_edits() {
     a.ctl().ok(&["interface", "join", DATA_IF, "sg-web"]);
     a.ctl().ok(&["interface", "leave", DATA_IF, "sg-web"]);
     assert_eq!(a.ctl().ok(&["interface", "list"]), bindings);
+    // The metric says so too.
+    let scraped = metrics(&b.ns, "127.0.0.1:9630").unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(scraped.contains("sg_datastore_connected 0"), "{scraped}");
     // A fleet host's export is its own file: [datastore] and bindings,
     // not the shared groups.
     let exported = b.ctl().ok(&["export"]);
