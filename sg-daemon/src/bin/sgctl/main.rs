@@ -336,7 +336,7 @@ fn main() -> ExitCode {
         match std::fs::read_to_string(&file) {
             Ok(text) if text.len() > api::MAX_REQUEST_BYTES / 2 => {
                 eprintln!(
-                    "sgctl: {} is too large to import ({} bytes; at most {})",
+                    "sgctl: {} is too large to send to sgd ({} bytes; at most {})",
                     file.display(),
                     text.len(),
                     api::MAX_REQUEST_BYTES / 2
