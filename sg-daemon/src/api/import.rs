@@ -23,7 +23,7 @@ use crate::{
 pub const MAX_RULES: usize = 200;
 
 /// A rule's content for finding duplicates: without id and description,
-/// defaults spelled out, names in lower case.
+/// defaults spelled out, names in lower case, protocols as numbers.
 fn content(dir: Direction, rule: &Rule) -> (Direction, Rule) {
     let lower = |v: &Option<String>| v.as_deref().map(str::to_ascii_lowercase);
     let mut r = Rule {
@@ -33,8 +33,13 @@ fn content(dir: Direction, rule: &Rule) -> (Direction, Rule) {
     };
     r.priority = Some(r.priority.unwrap_or(1));
     r.policy = Some(lower(&r.policy).unwrap_or_else(|| "accept".into()));
-    if let Some(ProtocolValue::Name(n)) = &r.ip_protocol {
-        r.ip_protocol = Some(ProtocolValue::Name(n.to_ascii_lowercase()));
+    // One spelling of a protocol: `TCP`, `tcp` and `6` are one protocol.
+    if let Some(p) = &r.ip_protocol {
+        r.ip_protocol = Some(match crate::config::values::parse_protocol(p) {
+            Some(crate::model::Protocol::All) => ProtocolValue::Name("all".into()),
+            Some(crate::model::Protocol::Number(n)) => ProtocolValue::Number(n.into()),
+            None => p.clone(),
+        });
     }
     if r.port_range.is_none() && r.port_range_list_id.is_none() {
         r.port_range = Some("-1/-1".into());

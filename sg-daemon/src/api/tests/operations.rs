@@ -390,14 +390,19 @@ fn import_skips_duplicates_within_the_file_and_names_json_indexes_and_ipv6_colum
         r.skipped[0].reason,
         format!("duplicate of rule {}", r.added[0].id)
     );
-    // An existing rule of sg-web (its description differs): a duplicate.
-    let web = r#"[{"Direction":"ingress","IpProtocol":"TCP","PortRange":"80/80","SourceCidrIp":"0.0.0.0/0","Policy":"Accept","Priority":"1","Description":"web"}]"#;
-    let r = import_report(&mut f, import("sg-web", "", web, false));
-    assert_eq!(
-        r.skipped[0].reason,
-        format!("duplicate of rule {WEB_HTTP}"),
-        "{r:?}"
-    );
+    // An existing rule of sg-web (its description differs, its protocol
+    // given by name or by number): a duplicate.
+    for protocol in ["TCP", "6"] {
+        let web = format!(
+            r#"[{{"Direction":"ingress","IpProtocol":"{protocol}","PortRange":"80/80","SourceCidrIp":"0.0.0.0/0","Policy":"Accept","Priority":"1","Description":"web"}}]"#
+        );
+        let r = import_report(&mut f, import("sg-web", "", &web, false));
+        assert_eq!(
+            r.skipped.first().map(|s| s.reason.clone()),
+            Some(format!("duplicate of rule {WEB_HTTP}")),
+            "{protocol}: {r:?}"
+        );
+    }
     assert!(f.applied.is_empty());
     // An invalid IPv6 source at index 1 and a bad protocol at index 2.
     let bad = r#"[
