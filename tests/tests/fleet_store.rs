@@ -367,6 +367,47 @@ fn cut_off(ns: &Netns, rx: &mut Events, meanwhile: impl FnOnce()) {
     connected(rx, Duration::from_secs(8));
 }
 
+/// etcd rebuilt (or restored from a backup) on the same address: its
+/// revisions start over. The host does not wait for revisions the new
+/// store may never reach: it reads it whole.
+#[test]
+fn a_replaced_store_is_read_whole() {
+    let mut etcd = Etcd::single("fs-new").unwrap();
+    let ns = etcd.mgmt().host("fs-newh", host_ip(13)).unwrap();
+    let (fleet, mut rx) = fleet_on(&ns, etcd.endpoints(), "/sg", "hv-a", 5);
+    let first = fleet
+        .first_view(Duration::from_secs(5))
+        .expect("a first view");
+    let mut base = first.version;
+    for i in 0..5 {
+        base = fleet
+            .commit(base, vec![put_group("sg-old", &format!("{i}"))])
+            .unwrap();
+    }
+    let old = wait_for(&mut rx, Duration::from_secs(5), "the edits", |e| match e {
+        FleetEvent::View(v) if v.revision >= base => Some(v.clone()),
+        _ => None,
+    });
+    etcd.replace_all().unwrap();
+    etcd.put(&group_key("sg-new"), &group("sg-new", "after"))
+        .unwrap();
+    let new = wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        "the new store",
+        |e| match e {
+            FleetEvent::View(v) if v.groups.contains_key("sg-new") => Some(v.clone()),
+            _ => None,
+        },
+    );
+    assert!(!new.groups.contains_key("sg-old"), "{new:?}");
+    assert!(
+        new.revision < old.revision,
+        "its revisions started over: {new:?}"
+    );
+    assert_ne!(new.cluster_id, old.cluster_id);
+}
+
 #[test]
 fn cut_off_host_resumes_its_watch_or_reads_again() {
     let etcd = Etcd::single("fs-cutoff").unwrap();

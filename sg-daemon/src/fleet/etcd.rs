@@ -434,6 +434,9 @@ impl Connection {
     /// A watch of the prefix: resumed after the last event applied, or
     /// from a full read (sent as a view) when there is no view.
     async fn watch(&mut self, client: &mut Client) -> Result<WatchStream, String> {
+        if self.view.is_some() && self.store_replaced(client).await? {
+            self.view = None;
+        }
         if self.view.is_none() {
             self.full_read(client).await?;
         }
@@ -450,6 +453,33 @@ impl Connection {
         .await
     }
 
+    /// Whether the store is another than the view's: a new cluster (etcd
+    /// restored from a backup, or rebuilt), or one whose revision went
+    /// back. Resuming the watch there would wait for revisions it may
+    /// never reach: a full read instead.
+    async fn store_replaced(&mut self, client: &mut Client) -> Result<bool, String> {
+        let options = GetOptions::new().with_keys_only().with_limit(1);
+        let read = within(
+            REQUEST_TIMEOUT,
+            client.get(self.layout.key(&crate::fleet::Key::Version), Some(options)),
+        )
+        .await?;
+        let Some(header) = read.header() else {
+            return Ok(false);
+        };
+        let view = self.view.as_ref().map_or(0, |v| v.cluster_id);
+        let replaced = header.cluster_id() != view || header.revision() + 1 < self.next_revision;
+        if replaced {
+            tracing::warn!(
+                "fleet: etcd is another store than the one last read (cluster {:x} at revision {}, was {view:x} past {}): reading it whole",
+                header.cluster_id(),
+                header.revision(),
+                self.next_revision - 1
+            );
+        }
+        Ok(replaced)
+    }
+
     async fn full_read(&mut self, client: &mut Client) -> Result<(), String> {
         let options = GetOptions::new().with_prefix();
         let mut kv = client
@@ -463,7 +493,9 @@ impl Connection {
             .iter()
             .map(|kv| (kv.key(), kv.value(), kv.mod_revision()));
         self.next_revision = revision + 1;
-        self.send_view(SharedView::from_pairs(&self.layout, revision, pairs));
+        let mut view = SharedView::from_pairs(&self.layout, revision, pairs);
+        view.cluster_id = read.header().map_or(0, |h| h.cluster_id());
+        self.send_view(view);
         Ok(())
     }
 

@@ -30,6 +30,9 @@ pub struct PublishedBinding {
 pub struct SharedView {
     /// The store's revision this view is at.
     pub revision: i64,
+    /// The etcd cluster it was read from: revisions compare within one.
+    #[serde(default)]
+    pub cluster_id: u64,
     /// The revision of the last edit (the version key's `mod_revision`;
     /// 0: none yet). Edits are checked against it.
     pub version: i64,

@@ -380,7 +380,10 @@ impl Store {
         apply: &mut dyn FnMut(&Config) -> anyhow::Result<ApplyReport>,
     ) -> Option<Result<ApplyReport, String>> {
         let link = self.fleet.as_mut()?;
-        if view.revision < link.view.revision {
+        // Older than the view in force (the watch catching up with an
+        // edit of this host's): ignored, unless it is of another cluster
+        // (etcd restored from a backup: its revisions start over).
+        if view.revision < link.view.revision && view.cluster_id == link.view.cluster_id {
             return None;
         }
         link.retry = None;
