@@ -77,6 +77,14 @@ impl FleetLink {
         compose(local, &self.view, &self.settings)
     }
 
+    pub(super) fn view(&self) -> &SharedView {
+        &self.view
+    }
+
+    pub(super) fn set_view(&mut self, view: SharedView) {
+        self.view = view;
+    }
+
     /// Writes the shared objects `to` changed from `from`, if any.
     pub(super) fn write_shared(&mut self, from: &Document, to: &Document) -> Result<(), String> {
         let changes = writes(&self.layout, from, to);

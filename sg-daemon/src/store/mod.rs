@@ -290,6 +290,11 @@ impl Store {
     /// the revision they were validated at. On error nothing changes and
     /// the message says why.
     pub fn commit(&mut self, doc: Document, config: Config) -> Result<(), String> {
+        // The view as it was, in case the local part cannot be written
+        // after etcd took the shared one: the next edit must then be
+        // checked against the old version (a conflict, until the watch
+        // brings this edit), not against a view the state in force lacks.
+        let view_before = self.fleet.as_ref().map(|link| link.view().clone());
         if let Some(link) = &mut self.fleet {
             link.write_shared(&self.doc, &doc)?;
         }
@@ -312,7 +317,12 @@ impl Store {
             let written = text
                 .map_err(io::Error::other)
                 .and_then(|text| write_atomic(&self.state_file, text.as_bytes()));
-            written.map_err(|e| format!("the state cannot be persisted: {e}"))?;
+            if let Err(e) = written {
+                if let (Some(link), Some(view)) = (&mut self.fleet, view_before) {
+                    link.set_view(view);
+                }
+                return Err(format!("the state cannot be persisted: {e}"));
+            }
             self.source = Source::State;
         }
         self.doc = doc;
