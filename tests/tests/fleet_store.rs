@@ -3,8 +3,10 @@
 //! transactions checked against a version (one of two concurrent edits
 //! wins, the other is a conflict with nothing written), the host record
 //! under its lease, outages (edits refused at once, the view resynced
-//! after), a compacted history (a full read again) and a three-member
-//! cluster losing a member.
+//! after), a compacted history (a full read again), a store replaced
+//! (read whole), a three-member cluster losing a member, and two operators
+//! editing at once through two hosts' stores (one wins, the other is a
+//! conflict and nothing of it stays).
 //!
 //! Each `Fleet` is started from a thread inside a host namespace on the
 //! management bridge; its connection thread inherits that namespace.
@@ -554,4 +556,88 @@ fn tls_with_a_client_certificate() {
     eprintln!("without a client certificate: {error}");
     assert!(anonymous.first_view(Duration::from_millis(500)).is_none());
     assert!(!anonymous.status().connected);
+}
+
+/// Two operators editing at once, each through its own host's daemon
+/// (`api::handle_desired` on a fleet host's `Store`, as `sgd` runs it):
+/// the second edit was validated against a version the first one moved,
+/// so it is a conflict, and nothing of it is written or applied.
+#[test]
+fn two_operators_editing_at_once_one_wins() {
+    use sg_daemon::api::{self, Direction, Reply, Request, Response};
+    use sg_daemon::{config::schema, daemon::ApplyReport, store::Store};
+
+    let etcd = Etcd::single("fs-ops").unwrap();
+    let ns = etcd.mgmt().host("fs-opsh", host_ip(14)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Each host: its file, state directory and connection (no bindings).
+    let open = |host: &str| {
+        let file = dir.path().join(format!("{host}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "[daemon]\nstate_dir = {:?}\n\n[datastore]\nkind = \"etcd\"\nendpoints = {:?}\nhost_id = {host:?}\n",
+                dir.path().join(host),
+                etcd.endpoints()
+            ),
+        )
+        .unwrap();
+        let (fleet, rx) = fleet_on(&ns, etcd.endpoints(), "/sg", host, 5);
+        let store = Store::open_fleet(&dir.path().join(host), &file, fleet).unwrap();
+        (store, rx)
+    };
+    let (mut a, mut a_rx) = open("hv-a");
+    let groups = schema::Document {
+        security_group: vec![schema::Group {
+            id: "sg-web".into(),
+            ..schema::Group::default()
+        }],
+        ..schema::Document::default()
+    };
+    a.push(&groups).unwrap();
+    let (mut b, _b_rx) = open("hv-b");
+    // A sees the pushed group too (its events, as sgd's loop handles them).
+    let view = wait_for(&mut a_rx, Duration::from_secs(5), "the push", |e| match e {
+        FleetEvent::View(v) if v.groups.contains_key("sg-web") => Some(v.clone()),
+        _ => None,
+    });
+    let mut apply = |_: &sg_daemon::model::Config| Ok(ApplyReport::default());
+    a.fleet_view(view, &mut apply);
+    assert!(b.document().group("sg-web").is_some() && a.document().group("sg-web").is_some());
+
+    let rule = |port: &str| schema::Rule {
+        policy: Some("accept".into()),
+        ip_protocol: Some(schema::ProtocolValue::Name("tcp".into())),
+        port_range: Some(format!("{port}/{port}")),
+        source_cidr_ip: Some("0.0.0.0/0".into()),
+        ..schema::Rule::default()
+    };
+    let add = |port: &str| Request::AuthorizeRule {
+        group: "sg-web".into(),
+        direction: Direction::Ingress,
+        rule: rule(port),
+    };
+    // A's edit lands; B has not seen it yet (its events wait in its queue).
+    let Response::Ok(Reply::Done { .. }) = api::handle_desired(&mut a, add("22"), &mut apply)
+    else {
+        panic!("A's edit failed")
+    };
+    let before = b.document().clone();
+    let mut applied = 0;
+    let answer = api::handle_desired(&mut b, add("443"), &mut |_| {
+        applied += 1;
+        Ok(ApplyReport::default())
+    });
+    let Response::Error(e) = answer else {
+        panic!("B's edit on a stale version was taken: {answer:?}")
+    };
+    assert!(
+        e.contains("conflict") && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert_eq!(b.document(), &before, "B's state is unchanged");
+    // B applied its edit, then the rules in force again: nothing of it stays.
+    assert_eq!(applied, 2);
+    let web = etcd.get(&group_key("sg-web")).unwrap().unwrap();
+    assert!(web.contains("22/22") && !web.contains("443/443"), "{web}");
 }
