@@ -558,3 +558,22 @@ impl Drop for DaemonDirs {
         }
     }
 }
+
+/// The arguments of `sgctl rule add` opening tcp `ports` of `group` to
+/// everyone (IPv4).
+pub fn open_to_all<'a>(group: &'a str, ports: &'a str) -> [&'a str; 12] {
+    [
+        "rule",
+        "add",
+        group,
+        "ingress",
+        "--policy",
+        "accept",
+        "--ip-protocol",
+        "tcp",
+        "--port-range",
+        ports,
+        "--source-cidr-ip",
+        "0.0.0.0/0",
+    ]
+}

@@ -51,7 +51,7 @@ pub use conn::{
 pub use crafted::{send_frame, udp6_echo_options_after_fragment};
 pub use daemon::{
     Ctl, CtlOut, Daemon, DaemonDirs, READY_TIMEOUT, STOP_TIMEOUT, Sgd, enforce,
-    layout_test_sgd_path, metrics, sgctl_path, sgd_check, sgd_path,
+    layout_test_sgd_path, metrics, open_to_all, sgctl_path, sgd_check, sgd_path,
 };
 pub use etcd::{Etcd, MGMT_PREFIX_LEN, Mgmt, etcd_ip};
 pub use netns::{CLIENT_IF, Host, Hypervisor, NarrowPath, Netns, SERVER_IF, Topology, veth_pair};

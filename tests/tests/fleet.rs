@@ -28,7 +28,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sg_tests::{
     Ctl, DEFAULT_TIMEOUT, Daemon, Etcd, Group, Netns, Outcome, TcpServer, accept_in, etcd_ip,
-    metrics, sgd_check, tcp_connect, tcp_servers, veth_pair,
+    metrics, open_to_all, sgd_check, tcp_connect, tcp_servers, veth_pair,
 };
 
 /// The etcd prefix of every test here.
@@ -180,6 +180,20 @@ impl Site {
     }
 }
 
+/// `sgctl ARGS` on `host`, tried again until it succeeds (a host that has
+/// just reconnected), within [`PROPAGATION`].
+fn ok_within_propagation(host: &Host, args: &[&str], what: &str) {
+    let started = Instant::now();
+    loop {
+        let out = host.ctl().run(args);
+        if out.code == 0 {
+            return;
+        }
+        assert!(started.elapsed() < PROPAGATION, "{what}: {out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn join(host: &Host, group: &str) {
     // The pushed groups reach the host through its watch: poll until it
     // knows the group.
@@ -298,20 +312,7 @@ fn rule_change_on_one_host_is_enforced_on_another() {
     let _srv = servers(b, &[22]);
     now("no ssh rule yet: A to B:22", a, b.v4(22), DROPPED);
 
-    let out = a.ctl().ok(&[
-        "rule",
-        "add",
-        "sg-web",
-        "ingress",
-        "--policy",
-        "accept",
-        "--ip-protocol",
-        "tcp",
-        "--port-range",
-        "22/22",
-        "--source-cidr-ip",
-        "0.0.0.0/0",
-    ]);
+    let out = a.ctl().ok(&open_to_all("sg-web", "22/22"));
     eprintln!("rule add on A: {}", out.trim());
     until("ssh rule added on A: A to B:22", a, b.v4(22), PASS);
     let show = b.ctl().ok(&["group", "show", "sg-web"]);
@@ -368,20 +369,7 @@ fn outage_keeps_enforcement_and_refuses_edits() {
     now("etcd down: A (in sg-app) to B:80", a, b.v4(80), PASS);
     now("etcd down: A to B:22", a, b.v4(22), DROPPED);
 
-    let refused = a.ctl().refused(&[
-        "rule",
-        "add",
-        "sg-web",
-        "ingress",
-        "--policy",
-        "accept",
-        "--ip-protocol",
-        "tcp",
-        "--port-range",
-        "22/22",
-        "--source-cidr-ip",
-        "0.0.0.0/0",
-    ]);
+    let refused = a.ctl().refused(&open_to_all("sg-web", "22/22"));
     assert!(
         refused.contains("datastore is unreachable"),
         "the refusal names no datastore: {refused}"
@@ -446,31 +434,11 @@ fn outage_keeps_enforcement_and_refuses_edits() {
     now("after the outage: A to B:80", a, b.v4(80), PASS);
     now("after the outage: A to B:22", a, b.v4(22), DROPPED);
     // And edits work again from the hosts.
-    let started = Instant::now();
-    loop {
-        let out = a.ctl().run(&[
-            "rule",
-            "add",
-            "sg-web",
-            "ingress",
-            "--policy",
-            "accept",
-            "--ip-protocol",
-            "tcp",
-            "--port-range",
-            "22/22",
-            "--source-cidr-ip",
-            "0.0.0.0/0",
-        ]);
-        if out.code == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < PROPAGATION,
-            "rule add after the outage: {out:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ok_within_propagation(
+        a,
+        &open_to_all("sg-web", "22/22"),
+        "rule add after the outage",
+    );
     until(
         "after the outage, a rule added on A: A to B:22",
         a,
@@ -495,20 +463,7 @@ fn three_members_survive_one_killed() {
     eprintln!("killed etcd member 0 ({})", etcd_ip(0));
     let started = Instant::now();
     loop {
-        let out = a.ctl().run(&[
-            "rule",
-            "add",
-            "sg-web",
-            "ingress",
-            "--policy",
-            "accept",
-            "--ip-protocol",
-            "tcp",
-            "--port-range",
-            "22/22",
-            "--source-cidr-ip",
-            "0.0.0.0/0",
-        ]);
+        let out = a.ctl().run(&open_to_all("sg-web", "22/22"));
         if out.code == 0 {
             break;
         }
@@ -601,31 +556,11 @@ fn restart_during_outage_starts_from_cached_view() {
     assert!(show.contains("80/80"), "B's cached sg-web: {show}");
 
     etcd.restart_all().unwrap_or_else(|e| panic!("{e:#}"));
-    let started = Instant::now();
-    loop {
-        let out = a.ctl().run(&[
-            "rule",
-            "add",
-            "sg-web",
-            "ingress",
-            "--policy",
-            "accept",
-            "--ip-protocol",
-            "tcp",
-            "--port-range",
-            "22/22",
-            "--source-cidr-ip",
-            "0.0.0.0/0",
-        ]);
-        if out.code == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < PROPAGATION,
-            "rule add after the outage: {out:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ok_within_propagation(
+        a,
+        &open_to_all("sg-web", "22/22"),
+        "rule add after the outage",
+    );
     until("B resynced: A to B:22", a, b.v4(22), PASS);
     now("B resynced: A to B:80", a, b.v4(80), PASS);
     let out = b.ctl().ok(&["--output", "json", "datastore", "status"]);

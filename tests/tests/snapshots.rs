@@ -102,23 +102,6 @@ fn ids(diff: &serde_json::Value, direction: &str, side: &str) -> Vec<String> {
     .collect()
 }
 
-/// The arguments of `sgctl rule add` opening tcp `ports` of sg-web to all.
-fn open_to_all(ports: &str) -> [&str; 11] {
-    [
-        "rule",
-        "add",
-        "sg-web",
-        "ingress",
-        "--policy",
-        "accept",
-        "--ip-protocol",
-        "tcp",
-        "--port-range",
-        ports,
-        "--source-cidr-ip=0.0.0.0/0",
-    ]
-}
-
 #[test]
 fn snapshot_on_association_and_change_diff_restore_and_restart() {
     let t = Topology::pair("snap").unwrap();
@@ -158,9 +141,9 @@ fn snapshot_on_association_and_change_diff_restore_and_restart() {
     check(&[ssh(DROPPED), http(PASS)]);
 
     // Two changes within the window: one snapshot due, none taken yet.
-    let said = ctl.ok(&open_to_all("22/22"));
+    let said = ctl.ok(&open_to_all("sg-web", "22/22"));
     assert!(said.contains(WEB_SSH), "{said}");
-    ctl.ok(&open_to_all("443/443"));
+    ctl.ok(&open_to_all("sg-web", "443/443"));
     let l = list(&ctl);
     assert_eq!(snapshots(&l).len(), 1, "taken before its time: {l:#}");
     assert!(l["next_due"].is_string(), "no snapshot due: {l:#}");
