@@ -588,3 +588,44 @@ fn check_refuses_shared_objects_in_a_fleet_host_file() {
         "does not say to push: {out}"
     );
 }
+
+/// TLS to etcd through `sgd`: `ca_file`, `cert_file` and `key_file` of
+/// `[datastore]` (etcd requires client certificates): the host connects,
+/// seeds the prefix and says so.
+#[test]
+fn a_host_speaks_tls_with_a_client_certificate() {
+    let etcd = Etcd::single_tls("flt").unwrap_or_else(|e| panic!("{e:#}"));
+    let pki = etcd.pki().expect("TLS material");
+    let ns = etcd
+        .mgmt()
+        .host("flt-h", std::net::Ipv4Addr::new(198, 51, 100, 20))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let config = format!(
+        "\n[datastore]\nkind = \"etcd\"\nendpoints = {:?}\nprefix = {PREFIX:?}\nhost_id = \"hv-tls\"\n\
+         ca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+        etcd.endpoints(),
+        pki.ca,
+        pki.client.0,
+        pki.client.1
+    );
+    let sgd = Daemon::start(&ns, &config).unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("groups.toml");
+    std::fs::write(&file, groups_file()).unwrap();
+    let pushed = sgd.ctl().ok(&["datastore", "push", file.to_str().unwrap()]);
+    assert!(pushed.contains("pushed"), "{pushed}");
+    let status: serde_json::Value =
+        serde_json::from_str(&sgd.ctl().ok(&["--output", "json", "datastore", "status"])).unwrap();
+    assert_eq!(status["connection"]["connected"], true, "{status:#}");
+    assert!(
+        status["connection"]["endpoints"][0]
+            .as_str()
+            .is_some_and(|e| e.starts_with("https://")),
+        "{status:#}"
+    );
+    assert!(
+        etcd.get(&format!("{PREFIX}/v1/groups/sg-web"))
+            .unwrap()
+            .is_some()
+    );
+}
