@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use super::{
-    Reply,
-    wire::{DatastoreInfo, FleetHost},
-};
+use serde::{Deserialize, Serialize};
+
+use super::Reply;
 use crate::{config, store::Store};
 
 pub(super) fn status(state: &Store) -> Reply {
@@ -73,4 +72,31 @@ pub(super) fn push(state: &Store, content: &str) -> Result<Reply, String> {
         ),
         id: None,
     })
+}
+
+/// `sgctl datastore status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatastoreInfo {
+    /// `file` or `etcd`.
+    pub kind: String,
+    /// The connection (etcd only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<crate::fleet::FleetStatus>,
+    /// The revision of the shared state in force.
+    pub applied_revision: i64,
+    /// Revisions the store is ahead of the state in force.
+    pub lag: i64,
+    /// Why the newest shared state is not in force, if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
+    pub hosts: Vec<FleetHost>,
+}
+
+/// A host of the fleet, as it publishes itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetHost {
+    pub host_id: String,
+    pub this_host: bool,
+    pub interfaces: Vec<String>,
+    pub instances: Vec<String>,
 }

@@ -67,12 +67,13 @@ use self::{
 };
 pub use self::{
     client::{CallError, call},
+    datastore::{DatastoreInfo, FleetHost},
     server::{Call, Listener, bind, serve},
+    snapshot::{SnapshotInfo, SnapshotList},
     wire::{
-        Counters, DatastoreInfo, Diagnosis, DirectionRules, Effective, EffectiveRule, FleetHost,
-        GroupInfo, InterfaceCount, InterfaceInfo, MAX_REQUEST_BYTES, Probe, ReasonCount, Reply,
-        Request, RequestLine, Response, ResponseLine, RuleCount, SessionInfo, SnapshotInfo,
-        SnapshotList, VERSION, parse_request,
+        Counters, Diagnosis, DirectionRules, Effective, EffectiveRule, GroupInfo, InterfaceCount,
+        InterfaceInfo, MAX_REQUEST_BYTES, Probe, ReasonCount, Reply, Request, RequestLine,
+        Response, ResponseLine, RuleCount, SessionInfo, VERSION, parse_request,
     },
 };
 use crate::{

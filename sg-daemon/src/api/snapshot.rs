@@ -2,10 +2,11 @@
 //! a group's snapshots: listed, compared with the rules in force, restored
 //! in one change (see [`crate::snapshots`] for when they are taken).
 
+use serde::{Deserialize, Serialize};
+
 use super::{
     Reply, Request,
     change::{change, report_note},
-    wire::{SnapshotInfo, SnapshotList},
 };
 use crate::{
     config::schema::{Document, SnapshotPolicy},
@@ -197,4 +198,32 @@ pub(super) fn restore(
         ),
         id: None,
     })
+}
+
+/// A group's snapshots (`sgctl snapshot list`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotList {
+    pub group: String,
+    /// When the scheduled snapshot of the rules before a change is
+    /// taken (RFC 3339, UTC), if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<String>,
+    pub snapshots: Vec<SnapshotInfo>,
+}
+
+/// One snapshot, without its rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub taken_at: String,
+    /// `associated` (the group became covered) or `changed` (the rules
+    /// before a change).
+    pub trigger: String,
+    pub inbound_rules: usize,
+    pub outbound_rules: usize,
+    pub retention_days: u32,
+    /// RFC 3339, UTC: deleted then.
+    pub expires_at: String,
+    pub policies: Vec<String>,
 }

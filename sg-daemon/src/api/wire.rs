@@ -350,64 +350,9 @@ pub enum Reply {
     /// What an import added, skipped and refused.
     Import(crate::ecs::ImportReport),
     SnapshotPolicies(Vec<schema::SnapshotPolicy>),
-    Snapshots(SnapshotList),
+    Snapshots(super::snapshot::SnapshotList),
     SnapshotDiff(Box<crate::snapshots::SnapshotDiff>),
-    Datastore(Box<DatastoreInfo>),
-}
-
-/// `sgctl datastore status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DatastoreInfo {
-    /// `file` or `etcd`.
-    pub kind: String,
-    /// The connection (etcd only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection: Option<crate::fleet::FleetStatus>,
-    /// The revision of the shared state in force.
-    pub applied_revision: i64,
-    /// Revisions the store is ahead of the state in force.
-    pub lag: i64,
-    /// Why the newest shared state is not in force, if it is not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rejected: Option<String>,
-    pub hosts: Vec<FleetHost>,
-}
-
-/// A host of the fleet, as it publishes itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FleetHost {
-    pub host_id: String,
-    pub this_host: bool,
-    pub interfaces: Vec<String>,
-    pub instances: Vec<String>,
-}
-
-/// A group's snapshots (`sgctl snapshot list`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotList {
-    pub group: String,
-    /// When the scheduled snapshot of the rules before a change is
-    /// taken (RFC 3339, UTC), if one is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_due: Option<String>,
-    pub snapshots: Vec<SnapshotInfo>,
-}
-
-/// One snapshot, without its rules.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotInfo {
-    pub id: String,
-    /// RFC 3339, UTC.
-    pub taken_at: String,
-    /// `associated` (the group became covered) or `changed` (the rules
-    /// before a change).
-    pub trigger: String,
-    pub inbound_rules: usize,
-    pub outbound_rules: usize,
-    pub retention_days: u32,
-    /// RFC 3339, UTC: deleted then.
-    pub expires_at: String,
-    pub policies: Vec<String>,
+    Datastore(Box<super::datastore::DatastoreInfo>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,14 +4,18 @@
 //! reason on stderr), 2 usage, 3 the daemon cannot be reached, 4 a health
 //! check found rules to look at (findings other than removed ones).
 //!
-//! `cli` holds the options and subcommands, `render` the tables, `export`
-//! the ECS files, `snapshot` the snapshot commands; this file
+//! `cli` holds the options and subcommands, `render` the tables (`operations` those of
+//! import and the health check), `export`
+//! the ECS files, `snapshot` the snapshot commands, `confirm` the
+//! question before what cannot be undone; this file
 //! turns a command into a request, sends it, prints the answer (or follows
 //! the drops) and sets the exit code.
 
 mod cli;
+mod confirm;
 mod datastore;
 mod export;
+mod operations;
 mod render;
 mod snapshot;
 
@@ -258,26 +262,6 @@ fn list_request(cmd: ListCmd, prefix: bool) -> (Request, View) {
     }
 }
 
-/// Asks before what cannot be undone: on a terminal, a `y` goes on;
-/// anywhere else (a script) `--yes` is required. `None`: go on; else the
-/// exit code.
-fn confirm(question: &str, action: &str, declined: &str) -> Option<ExitCode> {
-    use std::io::{BufRead as _, IsTerminal as _, Write as _};
-    if !std::io::stdin().is_terminal() {
-        eprintln!("sgctl: {action} needs confirmation: add --yes (stdin is not a terminal)");
-        return Some(ExitCode::from(2));
-    }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        return None;
-    }
-    eprintln!("sgctl: {declined}");
-    Some(ExitCode::from(EXIT_REFUSED))
-}
-
 /// What clap cannot say alone: a usage error (exit code 2) naming the flag.
 fn check(command: &Command) -> Result<(), clap::Error> {
     if let Command::Diagnose(d) = command
@@ -305,7 +289,7 @@ fn main() -> ExitCode {
         e.exit();
     }
     let confirmed = match &cli.command {
-        Command::Group(GroupCmd::Delete { group, yes: false }) => confirm(
+        Command::Group(GroupCmd::Delete { group, yes: false }) => confirm::ask(
             &format!("Delete security group {group}?"),
             &format!("deleting security group {group}"),
             "not deleted",

@@ -270,7 +270,7 @@ fn marked(side: &DirectionDiff) -> Vec<(char, &Rule)> {
 
 /// Asks before a restore (on a terminal; elsewhere `--yes` is needed).
 pub(crate) fn confirm_restore(group: &str, snapshot: &str) -> Option<std::process::ExitCode> {
-    super::confirm(
+    super::confirm::ask(
         &format!("Replace every rule of security group {group} with snapshot {snapshot}?"),
         &format!("restoring group {group} from a snapshot"),
         "not restored",
