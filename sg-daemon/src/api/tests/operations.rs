@@ -332,40 +332,27 @@ fn import_skips_priorities_over_100_and_refuses_invalid_files_whole() {
         f.store.document().group("sg-spare").unwrap().ingress.len(),
         1
     );
+    // `n` distinct rules, as CSV rows.
+    let rows = |n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                let port = format!("{}/{}", 1000 + i, 1000 + i);
+                row("ingress", "TCP", &port, "10.1.0.0/16", "1")
+            })
+            .collect()
+    };
     // More than 200 rules: the whole file refused.
-    let many: String = (0..201)
-        .map(|i| {
-            row(
-                "ingress",
-                "TCP",
-                &format!("{}/{}", 1000 + i, 1000 + i),
-                "10.1.0.0/16",
-                "1",
-            )
-        })
-        .collect();
     let e = f.err(import(
         "sg-spare",
         "csv",
-        &format!("{header}\n{many}"),
+        &format!("{header}\n{}", rows(201)),
         false,
     ));
     assert!(e.contains("201 rules") && e.contains("200"), "{e}");
     // 200 are fine.
-    let many: String = (0..200)
-        .map(|i| {
-            row(
-                "ingress",
-                "TCP",
-                &format!("{}/{}", 1000 + i, 1000 + i),
-                "10.1.0.0/16",
-                "1",
-            )
-        })
-        .collect();
     let r = import_report(
         &mut f,
-        import("sg-spare", "csv", &format!("{header}\n{many}"), true),
+        import("sg-spare", "csv", &format!("{header}\n{}", rows(200)), true),
     );
     assert_eq!(r.added.len(), 200, "{r:?}");
     // An unknown group, and a file that is neither format.
