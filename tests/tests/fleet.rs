@@ -272,6 +272,12 @@ fn membership_follows_bindings_and_leases() {
 
     a.ctl().ok(&["interface", "join", DATA_IF, "sg-app"]);
     until("A joined sg-app: A to B:80", a, b.v4(80), PASS);
+    // A group another host binds cannot be deleted from here.
+    let refused = b.ctl().refused(&["group", "delete", "sg-app", "--yes"]);
+    assert!(
+        refused.contains("other hosts bind it") && refused.contains(&a.id),
+        "{refused}"
+    );
 
     a.ctl().ok(&["interface", "leave", DATA_IF, "sg-app"]);
     until("A left sg-app: A to B:80", a, b.v4(80), DROPPED);

@@ -135,6 +135,21 @@ pub fn handle(
     into_response(result)
 }
 
+/// A fleet host refuses to delete a group other hosts bind (their
+/// bindings are theirs: the edit checks cannot see them).
+fn bound_elsewhere(state: &Store, request: &Request) -> Option<String> {
+    let Request::DeleteGroup { group } = request else {
+        return None;
+    };
+    let hosts = state.bound_elsewhere(group);
+    (!hosts.is_empty()).then(|| {
+        format!(
+            "group {group} cannot be deleted: other hosts bind it: {}",
+            hosts.join(", ")
+        )
+    })
+}
+
 fn into_response(result: Result<Reply, String>) -> Response {
     match result {
         Ok(reply) => Response::Ok(reply),
@@ -178,12 +193,6 @@ pub fn handle_desired(
         } => import::import(state, &group, &format, &content, dry_run, apply),
         Request::DatastoreStatus => Ok(datastore::status(state)),
         Request::DatastorePush { content } => datastore::push(state, &content),
-        Request::DeleteGroup { group } if !state.bound_elsewhere(&group).is_empty() => {
-            Err(format!(
-                "group {group} cannot be deleted: other hosts bind it: {}",
-                state.bound_elsewhere(&group).join(", ")
-            ))
-        }
         Request::ListSnapshotPolicies => Ok(Reply::SnapshotPolicies(
             state.document().snapshot_policy.clone(),
         )),
@@ -194,16 +203,19 @@ pub fn handle_desired(
         Request::RestoreSnapshot { group, snapshot } => {
             snapshot::restore(state, &group, &snapshot, apply)
         }
-        edit => {
-            let mut doc = state.document().clone();
-            match edit_document(&mut doc, edit) {
-                Err(e) => Err(e),
-                Ok((message, id)) => change(state, doc, apply).map(|report| Reply::Done {
-                    message: format!("{message}{}", report_note(&report)),
-                    id,
-                }),
+        edit => match bound_elsewhere(state, &edit) {
+            Some(refusal) => Err(refusal),
+            None => {
+                let mut doc = state.document().clone();
+                match edit_document(&mut doc, edit) {
+                    Err(e) => Err(e),
+                    Ok((message, id)) => change(state, doc, apply).map(|report| Reply::Done {
+                        message: format!("{message}{}", report_note(&report)),
+                        id,
+                    }),
+                }
             }
-        }
+        },
     };
     match &result {
         Ok(Reply::Done { message, .. }) => info!(verb, "api: {message}"),

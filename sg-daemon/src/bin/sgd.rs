@@ -143,6 +143,9 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
             let wait = due.saturating_sub(sg_daemon::snapshots::unix_now());
             tokio::time::Instant::now() + std::time::Duration::from_secs(wait)
         });
+        // Whether this turn may have changed the bindings or addresses in
+        // force (what a fleet host publishes): not a drop record or a scrape.
+        let mut applied = true;
         tokio::select! {
             _ = hangup.recv() => {
                 reload(&mut store, &mut daemon, &drop_log);
@@ -191,10 +194,12 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
                 }
             }
             Some(record) = drops_rx.recv() => {
+                applied = false;
                 let drop = drop_log.push(&daemon, &record);
                 tracing::debug!(?drop, "dropped");
             }
             Some(scrape) = scrape_rx.recv() => {
+                applied = false;
                 let fleet = store.fleet_status();
                 let fleet = fleet.as_ref().map(|(status, view, _)| (status, view.revision));
                 let text = sg_daemon::metrics::render(&daemon, fleet).unwrap_or_else(|e| {
@@ -221,7 +226,9 @@ async fn run(args: Args, config: sg_daemon::model::Config) -> anyhow::Result<()>
         }
         // A fleet host publishes its bindings as applied (no-op unless
         // they changed).
-        store.publish_bindings(daemon.addresses());
+        if applied {
+            store.publish_bindings(daemon.addresses());
+        }
     }
     notify(&[NotifyState::Stopping]);
     info!("sgd stopping; the pinned programs keep enforcing the last rules");

@@ -419,9 +419,10 @@ impl Store {
             }
         };
         if doc == self.doc && config == self.config {
+            // Nothing this host enforces changed (another host's record,
+            // an edit it made itself): the cached view still serves.
             link.rejected = None;
             link.view = view;
-            link.save_cache();
             return None;
         }
         let report = match apply(&config) {
