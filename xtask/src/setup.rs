@@ -4,6 +4,7 @@
 
 use crate::util::{self, cargo, output, run};
 use anyhow::{Result, bail};
+use std::path::Path;
 use std::process::Command;
 
 /// Debian packages: LLVM for bpf-linker to link against, `ip` and `ping` for
@@ -82,7 +83,16 @@ fn debian_packages() -> Result<()> {
         cmd
     };
     run(apt().arg("update"))?;
-    run(apt().args(["install", "-y"]).args(&missing))
+    run(apt().args(["install", "-y"]).args(&missing))?;
+    // etcd-server's package enables a service on the host's own network;
+    // the fleet tests start etcd in namespaces only, so it is stopped and
+    // disabled again (where systemd runs; elsewhere nothing started it).
+    if missing.contains(&"etcd-server") && Path::new("/run/systemd/system").exists() {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "etcd"])
+            .status();
+    }
+    Ok(())
 }
 
 /// aya-build compiles sg-ebpf with `-Z build-std`, which needs nightly's source.
